@@ -21,12 +21,16 @@ pub const AUTOMATED_USER: &str = "kargo-controller";
 
 /// Name of an Application (for messages).
 pub fn app_name(app: &Value) -> &str {
-    app.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default()
+    app.pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
 }
 
 /// Namespace of an Application.
 pub fn app_namespace(app: &Value) -> &str {
-    app.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default()
+    app.pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
 }
 
 /// An annotation value of an Application.
@@ -36,12 +40,18 @@ pub fn annotation<'a>(app: &'a Value, key: &str) -> Option<&'a str> {
 
 /// Whether the Application is multi-source (`spec.sources` non-empty wins over `spec.source`).
 pub fn is_multi_source(app: &Value) -> bool {
-    app.pointer("/spec/sources").and_then(Value::as_array).is_some_and(|s| !s.is_empty())
+    app.pointer("/spec/sources")
+        .and_then(Value::as_array)
+        .is_some_and(|s| !s.is_empty())
 }
 
 /// The Application's sources, in order: `spec.sources`, or `[spec.source]`.
 pub fn sources(app: &Value) -> Vec<&Value> {
-    if let Some(list) = app.pointer("/spec/sources").and_then(Value::as_array).filter(|s| !s.is_empty()) {
+    if let Some(list) = app
+        .pointer("/spec/sources")
+        .and_then(Value::as_array)
+        .filter(|s| !s.is_empty())
+    {
         return list.iter().collect();
     }
     app.pointer("/spec/source").into_iter().collect()
@@ -80,7 +90,8 @@ pub fn is_promotion_write(old: Option<&Value>, new: &Value) -> bool {
 
 /// Phase of `status.operationState`, if any.
 pub fn operation_phase(app: &Value) -> Option<&str> {
-    app.pointer("/status/operationState/phase").and_then(Value::as_str)
+    app.pointer("/status/operationState/phase")
+        .and_then(Value::as_str)
 }
 
 /// Whether an operation is in progress (`Running` or `Terminating`), Argo CD's own rule.
@@ -156,8 +167,14 @@ pub struct HelmParameter {
 }
 
 fn source_matches(source: &Value, update: &SourceUpdate) -> bool {
-    let repo = source.get("repoURL").and_then(Value::as_str).unwrap_or_default();
-    let chart = source.get("chart").and_then(Value::as_str).unwrap_or_default();
+    let repo = source
+        .get("repoURL")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let chart = source
+        .get("chart")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if !chart.is_empty() || !update.chart.is_empty() {
         return repo == update.repo_url && chart == update.chart;
     }
@@ -188,7 +205,11 @@ pub fn updated_sources(app: &Value, updates: &[SourceUpdate]) -> Result<Vec<Valu
     let mut out: Vec<Value> = sources(app).into_iter().cloned().collect();
     for u in updates {
         let Some(source) = out.iter_mut().find(|s| source_matches(s, u)) else {
-            let chart = if u.chart.is_empty() { String::new() } else { format!(" and chart \"{}\"", u.chart) };
+            let chart = if u.chart.is_empty() {
+                String::new()
+            } else {
+                format!(" and chart \"{}\"", u.chart)
+            };
             return Err(Error::Application {
                 app: app_name(app).to_owned(),
                 reason: format!(
@@ -199,7 +220,9 @@ pub fn updated_sources(app: &Value, updates: &[SourceUpdate]) -> Result<Vec<Valu
                 ),
             });
         };
-        let Some(obj) = source.as_object_mut() else { continue };
+        let Some(obj) = source.as_object_mut() else {
+            continue;
+        };
         if u.update_target_revision && !u.desired_revision.is_empty() {
             obj.insert("targetRevision".into(), json!(u.desired_revision));
         }
@@ -231,7 +254,10 @@ pub fn updated_sources(app: &Value, updates: &[SourceUpdate]) -> Result<Vec<Valu
                 let params = helm.entry("parameters").or_insert_with(|| json!([]));
                 if let Some(params) = params.as_array_mut() {
                     for p in &h.images {
-                        match params.iter_mut().find(|x| x.get("name").and_then(Value::as_str) == Some(&p.key)) {
+                        match params
+                            .iter_mut()
+                            .find(|x| x.get("name").and_then(Value::as_str) == Some(&p.key))
+                        {
                             Some(existing) => {
                                 if let Some(e) = existing.as_object_mut() {
                                     e.insert("value".into(), json!(p.value));
@@ -264,7 +290,12 @@ pub struct SyncRequest<'a> {
 /// revisions index-aligned with them. Single-source Applications get `sync.revision` (when a
 /// revision is desired); multi-source ones get `sync.revisions` with one entry per source, empty
 /// slots filled from that source's `targetRevision` (Argo CD needs every position).
-pub fn build_operation(app: &Value, sources: &[Value], desired: &[String], req: &SyncRequest<'_>) -> Value {
+pub fn build_operation(
+    app: &Value,
+    sources: &[Value],
+    desired: &[String],
+    req: &SyncRequest<'_>,
+) -> Value {
     let initiated_by = match req.actor {
         Some(user) => json!({ "username": user }),
         None => json!({ "username": AUTOMATED_USER, "automated": true }),
@@ -277,7 +308,11 @@ pub fn build_operation(app: &Value, sources: &[Value], desired: &[String], req: 
             .map(|(i, s)| {
                 let d = desired.get(i).map(String::as_str).unwrap_or_default();
                 if d.is_empty() {
-                    json!(s.get("targetRevision").and_then(Value::as_str).unwrap_or_default())
+                    json!(
+                        s.get("targetRevision")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                    )
                 } else {
                     json!(d)
                 }
@@ -289,7 +324,10 @@ pub fn build_operation(app: &Value, sources: &[Value], desired: &[String], req: 
     } else if let Some(d) = desired.first().filter(|d| !d.is_empty()) {
         sync.insert("revision".into(), json!(d));
     }
-    if let Some(opts) = app.pointer("/spec/syncPolicy/syncOptions").filter(|o| o.as_array().is_some_and(|a| !a.is_empty())) {
+    if let Some(opts) = app
+        .pointer("/spec/syncPolicy/syncOptions")
+        .filter(|o| o.as_array().is_some_and(|a| !a.is_empty()))
+    {
         sync.insert("syncOptions".into(), opts.clone());
     }
     let mut op = json!({
@@ -320,9 +358,16 @@ pub struct SyncPatch {
 
 /// Build the merge patch that updates sources, sets the refresh annotation, writes the operation
 /// and clears `status.operationState`, guarded by the live object's `resourceVersion`.
-pub fn build_sync_patch(app: &Value, updates: &[SourceUpdate], req: &SyncRequest<'_>) -> Result<SyncPatch, Error> {
+pub fn build_sync_patch(
+    app: &Value,
+    updates: &[SourceUpdate],
+    req: &SyncRequest<'_>,
+) -> Result<SyncPatch, Error> {
     if !app.is_object() {
-        return Err(Error::Application { app: String::new(), reason: "the Application is not a JSON object".into() });
+        return Err(Error::Application {
+            app: String::new(),
+            reason: "the Application is not a JSON object".into(),
+        });
     }
     if sources(app).is_empty() {
         return Err(Error::Application {
@@ -353,7 +398,11 @@ pub fn build_sync_patch(app: &Value, updates: &[SourceUpdate], req: &SyncRequest
     if app.get("status").is_some_and(|s| !s.is_null()) {
         patch["status"] = json!({ "operationState": null });
     }
-    Ok(SyncPatch { operation: patch["operation"].clone(), desired_revisions: desired, merge_patch: patch })
+    Ok(SyncPatch {
+        operation: patch["operation"].clone(),
+        desired_revisions: desired,
+        merge_patch: patch,
+    })
 }
 
 /// Apply an RFC 7386 JSON merge patch (used to preview and to test what a patch does).
@@ -416,7 +465,11 @@ mod tests {
     }
 
     fn req() -> SyncRequest<'static> {
-        SyncRequest { promotion: "test.01h.abc1234", project: "demo", actor: Some("alice") }
+        SyncRequest {
+            promotion: "test.01h.abc1234",
+            project: "demo",
+            actor: Some("alice"),
+        }
     }
 
     #[test]
@@ -427,7 +480,11 @@ mod tests {
             desired_revision: "abc123".into(),
             update_target_revision: true,
             kustomize: Some(KustomizeUpdate {
-                images: vec![KustomizeImage { repo_url: "nginx".into(), tag: "1.25.0".into(), ..Default::default() }],
+                images: vec![KustomizeImage {
+                    repo_url: "nginx".into(),
+                    tag: "1.25.0".into(),
+                    ..Default::default()
+                }],
             }),
             ..Default::default()
         }];
@@ -435,11 +492,17 @@ mod tests {
         let p = build_sync_patch(&app, &updates, &req()).unwrap();
         assert_eq!(p.desired_revisions, vec![String::new()]);
         assert_eq!(p.merge_patch["metadata"]["resourceVersion"], "42");
-        assert_eq!(p.merge_patch["metadata"]["annotations"], json!({ "argocd.argoproj.io/refresh": "hard" }));
+        assert_eq!(
+            p.merge_patch["metadata"]["annotations"],
+            json!({ "argocd.argoproj.io/refresh": "hard" })
+        );
         assert_eq!(p.merge_patch["status"], json!({ "operationState": null }));
         let src = &p.merge_patch["spec"]["source"];
         assert_eq!(src["targetRevision"], "abc123");
-        assert_eq!(src["kustomize"], json!({ "namePrefix": "t-", "images": ["nginx:1.25.0"] }));
+        assert_eq!(
+            src["kustomize"],
+            json!({ "namePrefix": "t-", "images": ["nginx:1.25.0"] })
+        );
         assert_eq!(src["futureArgoField"], json!({ "x": 1 }));
         assert_eq!(
             p.operation,
@@ -470,10 +533,24 @@ mod tests {
             desired_revision: "abc123".into(),
             ..Default::default()
         }];
-        let p = build_sync_patch(&app, &updates, &SyncRequest { actor: None, ..req() }).unwrap();
+        let p = build_sync_patch(
+            &app,
+            &updates,
+            &SyncRequest {
+                actor: None,
+                ..req()
+            },
+        )
+        .unwrap();
         assert_eq!(p.operation["sync"]["revision"], "abc123");
-        assert_eq!(p.operation["initiatedBy"], json!({ "username": AUTOMATED_USER, "automated": true }));
-        assert!(p.merge_patch.get("spec").is_none(), "nothing to change in the source");
+        assert_eq!(
+            p.operation["initiatedBy"],
+            json!({ "username": AUTOMATED_USER, "automated": true })
+        );
+        assert!(
+            p.merge_patch.get("spec").is_none(),
+            "nothing to change in the source"
+        );
     }
 
     #[test]
@@ -490,16 +567,28 @@ mod tests {
                 chart: "redis".into(),
                 helm: Some(HelmUpdate {
                     images: vec![
-                        HelmParameter { key: "image.tag".into(), value: "2".into() },
-                        HelmParameter { key: "new".into(), value: "x".into() },
+                        HelmParameter {
+                            key: "image.tag".into(),
+                            value: "2".into(),
+                        },
+                        HelmParameter {
+                            key: "new".into(),
+                            value: "x".into(),
+                        },
                     ],
                 }),
                 ..Default::default()
             },
         ];
         let p = build_sync_patch(&app, &updates, &req()).unwrap();
-        assert_eq!(p.desired_revisions, vec!["".to_string(), "deadbeef".to_string()]);
-        assert_eq!(p.operation["sync"]["revisions"], json!(["18.0.0", "deadbeef"]));
+        assert_eq!(
+            p.desired_revisions,
+            vec!["".to_string(), "deadbeef".to_string()]
+        );
+        assert_eq!(
+            p.operation["sync"]["revisions"],
+            json!(["18.0.0", "deadbeef"])
+        );
         assert!(p.operation["sync"].get("revision").is_none());
         assert_eq!(
             p.merge_patch["spec"]["sources"][0]["helm"]["parameters"],
@@ -512,8 +601,14 @@ mod tests {
     #[test]
     fn unmatched_update_is_an_error_naming_the_source() {
         let app = multi();
-        let updates = vec![SourceUpdate { repo_url: "https://charts.example.com".into(), chart: "nginx".into(), ..Default::default() }];
-        let e = build_sync_patch(&app, &updates, &req()).unwrap_err().to_string();
+        let updates = vec![SourceUpdate {
+            repo_url: "https://charts.example.com".into(),
+            chart: "nginx".into(),
+            ..Default::default()
+        }];
+        let e = build_sync_patch(&app, &updates, &req())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("\"m\"") && e.contains("chart \"nginx\""), "{e}");
         assert!(build_sync_patch(&json!({"metadata": {"name": "x"}}), &[], &req()).is_err());
         assert!(build_sync_patch(&json!([]), &[], &req()).is_err());
@@ -525,11 +620,17 @@ mod tests {
         new["operation"] = build_operation(&new, &[], &[], &req());
         assert!(is_promotion_write(Some(&single()), &new));
         assert!(is_promotion_write(None, &new));
-        assert!(!is_promotion_write(Some(&new), &new), "same promotion already there");
+        assert!(
+            !is_promotion_write(Some(&new), &new),
+            "same promotion already there"
+        );
         let mut other = new.clone();
         other["operation"]["info"][1]["value"] = json!("other");
         assert!(is_promotion_write(Some(&other), &new));
-        assert!(!is_promotion_write(Some(&new), &single()), "Argo CD clearing the operation");
+        assert!(
+            !is_promotion_write(Some(&new), &single()),
+            "Argo CD clearing the operation"
+        );
         assert_eq!(operation_project(new.get("operation")), Some("demo"));
     }
 

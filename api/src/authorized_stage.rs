@@ -4,7 +4,6 @@
 //! entries skipped, any `*` rejected (globs were removed in v1.0), exact match only.
 
 use crate::Error;
-use crate::keys::AUTHORIZED_STAGE;
 
 /// One authorized `<project>:<stage>` entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,7 +36,10 @@ pub fn parse(value: &str) -> Result<Vec<AuthorizedStage>, String> {
                 "invalid authorized Stage {entry:?}: deprecated glob expressions are no longer supported"
             ));
         }
-        out.push(AuthorizedStage { project: project.to_owned(), stage: stage.to_owned() });
+        out.push(AuthorizedStage {
+            project: project.to_owned(),
+            stage: stage.to_owned(),
+        });
     }
     if out.is_empty() {
         return Err(format!("no authorized Stages found in {value:?}"));
@@ -66,20 +68,23 @@ pub fn authorize(
         namespace: app_namespace.to_owned(),
         stage: stage.to_owned(),
         project: project.to_owned(),
-        annotation: AUTHORIZED_STAGE,
-        expected: expected_value(project, stage),
     };
     let Some(value) = annotation else {
         return Err(not_authorized());
     };
     let entries = parse(value).map_err(|reason| Error::ParseAuthorizedStage {
-        annotation: AUTHORIZED_STAGE,
         value: value.to_owned(),
         app: app.to_owned(),
         namespace: app_namespace.to_owned(),
-        reason: format!("{reason}; hint: use a comma-separated list such as \"{}\"", expected_value(project, stage)),
+        reason: format!(
+            "{reason}; hint: use a comma-separated list such as \"{}\"",
+            expected_value(project, stage)
+        ),
     })?;
-    if entries.iter().any(|e| e.project == project && e.stage == stage) {
+    if entries
+        .iter()
+        .any(|e| e.project == project && e.stage == stage)
+    {
         Ok(())
     } else {
         Err(not_authorized())
@@ -132,30 +137,59 @@ mod tests {
         );
         assert_eq!(
             parse("p:*").err().as_deref(),
-            Some("invalid authorized Stage \"p:*\": deprecated glob expressions are no longer supported")
+            Some(
+                "invalid authorized Stage \"p:*\": deprecated glob expressions are no longer supported"
+            )
         );
-        assert_eq!(parse(" , ").err().as_deref(), Some("no authorized Stages found in \" , \""));
+        assert_eq!(
+            parse(" , ").err().as_deref(),
+            Some("no authorized Stages found in \" , \"")
+        );
         assert_eq!(
             parse("a:b, c : d").ok(),
             Some(vec![
-                AuthorizedStage { project: "a".into(), stage: "b".into() },
-                AuthorizedStage { project: "c".into(), stage: "d".into() },
+                AuthorizedStage {
+                    project: "a".into(),
+                    stage: "b".into()
+                },
+                AuthorizedStage {
+                    project: "c".into(),
+                    stage: "d".into()
+                },
             ])
         );
     }
 
     #[test]
     fn errors_name_the_app_and_the_fix() {
-        let e = authorize(Some("kargo-demo:prod"), "guestbook-test", "argocd", "kargo-demo", "test")
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
+        let e = authorize(
+            Some("kargo-demo:prod"),
+            "guestbook-test",
+            "argocd",
+            "kargo-demo",
+            "test",
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
         assert!(e.contains("\"guestbook-test\""), "{e}");
-        assert!(e.contains("kargo.akuity.io/authorized-stage: \"kargo-demo:test\""), "{e}");
-        let e = authorize(Some("kargo-demo:*"), "guestbook-test", "argocd", "kargo-demo", "test")
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
-        assert!(e.contains("guestbook-test") && e.contains("glob") && e.contains("\"kargo-demo:test\""), "{e}");
+        assert!(
+            e.contains("kargo.akuity.io/authorized-stage: \"kargo-demo:test\""),
+            "{e}"
+        );
+        let e = authorize(
+            Some("kargo-demo:*"),
+            "guestbook-test",
+            "argocd",
+            "kargo-demo",
+            "test",
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(
+            e.contains("guestbook-test") && e.contains("glob") && e.contains("\"kargo-demo:test\""),
+            "{e}"
+        );
     }
 }

@@ -38,7 +38,10 @@ impl Availability {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Unavailable {
     /// The Freight lives in another project.
-    OtherProject { freight_project: String, stage_project: String },
+    OtherProject {
+        freight_project: String,
+        stage_project: String,
+    },
     /// The Stage does not request Freight from this origin.
     OriginNotRequested { origin: String },
     /// Upstream verification (or soak) is missing.
@@ -59,17 +62,31 @@ pub enum Unavailable {
 impl std::fmt::Display for Unavailable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::OtherProject { freight_project, stage_project } => write!(
+            Self::OtherProject {
+                freight_project,
+                stage_project,
+            } => write!(
                 f,
                 "the Freight is in project \"{freight_project}\" but the Stage is in project \"{stage_project}\""
             ),
             Self::OriginNotRequested { origin } => {
-                write!(f, "the Stage does not request Freight from origin \"{origin}\"")
+                write!(
+                    f,
+                    "the Stage does not request Freight from origin \"{origin}\""
+                )
             }
-            Self::NeedsUpstream { all, unverified, soaking } => {
+            Self::NeedsUpstream {
+                all,
+                unverified,
+                soaking,
+            } => {
                 let mut parts = Vec::new();
                 if !unverified.is_empty() {
-                    let list = unverified.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ");
+                    let list = unverified
+                        .iter()
+                        .map(|s| format!("\"{s}\""))
+                        .collect::<Vec<_>>()
+                        .join(", ");
                     parts.push(if *all || unverified.len() == 1 {
                         format!("it must first be verified in {list}")
                     } else {
@@ -126,18 +143,32 @@ pub fn check(stage: &Stage, freight: &Freight, now: Timestamp) -> Availability {
             stage_project: stage_project.to_owned(),
         });
     }
-    let mut last = Unavailable::OriginNotRequested { origin: freight.origin.to_string() };
-    for req in stage.spec.requested_freight.iter().filter(|r| r.origin == freight.origin) {
+    let mut last = Unavailable::OriginNotRequested {
+        origin: freight.origin.to_string(),
+    };
+    for req in stage
+        .spec
+        .requested_freight
+        .iter()
+        .filter(|r| r.origin == freight.origin)
+    {
         if freight.is_approved_for(stage.name()) {
             return Availability::Approved;
         }
         if req.sources.direct {
             return Availability::Direct;
         }
-        let soak = match req.sources.required_soak_time.as_deref().map(duration::parse) {
+        let soak = match req
+            .sources
+            .required_soak_time
+            .as_deref()
+            .map(duration::parse)
+        {
             None => None,
             Some(Ok(d)) => Some(d),
-            Some(Err(e)) => return Availability::Unavailable(Unavailable::BadSoakTime(e.to_string())),
+            Some(Err(e)) => {
+                return Availability::Unavailable(Unavailable::BadSoakTime(e.to_string()));
+            }
         };
         let all = req.sources.availability_strategy == "All";
         let mut unverified = Vec::new();
@@ -155,14 +186,22 @@ pub fn check(stage: &Stage, freight: &Freight, now: Timestamp) -> Availability {
             }
         }
         // Kargo: `All` with no upstream Stages is vacuously satisfied.
-        let ok = if all { unverified.is_empty() && soaking.is_empty() } else { satisfied > 0 };
+        let ok = if all {
+            unverified.is_empty() && soaking.is_empty()
+        } else {
+            satisfied > 0
+        };
         if ok {
             return Availability::VerifiedUpstream;
         }
         last = if req.sources.stages.is_empty() {
             Unavailable::NoSources
         } else {
-            Unavailable::NeedsUpstream { all, unverified, soaking }
+            Unavailable::NeedsUpstream {
+                all,
+                unverified,
+                soaking,
+            }
         };
     }
     Availability::Unavailable(last)
@@ -174,7 +213,7 @@ mod tests {
     use crate::types::*;
 
     fn ts(s: &str) -> Timestamp {
-        s.parse().unwrap_or_else(|_| Timestamp::UNIX_EPOCH)
+        s.parse().unwrap_or(Timestamp::UNIX_EPOCH)
     }
 
     fn stage(sources: FreightSources) -> Stage {
@@ -201,7 +240,10 @@ mod tests {
     fn verified(f: &mut Freight, stage: &str, longest: Option<&str>) {
         f.status.verified_in.insert(
             stage.into(),
-            VerifiedStage { verified_at: None, longest_completed_soak: longest.map(str::to_owned) },
+            VerifiedStage {
+                verified_at: None,
+                longest_completed_soak: longest.map(str::to_owned),
+            },
         );
     }
 
@@ -219,18 +261,26 @@ mod tests {
     #[test]
     fn direct_and_approved() {
         let f = freight();
-        let s = stage(FreightSources { direct: true, ..Default::default() });
+        let s = stage(FreightSources {
+            direct: true,
+            ..Default::default()
+        });
         assert_eq!(check(&s, &f, ts(NOW)), Availability::Direct);
         let s = stage(upstream(&["test"], false, None));
         assert!(!check(&s, &f, ts(NOW)).is_available());
         let mut f = freight();
-        f.status.approved_for.insert("prod".into(), ApprovedStage::default());
+        f.status
+            .approved_for
+            .insert("prod".into(), ApprovedStage::default());
         assert_eq!(check(&s, &f, ts(NOW)), Availability::Approved);
     }
 
     #[test]
     fn other_project_or_origin_is_unavailable() {
-        let s = stage(FreightSources { direct: true, ..Default::default() });
+        let s = stage(FreightSources {
+            direct: true,
+            ..Default::default()
+        });
         let mut f = freight();
         f.metadata.namespace = Some("other".into());
         assert!(!check(&s, &f, ts(NOW)).is_available());
@@ -263,8 +313,13 @@ mod tests {
     fn unverified_message_names_upstreams() {
         let f = freight();
         let s = stage(upstream(&["test-a", "test-b"], false, None));
-        let Availability::Unavailable(u) = check(&s, &f, ts(NOW)) else { panic!("available") };
-        assert_eq!(u.to_string(), "it must first be verified in one of \"test-a\", \"test-b\"");
+        let Availability::Unavailable(u) = check(&s, &f, ts(NOW)) else {
+            panic!("available")
+        };
+        assert_eq!(
+            u.to_string(),
+            "it must first be verified in one of \"test-a\", \"test-b\""
+        );
     }
 
     #[test]
@@ -272,11 +327,15 @@ mod tests {
         let s = stage(upstream(&["test"], false, Some("1h")));
         let mut f = freight();
         verified(&mut f, "test", Some("30m0s"));
-        let Availability::Unavailable(u) = check(&s, &f, ts(NOW)) else { panic!("available") };
+        let Availability::Unavailable(u) = check(&s, &f, ts(NOW)) else {
+            panic!("available")
+        };
         assert_eq!(u.to_string(), "it must soak in \"test\" for another 30m0s");
         f.status.currently_in.insert(
             "test".into(),
-            CurrentStage { since: Some(Time(ts("2026-01-01T10:30:00Z"))) },
+            CurrentStage {
+                since: Some(Time(ts("2026-01-01T10:30:00Z"))),
+            },
         );
         assert_eq!(check(&s, &f, ts(NOW)), Availability::VerifiedUpstream);
         let mut f = freight();

@@ -5,10 +5,9 @@
 pub enum Error {
     /// The `authorized-stage` annotation value could not be parsed.
     #[error(
-        "unable to parse value of annotation \"{annotation}\" ({value:?}) on Argo CD Application \"{app}\" in namespace \"{namespace}\": {reason}"
+        "unable to parse value of annotation \"kargo.akuity.io/authorized-stage\" ({value:?}) on Argo CD Application \"{app}\" in namespace \"{namespace}\": {reason}"
     )]
     ParseAuthorizedStage {
-        annotation: &'static str,
         value: String,
         app: String,
         namespace: String,
@@ -16,18 +15,18 @@ pub enum Error {
     },
     /// The Application does not list the Stage in its `authorized-stage` annotation.
     #[error(
-        "Argo CD Application \"{app}\" in namespace \"{namespace}\" does not permit mutation by Kargo Stage \"{stage}\" in namespace \"{project}\"; hint: annotate it with {annotation}: \"{expected}\""
+        "Argo CD Application \"{app}\" in namespace \"{namespace}\" does not permit mutation by Kargo Stage \"{stage}\" in namespace \"{project}\"; hint: annotate it with kargo.akuity.io/authorized-stage: \"{project}:{stage}\" (add it to a comma-separated list to authorize several Stages)"
     )]
     StageNotAuthorized {
         app: String,
         namespace: String,
         stage: String,
         project: String,
-        annotation: &'static str,
-        expected: String,
     },
     /// A Go-style duration (`1h30m`) could not be parsed.
-    #[error("invalid duration {0:?}: expected a sequence of <number><unit> with units h, m, s, ms, us or ns, e.g. \"1h30m\"")]
+    #[error(
+        "invalid duration {0:?}: expected a sequence of <number><unit> with units h, m, s, ms, us or ns, e.g. \"1h30m\""
+    )]
     ParseDuration(String),
     /// A Promotion name cannot be generated from these inputs.
     #[error("cannot name a Promotion: {0}")]

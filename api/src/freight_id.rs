@@ -23,7 +23,11 @@ pub fn image_part(i: &Image) -> String {
 
 /// The hash input part of one chart: normalized repo joined with the name, and the version.
 pub fn chart_part(c: &Chart) -> String {
-    format!("{}:{}", go_path_join(&[&normalize_chart(&c.repo_url), &c.name]), c.version)
+    format!(
+        "{}:{}",
+        go_path_join(&[&normalize_chart(&c.repo_url), &c.name]),
+        c.version
+    )
 }
 
 /// The hash input part of one generic artifact.
@@ -72,15 +76,29 @@ mod tests {
     }
 
     fn commit(repo: &str, tag: &str, id: &str) -> GitCommit {
-        GitCommit { repo_url: repo.into(), tag: tag.into(), id: id.into(), ..Default::default() }
+        GitCommit {
+            repo_url: repo.into(),
+            tag: tag.into(),
+            id: id.into(),
+            ..Default::default()
+        }
     }
 
     fn image(repo: &str, tag: &str, digest: &str) -> Image {
-        Image { repo_url: repo.into(), tag: tag.into(), digest: digest.into(), ..Default::default() }
+        Image {
+            repo_url: repo.into(),
+            tag: tag.into(),
+            digest: digest.into(),
+            ..Default::default()
+        }
     }
 
     fn chart(repo: &str, name: &str, version: &str) -> Chart {
-        Chart { repo_url: repo.into(), name: name.into(), version: version.into() }
+        Chart {
+            repo_url: repo.into(),
+            name: name.into(),
+            version: version.into(),
+        }
     }
 
     /// The vector of the issue (computed from Kargo's algorithm).
@@ -101,32 +119,64 @@ mod tests {
         let sha = "abc123def4567890abc123def4567890abc123de";
         let cases: Vec<(Freight, &str, &str)> = vec![
             (
-                freight(vec![commit("https://github.com/example/repo.git", "", sha)], vec![], vec![]),
+                freight(
+                    vec![commit("https://github.com/example/repo.git", "", sha)],
+                    vec![],
+                    vec![],
+                ),
                 "Warehouse/my-warehouse:https://github.com/example/repo:abc123def4567890abc123def4567890abc123de",
                 "a76a4add857fbf04bf4f601c7968360c2b6f099a",
             ),
             (
-                freight(vec![commit("https://user:s3cret@GitHub.com/Example/Repo/", "v1.2.3", sha)], vec![], vec![]),
+                freight(
+                    vec![commit(
+                        "https://user:s3cret@GitHub.com/Example/Repo/",
+                        "v1.2.3",
+                        sha,
+                    )],
+                    vec![],
+                    vec![],
+                ),
                 "Warehouse/my-warehouse:https://github.com/example/repo:v1.2.3:abc123def4567890abc123def4567890abc123de",
                 "e11b680b4090125a9c2b5c2a44a1adba7c98441b",
             ),
             (
-                freight(vec![commit("git@github.com:example/repo.git", "", sha)], vec![], vec![]),
+                freight(
+                    vec![commit("git@github.com:example/repo.git", "", sha)],
+                    vec![],
+                    vec![],
+                ),
                 "Warehouse/my-warehouse:ssh://git@github.com/example/repo:abc123def4567890abc123def4567890abc123de",
                 "1b2d4d73bab71e42d73cdcab2872a2e2def1c1dc",
             ),
             (
-                freight(vec![commit("ssh://git@localhost:2222/example/repo.git", "v2", sha)], vec![], vec![]),
+                freight(
+                    vec![commit(
+                        "ssh://git@localhost:2222/example/repo.git",
+                        "v2",
+                        sha,
+                    )],
+                    vec![],
+                    vec![],
+                ),
                 "Warehouse/my-warehouse:ssh://git@localhost:2222/example/repo:v2:abc123def4567890abc123def4567890abc123de",
                 "f5a19f27bc659f1a8df533a4ad9bf8fb6d359ed4",
             ),
             (
-                freight(vec![], vec![], vec![chart("https://charts.example.com", "nginx", "1.0.0")]),
+                freight(
+                    vec![],
+                    vec![],
+                    vec![chart("https://charts.example.com", "nginx", "1.0.0")],
+                ),
                 "Warehouse/my-warehouse:https:/charts.example.com/nginx:1.0.0",
                 "160b6144e828f2e017f5e3da8c9621dd977e34ae",
             ),
             (
-                freight(vec![], vec![], vec![chart("oci://ghcr.io/Example/charts/nginx", "", "2.1.0")]),
+                freight(
+                    vec![],
+                    vec![],
+                    vec![chart("oci://ghcr.io/Example/charts/nginx", "", "2.1.0")],
+                ),
                 "Warehouse/my-warehouse:ghcr.io/example/charts/nginx:2.1.0",
                 "eefed095ebb8a4217283295f38589be785ca65dc",
             ),
@@ -137,22 +187,37 @@ mod tests {
                         image("ghcr.io/example/app", "1.0.0", "sha256:0123"),
                         image("nginx", "1.25.0", ""),
                     ],
-                    vec![chart("oci://registry-1.docker.io/bitnamicharts/redis", "", "18.0.0")],
+                    vec![chart(
+                        "oci://registry-1.docker.io/bitnamicharts/redis",
+                        "",
+                        "18.0.0",
+                    )],
                 ),
                 "Warehouse/my-warehouse:bitnamicharts/redis:18.0.0|ghcr.io/example/app:1.0.0@sha256:0123|https://github.com/example/repo:abc123def4567890abc123def4567890abc123de|nginx:1.25.0@",
                 "dabd3eec1aa12b29864b36ac83b649850467c6cb",
             ),
         ];
         for (f, input, id) in &cases {
-            assert_eq!(&hash_input(&f.origin, &f.commits, &f.images, &f.charts, &f.artifacts), input);
+            assert_eq!(
+                &hash_input(&f.origin, &f.commits, &f.images, &f.charts, &f.artifacts),
+                input
+            );
             assert_eq!(freight_id(f), *id, "hash of {input}");
         }
     }
 
     #[test]
     fn order_of_artifacts_does_not_matter() {
-        let a = freight(vec![], vec![image("a", "1", ""), image("b", "2", "")], vec![]);
-        let b = freight(vec![], vec![image("b", "2", ""), image("a", "1", "")], vec![]);
+        let a = freight(
+            vec![],
+            vec![image("a", "1", ""), image("b", "2", "")],
+            vec![],
+        );
+        let b = freight(
+            vec![],
+            vec![image("b", "2", ""), image("a", "1", "")],
+            vec![],
+        );
         assert_eq!(freight_id(&a), freight_id(&b));
     }
 

@@ -7,10 +7,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::types::{
-    FreightOrigin, FreightRequest, FreightSources, PromotionStep, Stage, is_false,
-};
 use crate::Error;
+use crate::types::{FreightOrigin, FreightRequest, FreightSources, PromotionStep, Stage, is_false};
 
 /// Legacy: where a Stage gets Freight from.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -42,7 +40,11 @@ pub struct PromotionMechanisms {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub git_repo_updates: Vec<GitRepoUpdate>,
     /// ArgoCDAppUpdates: Argo CD Applications to sync.
-    #[serde(rename = "argoCDAppUpdates", default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "argoCDAppUpdates",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub argocd_app_updates: Vec<ArgoCDAppUpdate>,
 }
 
@@ -243,7 +245,9 @@ pub fn is_legacy(stage: &Stage) -> bool {
 fn image_expr(image: &str, value: &str) -> Result<String, String> {
     let repo = serde_json::to_string(image).map_err(|e| e.to_string())?;
     Ok(match value {
-        "ImageAndTag" => format!("${{{{ imageFrom({repo}).RepoURL }}}}:${{{{ imageFrom({repo}).Tag }}}}"),
+        "ImageAndTag" => {
+            format!("${{{{ imageFrom({repo}).RepoURL }}}}:${{{{ imageFrom({repo}).Tag }}}}")
+        }
         "Tag" => format!("${{{{ imageFrom({repo}).Tag }}}}"),
         "ImageAndDigest" => {
             format!("${{{{ imageFrom({repo}).RepoURL }}}}@${{{{ imageFrom({repo}).Digest }}}}")
@@ -258,7 +262,12 @@ fn image_expr(image: &str, value: &str) -> Result<String, String> {
 }
 
 fn step(uses: &str, alias: String, config: Value) -> PromotionStep {
-    PromotionStep { uses: uses.to_owned(), alias, config: Some(config), ..Default::default() }
+    PromotionStep {
+        uses: uses.to_owned(),
+        alias,
+        config: Some(config),
+        ..Default::default()
+    }
 }
 
 /// Translate a legacy Stage into the modern `requestedFreight` and promotion steps.
@@ -269,15 +278,25 @@ pub fn translate(
     stage: &Stage,
     upstream_origin: impl Fn(&str) -> Option<FreightOrigin>,
 ) -> Result<(Vec<FreightRequest>, Vec<PromotionStep>), Error> {
-    let fail = |reason: String| Error::Legacy { stage: stage.name().to_owned(), reason };
+    let fail = |reason: String| Error::Legacy {
+        stage: stage.name().to_owned(),
+        reason,
+    };
     let requested = match &stage.spec.subscriptions {
         None => stage.spec.requested_freight.clone(),
         Some(subs) if !subs.warehouse.is_empty() => vec![FreightRequest {
             origin: FreightOrigin::warehouse(&subs.warehouse),
-            sources: FreightSources { direct: true, ..Default::default() },
+            sources: FreightSources {
+                direct: true,
+                ..Default::default()
+            },
         }],
         Some(subs) if !subs.upstream_stages.is_empty() => {
-            let names: Vec<String> = subs.upstream_stages.iter().map(|s| s.name.clone()).collect();
+            let names: Vec<String> = subs
+                .upstream_stages
+                .iter()
+                .map(|s| s.name.clone())
+                .collect();
             let origin = stage
                 .spec
                 .promotion_mechanisms
@@ -291,7 +310,10 @@ pub fn translate(
                 })?;
             vec![FreightRequest {
                 origin,
-                sources: FreightSources { stages: names, ..Default::default() },
+                sources: FreightSources {
+                    stages: names,
+                    ..Default::default()
+                },
             }]
         }
         Some(_) => {
@@ -323,8 +345,11 @@ pub fn translate(
         }
         let n = i + 1;
         let dir = format!("./repo-{n}");
-        let read_branch =
-            if update.read_branch.is_empty() { &update.write_branch } else { &update.read_branch };
+        let read_branch = if update.read_branch.is_empty() {
+            &update.write_branch
+        } else {
+            &update.read_branch
+        };
         let mut clone = json!({
             "repoURL": update.repo_url,
             "checkout": [{ "branch": read_branch, "path": dir }],
@@ -376,7 +401,11 @@ pub fn translate(
                 "sourceBranch": format!("${{{{ outputs['legacy-push-{n}'].branch }}}}"),
                 "targetBranch": update.write_branch,
             });
-            if update.pull_request.as_ref().is_some_and(|p| p.gitlab.is_some()) {
+            if update
+                .pull_request
+                .as_ref()
+                .is_some_and(|p| p.gitlab.is_some())
+            {
                 pr["provider"] = json!("gitlab");
             } else {
                 pr["provider"] = json!("github");
@@ -402,11 +431,13 @@ pub fn translate(
                 }
                 if su.update_target_revision {
                     s["updateTargetRevision"] = json!(true);
-                    let repo = serde_json::to_string(&su.repo_url).map_err(|e| fail(e.to_string()))?;
+                    let repo =
+                        serde_json::to_string(&su.repo_url).map_err(|e| fail(e.to_string()))?;
                     s["desiredRevision"] = if su.chart.is_empty() {
                         json!(format!("${{{{ commitFrom({repo}).ID }}}}"))
                     } else {
-                        let chart = serde_json::to_string(&su.chart).map_err(|e| fail(e.to_string()))?;
+                        let chart =
+                            serde_json::to_string(&su.chart).map_err(|e| fail(e.to_string()))?;
                         json!(format!("${{{{ chartFrom({repo}, {chart}).Version }}}}"))
                     };
                 }
@@ -415,8 +446,13 @@ pub fn translate(
                         .images
                         .iter()
                         .map(|i| {
-                            let (field, value) = if i.use_digest { ("digest", "Digest") } else { ("tag", "Tag") };
-                            image_expr(&i.image, value).map(|e| json!({ "repoURL": i.image, field: e }))
+                            let (field, value) = if i.use_digest {
+                                ("digest", "Digest")
+                            } else {
+                                ("tag", "Tag")
+                            };
+                            image_expr(&i.image, value)
+                                .map(|e| json!({ "repoURL": i.image, field: e }))
                         })
                         .collect::<Result<_, _>>()
                         .map_err(fail)?;
@@ -426,7 +462,10 @@ pub fn translate(
                     let images: Vec<Value> = h
                         .images
                         .iter()
-                        .map(|i| image_expr(&i.image, &i.value).map(|e| json!({ "key": i.key, "value": e })))
+                        .map(|i| {
+                            image_expr(&i.image, &i.value)
+                                .map(|e| json!({ "key": i.key, "value": e }))
+                        })
                         .collect::<Result<_, _>>()
                         .map_err(fail)?;
                     s["helm"] = json!({ "images": images });
@@ -442,7 +481,11 @@ pub fn translate(
             }
             apps.push(a);
         }
-        steps.push(step("argocd-update", "legacy-argocd-update".to_owned(), json!({ "apps": apps })));
+        steps.push(step(
+            "argocd-update",
+            "legacy-argocd-update".to_owned(),
+            json!({ "apps": apps }),
+        ));
     }
     Ok((requested, steps))
 }

@@ -57,3 +57,6 @@ pub mod keys {
     /// promote's per-Application lockdown label.
     pub const LOCKDOWN: &str = "promote.dev/lockdown";
 }
+
+#[cfg(test)]
+mod corpus_tests;

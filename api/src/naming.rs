@@ -45,8 +45,12 @@ mod tests {
 
     #[test]
     fn shape() {
-        let n = promotion_name("test", "be79d3d863f2323dd406cff7a99de434892f8740", id()).unwrap_or_default();
-        assert_eq!(n, format!("test.{}.be79d3d", id().to_string().to_lowercase()));
+        let n = promotion_name("test", "be79d3d863f2323dd406cff7a99de434892f8740", id())
+            .unwrap_or_default();
+        assert_eq!(
+            n,
+            format!("test.{}.be79d3d", id().to_string().to_lowercase())
+        );
         assert_eq!(ulid_of(&n), Some(id()));
     }
 

@@ -7,7 +7,10 @@
 
 /// Kargo's `SanitizeURL`: drop non-printable characters, trim surrounding whitespace.
 pub fn sanitize(url: &str) -> String {
-    let kept: String = url.chars().filter(|c| !c.is_control() && *c != '\u{FEFF}').collect();
+    let kept: String = url
+        .chars()
+        .filter(|c| !c.is_control() && *c != '\u{FEFF}')
+        .collect();
     kept.trim().to_owned()
 }
 
@@ -25,7 +28,11 @@ pub fn normalize_git(repo: &str) -> String {
             if url.has_query_params() {
                 return orig.to_owned();
             }
-            let userinfo = if scheme == "ssh://" { url.userinfo } else { None };
+            let userinfo = if scheme == "ssh://" {
+                url.userinfo
+            } else {
+                None
+            };
             let path = url.path_trimmed();
             let mut out = String::from(scheme);
             if let Some(u) = userinfo {
@@ -77,7 +84,10 @@ fn is_scp_user_host(s: &str) -> bool {
         }
         None => s,
     };
-    !host.is_empty() && host.split('.').all(|label| !label.is_empty() && label.chars().all(is_word))
+    !host.is_empty()
+        && host
+            .split('.')
+            .all(|label| !label.is_empty() && label.chars().all(is_word))
 }
 
 /// The parts of Go's `url.Parse` result Kargo looks at, for the authority-and-after of a URL.
@@ -113,12 +123,19 @@ impl<'a> GoUrl<'a> {
         if !valid_host(host) || !valid_percent_encoding(raw_path) {
             return None;
         }
-        Some(Self { userinfo, host, raw_path, query, fragment })
+        Some(Self {
+            userinfo,
+            host,
+            raw_path,
+            query,
+            fragment,
+        })
     }
 
     /// `len(u.Query()) > 0`: some `&`-separated part is a usable key.
     fn has_query_params(&self) -> bool {
-        self.query.is_some_and(|q| q.split('&').any(|kv| !kv.is_empty() && !kv.contains(';')))
+        self.query
+            .is_some_and(|q| q.split('&').any(|kv| !kv.is_empty() && !kv.contains(';')))
     }
 
     /// Go's `Path` with Kargo's trims applied, rendered as `EscapedPath` would.
@@ -137,11 +154,8 @@ impl<'a> GoUrl<'a> {
 
 /// Go's host check for `url.Parse`: characters allowed in a host (`shouldEscape(.., encodeHost)`).
 fn valid_host(host: &str) -> bool {
-    host.bytes().all(|b| {
-        b.is_ascii_alphanumeric()
-            || b"-_.~!$&'()*+,;=:[]<>\"%".contains(&b)
-            || b >= 0x80
-    })
+    host.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-_.~!$&'()*+,;=:[]<>\"%".contains(&b) || b >= 0x80)
 }
 
 fn valid_percent_encoding(s: &str) -> bool {
@@ -183,9 +197,8 @@ fn percent_decode(s: &str) -> String {
 
 /// Go's `validEncoded(s, encodePath)`.
 fn valid_encoded(s: &str) -> bool {
-    s.bytes().all(|b| {
-        b.is_ascii_alphanumeric() || b"-_.~!$&'()*+,;=:@[]%/".contains(&b)
-    })
+    s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-_.~!$&'()*+,;=:@[]%/".contains(&b))
 }
 
 /// Go's `escape(s, encodePath)`.
@@ -219,7 +232,10 @@ pub fn normalize_image(repo_url: &str) -> String {
         return repo_url.to_owned();
     };
     if registry == DOCKER_HUB || registry == "registry-1.docker.io" {
-        return repository.strip_prefix("library/").unwrap_or(&repository).to_owned();
+        return repository
+            .strip_prefix("library/")
+            .unwrap_or(&repository)
+            .to_owned();
     }
     format!("{registry}/{repository}")
 }
@@ -244,7 +260,13 @@ fn parse_tag(s: &str) -> Option<(String, String)> {
         let tag = &s[i + 1..];
         if !tag.contains('/') {
             base = &s[..i];
-            if !tag.is_empty() && !check_element(tag, |b| b.is_ascii_alphanumeric() || b"_-.".contains(&b), 1, 127)
+            if !tag.is_empty()
+                && !check_element(
+                    tag,
+                    |b| b.is_ascii_alphanumeric() || b"_-.".contains(&b),
+                    1,
+                    127,
+                )
             {
                 return None;
             }
@@ -262,7 +284,12 @@ fn parse_repository(name: &str) -> Option<(String, String)> {
         _ => ("", name),
     };
     let repo_ok = |r: &str| {
-        check_element(r, |b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-./".contains(&b), 2, 255)
+        check_element(
+            r,
+            |b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-./".contains(&b),
+            2,
+            255,
+        )
     };
     if !repo_ok(repo) || !valid_registry(registry) {
         return None;
@@ -304,7 +331,12 @@ fn valid_port(host: &str) -> bool {
 
 /// Go's `path.Join`: join non-empty elements with `/` and clean the result.
 pub fn go_path_join(parts: &[&str]) -> String {
-    let joined = parts.iter().filter(|p| !p.is_empty()).copied().collect::<Vec<_>>().join("/");
+    let joined = parts
+        .iter()
+        .filter(|p| !p.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join("/");
     if joined.is_empty() {
         return String::new();
     }
@@ -348,38 +380,95 @@ mod tests {
     fn normalize_git_matches_kargo_table() {
         let cases = [
             ("https://not a url", "https://not a url"),
-            ("http://github.com/example/repo?foo=bar", "http://github.com/example/repo?foo=bar"),
+            (
+                "http://github.com/example/repo?foo=bar",
+                "http://github.com/example/repo?foo=bar",
+            ),
             ("ssh://not a url", "ssh://not a url"),
-            ("ssh://github.com/example/repo?foo=bar", "ssh://github.com/example/repo?foo=bar"),
+            (
+                "ssh://github.com/example/repo?foo=bar",
+                "ssh://github.com/example/repo?foo=bar",
+            ),
             ("not even remotely a url", "not even remotely a url"),
             ("https://github.com", "https://github.com"),
             ("https://github.com/", "https://github.com"),
             ("https://foo:bar@github.com", "https://github.com"),
             ("https://foo:bar@github.com/", "https://github.com"),
-            ("https://github.com/example/repo", "https://github.com/example/repo"),
-            ("https://github.com/example/repo/", "https://github.com/example/repo"),
-            ("https://github.com/example/repo.git", "https://github.com/example/repo"),
-            ("https://github.com/example/repo.git/", "https://github.com/example/repo"),
-            ("https://localhost:8443/example/repo", "https://localhost:8443/example/repo"),
-            ("https://localhost:8443/example/repo.git/", "https://localhost:8443/example/repo"),
-            ("https://foo:bar@github.com/example/repo.git/", "https://github.com/example/repo"),
-            ("https://foo:bar@localhost:8443/example/repo.git", "https://localhost:8443/example/repo"),
+            (
+                "https://github.com/example/repo",
+                "https://github.com/example/repo",
+            ),
+            (
+                "https://github.com/example/repo/",
+                "https://github.com/example/repo",
+            ),
+            (
+                "https://github.com/example/repo.git",
+                "https://github.com/example/repo",
+            ),
+            (
+                "https://github.com/example/repo.git/",
+                "https://github.com/example/repo",
+            ),
+            (
+                "https://localhost:8443/example/repo",
+                "https://localhost:8443/example/repo",
+            ),
+            (
+                "https://localhost:8443/example/repo.git/",
+                "https://localhost:8443/example/repo",
+            ),
+            (
+                "https://foo:bar@github.com/example/repo.git/",
+                "https://github.com/example/repo",
+            ),
+            (
+                "https://foo:bar@localhost:8443/example/repo.git",
+                "https://localhost:8443/example/repo",
+            ),
             ("ssh://git.example.com", "ssh://git.example.com"),
             ("ssh://git.example.com/", "ssh://git.example.com"),
             ("ssh://git@git.example.com", "ssh://git@git.example.com"),
             ("ssh://git@git.example.com/", "ssh://git@git.example.com"),
-            ("ssh://github.com/example/repo.git/", "ssh://github.com/example/repo"),
-            ("ssh://localhost:2222/example/repo.git", "ssh://localhost:2222/example/repo"),
-            ("ssh://git@github.com/example/repo/", "ssh://git@github.com/example/repo"),
-            ("ssh://git@localhost:2222/example/repo.git/", "ssh://git@localhost:2222/example/repo"),
+            (
+                "ssh://github.com/example/repo.git/",
+                "ssh://github.com/example/repo",
+            ),
+            (
+                "ssh://localhost:2222/example/repo.git",
+                "ssh://localhost:2222/example/repo",
+            ),
+            (
+                "ssh://git@github.com/example/repo/",
+                "ssh://git@github.com/example/repo",
+            ),
+            (
+                "ssh://git@localhost:2222/example/repo.git/",
+                "ssh://git@localhost:2222/example/repo",
+            ),
             ("git.example.com", "ssh://git.example.com"),
             ("git@git.example.com", "ssh://git@git.example.com"),
             ("github.com:example/repo", "ssh://github.com/example/repo"),
-            ("github.com:example/repo.git/", "ssh://github.com/example/repo"),
-            ("git@github.com:example/repo", "ssh://git@github.com/example/repo"),
-            ("git@github.com:example/repo/", "ssh://git@github.com/example/repo"),
-            ("git@github.com:example/repo.git", "ssh://git@github.com/example/repo"),
-            ("git@github.com:example/repo.git/", "ssh://git@github.com/example/repo"),
+            (
+                "github.com:example/repo.git/",
+                "ssh://github.com/example/repo",
+            ),
+            (
+                "git@github.com:example/repo",
+                "ssh://git@github.com/example/repo",
+            ),
+            (
+                "git@github.com:example/repo/",
+                "ssh://git@github.com/example/repo",
+            ),
+            (
+                "git@github.com:example/repo.git",
+                "ssh://git@github.com/example/repo",
+            ),
+            (
+                "git@github.com:example/repo.git/",
+                "ssh://git@github.com/example/repo",
+            ),
         ];
         for (input, want) in cases {
             assert_eq!(normalize_git(input), want, "input {input:?}");
@@ -388,8 +477,14 @@ mod tests {
 
     #[test]
     fn normalize_git_lowercases_and_sanitizes() {
-        assert_eq!(normalize_git("  HTTPS://GitHub.com/Example/Repo.GIT \n"), "https://github.com/example/repo");
-        assert_eq!(normalize_git("https://github.com/my repo"), "https://github.com/my%20repo");
+        assert_eq!(
+            normalize_git("  HTTPS://GitHub.com/Example/Repo.GIT \n"),
+            "https://github.com/example/repo"
+        );
+        assert_eq!(
+            normalize_git("https://github.com/my repo"),
+            "https://github.com/my%20repo"
+        );
     }
 
     /// Kargo's tables (`pkg/urls/helm_test.go`, `image_test.go` at v1.11.2).
@@ -407,7 +502,10 @@ mod tests {
             ("docker.io/example/repo", "example/repo"),
             ("oci://index.docker.io/example/repo", "example/repo"),
             ("registry-1.docker.io/example/repo", "example/repo"),
-            ("oci://ghcr.io/example/charts/nginx", "ghcr.io/example/charts/nginx"),
+            (
+                "oci://ghcr.io/example/charts/nginx",
+                "ghcr.io/example/charts/nginx",
+            ),
         ] {
             assert_eq!(normalize_chart(input), want, "chart {input:?}");
         }
@@ -432,13 +530,22 @@ mod tests {
     /// with a port the repository part is invalid and the input is returned as given.
     #[test]
     fn normalize_chart_http_repositories() {
-        assert_eq!(normalize_chart("https://Charts.Example.com"), "https://charts.example.com");
-        assert_eq!(normalize_chart("https://charts.example.com:8443/x"), "https://charts.example.com:8443/x");
+        assert_eq!(
+            normalize_chart("https://Charts.Example.com"),
+            "https://charts.example.com"
+        );
+        assert_eq!(
+            normalize_chart("https://charts.example.com:8443/x"),
+            "https://charts.example.com:8443/x"
+        );
     }
 
     #[test]
     fn go_path_join_cleans() {
-        assert_eq!(go_path_join(&["https://charts.example.com", "nginx"]), "https:/charts.example.com/nginx");
+        assert_eq!(
+            go_path_join(&["https://charts.example.com", "nginx"]),
+            "https:/charts.example.com/nginx"
+        );
         assert_eq!(go_path_join(&["ghcr.io/x/nginx", ""]), "ghcr.io/x/nginx");
         assert_eq!(go_path_join(&["", ""]), "");
         assert_eq!(go_path_join(&["a/", "../b"]), "b");

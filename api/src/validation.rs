@@ -65,11 +65,19 @@ impl std::fmt::Display for FieldErrors {
 
 impl FieldErrors {
     fn push(&mut self, path: impl Into<String>, kind: ErrorType, message: impl Into<String>) {
-        self.0.push(FieldError { path: path.into(), kind, message: message.into() });
+        self.0.push(FieldError {
+            path: path.into(),
+            kind,
+            message: message.into(),
+        });
     }
 
     fn into_result(self) -> Result<(), crate::Error> {
-        if self.0.is_empty() { Ok(()) } else { Err(crate::Error::Invalid(self)) }
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(crate::Error::Invalid(self))
+        }
     }
 
     /// Whether no problem was found.
@@ -84,7 +92,9 @@ pub fn is_dns1123_subdomain(s: &str) -> bool {
         && s.len() <= 253
         && s.split('.').all(|label| {
             !label.is_empty()
-                && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })
@@ -100,23 +110,37 @@ pub fn is_dns1123_label(s: &str) -> bool {
 pub fn is_label_value(s: &str) -> bool {
     s.is_empty()
         || (s.len() <= 63
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
             && s.as_bytes().first().is_some_and(u8::is_ascii_alphanumeric)
             && s.as_bytes().last().is_some_and(u8::is_ascii_alphanumeric))
 }
 
 fn is_reserved_alias(alias: &str) -> bool {
     ["step-", "task-"].iter().any(|p| {
-        alias.strip_prefix(p).is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        alias
+            .strip_prefix(p)
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
     })
 }
 
 fn validate_origin(errs: &mut FieldErrors, path: &str, origin: &FreightOrigin) {
     if origin.kind != FREIGHT_ORIGIN_WAREHOUSE {
-        errs.push(format!("{path}.kind"), ErrorType::Invalid, format!("{:?}: the only supported kind is \"Warehouse\"", origin.kind));
+        errs.push(
+            format!("{path}.kind"),
+            ErrorType::Invalid,
+            format!(
+                "{:?}: the only supported kind is \"Warehouse\"",
+                origin.kind
+            ),
+        );
     }
     if origin.name.is_empty() {
-        errs.push(format!("{path}.name"), ErrorType::Required, "name the Warehouse the Freight comes from");
+        errs.push(
+            format!("{path}.name"),
+            ErrorType::Required,
+            "name the Warehouse the Freight comes from",
+        );
     }
 }
 
@@ -124,12 +148,26 @@ fn validate_vars(errs: &mut FieldErrors, path: &str, vars: &[ExpressionVariable]
     let mut seen = BTreeSet::new();
     for (i, v) in vars.iter().enumerate() {
         let p = format!("{path}[{i}].name");
-        let valid = v.name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-            && v.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        let valid = v
+            .name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && v.name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid {
-            errs.push(&p, ErrorType::Invalid, format!("{:?}: a variable name must match ^[a-zA-Z_]\\w*$", v.name));
+            errs.push(
+                &p,
+                ErrorType::Invalid,
+                format!("{:?}: a variable name must match ^[a-zA-Z_]\\w*$", v.name),
+            );
         } else if !seen.insert(&v.name) {
-            errs.push(&p, ErrorType::Duplicate, format!("{:?}: variable defined twice", v.name));
+            errs.push(
+                &p,
+                ErrorType::Duplicate,
+                format!("{:?}: variable defined twice", v.name),
+            );
         }
     }
 }
@@ -141,39 +179,79 @@ fn validate_steps(errs: &mut FieldErrors, path: &str, steps: &[PromotionStep], a
     for (i, s) in steps.iter().enumerate() {
         let p = format!("{path}[{i}]");
         match (s.uses.is_empty(), s.task.is_some()) {
-            (true, false) => errs.push(format!("{p}.uses"), ErrorType::Required, "set the step kind, e.g. uses: git-clone"),
+            (true, false) => errs.push(
+                format!("{p}.uses"),
+                ErrorType::Required,
+                "set the step kind, e.g. uses: git-clone",
+            ),
             (false, true) => errs.push(&p, ErrorType::Forbidden, "set exactly one of uses or task"),
-            (true, true) if !allow_tasks => errs.push(format!("{p}.task"), ErrorType::Forbidden, "task steps are not allowed here; inflate them first"),
+            (true, true) if !allow_tasks => errs.push(
+                format!("{p}.task"),
+                ErrorType::Forbidden,
+                "task steps are not allowed here; inflate them first",
+            ),
             _ => {}
         }
         if s.task.is_some() {
-            for (field, set) in [("if", !s.if_.is_empty()), ("config", s.config.is_some()), ("continueOnError", s.continue_on_error), ("retry", s.retry.is_some())] {
+            for (field, set) in [
+                ("if", !s.if_.is_empty()),
+                ("config", s.config.is_some()),
+                ("continueOnError", s.continue_on_error),
+                ("retry", s.retry.is_some()),
+            ] {
                 if set {
-                    errs.push(format!("{p}.{field}"), ErrorType::Forbidden, "not allowed on a step that references a task");
+                    errs.push(
+                        format!("{p}.{field}"),
+                        ErrorType::Forbidden,
+                        "not allowed on a step that references a task",
+                    );
                 }
             }
         }
-        if let Some(t) = &s.task {
-            if t.name.is_empty() {
-                errs.push(format!("{p}.task.name"), ErrorType::Required, "name the PromotionTask");
-            }
+        if let Some(t) = &s.task
+            && t.name.is_empty()
+        {
+            errs.push(
+                format!("{p}.task.name"),
+                ErrorType::Required,
+                "name the PromotionTask",
+            );
         }
         if !s.alias.is_empty() {
             if is_reserved_alias(&s.alias) {
-                errs.push(format!("{p}.as"), ErrorType::Invalid, format!("{:?}: aliases of the form step-<n> and task-<n> are reserved", s.alias));
+                errs.push(
+                    format!("{p}.as"),
+                    ErrorType::Invalid,
+                    format!(
+                        "{:?}: aliases of the form step-<n> and task-<n> are reserved",
+                        s.alias
+                    ),
+                );
             } else if let Some(first) = aliases.insert(s.alias.clone(), i) {
-                errs.push(format!("{p}.as"), ErrorType::Duplicate, format!("{:?}: already used by {path}[{first}]", s.alias));
+                errs.push(
+                    format!("{p}.as"),
+                    ErrorType::Duplicate,
+                    format!("{:?}: already used by {path}[{first}]", s.alias),
+                );
             }
         }
-        if let Some(c) = &s.config {
-            if !c.is_object() {
-                errs.push(format!("{p}.config"), ErrorType::Invalid, "config must be an object");
-            }
+        if let Some(c) = &s.config
+            && !c.is_object()
+        {
+            errs.push(
+                format!("{p}.config"),
+                ErrorType::Invalid,
+                "config must be an object",
+            );
         }
-        if let Some(t) = s.retry.as_ref().and_then(|r| r.timeout.as_deref()) {
-            if let Err(e) = duration::parse(t) {
-                errs.push(format!("{p}.retry.timeout"), ErrorType::Invalid, e.to_string());
-            }
+        if let Some(t) = s.retry.as_ref().and_then(|r| r.timeout.as_deref())
+            && let Err(e) = duration::parse(t)
+        {
+            errs.push(
+                format!("{p}.retry.timeout"),
+                ErrorType::Invalid,
+                e.to_string(),
+            );
         }
         validate_vars(errs, &format!("{p}.vars"), &s.vars);
     }
@@ -192,24 +270,47 @@ pub fn validate_stage(stage: &Stage) -> Result<(), crate::Error> {
         let p = format!("spec.requestedFreight[{i}]");
         validate_origin(&mut errs, &format!("{p}.origin"), &r.origin);
         if let Some(first) = origins.insert(r.origin.to_string(), i) {
-            errs.push(format!("{p}.origin"), ErrorType::Duplicate, format!("origin \"{}\" is already requested by spec.requestedFreight[{first}]", r.origin));
+            errs.push(
+                format!("{p}.origin"),
+                ErrorType::Duplicate,
+                format!(
+                    "origin \"{}\" is already requested by spec.requestedFreight[{first}]",
+                    r.origin
+                ),
+            );
         }
         let s = &r.sources;
         if !matches!(s.availability_strategy.as_str(), "" | "All" | "OneOf") {
-            errs.push(format!("{p}.sources.availabilityStrategy"), ErrorType::Invalid, format!("{:?}: must be All or OneOf", s.availability_strategy));
+            errs.push(
+                format!("{p}.sources.availabilityStrategy"),
+                ErrorType::Invalid,
+                format!("{:?}: must be All or OneOf", s.availability_strategy),
+            );
         }
-        if let Some(d) = &s.required_soak_time {
-            if let Err(e) = duration::parse(d) {
-                errs.push(format!("{p}.sources.requiredSoakTime"), ErrorType::Invalid, e.to_string());
-            }
+        if let Some(d) = &s.required_soak_time
+            && let Err(e) = duration::parse(d)
+        {
+            errs.push(
+                format!("{p}.sources.requiredSoakTime"),
+                ErrorType::Invalid,
+                e.to_string(),
+            );
         }
         let mut seen = BTreeSet::new();
         for (j, up) in s.stages.iter().enumerate() {
             let sp = format!("{p}.sources.stages[{j}]");
             if !is_dns1123_subdomain(up) {
-                errs.push(&sp, ErrorType::Invalid, format!("{up:?}: not a valid Stage name"));
+                errs.push(
+                    &sp,
+                    ErrorType::Invalid,
+                    format!("{up:?}: not a valid Stage name"),
+                );
             } else if up == stage.name() {
-                errs.push(&sp, ErrorType::Invalid, "a Stage cannot be its own upstream");
+                errs.push(
+                    &sp,
+                    ErrorType::Invalid,
+                    "a Stage cannot be its own upstream",
+                );
             } else if !seen.insert(up) {
                 errs.push(&sp, ErrorType::Duplicate, format!("{up:?}: listed twice"));
             }
@@ -219,20 +320,37 @@ pub fn validate_stage(stage: &Stage) -> Result<(), crate::Error> {
                 "" | "NewestFreight" => {}
                 "MatchUpstream" => {
                     if s.direct {
-                        errs.push(format!("{p}.sources.direct"), ErrorType::Forbidden, "MatchUpstream cannot be used with direct");
+                        errs.push(
+                            format!("{p}.sources.direct"),
+                            ErrorType::Forbidden,
+                            "MatchUpstream cannot be used with direct",
+                        );
                     }
                     if s.stages.len() != 1 {
-                        errs.push(format!("{p}.sources.stages"), ErrorType::Invalid, "MatchUpstream needs exactly one upstream Stage");
+                        errs.push(
+                            format!("{p}.sources.stages"),
+                            ErrorType::Invalid,
+                            "MatchUpstream needs exactly one upstream Stage",
+                        );
                     }
                 }
-                other => errs.push(format!("{p}.sources.autoPromotionOptions.selectionPolicy"), ErrorType::Invalid, format!("{other:?}: must be NewestFreight or MatchUpstream")),
+                other => errs.push(
+                    format!("{p}.sources.autoPromotionOptions.selectionPolicy"),
+                    ErrorType::Invalid,
+                    format!("{other:?}: must be NewestFreight or MatchUpstream"),
+                ),
             }
         }
     }
     validate_vars(&mut errs, "spec.vars", &spec.vars);
     if let Some(t) = &spec.promotion_template {
         validate_vars(&mut errs, "spec.promotionTemplate.spec.vars", &t.spec.vars);
-        validate_steps(&mut errs, "spec.promotionTemplate.spec.steps", &t.spec.steps, true);
+        validate_steps(
+            &mut errs,
+            "spec.promotionTemplate.spec.steps",
+            &t.spec.steps,
+            true,
+        );
     }
     errs.into_result()
 }
@@ -242,31 +360,60 @@ pub fn validate_stage(stage: &Stage) -> Result<(), crate::Error> {
 pub fn validate_freight(f: &Freight) -> Result<(), crate::Error> {
     let mut errs = FieldErrors::default();
     validate_origin(&mut errs, "origin", &f.origin);
-    if f.commits.is_empty() && f.images.is_empty() && f.charts.is_empty() && f.artifacts.is_empty() {
-        errs.push("commits", ErrorType::Required, "Freight must contain at least one commit, image, chart or artifact");
+    if f.commits.is_empty() && f.images.is_empty() && f.charts.is_empty() && f.artifacts.is_empty()
+    {
+        errs.push(
+            "commits",
+            ErrorType::Required,
+            "Freight must contain at least one commit, image, chart or artifact",
+        );
     }
     for (i, c) in f.commits.iter().enumerate() {
         if c.repo_url.is_empty() {
-            errs.push(format!("commits[{i}].repoURL"), ErrorType::Required, "the Git repository URL");
+            errs.push(
+                format!("commits[{i}].repoURL"),
+                ErrorType::Required,
+                "the Git repository URL",
+            );
         }
         if c.id.is_empty() {
-            errs.push(format!("commits[{i}].id"), ErrorType::Required, "the commit SHA");
+            errs.push(
+                format!("commits[{i}].id"),
+                ErrorType::Required,
+                "the commit SHA",
+            );
         }
     }
     for (i, im) in f.images.iter().enumerate() {
         if im.repo_url.is_empty() {
-            errs.push(format!("images[{i}].repoURL"), ErrorType::Required, "the image repository");
+            errs.push(
+                format!("images[{i}].repoURL"),
+                ErrorType::Required,
+                "the image repository",
+            );
         }
         if im.tag.is_empty() && im.digest.is_empty() {
-            errs.push(format!("images[{i}].tag"), ErrorType::Required, "a tag or a digest");
+            errs.push(
+                format!("images[{i}].tag"),
+                ErrorType::Required,
+                "a tag or a digest",
+            );
         }
     }
     for (i, c) in f.charts.iter().enumerate() {
         if c.repo_url.is_empty() {
-            errs.push(format!("charts[{i}].repoURL"), ErrorType::Required, "the chart repository URL");
+            errs.push(
+                format!("charts[{i}].repoURL"),
+                ErrorType::Required,
+                "the chart repository URL",
+            );
         }
         if c.version.is_empty() {
-            errs.push(format!("charts[{i}].version"), ErrorType::Required, "the chart version");
+            errs.push(
+                format!("charts[{i}].version"),
+                ErrorType::Required,
+                "the chart version",
+            );
         }
     }
     if !is_label_value(&f.alias) {
@@ -275,7 +422,13 @@ pub fn validate_freight(f: &Freight) -> Result<(), crate::Error> {
     if let Some(name) = f.metadata.name.as_deref() {
         let want = freight_id(f);
         if name != want {
-            errs.push("metadata.name", ErrorType::Invalid, format!("{name:?}: a Freight's name is the hash of its contents; expected \"{want}\""));
+            errs.push(
+                "metadata.name",
+                ErrorType::Invalid,
+                format!(
+                    "{name:?}: a Freight's name is the hash of its contents; expected \"{want}\""
+                ),
+            );
         }
     }
     errs.into_result()
@@ -285,20 +438,40 @@ pub fn validate_freight(f: &Freight) -> Result<(), crate::Error> {
 pub fn validate_promotion(p: &Promotion) -> Result<(), crate::Error> {
     let mut errs = FieldErrors::default();
     if p.spec.stage.is_empty() {
-        errs.push("spec.stage", ErrorType::Required, "name the Stage to promote to");
+        errs.push(
+            "spec.stage",
+            ErrorType::Required,
+            "name the Stage to promote to",
+        );
     } else if !is_dns1123_subdomain(&p.spec.stage) {
-        errs.push("spec.stage", ErrorType::Invalid, format!("{:?}: not a valid Stage name", p.spec.stage));
+        errs.push(
+            "spec.stage",
+            ErrorType::Invalid,
+            format!("{:?}: not a valid Stage name", p.spec.stage),
+        );
     }
     match (p.spec.freight.is_empty(), p.spec.origin.is_some()) {
-        (true, false) => errs.push("spec.freight", ErrorType::Required, "exactly one of freight or origin must be set"),
-        (false, true) => errs.push("spec.origin", ErrorType::Forbidden, "exactly one of freight or origin must be set"),
+        (true, false) => errs.push(
+            "spec.freight",
+            ErrorType::Required,
+            "exactly one of freight or origin must be set",
+        ),
+        (false, true) => errs.push(
+            "spec.origin",
+            ErrorType::Forbidden,
+            "exactly one of freight or origin must be set",
+        ),
         _ => {}
     }
     if let Some(o) = &p.spec.origin {
         validate_origin(&mut errs, "spec.origin", o);
     }
     if p.spec.steps.is_empty() {
-        errs.push("spec.steps", ErrorType::Required, "a Promotion needs at least one step (copied from its Stage's promotionTemplate)");
+        errs.push(
+            "spec.steps",
+            ErrorType::Required,
+            "a Promotion needs at least one step (copied from its Stage's promotionTemplate)",
+        );
     }
     validate_vars(&mut errs, "spec.vars", &p.spec.vars);
     validate_steps(&mut errs, "spec.steps", &p.spec.steps, false);
@@ -309,7 +482,11 @@ pub fn validate_promotion(p: &Promotion) -> Result<(), crate::Error> {
 pub fn validate_promotion_task(t: &PromotionTask) -> Result<(), crate::Error> {
     let mut errs = FieldErrors::default();
     if t.spec.steps.is_empty() {
-        errs.push("spec.steps", ErrorType::Required, "a PromotionTask needs at least one step");
+        errs.push(
+            "spec.steps",
+            ErrorType::Required,
+            "a PromotionTask needs at least one step",
+        );
     }
     validate_vars(&mut errs, "spec.vars", &t.spec.vars);
     validate_steps(&mut errs, "spec.steps", &t.spec.steps, false);
@@ -321,17 +498,25 @@ pub fn validate_warehouse(w: &Warehouse) -> Result<(), crate::Error> {
     let mut errs = FieldErrors::default();
     let spec = &w.spec;
     if spec.subscriptions.is_empty() {
-        errs.push("spec.subscriptions", ErrorType::Required, "subscribe to at least one Git repository, image or chart");
+        errs.push(
+            "spec.subscriptions",
+            ErrorType::Required,
+            "subscribe to at least one Git repository, image or chart",
+        );
     }
-    if let Some(i) = &spec.interval {
-        if let Err(e) = duration::parse(i) {
-            errs.push("spec.interval", ErrorType::Invalid, e.to_string());
-        }
+    if let Some(i) = &spec.interval
+        && let Err(e) = duration::parse(i)
+    {
+        errs.push("spec.interval", ErrorType::Invalid, e.to_string());
     }
-    if let Some(p) = &spec.freight_creation_policy {
-        if !matches!(p.as_str(), "Automatic" | "Manual") {
-            errs.push("spec.freightCreationPolicy", ErrorType::Invalid, format!("{p:?}: must be Automatic or Manual"));
-        }
+    if let Some(p) = &spec.freight_creation_policy
+        && !matches!(p.as_str(), "Automatic" | "Manual")
+    {
+        errs.push(
+            "spec.freightCreationPolicy",
+            ErrorType::Invalid,
+            format!("{p:?}: must be Automatic or Manual"),
+        );
     }
     let mut names = BTreeMap::new();
     let mut repos = BTreeMap::new();
@@ -341,30 +526,66 @@ pub fn validate_warehouse(w: &Warehouse) -> Result<(), crate::Error> {
             errs.push(&p, ErrorType::Invalid, "a subscription must be an object");
             continue;
         };
-        let types: Vec<&str> = ["git", "image", "chart", "subscription"].into_iter().filter(|k| obj.contains_key(*k)).collect();
+        let types: Vec<&str> = ["git", "image", "chart", "subscription"]
+            .into_iter()
+            .filter(|k| obj.contains_key(*k))
+            .collect();
         if types.len() > 1 {
-            errs.push(&p, ErrorType::Forbidden, format!("set exactly one of git, image, chart or subscription (found {})", types.join(", ")));
+            errs.push(
+                &p,
+                ErrorType::Forbidden,
+                format!(
+                    "set exactly one of git, image, chart or subscription (found {})",
+                    types.join(", ")
+                ),
+            );
         }
         if let Some(name) = obj.get("name").and_then(|n| n.as_str()) {
             if !is_dns1123_label(name) {
-                errs.push(format!("{p}.name"), ErrorType::Invalid, format!("{name:?}: must be a DNS-1123 label"));
+                errs.push(
+                    format!("{p}.name"),
+                    ErrorType::Invalid,
+                    format!("{name:?}: must be a DNS-1123 label"),
+                );
             } else if let Some(first) = names.insert(name.to_owned(), i) {
-                errs.push(format!("{p}.name"), ErrorType::Duplicate, format!("{name:?}: already used by spec.subscriptions[{first}]"));
+                errs.push(
+                    format!("{p}.name"),
+                    ErrorType::Duplicate,
+                    format!("{name:?}: already used by spec.subscriptions[{first}]"),
+                );
             }
         }
         let key = match Subscription::parse(raw) {
-            Subscription::Git(g) => Some(("git", normalize_git(&g.repo_url), g.repo_url.is_empty())),
-            Subscription::Image(im) => Some(("image", normalize_image(&im.repo_url), im.repo_url.is_empty())),
+            Subscription::Git(g) => {
+                Some(("git", normalize_git(&g.repo_url), g.repo_url.is_empty()))
+            }
+            Subscription::Image(im) => Some((
+                "image",
+                normalize_image(&im.repo_url),
+                im.repo_url.is_empty(),
+            )),
             Subscription::Chart(c) => {
-                let key = if c.repo_url.starts_with("oci://") { normalize_chart(&c.repo_url) } else { format!("{}/{}", c.repo_url, c.name) };
+                let key = if c.repo_url.starts_with("oci://") {
+                    normalize_chart(&c.repo_url)
+                } else {
+                    format!("{}/{}", c.repo_url, c.name)
+                };
                 if !c.repo_url.starts_with("oci://") && c.name.is_empty() {
-                    errs.push(format!("{p}.chart.name"), ErrorType::Required, "HTTP chart repositories need the chart name");
+                    errs.push(
+                        format!("{p}.chart.name"),
+                        ErrorType::Required,
+                        "HTTP chart repositories need the chart name",
+                    );
                 }
                 Some(("chart", key, c.repo_url.is_empty()))
             }
             Subscription::Generic(g) => {
                 if obj.get("name").is_none() && g.get("name").is_none() {
-                    errs.push(format!("{p}.name"), ErrorType::Required, "generic subscriptions need a name");
+                    errs.push(
+                        format!("{p}.name"),
+                        ErrorType::Required,
+                        "generic subscriptions need a name",
+                    );
                 }
                 None
             }
@@ -372,9 +593,17 @@ pub fn validate_warehouse(w: &Warehouse) -> Result<(), crate::Error> {
         };
         if let Some((kind, repo, missing)) = key {
             if missing {
-                errs.push(format!("{p}.{kind}.repoURL"), ErrorType::Required, format!("the {kind} repository URL"));
+                errs.push(
+                    format!("{p}.{kind}.repoURL"),
+                    ErrorType::Required,
+                    format!("the {kind} repository URL"),
+                );
             } else if let Some(first) = repos.insert((kind, repo.clone()), i) {
-                errs.push(format!("{p}.{kind}.repoURL"), ErrorType::Duplicate, format!("{repo:?}: already subscribed by spec.subscriptions[{first}]"));
+                errs.push(
+                    format!("{p}.{kind}.repoURL"),
+                    ErrorType::Duplicate,
+                    format!("{repo:?}: already subscribed by spec.subscriptions[{first}]"),
+                );
             }
         }
     }
@@ -396,7 +625,12 @@ mod tests {
     }
 
     fn step(uses: &str, alias: &str) -> PromotionStep {
-        PromotionStep { uses: uses.into(), alias: alias.into(), config: Some(json!({})), ..Default::default() }
+        PromotionStep {
+            uses: uses.into(),
+            alias: alias.into(),
+            config: Some(json!({})),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -405,9 +639,28 @@ mod tests {
             "prod",
             StageSpec {
                 requested_freight: vec![
-                    FreightRequest { origin: FreightOrigin::warehouse("w"), sources: FreightSources { stages: vec!["prod".into()], required_soak_time: Some("1 day".into()), ..Default::default() } },
-                    FreightRequest { origin: FreightOrigin::warehouse("w"), sources: FreightSources { availability_strategy: "Most".into(), ..Default::default() } },
-                    FreightRequest { origin: FreightOrigin { kind: "Git".into(), name: String::new() }, sources: Default::default() },
+                    FreightRequest {
+                        origin: FreightOrigin::warehouse("w"),
+                        sources: FreightSources {
+                            stages: vec!["prod".into()],
+                            required_soak_time: Some("1 day".into()),
+                            ..Default::default()
+                        },
+                    },
+                    FreightRequest {
+                        origin: FreightOrigin::warehouse("w"),
+                        sources: FreightSources {
+                            availability_strategy: "Most".into(),
+                            ..Default::default()
+                        },
+                    },
+                    FreightRequest {
+                        origin: FreightOrigin {
+                            kind: "Git".into(),
+                            name: String::new(),
+                        },
+                        sources: Default::default(),
+                    },
                 ],
                 promotion_template: Some(PromotionTemplate {
                     spec: PromotionTemplateSpec {
@@ -415,10 +668,20 @@ mod tests {
                             step("git-clone", "clone"),
                             step("git-commit", "clone"),
                             step("git-push", "step-3"),
-                            PromotionStep { task: Some(PromotionTaskReference { name: "t".into(), kind: String::new() }), if_: "true".into(), ..Default::default() },
+                            PromotionStep {
+                                task: Some(PromotionTaskReference {
+                                    name: "t".into(),
+                                    kind: String::new(),
+                                }),
+                                if_: "true".into(),
+                                ..Default::default()
+                            },
                             PromotionStep::default(),
                         ],
-                        vars: vec![ExpressionVariable { name: "1bad".into(), value: String::new() }],
+                        vars: vec![ExpressionVariable {
+                            name: "1bad".into(),
+                            value: String::new(),
+                        }],
                     },
                 }),
                 ..Default::default()
@@ -448,51 +711,121 @@ mod tests {
     #[test]
     fn stage_ok_and_match_upstream() {
         let mut spec = StageSpec {
-            requested_freight: vec![FreightRequest { origin: FreightOrigin::warehouse("w"), sources: FreightSources { direct: true, ..Default::default() } }],
-            promotion_template: Some(PromotionTemplate { spec: PromotionTemplateSpec { steps: vec![step("git-clone", "")], vars: vec![] } }),
+            requested_freight: vec![FreightRequest {
+                origin: FreightOrigin::warehouse("w"),
+                sources: FreightSources {
+                    direct: true,
+                    ..Default::default()
+                },
+            }],
+            promotion_template: Some(PromotionTemplate {
+                spec: PromotionTemplateSpec {
+                    steps: vec![step("git-clone", "")],
+                    vars: vec![],
+                },
+            }),
             ..Default::default()
         };
         assert!(validate_stage(&Stage::new("dev", spec.clone())).is_ok());
-        spec.requested_freight[0].sources.auto_promotion_options = Some(AutoPromotionOptions { selection_policy: "MatchUpstream".into() });
-        assert_eq!(errors(validate_stage(&Stage::new("dev", spec))), vec!["spec.requestedFreight[0].sources.direct", "spec.requestedFreight[0].sources.stages"]);
-        assert_eq!(errors(validate_stage(&Stage::new("dev", StageSpec::default()))), vec!["spec.requestedFreight"]);
+        spec.requested_freight[0].sources.auto_promotion_options = Some(AutoPromotionOptions {
+            selection_policy: "MatchUpstream".into(),
+        });
+        assert_eq!(
+            errors(validate_stage(&Stage::new("dev", spec))),
+            vec![
+                "spec.requestedFreight[0].sources.direct",
+                "spec.requestedFreight[0].sources.stages"
+            ]
+        );
+        assert_eq!(
+            errors(validate_stage(&Stage::new("dev", StageSpec::default()))),
+            vec!["spec.requestedFreight"]
+        );
     }
 
     #[test]
     fn freight_name_must_be_content_hash() {
         let mut f = Freight::new("demo", FreightOrigin::warehouse("my-warehouse"));
-        f.images.push(Image { repo_url: "nginx".into(), tag: "1.25.0".into(), ..Default::default() });
+        f.images.push(Image {
+            repo_url: "nginx".into(),
+            tag: "1.25.0".into(),
+            ..Default::default()
+        });
         f.metadata.name = Some("be79d3d863f2323dd406cff7a99de434892f8740".into());
         assert!(validate_freight(&f).is_ok());
         f.metadata.name = Some("made-up".into());
-        let Err(e) = validate_freight(&f) else { panic!() };
-        assert!(e.to_string().contains("expected \"be79d3d863f2323dd406cff7a99de434892f8740\""), "{e}");
+        let Err(e) = validate_freight(&f) else {
+            panic!()
+        };
+        assert!(
+            e.to_string()
+                .contains("expected \"be79d3d863f2323dd406cff7a99de434892f8740\""),
+            "{e}"
+        );
         let mut empty = Freight::new("demo", FreightOrigin::default());
         empty.alias = "-bad".into();
         empty.commits.push(GitCommit::default());
-        empty.images.push(Image { repo_url: "x".into(), ..Default::default() });
+        empty.images.push(Image {
+            repo_url: "x".into(),
+            ..Default::default()
+        });
         empty.charts.push(Chart::default());
         assert_eq!(
             errors(validate_freight(&empty)),
-            vec!["origin.kind", "origin.name", "commits[0].repoURL", "commits[0].id", "images[0].tag", "charts[0].repoURL", "charts[0].version", "alias"]
+            vec![
+                "origin.kind",
+                "origin.name",
+                "commits[0].repoURL",
+                "commits[0].id",
+                "images[0].tag",
+                "charts[0].repoURL",
+                "charts[0].version",
+                "alias"
+            ]
         );
     }
 
     #[test]
     fn promotion_rules() {
-        let mut p = Promotion::new("x", PromotionSpec { stage: "test".into(), freight: "abc".into(), steps: vec![step("git-clone", "")], ..Default::default() });
+        let mut p = Promotion::new(
+            "x",
+            PromotionSpec {
+                stage: "test".into(),
+                freight: "abc".into(),
+                steps: vec![step("git-clone", "")],
+                ..Default::default()
+            },
+        );
         assert!(validate_promotion(&p).is_ok());
         p.spec.origin = Some(FreightOrigin::warehouse("w"));
         p.spec.stage = "Bad_Stage".into();
-        p.spec.steps.push(PromotionStep { task: Some(PromotionTaskReference { name: "t".into(), kind: String::new() }), ..Default::default() });
-        assert_eq!(errors(validate_promotion(&p)), vec!["spec.stage", "spec.origin", "spec.steps[1].task"]);
+        p.spec.steps.push(PromotionStep {
+            task: Some(PromotionTaskReference {
+                name: "t".into(),
+                kind: String::new(),
+            }),
+            ..Default::default()
+        });
+        assert_eq!(
+            errors(validate_promotion(&p)),
+            vec!["spec.stage", "spec.origin", "spec.steps[1].task"]
+        );
         let empty = Promotion::new("x", PromotionSpec::default());
-        assert_eq!(errors(validate_promotion(&empty)), vec!["spec.stage", "spec.freight", "spec.steps"]);
+        assert_eq!(
+            errors(validate_promotion(&empty)),
+            vec!["spec.stage", "spec.freight", "spec.steps"]
+        );
     }
 
     #[test]
     fn promotion_task_rules() {
-        let t = PromotionTask::new("t", PromotionTaskSpec { vars: vec![], steps: vec![] });
+        let t = PromotionTask::new(
+            "t",
+            PromotionTaskSpec {
+                vars: vec![],
+                steps: vec![],
+            },
+        );
         assert_eq!(errors(validate_promotion_task(&t)), vec!["spec.steps"]);
     }
 
@@ -539,6 +872,10 @@ mod tests {
         assert!(!is_dns1123_label("a.b"));
         assert!(is_label_value("wonky-wombat"));
         assert!(!is_label_value("_x"));
-        assert!(is_reserved_alias("step-12") && !is_reserved_alias("step-") && !is_reserved_alias("steps-1"));
+        assert!(
+            is_reserved_alias("step-12")
+                && !is_reserved_alias("step-")
+                && !is_reserved_alias("steps-1")
+        );
     }
 }

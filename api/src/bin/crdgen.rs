@@ -11,7 +11,9 @@ fn main() -> ExitCode {
         match arg.as_str() {
             "--check" => check = true,
             "-h" | "--help" => {
-                println!("usage: crdgen [--check] [DIR]\n\nWrites the Kargo CRDs to DIR (default manifests/crds).\n--check  exit 1 when a file differs instead of writing");
+                println!(
+                    "usage: crdgen [--check] [DIR]\n\nWrites the Kargo CRDs to DIR (default manifests/crds).\n--check  exit 1 when a file differs instead of writing"
+                );
                 return ExitCode::SUCCESS;
             }
             other => dir = PathBuf::from(other),

@@ -97,7 +97,10 @@ impl Freight {
         Self {
             api_version: default_api_version(),
             kind: default_kind(),
-            metadata: ObjectMeta { namespace: Some(namespace.to_owned()), ..Default::default() },
+            metadata: ObjectMeta {
+                namespace: Some(namespace.to_owned()),
+                ..Default::default()
+            },
             origin,
             ..Default::default()
         }
@@ -113,7 +116,11 @@ impl Freight {
         if !self.alias.is_empty() {
             return Some(&self.alias);
         }
-        self.metadata.labels.as_ref()?.get(crate::keys::ALIAS).map(String::as_str)
+        self.metadata
+            .labels
+            .as_ref()?
+            .get(crate::keys::ALIAS)
+            .map(String::as_str)
     }
 
     /// Whether the Freight has been verified in `stage`.
@@ -186,7 +193,11 @@ pub struct VerifiedStage {
     pub verified_at: Option<Time>,
     /// LongestCompletedSoak is the longest completed period the Freight spent in the Stage
     /// (a Go duration such as `1h30m0s`).
-    #[serde(rename = "longestSoak", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "longestSoak",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub longest_completed_soak: Option<String>,
 }
 

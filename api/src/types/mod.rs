@@ -4,6 +4,11 @@
 //!
 //! Open parts (step `config`, `status.state`, Freight `metadata`, Warehouse subscriptions) are kept
 //! as `serde_json::Value` and marked `x-kubernetes-preserve-unknown-fields` in the CRDs.
+//!
+//! Zero values (`false`, `0`, `""`, empty lists) are omitted on output exactly like Go's
+//! `omitempty` in Kargo's types, so an explicit `continueOnError: false` written by hand does not
+//! survive a trip through these types (it does not through Kargo's either). Writers therefore send
+//! patches, never whole objects rebuilt from these types.
 
 mod freight;
 mod promotion;
@@ -55,7 +60,9 @@ pub(crate) fn is_zero_u32(n: &u32) -> bool {
 }
 
 /// Where a piece of Freight came from. Kargo knows one kind: `Warehouse`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 pub struct FreightOrigin {
     /// Kind of the origin. The only supported kind is `Warehouse`.
     #[schemars(extend("enum" = ["Warehouse"]))]
@@ -67,7 +74,10 @@ pub struct FreightOrigin {
 impl FreightOrigin {
     /// The `Warehouse/<name>` origin.
     pub fn warehouse(name: impl Into<String>) -> Self {
-        Self { kind: FREIGHT_ORIGIN_WAREHOUSE.to_owned(), name: name.into() }
+        Self {
+            kind: FREIGHT_ORIGIN_WAREHOUSE.to_owned(),
+            name: name.into(),
+        }
     }
 }
 

@@ -11,6 +11,8 @@ use super::{
 
 /// A Promotion requests that one Freight be promoted into one Stage. Its name is
 /// `<stage>.<ulid>.<freight[:7]>`, so names sort in creation order.
+// kube-derive takes one `printcolumn(...)` per column; clippy mistakes them for duplicates.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "kargo.akuity.io",
@@ -31,7 +33,11 @@ use super::{
     printcolumn(name = "Stage", type_ = "string", json_path = ".spec.stage"),
     printcolumn(name = "Freight", type_ = "string", json_path = ".spec.freight"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct PromotionSpec {
@@ -146,7 +152,10 @@ pub enum PromotionPhase {
 impl PromotionPhase {
     /// Whether the phase is final.
     pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Succeeded | Self::Failed | Self::Errored | Self::Aborted)
+        matches!(
+            self,
+            Self::Succeeded | Self::Failed | Self::Errored | Self::Aborted
+        )
     }
 }
 
@@ -261,7 +270,10 @@ pub struct StepExecutionMetadata {
 impl Promotion {
     /// The Promotion's phase, `Pending` when unset.
     pub fn phase(&self) -> PromotionPhase {
-        self.status.as_ref().and_then(|s| s.phase).unwrap_or(PromotionPhase::Pending)
+        self.status
+            .as_ref()
+            .and_then(|s| s.phase)
+            .unwrap_or(PromotionPhase::Pending)
     }
 
     /// The Promotion's name.
@@ -277,7 +289,11 @@ impl Promotion {
     /// The user from the `create-actor` annotation, with its `kubernetes:`/`email:`/... prefix
     /// stripped as Kargo's `CreateActorAnnotationValue` does; `None` for auto-promotions.
     pub fn create_actor(&self) -> Option<&str> {
-        let value = self.metadata.annotations.as_ref()?.get(crate::keys::CREATE_ACTOR)?;
+        let value = self
+            .metadata
+            .annotations
+            .as_ref()?
+            .get(crate::keys::CREATE_ACTOR)?;
         let value = value.as_str();
         let user = value.split_once(':').map_or(value, |(_, rest)| rest);
         (!user.is_empty()).then_some(user)

@@ -8,6 +8,8 @@ use super::{ExpressionVariable, PromotionStep};
 
 /// A PromotionTask is a reusable list of promotion steps with variables (an empty value marks a
 /// required input).
+// kube-derive takes one `printcolumn(...)` per column; clippy mistakes them for duplicates.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "kargo.akuity.io",
@@ -19,7 +21,11 @@ use super::{ExpressionVariable, PromotionStep};
     derive = "Default",
     shortname = "promotask",
     shortname = "promotasks",
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 pub struct PromotionTaskSpec {
     /// Vars are the task's inputs with defaults; an empty value is a required input.

@@ -13,6 +13,8 @@ use super::{
 use crate::legacy::{PromotionMechanisms, Subscriptions};
 
 /// A Stage is an environment: the Freight it requests and the steps that promote Freight into it.
+// kube-derive takes one `printcolumn(...)` per column; clippy mistakes them for duplicates.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "kargo.akuity.io",
@@ -24,7 +26,11 @@ use crate::legacy::{PromotionMechanisms, Subscriptions};
     derive = "PartialEq",
     derive = "Default",
     printcolumn(name = "Shard", type_ = "string", json_path = ".spec.shard"),
-    printcolumn(name = "Current Freight", type_ = "string", json_path = ".status.freightSummary"),
+    printcolumn(
+        name = "Current Freight",
+        type_ = "string",
+        json_path = ".status.freightSummary"
+    ),
     printcolumn(name = "Health", type_ = "string", json_path = ".status.health.status"),
     printcolumn(
         name = "Ready",
@@ -36,7 +42,11 @@ use crate::legacy::{PromotionMechanisms, Subscriptions};
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].message"
     ),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct StageSpec {
@@ -327,11 +337,18 @@ impl Stage {
 
     /// The template steps (empty for a control-flow Stage).
     pub fn template_steps(&self) -> &[PromotionStep] {
-        self.spec.promotion_template.as_ref().map(|t| t.spec.steps.as_slice()).unwrap_or_default()
+        self.spec
+            .promotion_template
+            .as_ref()
+            .map(|t| t.spec.steps.as_slice())
+            .unwrap_or_default()
     }
 
     /// Whether the Stage requests Freight from `origin`.
     pub fn requests_origin(&self, origin: &FreightOrigin) -> bool {
-        self.spec.requested_freight.iter().any(|r| &r.origin == origin)
+        self.spec
+            .requested_freight
+            .iter()
+            .any(|r| &r.origin == origin)
     }
 }

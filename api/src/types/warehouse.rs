@@ -9,6 +9,8 @@ use super::{Condition, any_json, any_json_list, is_zero_i64};
 
 /// A Warehouse subscribes to Git repositories, image repositories and Helm charts and produces
 /// Freight from what it finds.
+// kube-derive takes one `printcolumn(...)` per column; clippy mistakes them for duplicates.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "kargo.akuity.io",
@@ -20,7 +22,11 @@ use super::{Condition, any_json, any_json_list, is_zero_i64};
     derive = "PartialEq",
     derive = "Default",
     printcolumn(name = "Shard", type_ = "string", json_path = ".spec.shard"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct WarehouseSpec {
@@ -67,7 +73,11 @@ pub struct WarehouseStatus {
     #[serde(default, skip_serializing_if = "is_zero_i64")]
     pub observed_generation: i64,
     /// LastFreightID is the name of the last Freight produced.
-    #[serde(rename = "lastFreightID", default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "lastFreightID",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
     pub last_freight_id: String,
     /// DiscoveredArtifacts holds the artifacts found by the last discovery.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -153,7 +163,10 @@ impl Subscription {
 impl Warehouse {
     /// The parsed subscriptions, in order.
     pub fn parsed_subscriptions(&self) -> Vec<Subscription> {
-        self.spec.subscriptions.iter().map(Subscription::parse).collect()
+        self.spec
+            .subscriptions
+            .iter()
+            .map(Subscription::parse)
+            .collect()
     }
 }
-
