@@ -1,0 +1,909 @@
+//! Format-preserving YAML edits: only the bytes of the edited scalar change; comments, key order,
+//! quoting style, anchors and aliases, block scalars elsewhere, blank lines, indentation and CRLF
+//! line endings stay exactly as they were.
+//!
+//! Why not a crate: `yamlpatch` (zizmor's) needs rustc 1.97 at its current version and rewrites a
+//! whole `key: value` span on replace; parse-and-reserialize loses formatting. We parse with
+//! `saphyr-parser` (a maintained YAML 1.2 event parser with source spans), build a small tree of
+//! byte spans, and splice text. Quoted-scalar end positions are recomputed here because the parser's
+//! spans overshoot them (they run to the next token).
+
+use saphyr_parser::{Event, Parser, ScalarStyle};
+use serde_json::Value;
+
+/// What can go wrong while editing.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum YamlError {
+    /// The text is not valid YAML.
+    #[error("invalid YAML at line {line}, column {col}: {message}")]
+    Parse {
+        line: usize,
+        col: usize,
+        message: String,
+    },
+    /// The path cannot be followed or edited.
+    #[error("cannot update key {key:?}: {reason}")]
+    Path { key: String, reason: String },
+}
+
+/// One part of a key path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PathPart {
+    /// A mapping key.
+    Key(String),
+    /// A sequence index; `-1` (or any index past the end) appends.
+    Index(i64),
+}
+
+/// Split a key with Kargo's rules (`pkg/sjson`): `.` separates parts, `\.` is a literal dot,
+/// all-digit parts (and `-1`) index sequences unless prefixed with `:` which forces a map key.
+pub fn split_key(key: &str) -> Vec<PathPart> {
+    let mut parts = Vec::new();
+    let mut cur = String::new();
+    let mut chars = key.chars().peekable();
+    let mut push = |s: &mut String| {
+        let raw = std::mem::take(s);
+        if let Some(k) = raw.strip_prefix(':') {
+            parts.push(PathPart::Key(k.to_owned()));
+        } else if let Ok(i) = raw.parse::<i64>().map_err(|_| ()).and_then(|i| {
+            if i >= -1 && !raw.starts_with('+') {
+                Ok(i)
+            } else {
+                Err(())
+            }
+        }) {
+            parts.push(PathPart::Index(i));
+        } else {
+            parts.push(PathPart::Key(raw));
+        }
+    };
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.peek() == Some(&'.') => {
+                cur.push('.');
+                chars.next();
+            }
+            '.' => push(&mut cur),
+            c => cur.push(c),
+        }
+    }
+    push(&mut cur);
+    parts
+}
+
+#[derive(Debug)]
+enum Kind {
+    Scalar {
+        style: ScalarStyle,
+        value: String,
+    },
+    Map {
+        entries: Vec<(Node, Node)>,
+        flow: bool,
+    },
+    Seq {
+        items: Vec<Node>,
+        flow: bool,
+    },
+    Alias,
+}
+
+#[derive(Debug)]
+struct Node {
+    kind: Kind,
+    /// Byte offset where the node's text starts (for block collections: the first entry).
+    start: usize,
+    /// Byte offset just past the node's text (for flow collections: past the closing bracket).
+    end: usize,
+    /// Column of the node's first character.
+    col: usize,
+}
+
+/// A YAML document being edited.
+#[derive(Clone, Debug)]
+pub struct YamlDoc {
+    text: String,
+}
+
+struct Builder<'a> {
+    text: &'a str,
+    /// byte offset of each char index (plus one past the end)
+    offsets: Vec<usize>,
+}
+
+impl Builder<'_> {
+    fn byte(&self, char_index: usize) -> usize {
+        self.offsets
+            .get(char_index)
+            .copied()
+            .unwrap_or(self.text.len())
+    }
+
+    /// Skip an anchor (`&a`) or tag (`!t`) that a scalar's span starts with.
+    fn skip_properties(&self, mut start: usize, end: usize) -> usize {
+        let b = self.text.as_bytes();
+        while start < end && matches!(b.get(start), Some(b'&' | b'!')) {
+            while start < end && !b[start].is_ascii_whitespace() {
+                start += 1;
+            }
+            while start < end && b[start].is_ascii_whitespace() {
+                start += 1;
+            }
+        }
+        start
+    }
+
+    /// End of a quoted scalar starting at `start` (the quote character).
+    fn quoted_end(&self, start: usize, style: ScalarStyle) -> usize {
+        let b = self.text.as_bytes();
+        let mut i = start + 1;
+        while i < b.len() {
+            match (style, b[i]) {
+                (ScalarStyle::DoubleQuoted, b'\\') => i += 2,
+                (ScalarStyle::DoubleQuoted, b'"') => return i + 1,
+                (ScalarStyle::SingleQuoted, b'\'') => {
+                    if b.get(i + 1) == Some(&b'\'') {
+                        i += 2;
+                    } else {
+                        return i + 1;
+                    }
+                }
+                _ => i += 1,
+            }
+        }
+        b.len()
+    }
+
+    fn node<'e>(
+        &self,
+        events: &mut std::iter::Peekable<impl Iterator<Item = (Event<'e>, usize, usize, usize)>>,
+    ) -> Option<Node> {
+        let (ev, s, e, col) = events.next()?;
+        Some(match ev {
+            Event::Scalar(value, style, _, _) => {
+                let start = self.skip_properties(self.byte(s), self.byte(e));
+                let end = match style {
+                    ScalarStyle::DoubleQuoted | ScalarStyle::SingleQuoted => {
+                        self.quoted_end(start, style)
+                    }
+                    _ => self.byte(e),
+                };
+                Node {
+                    kind: Kind::Scalar {
+                        style,
+                        value: value.into_owned(),
+                    },
+                    start,
+                    end,
+                    col,
+                }
+            }
+            Event::Alias(_) => Node {
+                kind: Kind::Alias,
+                start: self.byte(s),
+                end: self.byte(e),
+                col,
+            },
+            Event::MappingStart(..) => {
+                let start = self.byte(s);
+                let flow = self.text.as_bytes().get(start) == Some(&b'{');
+                let mut entries = Vec::new();
+                let mut end = start;
+                loop {
+                    if matches!(events.peek(), Some((Event::MappingEnd, ..)) | None) {
+                        if let Some((_, ms, me, _)) = events.next() {
+                            if flow {
+                                end = self.byte(me).max(self.byte(ms) + 1);
+                            }
+                        }
+                        break;
+                    }
+                    let k = self.node(events)?;
+                    let v = self.node(events)?;
+                    if !flow {
+                        end = v.end.max(k.end);
+                    }
+                    entries.push((k, v));
+                }
+                Node {
+                    kind: Kind::Map { entries, flow },
+                    start,
+                    end,
+                    col,
+                }
+            }
+            Event::SequenceStart(..) => {
+                let start = self.byte(s);
+                let flow = self.text.as_bytes().get(start) == Some(&b'[');
+                let mut items = Vec::new();
+                let mut end = start;
+                loop {
+                    if matches!(events.peek(), Some((Event::SequenceEnd, ..)) | None) {
+                        if let Some((_, ss, se, _)) = events.next() {
+                            if flow {
+                                end = self.byte(se).max(self.byte(ss) + 1);
+                            }
+                        }
+                        break;
+                    }
+                    let item = self.node(events)?;
+                    if !flow {
+                        end = item.end;
+                    }
+                    items.push(item);
+                }
+                Node {
+                    kind: Kind::Seq { items, flow },
+                    start,
+                    end,
+                    col,
+                }
+            }
+            _ => return None,
+        })
+    }
+}
+
+fn parse_tree(text: &str) -> Result<Option<Node>, YamlError> {
+    let mut offsets: Vec<usize> = text.char_indices().map(|(i, _)| i).collect();
+    offsets.push(text.len());
+    let b = Builder { text, offsets };
+    let mut events = Vec::new();
+    let mut parser = Parser::new_from_str(text);
+    while let Some(r) = parser.next_event() {
+        let (ev, span) = r.map_err(|e| YamlError::Parse {
+            line: e.marker().line(),
+            col: e.marker().col() + 1,
+            message: e.info().to_owned(),
+        })?;
+        match ev {
+            Event::StreamStart
+            | Event::StreamEnd
+            | Event::DocumentStart(_)
+            | Event::DocumentEnd
+            | Event::Nothing => {}
+            ev => events.push((ev, span.start.index(), span.end.index(), span.start.col())),
+        }
+    }
+    let mut it = events.into_iter().peekable();
+    Ok(b.node(&mut it))
+}
+
+fn describe(path: &[PathPart]) -> String {
+    path.iter()
+        .map(|p| match p {
+            PathPart::Key(k) => k.replace('.', "\\."),
+            PathPart::Index(i) => i.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// YAML 1.1 words some Kubernetes tooling still reads as booleans.
+fn is_yaml11_special(s: &str) -> bool {
+    matches!(
+        s.to_ascii_lowercase().as_str(),
+        "y" | "n" | "yes" | "no" | "on" | "off" | "true" | "false" | "null" | "~" | ""
+    )
+}
+
+fn plain_is_safe(s: &str, in_flow: bool) -> bool {
+    if s.is_empty() || s.trim() != s || is_yaml11_special(s) || s.contains(['\n', '\r', '\t']) {
+        return false;
+    }
+    if s.contains(": ") || s.contains(" #") || s.ends_with(':') {
+        return false;
+    }
+    if in_flow && s.contains([',', '[', ']', '{', '}']) {
+        return false;
+    }
+    let first = s.as_bytes()[0];
+    if b"-?:,[]{}#&*!|>'\"%@`".contains(&first)
+        && !(first == b'-'
+            && s.len() > 1
+            && !s.starts_with("- ")
+            && s.as_bytes()[1] != b' '
+            && s != "---")
+    {
+        return false;
+    }
+    // Anything that reads back as a number (or other non-string) must be quoted.
+    matches!(serde_yaml::from_str::<serde_yaml::Value>(s), Ok(serde_yaml::Value::String(ref back)) if back == s)
+}
+
+fn double_quoted(s: &str) -> String {
+    serde_json::to_string(s)
+        .unwrap_or_else(|_| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\"")))
+}
+
+/// Render a JSON value as YAML text, keeping the old scalar's quoting style where it can.
+fn render(value: &Value, old: Option<ScalarStyle>, in_flow: bool) -> String {
+    match value {
+        Value::String(s) => match old {
+            Some(ScalarStyle::SingleQuoted) if !s.contains(['\n', '\r']) => {
+                format!("'{}'", s.replace('\'', "''"))
+            }
+            Some(ScalarStyle::DoubleQuoted) => double_quoted(s),
+            _ if plain_is_safe(s, in_flow) => s.clone(),
+            _ => double_quoted(s),
+        },
+        Value::Null => "null".to_owned(),
+        Value::Bool(_) | Value::Number(_) => value.to_string(),
+        other => serde_json::to_string(other).unwrap_or_default(),
+    }
+}
+
+impl YamlDoc {
+    /// Parse a document (checks it is valid YAML).
+    pub fn parse(text: &str) -> Result<Self, YamlError> {
+        parse_tree(text)?;
+        Ok(Self {
+            text: text.to_owned(),
+        })
+    }
+
+    /// The current text.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    fn newline(&self) -> &'static str {
+        if self.text.contains("\r\n") {
+            "\r\n"
+        } else {
+            "\n"
+        }
+    }
+
+    /// The scalar at `path`, as its string value; `None` when absent or not a scalar.
+    pub fn get_str(&self, path: &[PathPart]) -> Option<String> {
+        let root = parse_tree(&self.text).ok()??;
+        let mut node = &root;
+        for part in path {
+            node = match (&node.kind, part) {
+                (Kind::Map { entries, .. }, PathPart::Key(k)) => {
+                    &entries.iter().find(|(key, _)| scalar_is(key, k))?.1
+                }
+                (Kind::Seq { items, .. }, PathPart::Index(i)) => {
+                    items.get(usize::try_from(*i).ok()?)?
+                }
+                _ => return None,
+            };
+        }
+        match &node.kind {
+            Kind::Scalar { value, .. } => Some(value.clone()),
+            _ => None,
+        }
+    }
+
+    /// Number of items in the sequence at `path` (0 when absent).
+    pub fn seq_len(&self, path: &[PathPart]) -> usize {
+        let Ok(Some(root)) = parse_tree(&self.text) else {
+            return 0;
+        };
+        let mut node = &root;
+        for part in path {
+            let next = match (&node.kind, part) {
+                (Kind::Map { entries, .. }, PathPart::Key(k)) => entries
+                    .iter()
+                    .find(|(key, _)| scalar_is(key, k))
+                    .map(|e| &e.1),
+                (Kind::Seq { items, .. }, PathPart::Index(i)) => {
+                    usize::try_from(*i).ok().and_then(|i| items.get(i))
+                }
+                _ => None,
+            };
+            match next {
+                Some(n) => node = n,
+                None => return 0,
+            }
+        }
+        match &node.kind {
+            Kind::Seq { items, .. } => items.len(),
+            _ => 0,
+        }
+    }
+
+    /// Set the value at `path`, creating missing mapping keys (and nested mappings) and appending
+    /// to sequences for `-1` or an index past the end.
+    pub fn set(&mut self, path: &[PathPart], value: &Value) -> Result<(), YamlError> {
+        let err = |reason: String| YamlError::Path {
+            key: describe(path),
+            reason,
+        };
+        if path.is_empty() {
+            return Err(err("the key is empty".into()));
+        }
+        let root = parse_tree(&self.text)?;
+        let Some(root) = root else {
+            // Empty document: write the whole path as block mappings.
+            let nl = self.newline();
+            let mut text = self.text.clone();
+            text.push_str(&self.block_tail(path, value, 0, nl).map_err(err)?);
+            text.push_str(nl);
+            self.text = text.trim_start_matches(['\n', '\r']).to_owned();
+            return Ok(());
+        };
+        let mut node = &root;
+        let mut in_flow = false;
+        for (depth, part) in path.iter().enumerate() {
+            let rest = &path[depth + 1..];
+            match (&node.kind, part) {
+                (Kind::Map { entries, flow }, PathPart::Key(k)) => {
+                    in_flow |= *flow;
+                    match entries.iter().find(|(key, _)| scalar_is(key, k)) {
+                        Some((_, v)) => node = v,
+                        None => {
+                            return self
+                                .insert_into_map(node, entries, *flow, k, rest, value)
+                                .map_err(err);
+                        }
+                    }
+                }
+                (Kind::Seq { items, flow }, PathPart::Index(i)) => {
+                    in_flow |= *flow;
+                    match usize::try_from(*i).ok().and_then(|i| items.get(i)) {
+                        Some(item) => node = item,
+                        None => {
+                            return self
+                                .append_to_seq(node, items, *flow, rest, value)
+                                .map_err(err);
+                        }
+                    }
+                }
+                (Kind::Alias, _) => {
+                    return Err(err(
+                        "it goes through an alias; edit the anchored value instead".into(),
+                    ));
+                }
+                (Kind::Map { .. }, PathPart::Index(_)) => {
+                    return Err(err(format!(
+                        "{:?} is a mapping, not a sequence",
+                        describe(&path[..depth])
+                    )));
+                }
+                (Kind::Seq { .. }, PathPart::Key(k)) => {
+                    return Err(err(format!(
+                        "{:?} is a sequence, not a mapping (key {k:?})",
+                        describe(&path[..depth])
+                    )));
+                }
+                (Kind::Scalar { .. }, _) => {
+                    return Err(err(format!(
+                        "{:?} is a scalar, not a mapping or sequence",
+                        describe(&path[..depth])
+                    )));
+                }
+            }
+        }
+        match &node.kind {
+            Kind::Scalar { style, .. } => {
+                let (start, style) = match style {
+                    ScalarStyle::Literal | ScalarStyle::Folded => {
+                        (self.block_indicator(node.start), ScalarStyle::Plain)
+                    }
+                    s => (node.start, *s),
+                };
+                let mut end = node.end;
+                if matches!(
+                    node.kind,
+                    Kind::Scalar {
+                        style: ScalarStyle::Literal | ScalarStyle::Folded,
+                        ..
+                    }
+                ) {
+                    // keep the line break that ended the block scalar
+                    while end > start && matches!(self.text.as_bytes()[end - 1], b'\n' | b'\r') {
+                        end -= 1;
+                    }
+                }
+                let text = render(value, Some(style), in_flow);
+                self.text.replace_range(start..end, &text);
+                Ok(())
+            }
+            Kind::Alias => Err(err(
+                "the value is an alias; edit the anchored value instead".into(),
+            )),
+            _ => {
+                let text = render(value, None, true);
+                self.text.replace_range(node.start..node.end, &text);
+                Ok(())
+            }
+        }
+    }
+
+    /// Remove the mapping key at `path` (its whole `key: value` lines in block style). Returns
+    /// whether it existed.
+    pub fn remove(&mut self, path: &[PathPart]) -> Result<bool, YamlError> {
+        let err = |reason: String| YamlError::Path {
+            key: describe(path),
+            reason,
+        };
+        let Some((last, parent_path)) = path.split_last() else {
+            return Ok(false);
+        };
+        let PathPart::Key(key) = last else {
+            return Err(err("only mapping keys can be removed".into()));
+        };
+        let Some(root) = parse_tree(&self.text)? else {
+            return Ok(false);
+        };
+        let mut node = &root;
+        for part in parent_path {
+            node = match (&node.kind, part) {
+                (Kind::Map { entries, .. }, PathPart::Key(k)) => {
+                    match entries.iter().find(|(kk, _)| scalar_is(kk, k)) {
+                        Some((_, v)) => v,
+                        None => return Ok(false),
+                    }
+                }
+                (Kind::Seq { items, .. }, PathPart::Index(i)) => {
+                    match usize::try_from(*i).ok().and_then(|i| items.get(i)) {
+                        Some(v) => v,
+                        None => return Ok(false),
+                    }
+                }
+                _ => return Ok(false),
+            };
+        }
+        let Kind::Map { entries, flow } = &node.kind else {
+            return Ok(false);
+        };
+        let Some(idx) = entries.iter().position(|(k, _)| scalar_is(k, key)) else {
+            return Ok(false);
+        };
+        if *flow {
+            return Err(err(
+                "removing keys from flow mappings is not supported".into()
+            ));
+        }
+        if entries.len() == 1 {
+            return Err(err("it is the only key of its mapping".into()));
+        }
+        let (k, v) = &entries[idx];
+        let b = self.text.as_bytes();
+        // From the start of the key's line (or right after "- " when it is the first key of a
+        // sequence item) to the end of the value's last line.
+        let line_start = self.text[..k.start].rfind('\n').map_or(0, |i| i + 1);
+        let first_in_item = self.text[line_start..k.start].trim_start().starts_with('-');
+        let end = self.line_end(v.end.max(k.end));
+        let end = if end < b.len() {
+            end + if b[end] == b'\r' { 2 } else { 1 }
+        } else {
+            end
+        };
+        if first_in_item {
+            // "- key: v\n  next: w" becomes "- next: w": cut from this key to the next one.
+            let next_start = entries[idx + 1].0.start;
+            self.text.replace_range(k.start..next_start, "");
+            return Ok(true);
+        }
+        self.text
+            .replace_range(line_start..end.min(self.text.len()), "");
+        Ok(true)
+    }
+
+    fn line_end(&self, from: usize) -> usize {
+        self.text[from..]
+            .find(['\n', '\r'])
+            .map_or(self.text.len(), |i| from + i)
+    }
+
+    fn block_indicator(&self, content_start: usize) -> usize {
+        self.text[..content_start]
+            .rfind(['|', '>'])
+            .unwrap_or(content_start)
+    }
+
+    /// Text for `key: value` (with nested missing keys) at indentation `indent`, starting with a
+    /// newline.
+    fn block_tail(
+        &self,
+        path: &[PathPart],
+        value: &Value,
+        indent: usize,
+        nl: &str,
+    ) -> Result<String, String> {
+        let mut out = String::new();
+        let mut ind = indent;
+        for (i, part) in path.iter().enumerate() {
+            let last = i + 1 == path.len();
+            match part {
+                PathPart::Key(k) => {
+                    out.push_str(nl);
+                    out.push_str(&" ".repeat(ind));
+                    out.push_str(&render(&Value::String(k.clone()), None, false));
+                    out.push(':');
+                    if last {
+                        out.push(' ');
+                        out.push_str(&render(value, None, false));
+                    }
+                    ind += 2;
+                }
+                PathPart::Index(_) => {
+                    out.push_str(nl);
+                    out.push_str(&" ".repeat(ind.saturating_sub(2)));
+                    out.push_str("- ");
+                    if last {
+                        out.push_str(&render(value, None, false));
+                    } else {
+                        return Err(
+                            "nested paths inside a new sequence item are not supported".into()
+                        );
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn insert_into_map(
+        &mut self,
+        node: &Node,
+        entries: &[(Node, Node)],
+        flow: bool,
+        key: &str,
+        rest: &[PathPart],
+        value: &Value,
+    ) -> Result<(), String> {
+        let nl = self.newline();
+        if flow {
+            let close = node.end.saturating_sub(1);
+            let mut v = value.clone();
+            for part in rest.iter().rev() {
+                v = match part {
+                    PathPart::Key(k) => serde_json::json!({ k.clone(): v }),
+                    PathPart::Index(_) => Value::Array(vec![v]),
+                };
+            }
+            let sep = if entries.is_empty() { "" } else { ", " };
+            let text = format!(
+                "{sep}{}: {}",
+                render(&Value::String(key.to_owned()), None, true),
+                render(&v, None, true)
+            );
+            self.text.insert_str(close, &text);
+            return Ok(());
+        }
+        let Some((first_key, _)) = entries.first() else {
+            return Err("cannot add a key to an empty block mapping".into());
+        };
+        let indent = first_key.col;
+        let Some((last_k, last_v)) = entries.last() else {
+            return Err("empty mapping".into());
+        };
+        let at = self.line_end(last_v.end.max(last_k.end));
+        let mut path = vec![PathPart::Key(key.to_owned())];
+        path.extend_from_slice(rest);
+        let text = self.block_tail(&path, value, indent, nl)?;
+        self.text.insert_str(at, &text);
+        Ok(())
+    }
+
+    fn append_to_seq(
+        &mut self,
+        node: &Node,
+        items: &[Node],
+        flow: bool,
+        rest: &[PathPart],
+        value: &Value,
+    ) -> Result<(), String> {
+        let nl = self.newline();
+        let mut v = value.clone();
+        for part in rest.iter().rev() {
+            v = match part {
+                PathPart::Key(k) => serde_json::json!({ k.clone(): v }),
+                PathPart::Index(_) => Value::Array(vec![v]),
+            };
+        }
+        if flow {
+            let close = node.end.saturating_sub(1);
+            let sep = if items.is_empty() { "" } else { ", " };
+            self.text
+                .insert_str(close, &format!("{sep}{}", render(&v, None, true)));
+            return Ok(());
+        }
+        let Some(last) = items.last() else {
+            return Err("cannot append to an empty block sequence".into());
+        };
+        // The dash of the first item gives the indentation.
+        let first = &items[0];
+        let dash = self.text[..first.start].rfind('-').unwrap_or(first.start);
+        let dash_col = dash - self.text[..dash].rfind('\n').map_or(0, |i| i + 1);
+        let at = self.line_end(last.end);
+        let item = match &v {
+            Value::Object(map) if !map.is_empty() => {
+                let mut s = String::new();
+                for (i, (k, val)) in map.iter().enumerate() {
+                    if i == 0 {
+                        s.push_str(&format!("{}- ", " ".repeat(dash_col)));
+                    } else {
+                        s.push_str(nl);
+                        s.push_str(&" ".repeat(dash_col + 2));
+                    }
+                    s.push_str(&format!(
+                        "{}: {}",
+                        render(&Value::String(k.clone()), None, false),
+                        render(val, None, false)
+                    ));
+                }
+                s
+            }
+            other => format!("{}- {}", " ".repeat(dash_col), render(other, None, false)),
+        };
+        self.text.insert_str(at, &format!("{nl}{item}"));
+        Ok(())
+    }
+}
+
+fn scalar_is(node: &Node, key: &str) -> bool {
+    matches!(&node.kind, Kind::Scalar { value, .. } if value == key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn set(text: &str, key: &str, value: Value) -> String {
+        let mut d = YamlDoc::parse(text).unwrap();
+        d.set(&split_key(key), &value).unwrap();
+        // The result must still parse, and read back the value.
+        let back: serde_yaml::Value = serde_yaml::from_str(d.text()).unwrap();
+        let _ = back;
+        d.text().to_owned()
+    }
+
+    #[test]
+    fn split_key_follows_kargo() {
+        use PathPart::*;
+        assert_eq!(
+            split_key("image.tag"),
+            vec![Key("image".into()), Key("tag".into())]
+        );
+        assert_eq!(
+            split_key(r"annotations.kargo\.akuity\.io/freight"),
+            vec![
+                Key("annotations".into()),
+                Key("kargo.akuity.io/freight".into())
+            ]
+        );
+        assert_eq!(
+            split_key("images.0.tag"),
+            vec![Key("images".into()), Index(0), Key("tag".into())]
+        );
+        assert_eq!(
+            split_key("images.-1"),
+            vec![Key("images".into()), Index(-1)]
+        );
+        assert_eq!(
+            split_key("ports.:80"),
+            vec![Key("ports".into()), Key("80".into())]
+        );
+    }
+
+    #[test]
+    fn only_the_scalar_changes() {
+        let text = "# top comment\nimage:\n  repository: nginx   # the repo\n  tag: \"1.24.0\" # pinned\n\n  pullPolicy: IfNotPresent\nother: &anchor\n  x: 1\nref: *anchor\nblock: |\n  keep\n  me\n";
+        let out = set(text, "image.tag", json!("1.25.0"));
+        assert_eq!(out, text.replace("\"1.24.0\"", "\"1.25.0\""));
+        let out = set(text, "image.repository", json!("ghcr.io/x/nginx"));
+        assert_eq!(out, text.replace("nginx   #", "ghcr.io/x/nginx   #"));
+    }
+
+    #[test]
+    fn quoting_styles_are_kept_and_plain_is_quoted_when_needed() {
+        assert_eq!(set("a: 'x'\n", "a", json!("it's")), "a: 'it''s'\n");
+        assert_eq!(set("a: x\n", "a", json!("1.25")), "a: \"1.25\"\n");
+        assert_eq!(set("a: x\n", "a", json!("on")), "a: \"on\"\n");
+        assert_eq!(set("a: x\n", "a", json!("v1.2.3")), "a: v1.2.3\n");
+        assert_eq!(set("a: x\n", "a", json!("a: b")), "a: \"a: b\"\n");
+        assert_eq!(set("a: x\n", "a", json!(3)), "a: 3\n");
+        assert_eq!(set("a: x\n", "a", json!(true)), "a: true\n");
+        assert_eq!(
+            set("a: {b: c, d: e}\n", "a.b", json!("x,y")),
+            "a: {b: \"x,y\", d: e}\n"
+        );
+    }
+
+    #[test]
+    fn crlf_is_kept() {
+        let text = "a:\r\n  b: 1\r\n  c: 2\r\nz: 0\r\n";
+        assert_eq!(
+            set(text, "a.b", json!(5)),
+            "a:\r\n  b: 5\r\n  c: 2\r\nz: 0\r\n"
+        );
+        assert_eq!(
+            set(text, "a.d", json!("v")),
+            "a:\r\n  b: 1\r\n  c: 2\r\n  d: v\r\nz: 0\r\n"
+        );
+        // YAML 1.1 booleans (y, n, on, off, ...) are quoted so no reader takes them for booleans.
+        assert_eq!(
+            set(text, "a.n", json!("y")),
+            "a:\r\n  b: 1\r\n  c: 2\r\n  \"n\": \"y\"\r\nz: 0\r\n"
+        );
+    }
+
+    #[test]
+    fn missing_keys_are_created() {
+        let text = "a:\n  b: 1 # c\nz: 0\n";
+        assert_eq!(
+            set(text, "a.x.w", json!("v")),
+            "a:\n  b: 1 # c\n  x:\n    w: v\nz: 0\n"
+        );
+        assert_eq!(
+            set(text, "new", json!("v")),
+            "a:\n  b: 1 # c\nz: 0\nnew: v\n"
+        );
+        assert_eq!(set("", "a.b", json!(1)), "a:\n  b: 1\n");
+        assert_eq!(set("a: {b: 1}\n", "a.c", json!(2)), "a: {b: 1, c: 2}\n");
+    }
+
+    #[test]
+    fn sequences_index_and_append() {
+        let text = "list:\n- a\n- b\nnext: 1\n";
+        assert_eq!(
+            set(text, "list.1", json!("c")),
+            "list:\n- a\n- c\nnext: 1\n"
+        );
+        assert_eq!(
+            set(text, "list.-1", json!("c")),
+            "list:\n- a\n- b\n- c\nnext: 1\n"
+        );
+        assert_eq!(
+            set(text, "list.9", json!("c")),
+            "list:\n- a\n- b\n- c\nnext: 1\n"
+        );
+        let nested = "images:\n  - name: a\n    newTag: \"1\"\n";
+        assert_eq!(
+            set(nested, "images.0.newTag", json!("2")),
+            "images:\n  - name: a\n    newTag: \"2\"\n"
+        );
+        assert_eq!(
+            set(nested, "images.0.digest", json!("sha256:x")),
+            "images:\n  - name: a\n    newTag: \"1\"\n    digest: sha256:x\n"
+        );
+        assert_eq!(
+            set(nested, "images.-1", json!({"name": "b", "newTag": "2"})),
+            "images:\n  - name: a\n    newTag: \"1\"\n  - name: b\n    newTag: \"2\"\n"
+        );
+        assert_eq!(set("l: [1, 2]\n", "l.-1", json!(3)), "l: [1, 2, 3]\n");
+    }
+
+    #[test]
+    fn block_scalar_and_anchor_values() {
+        assert_eq!(
+            set("a: |\n  old\nb: 1\n", "a", json!("new")),
+            "a: new\nb: 1\n"
+        );
+        assert_eq!(
+            set("a: &x old\nb: *x\n", "a", json!("new")),
+            "a: &x new\nb: *x\n"
+        );
+        let mut d = YamlDoc::parse("a: &x {k: v}\nb: *x\n").unwrap();
+        assert!(d.set(&split_key("b.k"), &json!("z")).is_err());
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let mut d = YamlDoc::parse("a: 1\n").unwrap();
+        let e = d.set(&split_key("a.b"), &json!(1)).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "cannot update key \"a.b\": \"a\" is a scalar, not a mapping or sequence"
+        );
+        assert!(YamlDoc::parse("a: [\n").is_err());
+    }
+
+    #[test]
+    fn remove_keys() {
+        let mut d =
+            YamlDoc::parse("images:\n- name: a\n  newTag: \"1\" # t\n  digest: sha256:x\nz: 1\n")
+                .unwrap();
+        assert!(d.remove(&split_key("images.0.newTag")).unwrap());
+        assert_eq!(d.text(), "images:\n- name: a\n  digest: sha256:x\nz: 1\n");
+        assert!(!d.remove(&split_key("images.0.missing")).unwrap());
+        assert_eq!(d.get_str(&split_key("images.0.name")).as_deref(), Some("a"));
+        assert_eq!(d.seq_len(&split_key("images")), 1);
+    }
+}
