@@ -2,4 +2,5 @@
 //! maps errors to exit codes, so tests drive everything here in-process.
 
 pub mod expr;
+pub mod git;
 pub mod yaml_edit;

@@ -1,0 +1,612 @@
+//! A bare mirror of one remote repository in the cache directory, and the git commands run in it.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::Mutex;
+
+use sha1::{Digest, Sha1};
+
+use super::{GitError, Oid, Redactor};
+
+/// How mirrors are created and how git is run.
+#[derive(Clone, Debug, Default)]
+pub struct MirrorOptions {
+    /// Directory holding one bare mirror per repository.
+    pub cache_root: PathBuf,
+    /// Extra environment for every git command (credentials configuration, TLS settings).
+    pub env: Vec<(String, String)>,
+    /// Masks credentials in anything git prints.
+    pub redactor: Redactor,
+    /// Skip TLS verification (Kargo's `insecureSkipTLSVerify`).
+    pub insecure_skip_tls_verify: bool,
+}
+
+/// Result of a push.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PushOutcome {
+    /// The remote accepted it.
+    Pushed,
+    /// The remote refused because it moved on (non-fast-forward or a lost ref race).
+    Rejected(String),
+}
+
+/// A bare repository mirroring one remote, kept across promotions.
+pub struct Mirror {
+    dir: PathBuf,
+    url: String,
+    opts: MirrorOptions,
+    reader: Mutex<Option<ObjectReader>>,
+}
+
+impl std::fmt::Debug for Mirror {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mirror")
+            .field("dir", &self.dir)
+            .field("url", &self.display_url())
+            .finish()
+    }
+}
+
+/// A git ref to resolve on the remote.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RemoteRef {
+    /// The remote's default branch (its `HEAD`).
+    Default,
+    /// A branch.
+    Branch(String),
+    /// A tag.
+    Tag(String),
+    /// A commit SHA.
+    Commit(String),
+}
+
+fn cache_name(url: &str) -> String {
+    let norm = promote_api::urls::normalize_git(url);
+    let hash = format!("{:x}", Sha1::digest(norm.as_bytes()));
+    let base: String = norm
+        .rsplit('/')
+        .next()
+        .unwrap_or("repo")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(40)
+        .collect();
+    format!("{base}-{}.git", &hash[..16])
+}
+
+impl Mirror {
+    /// Open the mirror of `url`, creating an empty one on first use. `url` must not carry
+    /// credentials (pass them through `opts.env`).
+    pub fn open(url: &str, opts: MirrorOptions) -> Result<Self, GitError> {
+        let dir = opts.cache_root.join(cache_name(url));
+        let m = Self {
+            dir,
+            url: url.to_owned(),
+            opts,
+            reader: Mutex::new(None),
+        };
+        std::fs::create_dir_all(&m.opts.cache_root).map_err(|source| GitError::Cache {
+            path: m.opts.cache_root.display().to_string(),
+            source,
+        })?;
+        let _lock = m.lock("init")?;
+        if !m.dir.join("HEAD").is_file() {
+            let tmp = m
+                .opts
+                .cache_root
+                .join(format!(".init-{}", ulid::Ulid::new()));
+            let out = Command::new("git")
+                .arg("init")
+                .arg("--bare")
+                .arg("-q")
+                .arg(&tmp)
+                .output()
+                .map_err(GitError::Spawn)?;
+            if !out.status.success() {
+                return Err(m.fail("init", &out.stderr));
+            }
+            std::fs::rename(&tmp, &m.dir).map_err(|source| GitError::Cache {
+                path: m.dir.display().to_string(),
+                source,
+            })?;
+        }
+        // (Re)state the configuration each time: the URL may have changed form (same normalized
+        // repository), and older mirrors may predate a setting.
+        for (k, v) in [
+            ("remote.origin.url", url),
+            ("core.repositoryformatversion", "1"),
+            ("extensions.partialClone", "origin"),
+            ("remote.origin.promisor", "true"),
+            ("remote.origin.partialclonefilter", "blob:none"),
+            ("fetch.writeCommitGraph", "false"),
+            ("gc.auto", "0"),
+        ] {
+            if m.git(&["config", k]).ok().as_deref().map(str::trim) != Some(v) {
+                m.git(&["config", k, v])?;
+            }
+        }
+        Ok(m)
+    }
+
+    /// The mirror's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The remote URL, safe to print.
+    pub fn display_url(&self) -> String {
+        self.opts.redactor.clean(&self.url)
+    }
+
+    /// Take an exclusive lock on the mirror (or one of its branches) across processes.
+    pub fn lock(&self, what: &str) -> Result<std::fs::File, GitError> {
+        let name = format!(
+            "{}.{}.lock",
+            self.dir
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("repo"),
+            what.replace('/', "_")
+        );
+        let path = self.opts.cache_root.join(name);
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|source| GitError::Cache {
+                path: path.display().to_string(),
+                source,
+            })?;
+        f.lock().map_err(|source| GitError::Cache {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Ok(f)
+    }
+
+    fn command(&self) -> Command {
+        let mut c = Command::new("git");
+        c.arg("-C").arg(&self.dir);
+        c.env("LC_ALL", "C");
+        if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+            c.env("GIT_TERMINAL_PROMPT", "0");
+        }
+        if self.opts.insecure_skip_tls_verify {
+            c.env("GIT_SSL_NO_VERIFY", "true");
+        }
+        for (k, v) in &self.opts.env {
+            c.env(k, v);
+        }
+        c
+    }
+
+    fn fail(&self, command: &str, stderr: &[u8]) -> GitError {
+        let text = String::from_utf8_lossy(stderr);
+        let text: String = text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect::<Vec<_>>()
+            .join("; ");
+        GitError::Command {
+            command: command.to_owned(),
+            repo: self.display_url(),
+            stderr: self.opts.redactor.clean(&text),
+        }
+    }
+
+    /// Run git with `args` in the mirror; stdout on success.
+    pub fn git(&self, args: &[&str]) -> Result<String, GitError> {
+        self.git_input(args, None)
+    }
+
+    /// Run git with `args` and `input` on stdin.
+    pub fn git_input(&self, args: &[&str], input: Option<&[u8]>) -> Result<String, GitError> {
+        let out = self.git_raw(args, input)?;
+        if !out.status.success() {
+            return Err(self.fail(args.first().copied().unwrap_or("git"), &out.stderr));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    fn git_raw(
+        &self,
+        args: &[&str],
+        input: Option<&[u8]>,
+    ) -> Result<std::process::Output, GitError> {
+        let mut cmd = self.command();
+        cmd.args(args);
+        cmd.stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(GitError::Spawn)?;
+        if let (Some(data), Some(mut stdin)) = (input, child.stdin.take()) {
+            stdin.write_all(data).map_err(GitError::Spawn)?;
+        }
+        child.wait_with_output().map_err(GitError::Spawn)
+    }
+
+    fn has_commit(&self, rev: &str) -> bool {
+        self.git_raw(&["cat-file", "-e", &format!("{rev}^{{commit}}")], None)
+            .is_ok_and(|o| o.status.success())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.git(&["for-each-ref", "--count=1"])
+            .map(|s| s.trim().is_empty())
+            .unwrap_or(true)
+    }
+
+    /// The remote's default branch.
+    pub fn default_branch(&self) -> Result<String, GitError> {
+        let out = self.git(&["ls-remote", "--symref", "origin", "HEAD"])?;
+        out.lines()
+            .find_map(|l| {
+                l.strip_prefix("ref: refs/heads/")
+                    .and_then(|r| r.split('\t').next())
+            })
+            .map(str::to_owned)
+            .ok_or_else(|| GitError::NotFound {
+                what: "a default branch (HEAD)".into(),
+                repo: self.display_url(),
+                hint: "; hint: name the branch in the checkout".into(),
+            })
+    }
+
+    /// Whether a branch exists on the remote.
+    pub fn remote_branch_exists(&self, branch: &str) -> Result<bool, GitError> {
+        let out = self.git(&[
+            "ls-remote",
+            "--heads",
+            "origin",
+            &format!("refs/heads/{branch}"),
+        ])?;
+        Ok(!out.trim().is_empty())
+    }
+
+    /// Fetch `what` from the remote into the mirror and return the commit it points to. The first
+    /// fetch into an empty mirror is shallow and blob-less; later ones are incremental.
+    pub fn fetch(&self, what: &RemoteRef) -> Result<Oid, GitError> {
+        let _lock = self.lock("fetch")?;
+        match what {
+            RemoteRef::Default => {
+                let branch = self.default_branch()?;
+                self.fetch_locked(&RemoteRef::Branch(branch))
+            }
+            other => self.fetch_locked(other),
+        }
+    }
+
+    fn fetch_locked(&self, what: &RemoteRef) -> Result<Oid, GitError> {
+        if let RemoteRef::Commit(sha) = what
+            && self.has_commit(sha)
+        {
+            return Ok(sha.clone());
+        }
+        let (spec, local) = refspec(what);
+        let mut args = vec![
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            "--no-write-fetch-head",
+            "--filter=blob:none",
+        ];
+        if self.is_empty() {
+            args.push("--depth=1");
+        }
+        args.extend(["origin", &spec]);
+        let out = self.git_raw(&args, None)?;
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            if err.contains("couldn't find remote ref")
+                || err.contains("not our ref")
+                || err.contains("no such remote ref")
+            {
+                let (what, hint) = match what {
+                    RemoteRef::Branch(b) => (
+                        format!("branch {b:?}"),
+                        "; hint: set create: true on the checkout to create it".to_owned(),
+                    ),
+                    RemoteRef::Tag(t) => (format!("tag {t:?}"), String::new()),
+                    RemoteRef::Commit(c) => (format!("commit {c:?}"), String::new()),
+                    RemoteRef::Default => ("the default branch".to_owned(), String::new()),
+                };
+                return Err(GitError::NotFound {
+                    what,
+                    repo: self.display_url(),
+                    hint,
+                });
+            }
+            return Err(self.fail("fetch", &out.stderr));
+        }
+        match local {
+            Some(r) => Ok(self
+                .git(&["rev-parse", "--verify", &format!("{r}^{{commit}}")])?
+                .trim()
+                .to_owned()),
+            None => match what {
+                RemoteRef::Commit(sha) if self.has_commit(sha) => Ok(sha.clone()),
+                _ => Err(GitError::NotFound {
+                    what: format!("{what:?}"),
+                    repo: self.display_url(),
+                    hint: String::new(),
+                }),
+            },
+        }
+    }
+
+    /// Record that the remote branch now points at `oid` (after our own push).
+    pub fn set_remote_branch(&self, branch: &str, oid: &str) -> Result<(), GitError> {
+        self.git(&["update-ref", &format!("refs/remotes/origin/{branch}"), oid])
+            .map(|_| ())
+    }
+
+    /// Write a blob; returns its id.
+    pub fn write_blob(&self, data: &[u8]) -> Result<Oid, GitError> {
+        Ok(self
+            .git_input(&["hash-object", "-w", "--stdin"], Some(data))?
+            .trim()
+            .to_owned())
+    }
+
+    /// Write a tree from `mktree -z` input; returns its id.
+    pub fn write_tree(&self, input: &[u8]) -> Result<Oid, GitError> {
+        Ok(self
+            .git_input(&["mktree", "-z", "--missing"], Some(input))?
+            .trim()
+            .to_owned())
+    }
+
+    /// Create a commit; `author` is (name, email) or the user's git configuration when `None`.
+    pub fn commit_tree(
+        &self,
+        tree: &str,
+        parents: &[&str],
+        message: &str,
+        author: Option<(&str, &str)>,
+        signing_key: Option<&str>,
+    ) -> Result<Oid, GitError> {
+        let mut args: Vec<String> = vec!["commit-tree".into(), tree.into()];
+        for p in parents {
+            args.push("-p".into());
+            args.push((*p).into());
+        }
+        if let Some(key) = signing_key {
+            args.push(format!("-S{key}"));
+        }
+        args.push("-F".into());
+        args.push("-".into());
+        let mut cmd = self.command();
+        cmd.args(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        match author {
+            Some((name, email)) => {
+                for k in ["GIT_AUTHOR_NAME", "GIT_COMMITTER_NAME"] {
+                    cmd.env(k, name);
+                }
+                for k in ["GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL"] {
+                    cmd.env(k, email);
+                }
+            }
+            None => {
+                if self.git(&["config", "user.name"]).is_err() {
+                    cmd.env("GIT_AUTHOR_NAME", "kubectl-promote")
+                        .env("GIT_COMMITTER_NAME", "kubectl-promote");
+                }
+                if self.git(&["config", "user.email"]).is_err() {
+                    cmd.env("GIT_AUTHOR_EMAIL", "kubectl-promote@localhost")
+                        .env("GIT_COMMITTER_EMAIL", "kubectl-promote@localhost");
+                }
+            }
+        }
+        let mut child = cmd.spawn().map_err(GitError::Spawn)?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin
+                .write_all(message.as_bytes())
+                .map_err(GitError::Spawn)?;
+        }
+        let out = child.wait_with_output().map_err(GitError::Spawn)?;
+        if !out.status.success() {
+            return Err(self.fail("commit-tree", &out.stderr));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+
+    /// Push `commit` to `branch` (forced when `force`).
+    pub fn push(&self, commit: &str, branch: &str, force: bool) -> Result<PushOutcome, GitError> {
+        let spec = format!(
+            "{}{commit}:refs/heads/{branch}",
+            if force { "+" } else { "" }
+        );
+        let out = self.git_raw(&["push", "--porcelain", "--quiet", "origin", &spec], None)?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.success() {
+            self.set_remote_branch(branch, commit)?;
+            return Ok(PushOutcome::Pushed);
+        }
+        let text = format!("{stdout}\n{stderr}");
+        let rejected = [
+            "non-fast-forward",
+            "fetch first",
+            "cannot lock ref",
+            "incorrect old value",
+            "stale info",
+            "[rejected]",
+        ];
+        if rejected.iter().any(|r| text.contains(r)) {
+            let reason = stdout
+                .lines()
+                .find(|l| l.starts_with('!'))
+                .map_or("non-fast-forward".to_owned(), |l| {
+                    l.rsplit('\t').next().unwrap_or(l).to_owned()
+                });
+            return Ok(PushOutcome::Rejected(self.opts.redactor.clean(&reason)));
+        }
+        Err(self.fail(
+            "push",
+            format!(
+                "{stderr}{}",
+                stdout
+                    .lines()
+                    .filter(|l| l.starts_with('!'))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
+            .as_bytes(),
+        ))
+    }
+
+    /// Read an object (`<rev>:<path>` or an id): its type and content, `None` when missing.
+    pub fn read(&self, spec: &str) -> Result<Option<(String, Vec<u8>)>, GitError> {
+        let mut guard = self.reader.lock().map_err(|_| GitError::Cache {
+            path: self.dir.display().to_string(),
+            source: std::io::Error::other("object reader poisoned"),
+        })?;
+        if guard.is_none() {
+            *guard = Some(ObjectReader::start(self.command())?);
+        }
+        let Some(reader) = guard.as_mut() else {
+            return Ok(None);
+        };
+        match reader.read(spec) {
+            Ok(r) => Ok(r),
+            Err(e) => {
+                *guard = None;
+                Err(GitError::Command {
+                    command: "cat-file".into(),
+                    repo: self.display_url(),
+                    stderr: self.opts.redactor.clean(&e.to_string()),
+                })
+            }
+        }
+    }
+
+    /// Merge three versions of a text file (`git merge-file`); `None` on conflict.
+    pub fn merge_file(
+        &self,
+        ours: &[u8],
+        base: &[u8],
+        theirs: &[u8],
+    ) -> Result<Option<Vec<u8>>, GitError> {
+        let tmp = tempfile::tempdir().map_err(|source| GitError::Cache {
+            path: "temporary directory".into(),
+            source,
+        })?;
+        let write = |name: &str, data: &[u8]| {
+            let p = tmp.path().join(name);
+            std::fs::write(&p, data)
+                .map(|_| p)
+                .map_err(|source| GitError::Cache {
+                    path: "temporary directory".into(),
+                    source,
+                })
+        };
+        let (o, b, t) = (
+            write("ours", ours)?,
+            write("base", base)?,
+            write("theirs", theirs)?,
+        );
+        let out = Command::new("git")
+            .arg("merge-file")
+            .arg("-p")
+            .arg(&o)
+            .arg(&b)
+            .arg(&t)
+            .output()
+            .map_err(GitError::Spawn)?;
+        match out.status.code() {
+            Some(0) => Ok(Some(out.stdout)),
+            Some(n) if n > 0 && n < 128 => Ok(None),
+            _ => Err(self.fail("merge-file", &out.stderr)),
+        }
+    }
+}
+
+fn refspec(what: &RemoteRef) -> (String, Option<String>) {
+    match what {
+        RemoteRef::Branch(b) => (
+            format!("+refs/heads/{b}:refs/remotes/origin/{b}"),
+            Some(format!("refs/remotes/origin/{b}")),
+        ),
+        RemoteRef::Tag(t) => (
+            format!("+refs/tags/{t}:refs/tags/{t}"),
+            Some(format!("refs/tags/{t}")),
+        ),
+        RemoteRef::Commit(c) => (c.clone(), None),
+        RemoteRef::Default => ("HEAD".to_owned(), None),
+    }
+}
+
+/// A long-running `git cat-file --batch`: one process serves every read of a promotion.
+struct ObjectReader {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl ObjectReader {
+    fn start(mut cmd: Command) -> Result<Self, GitError> {
+        cmd.args(["cat-file", "--batch"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let mut child = cmd.spawn().map_err(GitError::Spawn)?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(GitError::Spawn(std::io::Error::other(
+                "cat-file has no pipes",
+            )));
+        };
+        Ok(Self {
+            child,
+            stdin,
+            stdout: BufReader::new(stdout),
+        })
+    }
+
+    fn read(&mut self, spec: &str) -> std::io::Result<Option<(String, Vec<u8>)>> {
+        if spec.contains('\n') {
+            return Ok(None);
+        }
+        writeln!(self.stdin, "{spec}")?;
+        self.stdin.flush()?;
+        let mut header = String::new();
+        if self.stdout.read_line(&mut header)? == 0 {
+            return Err(std::io::Error::other("cat-file ended unexpectedly"));
+        }
+        let header = header.trim_end();
+        if header.ends_with(" missing") || header.ends_with(" ambiguous") {
+            return Ok(None);
+        }
+        let mut parts = header.split(' ');
+        let (_oid, kind, size) = (parts.next(), parts.next(), parts.next());
+        let (Some(kind), Some(size)) = (kind, size.and_then(|s| s.parse::<usize>().ok())) else {
+            return Err(std::io::Error::other(format!(
+                "unexpected cat-file header {header:?}"
+            )));
+        };
+        let mut data = vec![0; size + 1];
+        self.stdout.read_exact(&mut data)?;
+        data.pop();
+        Ok(Some((kind.to_owned(), data)))
+    }
+}
+
+impl Drop for ObjectReader {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
