@@ -1,14 +1,33 @@
-//! `kubectl-promote`: the kubectl plugin (issue #3 and #5 build it).
+//! `kubectl-promote`: thin entry point. Exit codes: 0 success, 1 promotion failed/errored or
+//! could not start, 2 usage.
+
+use std::process::ExitCode;
 
 use clap::Parser;
+use kubectl_promote::cli::Cli;
+use kubectl_promote::error::Error;
+use kubectl_promote::output;
 
-/// Kargo-style promotions for Argo CD without a controller.
-#[derive(Parser, Debug)]
-#[command(name = "kubectl-promote", bin_name = "kubectl promote", version)]
-struct Cli {}
+fn report(e: &Error) -> ExitCode {
+    eprintln!("error: {e}");
+    if let Some(h) = e.hint() {
+        eprintln!("hint: {h}");
+    }
+    ExitCode::from(e.exit_code())
+}
 
-fn main() -> std::process::ExitCode {
-    let _ = Cli::parse();
-    eprintln!("error: promotions are not built yet\nhint: see `kubectl promote --help`");
-    std::process::ExitCode::from(2)
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let summary = match kubectl_promote::promote::run(&cli) {
+        Ok(s) => s,
+        Err(e) => return report(&e),
+    };
+    if let Err(e) = output::print(&summary, cli.output) {
+        return report(&e);
+    }
+    if summary.phase == "Succeeded" {
+        ExitCode::SUCCESS
+    } else {
+        report(&Error::PromotionFailed { promotion: summary.promotion.clone(), phase: summary.phase.clone(), message: summary.message.clone() })
+    }
 }

@@ -9,7 +9,7 @@
 //! spans overshoot them (they run to the next token).
 
 use saphyr_parser::{Event, Parser, ScalarStyle};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 /// What can go wrong while editing.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -615,8 +615,7 @@ impl YamlDoc {
                     out.push_str(&render(&Value::String(k.clone()), None, false));
                     out.push(':');
                     if last {
-                        out.push(' ');
-                        out.push_str(&render(value, None, false));
+                        out.push_str(&render_block(value, ind, nl));
                     }
                     ind += 2;
                 }
@@ -733,6 +732,48 @@ impl YamlDoc {
         };
         self.text.insert_str(at, &format!("{nl}{item}"));
         Ok(())
+    }
+}
+
+/// A value placed after `key:` in block style: scalars and flow values inline, lists of
+/// scalars or flat maps and flat maps as block collections (`- ` at the key's indentation, as
+/// kustomization files usually have it).
+fn render_block(value: &Value, indent: usize, nl: &str) -> String {
+    let flat = |v: &Value| match v {
+        Value::Object(m) => !m.is_empty() && m.values().all(|x| !x.is_object() && !x.is_array()),
+        Value::Array(_) => false,
+        _ => true,
+    };
+    let map_lines = |m: &Map<String, Value>, first_prefix: String, rest_indent: usize| {
+        let mut s = String::new();
+        for (i, (k, v)) in m.iter().enumerate() {
+            if i == 0 {
+                s.push_str(&first_prefix);
+            } else {
+                s.push_str(nl);
+                s.push_str(&" ".repeat(rest_indent));
+            }
+            s.push_str(&format!("{}: {}", render(&Value::String(k.clone()), None, false), render(v, None, false)));
+        }
+        s
+    };
+    match value {
+        Value::Array(items) if !items.is_empty() && items.iter().all(flat) => {
+            let mut s = String::new();
+            for item in items {
+                let prefix = format!("{nl}{}- ", " ".repeat(indent));
+                match item {
+                    Value::Object(m) => s.push_str(&map_lines(m, prefix, indent + 2)),
+                    other => {
+                        s.push_str(&prefix);
+                        s.push_str(&render(other, None, false));
+                    }
+                }
+            }
+            s
+        }
+        Value::Object(m) if flat(value) => map_lines(m, format!("{nl}{}", " ".repeat(indent + 2)), indent + 2),
+        other => format!(" {}", render(other, None, false)),
     }
 }
 

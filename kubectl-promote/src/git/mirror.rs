@@ -469,6 +469,12 @@ impl Mirror {
         ))
     }
 
+    /// Push `commit` to a full ref name (tags).
+    pub fn push_ref(&self, commit: &str, refname: &str, force: bool) -> Result<(), GitError> {
+        let spec = format!("{}{commit}:{refname}", if force { "+" } else { "" });
+        self.git(&["push", "--quiet", "origin", &spec]).map(|_| ())
+    }
+
     /// Read an object (`<rev>:<path>` or an id): its type and content, `None` when missing.
     pub fn read(&self, spec: &str) -> Result<Option<(String, Vec<u8>)>, GitError> {
         let mut guard = self.reader.lock().map_err(|_| GitError::Cache {

@@ -10,7 +10,7 @@
 
 mod mirror;
 mod redact;
-mod tree;
+pub mod tree;
 
 pub use mirror::{Mirror, MirrorOptions, PushOutcome, RemoteRef};
 pub use redact::Redactor;

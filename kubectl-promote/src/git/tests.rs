@@ -187,7 +187,7 @@ fn missing_branch_and_orphan_creation() {
         err.contains("branch \"stage/test\" does not exist") && err.contains("create: true"),
         "{err}"
     );
-    let mut co = Checkout::create_orphan(m.clone(), "stage/test").unwrap();
+    let mut co = Checkout::create_orphan(m.clone(), "stage/test", true).unwrap();
     assert!(co.list_dir("").unwrap().is_empty());
     co.write("manifests.yaml", b"kind: X\n".to_vec()).unwrap();
     let c = co.commit("render", None, None).unwrap().unwrap();

@@ -140,10 +140,12 @@ impl Checkout {
 
     /// Create `branch` on the remote as an orphan with one empty commit (Kargo's `create: true`),
     /// and check it out.
-    pub fn create_orphan(mirror: Arc<Mirror>, branch: &str) -> Result<Self, GitError> {
+    /// With `push: false` (dry runs) the branch only exists locally.
+    pub fn create_orphan(mirror: Arc<Mirror>, branch: &str, push: bool) -> Result<Self, GitError> {
         let tree = mirror.write_tree(b"")?;
         let commit = mirror.commit_tree(&tree, &[], "Initial commit", None, None)?;
-        match mirror.push(&commit, branch, false)? {
+        let outcome = if push { mirror.push(&commit, branch, false)? } else { PushOutcome::Pushed };
+        match outcome {
             PushOutcome::Pushed => {}
             PushOutcome::Rejected(_) => {
                 // Someone created it meanwhile: use theirs.
@@ -515,6 +517,20 @@ impl Checkout {
         self.local.clear();
         self.upstream = self.head.clone();
         self.branch = Some(branch.to_owned());
+    }
+
+    /// Every file that differs between the remote commit the checkout is based on and its current
+    /// head (committed changes only).
+    pub fn committed_changes(&self) -> Result<Vec<FileChange>, GitError> {
+        let mut out = Vec::new();
+        for path in &self.touched {
+            let before = self.read_at(&self.upstream, path)?;
+            let after = self.read_at(&self.head, path)?;
+            if before != after {
+                out.push(FileChange { path: path.clone(), before, after });
+            }
+        }
+        Ok(out)
     }
 
     /// The commit the checkout is based on remotely.

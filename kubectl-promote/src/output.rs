@@ -1,0 +1,176 @@
+//! What the user sees: progress on stderr (a spinner on a TTY, plain lines otherwise) and the
+//! result on stdout (`-o table|json|yaml|name`).
+
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::Error;
+use crate::runner::{Progress, StepRecord};
+use crate::steps::PushedCommit;
+
+/// Output formats.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Human-readable summary.
+    #[default]
+    Table,
+    /// JSON.
+    Json,
+    /// YAML.
+    Yaml,
+    /// `promotion/<name>` only.
+    Name,
+}
+
+/// The result of a promotion, as printed.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    /// Promotion name.
+    pub promotion: String,
+    /// Project.
+    pub project: String,
+    /// Stage.
+    pub stage: String,
+    /// Freight name.
+    pub freight: String,
+    /// Freight alias.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub freight_alias: Option<String>,
+    /// Final phase.
+    pub phase: String,
+    /// Why.
+    pub message: String,
+    /// Nothing was pushed.
+    pub dry_run: bool,
+    /// Every step.
+    pub steps: Vec<StepRecord>,
+    /// Commits pushed (or, in a dry run, that would be).
+    pub commits: Vec<PushedCommit>,
+    /// Argo CD Application patches (`namespace/name` → merge patch).
+    pub applications: Vec<AppPatch>,
+    /// Unified diff of what was (or would be) committed.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub diff: String,
+}
+
+/// One Application patch.
+#[derive(Clone, Debug, Serialize)]
+pub struct AppPatch {
+    /// `namespace/name`.
+    pub application: String,
+    /// The JSON merge patch.
+    pub patch: Value,
+}
+
+/// Print the summary to stdout.
+pub fn print(summary: &Summary, format: Format) -> Result<(), Error> {
+    let text = match format {
+        Format::Json => serde_json::to_string_pretty(summary).map_err(|e| Error::Output(e.to_string()))? + "\n",
+        Format::Yaml => serde_yaml::to_string(summary).map_err(|e| Error::Output(e.to_string()))?,
+        Format::Name => format!("promotion/{}\n", summary.promotion),
+        Format::Table => table(summary),
+    };
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Ok(()) => Ok(()),
+        // A closed pipe (`| head`) is not an error.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Error::Output(e.to_string())),
+    }
+}
+
+fn table(s: &Summary) -> String {
+    let mut out = String::new();
+    let freight = match &s.freight_alias {
+        Some(a) => format!("{} ({a})", s.freight),
+        None => s.freight.clone(),
+    };
+    for (k, v) in [("PROMOTION", s.promotion.as_str()), ("STAGE", &format!("{}/{}", s.project, s.stage)), ("FREIGHT", &freight), ("PHASE", &format!("{}{}", s.phase, if s.dry_run { " (dry run)" } else { "" })), ("MESSAGE", &s.message)] {
+        out.push_str(&format!("{k:<10} {v}\n"));
+    }
+    out.push('\n');
+    let w_alias = s.steps.iter().map(|r| r.alias.len()).max().unwrap_or(5).max(5);
+    let w_uses = s.steps.iter().map(|r| r.uses.len()).max().unwrap_or(4).max(4);
+    out.push_str(&format!("{:<w_alias$}  {:<w_uses$}  {:<9}  MESSAGE\n", "STEP", "USES", "STATUS"));
+    for r in &s.steps {
+        let msg = r.message.lines().next().unwrap_or_default();
+        out.push_str(&format!("{:<w_alias$}  {:<w_uses$}  {:<9}  {msg}\n", r.alias, r.uses, r.status));
+    }
+    if !s.commits.is_empty() {
+        out.push_str(&format!("\n{}\n", if s.dry_run { "WOULD PUSH" } else { "PUSHED" }));
+        for c in &s.commits {
+            out.push_str(&format!("{} {} {} ({})\n", c.commit, c.branch, c.repo_url, c.files.join(", ")));
+        }
+    }
+    for a in &s.applications {
+        out.push_str(&format!("\nPATCH {} (application/merge-patch+json)\n{}\n", a.application, serde_json::to_string_pretty(&a.patch).unwrap_or_default()));
+    }
+    if !s.diff.is_empty() {
+        out.push('\n');
+        out.push_str(&s.diff);
+    }
+    out
+}
+
+/// Progress on stderr: a spinner on a terminal, one line per step otherwise.
+pub struct StderrProgress {
+    bar: Option<indicatif::ProgressBar>,
+    quiet: bool,
+}
+
+impl StderrProgress {
+    /// Progress for this process's stderr.
+    pub fn new(quiet: bool) -> Self {
+        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
+            let b = indicatif::ProgressBar::new_spinner();
+            b.enable_steady_tick(Duration::from_millis(100));
+            b
+        });
+        Self { bar, quiet }
+    }
+
+    /// A note between steps.
+    pub fn note(&self, msg: &str) {
+        if self.quiet {
+            return;
+        }
+        match &self.bar {
+            Some(b) => b.println(msg),
+            None => eprintln!("{msg}"),
+        }
+    }
+}
+
+impl Progress for StderrProgress {
+    fn start(&mut self, index: usize, total: usize, alias: &str, uses: &str) {
+        if let Some(b) = &self.bar {
+            b.set_message(format!("[{}/{total}] {uses} ({alias})", index + 1));
+        }
+    }
+
+    fn finish(&mut self, index: usize, total: usize, r: &StepRecord) {
+        let first = r.message.lines().next().unwrap_or_default();
+        self.note(&format!("[{}/{total}] {:<20} {:<9} {first} ({:.2}s)", index + 1, r.uses, r.status, r.duration_ms as f64 / 1000.0));
+    }
+}
+
+impl Drop for StderrProgress {
+    fn drop(&mut self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+/// A unified diff of one file.
+pub fn file_diff(path: &str, before: Option<&[u8]>, after: Option<&[u8]>) -> String {
+    let a = before.map(String::from_utf8_lossy).unwrap_or_default();
+    let b = after.map(String::from_utf8_lossy).unwrap_or_default();
+    let old = if before.is_some() { format!("a/{path}") } else { "/dev/null".to_owned() };
+    let new = if after.is_some() { format!("b/{path}") } else { "/dev/null".to_owned() };
+    similar::TextDiff::from_lines(a.as_ref(), b.as_ref()).unified_diff().context_radius(3).header(&old, &new).to_string()
+}

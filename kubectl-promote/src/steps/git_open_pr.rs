@@ -1,0 +1,184 @@
+//! `git-open-pr`: open a pull request (GitHub, Gitea) or merge request (GitLab) from
+//! `sourceBranch` to `targetBranch`, reusing an open one for the same branches (idempotent).
+//! The API address follows the repository's host: `api.github.com` for github.com, else
+//! `<scheme>://<host>/api/v3` (GitHub Enterprise), `/api/v4` (GitLab), `/api/v1` (Gitea), so a
+//! local fake of a provider's REST API is reached by pointing `repoURL` at it. Tokens come from
+//! `GITHUB_TOKEN`, `GITLAB_TOKEN`, `GITEA_TOKEN`, else `PROMOTE_GIT_PASSWORD`/`PROMOTE_GIT_TOKEN`,
+//! else the repoURL's userinfo. Output: `pr` (`{id, url}`).
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{Runtime, StepError, StepResult, config, fail};
+use crate::credentials::split_userinfo;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Config {
+    #[serde(rename = "repoURL")]
+    repo_url: String,
+    source_branch: String,
+    target_branch: String,
+    #[serde(default)]
+    title: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    labels: Vec<String>,
+    provider: Option<String>,
+}
+
+struct Repo {
+    /// `http(s)://host[:port]`
+    base: String,
+    host: String,
+    /// `owner/name` (or a GitLab group path)
+    path: String,
+}
+
+fn parse_repo(url: &str) -> Result<Repo, String> {
+    let norm = promote_api::urls::normalize_git(url);
+    let (scheme, rest) = if let Some(r) = norm.strip_prefix("https://") {
+        ("https", r)
+    } else if let Some(r) = norm.strip_prefix("http://") {
+        ("http", r)
+    } else if let Some(r) = norm.strip_prefix("ssh://") {
+        ("https", r.split_once('@').map_or(r, |(_, h)| h))
+    } else {
+        return Err(format!("cannot tell the host of {url:?}"));
+    };
+    let (host, path) = rest.split_once('/').ok_or_else(|| format!("{url:?} has no owner/repository path"))?;
+    let host = if norm.starts_with("ssh://") { host.split(':').next().unwrap_or(host) } else { host };
+    Ok(Repo { base: format!("{scheme}://{host}"), host: host.to_owned(), path: path.to_owned() })
+}
+
+fn token(provider: &str, url: &str) -> Option<String> {
+    let var = match provider {
+        "github" => "GITHUB_TOKEN",
+        "gitlab" => "GITLAB_TOKEN",
+        _ => "GITEA_TOKEN",
+    };
+    std::env::var(var)
+        .ok()
+        .or_else(|| std::env::var(crate::credentials::ENV_PASSWORD).ok())
+        .or_else(|| std::env::var(crate::credentials::ENV_TOKEN).ok())
+        .or_else(|| split_userinfo(url).1.map(|(_, p)| p))
+        .filter(|t| !t.is_empty())
+}
+
+struct Api {
+    agent: ureq::Agent,
+    auth: Option<String>,
+    redactor: crate::git::Redactor,
+}
+
+impl Api {
+    fn call(&self, method: &str, url: &str, body: Option<&Value>) -> Result<Value, StepError> {
+        let mut req = ureq::http::Request::builder().method(method).uri(url).header("Accept", "application/json").header("User-Agent", "kubectl-promote");
+        if let Some(a) = &self.auth {
+            req = req.header("Authorization", a);
+        }
+        let result = match body {
+            Some(b) => {
+                let req = req.header("Content-Type", "application/json").body(b.to_string()).map_err(|e| fail(e.to_string()))?;
+                self.agent.run(req)
+            }
+            None => {
+                let req = req.body(()).map_err(|e| fail(e.to_string()))?;
+                self.agent.run(req)
+            }
+        };
+        let mut resp = result.map_err(|e| fail(self.redactor.clean(&format!("git-open-pr: {method} {url}: {e}"))))?;
+        let status = resp.status();
+        let text = resp.body_mut().read_to_string().unwrap_or_default();
+        if !status.is_success() {
+            return Err(fail(self.redactor.clean(&format!("git-open-pr: {method} {url} answered {status}: {}", text.chars().take(300).collect::<String>()))));
+        }
+        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+}
+
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+pub(super) fn run(cfg: &Value, rt: &mut Runtime<'_>, _alias: &str) -> Result<StepResult, StepError> {
+    let cfg: Config = config("git-open-pr", cfg)?;
+    let repo = parse_repo(&cfg.repo_url).map_err(|e| fail(format!("git-open-pr: {e}")))?;
+    let provider = match cfg.provider.as_deref() {
+        Some(p) => p.to_owned(),
+        None => match repo.host.as_str() {
+            "github.com" => "github".to_owned(),
+            "gitlab.com" => "gitlab".to_owned(),
+            h => return Err(fail(format!("git-open-pr: cannot tell which provider hosts {h:?}; set provider: github, gitlab or gitea"))),
+        },
+    };
+    if rt.dry_run {
+        return Ok(StepResult::skipped(format!("dry run: would open a {provider} pull request from {} to {}", cfg.source_branch, cfg.target_branch)));
+    }
+    let title = if cfg.title.is_empty() {
+        format!("Promote {} to {}", rt.ctx.target_freight.alias().unwrap_or(&rt.ctx.target_freight.name()[..7.min(rt.ctx.target_freight.name().len())]), rt.ctx.stage)
+    } else {
+        cfg.title.clone()
+    };
+    let tok = token(&provider, &cfg.repo_url);
+    let mut redactor = rt.mirror_opts.redactor.clone();
+    if let Some(t) = &tok {
+        redactor.add(t);
+    }
+    let auth = tok.map(|t| match provider.as_str() {
+        "gitlab" => format!("Bearer {t}"),
+        _ => format!("token {t}"),
+    });
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(std::time::Duration::from_secs(30))).build().into();
+    let api = Api { agent, auth, redactor };
+    let (id, url, reused) = match provider.as_str() {
+        "github" | "gitea" => {
+            let base = if repo.host == "github.com" {
+                "https://api.github.com".to_owned()
+            } else if provider == "github" {
+                format!("{}/api/v3", repo.base)
+            } else {
+                format!("{}/api/v1", repo.base)
+            };
+            let owner = repo.path.split('/').next().unwrap_or_default();
+            let list = api.call("GET", &format!("{base}/repos/{}/pulls?state=open&head={}&base={}", repo.path, enc(&format!("{owner}:{}", cfg.source_branch)), enc(&cfg.target_branch)), None)?;
+            let existing = list.as_array().and_then(|a| {
+                a.iter().find(|p| p.pointer("/head/ref").and_then(Value::as_str) == Some(&cfg.source_branch) && p.pointer("/base/ref").and_then(Value::as_str) == Some(&cfg.target_branch))
+            });
+            match existing {
+                Some(p) => (p["number"].clone(), p["html_url"].clone(), true),
+                None => {
+                    let pr = api.call("POST", &format!("{base}/repos/{}/pulls", repo.path), Some(&json!({ "title": title, "head": cfg.source_branch, "base": cfg.target_branch, "body": cfg.description })))?;
+                    if !cfg.labels.is_empty() && provider == "github" {
+                        api.call("POST", &format!("{base}/repos/{}/issues/{}/labels", repo.path, pr["number"]), Some(&json!({ "labels": cfg.labels })))?;
+                    }
+                    (pr["number"].clone(), pr["html_url"].clone(), false)
+                }
+            }
+        }
+        "gitlab" => {
+            let base = format!("{}/api/v4/projects/{}", repo.base, enc(&repo.path));
+            let list = api.call("GET", &format!("{base}/merge_requests?state=opened&source_branch={}&target_branch={}", enc(&cfg.source_branch), enc(&cfg.target_branch)), None)?;
+            match list.as_array().and_then(|a| a.first()) {
+                Some(mr) => (mr["iid"].clone(), mr["web_url"].clone(), true),
+                None => {
+                    let mr = api.call(
+                        "POST",
+                        &format!("{base}/merge_requests"),
+                        Some(&json!({ "title": title, "source_branch": cfg.source_branch, "target_branch": cfg.target_branch, "description": cfg.description, "labels": cfg.labels.join(",") })),
+                    )?;
+                    (mr["iid"].clone(), mr["web_url"].clone(), false)
+                }
+            }
+        }
+        other => return Err(fail(format!("git-open-pr: provider {other:?} is not supported; use github, gitlab or gitea"))),
+    };
+    if id.is_null() {
+        return Err(fail("git-open-pr: the provider's answer has no pull request number"));
+    }
+    let msg = format!("{} pull request #{id} {}", if reused { "reused open" } else { "opened" }, url.as_str().unwrap_or_default());
+    Ok(StepResult::ok(json!({ "pr": { "id": id, "url": url } }), msg))
+}

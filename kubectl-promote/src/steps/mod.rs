@@ -1,0 +1,317 @@
+//! Promotion steps, with Kargo's names, config fields and outputs; one file per step. A step reads
+//! its (already expression-evaluated) config, works on the promotion's checkouts and returns its
+//! outputs, which later steps reach as `outputs.<alias>`.
+//!
+//! Configs are checked twice: their shape (required and unknown keys) for every step before
+//! anything runs, and their types once expressions are evaluated, right before the step runs.
+
+mod argocd_update;
+mod git_clone;
+mod git_commit;
+mod git_open_pr;
+mod git_push;
+mod helm_update_image;
+mod kustomize_set_image;
+mod shape;
+mod yaml_update;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use promote_api::types::{Freight, FreightCollection};
+use serde_json::{Map, Value, json};
+
+use crate::expr::Functions;
+use crate::git::{Checkout, GitError, Mirror, MirrorOptions};
+
+pub use shape::validate_config;
+
+/// Step kinds promote runs.
+pub const KNOWN_STEPS: &[&str] = &[
+    "git-clone",
+    "kustomize-set-image",
+    "yaml-update",
+    "helm-update-image",
+    "git-commit",
+    "git-push",
+    "git-open-pr",
+    "argocd-update",
+    "argocd-wait",
+];
+
+/// How a step ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum StepStatus {
+    /// It did its work.
+    Succeeded,
+    /// There was nothing to do (e.g. nothing to commit), or it does not apply here.
+    Skipped,
+}
+
+/// What a step produced.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepResult {
+    /// Status.
+    pub status: StepStatus,
+    /// Outputs (`outputs.<alias>.<key>`).
+    pub output: Map<String, Value>,
+    /// A line for the user.
+    pub message: String,
+}
+
+impl StepResult {
+    fn ok(output: Value, message: impl Into<String>) -> Self {
+        Self { status: StepStatus::Succeeded, output: output.as_object().cloned().unwrap_or_default(), message: message.into() }
+    }
+    fn skipped(message: impl Into<String>) -> Self {
+        Self { status: StepStatus::Skipped, output: Map::new(), message: message.into() }
+    }
+}
+
+/// Why a step failed. `Failed` is the user's to fix (bad config, conflict); `Errored` is technical.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// The config is wrong or the repository content does not fit it.
+    #[error("{0}")]
+    Failed(String),
+    /// Something outside failed (network, git).
+    #[error(transparent)]
+    Git(#[from] GitError),
+    /// An expression in the config failed.
+    #[error(transparent)]
+    Expr(#[from] crate::expr::ExprError),
+}
+
+impl StepError {
+    /// Whether this is a (non-technical) failure rather than an error.
+    pub fn is_failure(&self) -> bool {
+        matches!(self, Self::Failed(_) | Self::Expr(_) | Self::Git(GitError::Conflict { .. } | GitError::Path { .. } | GitError::NotFound { .. }))
+    }
+}
+
+fn fail(msg: impl Into<String>) -> StepError {
+    StepError::Failed(msg.into())
+}
+
+/// Deserialize an evaluated config into a step's typed config.
+fn config<T: serde::de::DeserializeOwned>(uses: &str, v: &Value) -> Result<T, StepError> {
+    serde_json::from_value(v.clone()).map_err(|e| fail(format!("invalid {uses} config: {e}")))
+}
+
+/// Who the promotion is for: what `ctx` holds in expressions.
+#[derive(Clone, Debug)]
+pub struct PromotionContext {
+    /// Project (namespace).
+    pub project: String,
+    /// Stage name.
+    pub stage: String,
+    /// Promotion name.
+    pub promotion: String,
+    /// The Freight being promoted.
+    pub target_freight: Freight,
+    /// All Freight the Stage will use (the target plus other origins' current Freight).
+    pub collection: FreightCollection,
+    /// The human behind the promotion.
+    pub actor: Option<String>,
+}
+
+impl PromotionContext {
+    /// The `ctx` object of expressions.
+    pub fn ctx_value(&self) -> Value {
+        json!({
+            "project": self.project,
+            "stage": self.stage,
+            "promotion": self.promotion,
+            "targetFreight": {
+                "name": self.target_freight.name(),
+                "alias": self.target_freight.alias().unwrap_or_default(),
+                "origin": { "kind": self.target_freight.origin.kind, "name": self.target_freight.origin.name },
+            },
+            "meta": { "promotion": { "actor": self.actor.clone().unwrap_or_default() } },
+        })
+    }
+
+    fn matching<'a, T>(&'a self, origin: Option<&Value>, pick: impl Fn(&'a promote_api::types::FreightReference) -> Option<&'a T>, what: &str, repo: &str) -> Result<Option<&'a T>, String> {
+        let wanted = origin.and_then(|o| o.get("name")).and_then(Value::as_str);
+        let mut found = Vec::new();
+        for f in self.collection.freight.values() {
+            if wanted.is_some_and(|w| w != f.origin.name) {
+                continue;
+            }
+            if let Some(x) = pick(f) {
+                found.push((f.origin.to_string(), x));
+            }
+        }
+        match found.len() {
+            0 => Ok(None),
+            1 => Ok(found.pop().map(|(_, x)| x)),
+            _ => Err(format!(
+                "{what} {repo:?} is found in Freight from several origins ({}); please pass the origin, e.g. {what}({repo:?}, warehouse(\"name\"))",
+                found.iter().map(|(o, _)| o.as_str()).collect::<Vec<_>>().join(", ")
+            )),
+        }
+    }
+}
+
+impl Functions for PromotionContext {
+    fn commit_from(&self, repo: &str, origin: Option<&Value>) -> Result<Value, String> {
+        let norm = promote_api::urls::normalize_git(repo);
+        let c = self.matching(origin, |f| f.commits.iter().find(|c| promote_api::urls::normalize_git(&c.repo_url) == norm), "commitFrom", repo)?;
+        Ok(c.map_or(Value::Null, |c| {
+            json!({ "RepoURL": c.repo_url, "ID": c.id, "Branch": c.branch, "Tag": c.tag, "Message": c.message, "Author": c.author, "Committer": c.committer })
+        }))
+    }
+
+    fn image_from(&self, repo: &str, origin: Option<&Value>) -> Result<Value, String> {
+        let i = self.matching(origin, |f| f.images.iter().find(|i| i.repo_url == repo), "imageFrom", repo)?;
+        Ok(i.map_or(Value::Null, |i| json!({ "RepoURL": i.repo_url, "Tag": i.tag, "Digest": i.digest, "Annotations": i.annotations })))
+    }
+
+    fn chart_from(&self, repo: &str, name: Option<&str>, origin: Option<&Value>) -> Result<Value, String> {
+        let norm = promote_api::urls::normalize_chart(repo);
+        let c = self.matching(
+            origin,
+            |f| f.charts.iter().find(|c| promote_api::urls::normalize_chart(&c.repo_url) == norm && name.is_none_or(|n| n == c.name)),
+            "chartFrom",
+            repo,
+        )?;
+        Ok(c.map_or(Value::Null, |c| json!({ "RepoURL": c.repo_url, "Name": c.name, "Version": c.version })))
+    }
+}
+
+/// A commit a step pushed (for the summary).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PushedCommit {
+    /// Repository URL (no credentials).
+    #[serde(rename = "repoURL")]
+    pub repo_url: String,
+    /// Branch pushed to.
+    pub branch: String,
+    /// Commit SHA.
+    pub commit: String,
+    /// Files changed since the checkout started.
+    pub files: Vec<String>,
+}
+
+/// One checkout of the promotion's work directory.
+pub struct WorkCheckout {
+    /// Path in the work directory (cleaned, e.g. `src`).
+    pub path: String,
+    /// Repository URL as configured (no credentials).
+    pub repo_url: String,
+    /// The checkout.
+    pub checkout: Checkout,
+    /// Author configured on the git-clone step.
+    pub author: Option<(String, String)>,
+    /// Signing key configured on the git-clone step.
+    pub signing_key: Option<String>,
+}
+
+/// Everything steps share while a promotion runs.
+pub struct Runtime<'a> {
+    /// The promotion.
+    pub ctx: &'a PromotionContext,
+    /// Options for mirrors (cache dir, credentials).
+    pub mirror_opts: MirrorOptions,
+    mirrors: BTreeMap<String, Arc<Mirror>>,
+    /// The work directory's checkouts.
+    pub checkouts: Vec<WorkCheckout>,
+    /// Outputs of finished steps by alias.
+    pub outputs: Map<String, Value>,
+    /// Show what would happen; push nothing, write nothing remote.
+    pub dry_run: bool,
+    /// Argo CD Applications known locally (from `--local DIR`), as open JSON.
+    pub applications: Vec<Value>,
+    /// Application patches `argocd-update` produced: (namespace/name, patch).
+    pub argocd_patches: Vec<(String, Value)>,
+    /// Commits pushed so far.
+    pub pushed: Vec<PushedCommit>,
+    /// Progress notes for stderr.
+    pub notes: Vec<String>,
+}
+
+impl<'a> Runtime<'a> {
+    /// A runtime for one promotion.
+    pub fn new(ctx: &'a PromotionContext, mirror_opts: MirrorOptions, dry_run: bool) -> Self {
+        Self { ctx, mirror_opts, mirrors: BTreeMap::new(), checkouts: Vec::new(), outputs: Map::new(), dry_run, applications: Vec::new(), argocd_patches: Vec::new(), pushed: Vec::new(), notes: Vec::new() }
+    }
+
+    /// The mirror for a repository URL (opened once per promotion).
+    pub fn mirror(&mut self, url: &str) -> Result<Arc<Mirror>, GitError> {
+        let key = promote_api::urls::normalize_git(url);
+        if let Some(m) = self.mirrors.get(&key) {
+            return Ok(m.clone());
+        }
+        let (clean_url, opts) = crate::credentials::for_url(url, &self.mirror_opts);
+        let m = Arc::new(Mirror::open(&clean_url, opts)?);
+        self.mirrors.insert(key, m.clone());
+        Ok(m)
+    }
+
+    /// The checkout holding `path` (the longest checkout path that prefixes it), and the path
+    /// relative to it.
+    pub fn resolve(&mut self, path: &str) -> Result<(&mut WorkCheckout, String), StepError> {
+        let clean = crate::git::tree::clean_path(path)?;
+        let best = self
+            .checkouts
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.path.is_empty() || clean == c.path || clean.starts_with(&format!("{}/", c.path)))
+            .max_by_key(|(_, c)| c.path.len())
+            .map(|(i, _)| i);
+        let Some(i) = best else {
+            let known: Vec<String> = self.checkouts.iter().map(|c| format!("./{}", c.path)).collect();
+            return Err(fail(format!(
+                "path {path:?} is not inside a checkout; git-clone checked out {}",
+                if known.is_empty() { "nothing yet".to_owned() } else { known.join(", ") }
+            )));
+        };
+        let co = &mut self.checkouts[i];
+        let rel = clean.strip_prefix(&co.path).unwrap_or(&clean).trim_start_matches('/').to_owned();
+        Ok((co, rel))
+    }
+
+    /// The checkout whose path is exactly `path`.
+    pub fn checkout_at(&mut self, path: &str) -> Result<&mut WorkCheckout, StepError> {
+        let i = self.checkout_index(path)?;
+        Ok(&mut self.checkouts[i])
+    }
+
+    /// Index of the checkout whose path is exactly `path`.
+    pub fn checkout_index(&mut self, path: &str) -> Result<usize, StepError> {
+        let (co, rel) = self.resolve(path)?;
+        if !rel.is_empty() {
+            let root = co.path.clone();
+            return Err(fail(format!("path {path:?} is inside the checkout at \"./{root}\"; give the checkout's own path")));
+        }
+        let root = co.path.clone();
+        self.checkouts.iter().position(|c| c.path == root).ok_or_else(|| fail(format!("no checkout at {path:?}")))
+    }
+}
+
+/// Run one step (its config already evaluated).
+pub fn run(uses: &str, alias: &str, cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepError> {
+    match uses {
+        "git-clone" => git_clone::run(cfg, rt),
+        "kustomize-set-image" => kustomize_set_image::run(cfg, rt),
+        "yaml-update" => yaml_update::run(cfg, rt),
+        "helm-update-image" => helm_update_image::run(cfg, rt),
+        "git-commit" => git_commit::run(cfg, rt),
+        "git-push" => git_push::run(cfg, rt),
+        "git-open-pr" => git_open_pr::run(cfg, rt, alias),
+        "argocd-update" => argocd_update::run(cfg, rt),
+        "argocd-wait" => Ok(StepResult::skipped("no cluster: nothing to wait for")),
+        other => Err(fail(format!("unknown step kind {other:?}; promote runs: {}", KNOWN_STEPS.join(", ")))),
+    }
+}
+
+/// Text as UTF-8 or a clear failure.
+fn utf8(path: &str, data: Vec<u8>) -> Result<String, StepError> {
+    String::from_utf8(data).map_err(|_| fail(format!("{path} is not UTF-8 text")))
+}
+
+/// Join a checkout-relative directory and a file name.
+fn join(dir: &str, name: &str) -> String {
+    if dir.is_empty() { name.to_owned() } else { format!("{dir}/{name}") }
+}

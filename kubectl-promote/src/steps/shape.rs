@@ -1,0 +1,167 @@
+//! Shape checks of step configs before anything runs: required keys present, no unknown keys (a
+//! typo such as `reopURL` is caught up front instead of halfway through a promotion), and literal
+//! paths confined to the work directory. Strings holding expressions pass any type check here;
+//! their values are checked when the step runs.
+
+use serde_json::Value;
+
+enum Shape {
+    Any,
+    Str,
+    Bool,
+    Int,
+    /// A path that must stay inside the work directory.
+    Path,
+    Arr(&'static Shape),
+    Obj(&'static [(&'static str, bool, Shape)]),
+}
+
+use Shape::*;
+
+const AUTHOR: Shape = Obj(&[("name", false, Str), ("email", false, Str), ("signingKey", false, Str)]);
+const CHECKOUT: Shape = Obj(&[("path", true, Path), ("branch", false, Str), ("commit", false, Str), ("tag", false, Str), ("create", false, Bool), ("sparse", false, Arr(&Str)), ("as", false, Str)]);
+const GIT_CLONE: Shape = Obj(&[
+    ("repoURL", true, Str),
+    ("checkout", true, Arr(&CHECKOUT)),
+    ("author", false, AUTHOR),
+    ("insecureSkipTLSVerify", false, Bool),
+    ("blobless", false, Bool),
+    ("recurseSubmodules", false, Bool),
+]);
+const KUSTOMIZE_IMAGE: Shape = Obj(&[("image", true, Str), ("name", false, Str), ("newName", false, Str), ("tag", false, Str), ("digest", false, Str), ("fromOrigin", false, Any), ("useDigest", false, Bool)]);
+const KUSTOMIZE_SET_IMAGE: Shape = Obj(&[("path", true, Path), ("images", false, Arr(&KUSTOMIZE_IMAGE))]);
+const YAML_UPDATE: Shape = Obj(&[("path", true, Path), ("updates", true, Arr(&Obj(&[("key", true, Str), ("value", true, Any)])))]);
+const HELM_IMAGE: Shape = Obj(&[("image", true, Str), ("key", true, Str), ("value", true, Str), ("fromOrigin", false, Any)]);
+const HELM_UPDATE_IMAGE: Shape = Obj(&[("path", true, Path), ("images", true, Arr(&HELM_IMAGE))]);
+const GIT_COMMIT: Shape = Obj(&[("path", true, Path), ("message", true, Str), ("messageFromSteps", false, Arr(&Str)), ("author", false, AUTHOR)]);
+const GIT_PUSH: Shape = Obj(&[
+    ("path", true, Path),
+    ("targetBranch", false, Str),
+    ("generateTargetBranch", false, Bool),
+    ("tag", false, Str),
+    ("force", false, Bool),
+    ("maxAttempts", false, Int),
+    ("provider", false, Str),
+]);
+const GIT_OPEN_PR: Shape = Obj(&[
+    ("repoURL", true, Str),
+    ("sourceBranch", true, Str),
+    ("targetBranch", true, Str),
+    ("title", false, Str),
+    ("description", false, Str),
+    ("labels", false, Arr(&Str)),
+    ("provider", false, Str),
+    ("insecureSkipTLSVerify", false, Bool),
+    ("createTargetBranch", false, Bool),
+]);
+const SELECTOR: Shape = Obj(&[("matchLabels", false, Any), ("matchExpressions", false, Any)]);
+const ARGO_SOURCE: Shape = Obj(&[
+    ("repoURL", true, Str),
+    ("chart", false, Str),
+    ("desiredRevision", false, Str),
+    ("updateTargetRevision", false, Bool),
+    ("kustomize", false, Obj(&[("images", true, Arr(&Obj(&[("repoURL", true, Str), ("newName", false, Str), ("tag", false, Str), ("digest", false, Str)])))])),
+    ("helm", false, Obj(&[("images", true, Arr(&Obj(&[("key", true, Str), ("value", true, Str)])))])),
+]);
+const ARGOCD_UPDATE: Shape = Obj(&[("apps", true, Arr(&Obj(&[("name", false, Str), ("namespace", false, Str), ("selector", false, SELECTOR), ("sources", false, Arr(&ARGO_SOURCE))])))]);
+const ARGOCD_WAIT: Shape = Obj(&[("apps", true, Arr(&Obj(&[("name", false, Str), ("namespace", false, Str), ("selector", false, SELECTOR), ("waitFor", false, Arr(&Str))])))]);
+
+fn shape_of(uses: &str) -> Option<&'static Shape> {
+    Some(match uses {
+        "git-clone" => &GIT_CLONE,
+        "kustomize-set-image" => &KUSTOMIZE_SET_IMAGE,
+        "yaml-update" => &YAML_UPDATE,
+        "helm-update-image" => &HELM_UPDATE_IMAGE,
+        "git-commit" => &GIT_COMMIT,
+        "git-push" => &GIT_PUSH,
+        "git-open-pr" => &GIT_OPEN_PR,
+        "argocd-update" => &ARGOCD_UPDATE,
+        "argocd-wait" => &ARGOCD_WAIT,
+        _ => return None,
+    })
+}
+
+fn check(v: &Value, shape: &Shape, path: &str, errs: &mut Vec<String>) {
+    if v.as_str().is_some_and(crate::expr::has_expression) && !matches!(shape, Path) {
+        return;
+    }
+    match (shape, v) {
+        (Any, _) | (Str, Value::String(_)) | (Bool, Value::Bool(_)) => {}
+        (Int, Value::Number(n)) if n.is_i64() => {}
+        (Path, Value::String(s)) => {
+            if !crate::expr::has_expression(s)
+                && let Err(e) = crate::git::tree::clean_path(s)
+            {
+                errs.push(format!("{path}: {e}"));
+            }
+        }
+        (Arr(item), Value::Array(a)) => {
+            for (i, x) in a.iter().enumerate() {
+                check(x, item, &format!("{path}[{i}]"), errs);
+            }
+        }
+        (Obj(fields), Value::Object(o)) => {
+            for (name, required, _) in fields.iter() {
+                if *required && !o.contains_key(*name) {
+                    errs.push(format!("{path}.{name}: required"));
+                }
+            }
+            for (k, x) in o {
+                match fields.iter().find(|(n, ..)| n == k) {
+                    Some((_, _, s)) => check(x, s, &format!("{path}.{k}"), errs),
+                    None => {
+                        let known: Vec<&str> = fields.iter().map(|(n, ..)| *n).collect();
+                        errs.push(format!("{path}.{k}: unknown field (known: {})", known.join(", ")));
+                    }
+                }
+            }
+        }
+        (s, v) => {
+            let want = match s {
+                Str | Path => "a string",
+                Bool => "a boolean",
+                Int => "an integer",
+                Arr(_) => "a list",
+                Obj(_) => "an object",
+                Any => "anything",
+            };
+            errs.push(format!("{path}: must be {want}, got {v}"));
+        }
+    }
+}
+
+/// Check a step's config shape; every problem is listed with its path (`config.checkout[0].path`).
+pub fn validate_config(uses: &str, config: Option<&Value>) -> Result<(), Vec<String>> {
+    let Some(shape) = shape_of(uses) else {
+        return Err(vec![format!("uses: unknown step kind {uses:?}; promote runs: {}", super::KNOWN_STEPS.join(", "))]);
+    };
+    let mut errs = Vec::new();
+    match config {
+        Some(c) => check(c, shape, "config", &mut errs),
+        None => errs.push("config: required".into()),
+    }
+    if errs.is_empty() { Ok(()) } else { Err(errs) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn shapes() {
+        assert!(validate_config("git-clone", Some(&json!({ "repoURL": "${{ vars.r }}", "checkout": [{ "branch": "main", "path": "./src" }] }))).is_ok());
+        assert_eq!(
+            validate_config("git-clone", Some(&json!({ "reopURL": "x", "checkout": [{ "path": "../up" }] }))).unwrap_err(),
+            vec![
+                "config.repoURL: required".to_owned(),
+                "config.reopURL: unknown field (known: repoURL, checkout, author, insecureSkipTLSVerify, blobless, recurseSubmodules)".to_owned(),
+                "config.checkout[0].path: invalid path \"../up\": \"..\" would escape the work tree".to_owned(),
+            ]
+        );
+        assert!(validate_config("git-push", Some(&json!({ "path": "./out", "maxAttempts": "x" }))).is_err());
+        assert!(validate_config("git-push", Some(&json!({ "path": "./out", "maxAttempts": "${{ vars.n }}" }))).is_ok());
+        assert!(validate_config("nope", Some(&json!({}))).is_err());
+        assert!(validate_config("yaml-update", None).is_err());
+    }
+}
