@@ -73,7 +73,12 @@ impl Cli {
     pub fn stage_name(&self) -> Result<&str, String> {
         let name = match self.target.split_once('/') {
             Some(("stage" | "stages" | "stages.kargo.akuity.io", n)) => n,
-            Some((kind, _)) => return Err(format!("cannot promote to {:?}: only Stages can be promoted to (stage/<name>), not {kind:?}", self.target)),
+            Some((kind, _)) => {
+                return Err(format!(
+                    "cannot promote to {:?}: only Stages can be promoted to (stage/<name>), not {kind:?}",
+                    self.target
+                ));
+            }
             None => self.target.as_str(),
         };
         if name.is_empty() {

@@ -26,7 +26,10 @@ pub fn split_userinfo(url: &str) -> (String, Option<(String, String)>) {
             if let Some(at) = rest[..authority_end].rfind('@') {
                 let userinfo = &rest[..at];
                 let (user, pass) = userinfo.split_once(':').unwrap_or((userinfo, ""));
-                return (format!("{scheme}{}", &rest[at + 1..]), Some((percent_decode(user), percent_decode(pass))));
+                return (
+                    format!("{scheme}{}", &rest[at + 1..]),
+                    Some((percent_decode(user), percent_decode(pass))),
+                );
             }
         }
     }
@@ -39,7 +42,9 @@ fn percent_decode(s: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%'
-            && let Some(v) = s.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok())
+            && let Some(v) = s
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
         {
             out.push(v);
             i += 3;
@@ -56,7 +61,9 @@ pub fn base64(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
-        let n = (u32::from(chunk[0]) << 16) | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8) | u32::from(*chunk.get(2).unwrap_or(&0));
+        let n = (u32::from(chunk[0]) << 16)
+            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*chunk.get(2).unwrap_or(&0));
         for i in 0..4 {
             if i <= chunk.len() {
                 out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
@@ -73,7 +80,9 @@ pub fn for_url(url: &str, base: &MirrorOptions) -> (String, MirrorOptions) {
     let (clean, from_url) = split_userinfo(url);
     let mut opts = base.clone();
     let creds = from_url.or_else(|| {
-        let pass = std::env::var(ENV_PASSWORD).ok().or_else(|| std::env::var(ENV_TOKEN).ok())?;
+        let pass = std::env::var(ENV_PASSWORD)
+            .ok()
+            .or_else(|| std::env::var(ENV_TOKEN).ok())?;
         let user = std::env::var(ENV_USERNAME).unwrap_or_else(|_| "promote".to_owned());
         Some((user, pass))
     });
@@ -83,11 +92,26 @@ pub fn for_url(url: &str, base: &MirrorOptions) -> (String, MirrorOptions) {
         let token = base64(format!("{user}:{pass}").as_bytes());
         opts.redactor.add(&pass);
         opts.redactor.add(&token);
-        let n = opts.env.iter().filter(|(k, _)| k.starts_with("GIT_CONFIG_KEY_")).count();
+        // Append after any GIT_CONFIG_* entries the user already has (e.g. signing settings).
+        let inherited = std::env::var("GIT_CONFIG_COUNT")
+            .ok()
+            .and_then(|c| c.parse::<usize>().ok())
+            .unwrap_or(0);
+        let n = inherited
+            + opts
+                .env
+                .iter()
+                .filter(|(k, _)| k.starts_with("GIT_CONFIG_KEY_"))
+                .count();
         opts.env.retain(|(k, _)| k != "GIT_CONFIG_COUNT");
-        opts.env.push((format!("GIT_CONFIG_KEY_{n}"), "http.extraHeader".to_owned()));
-        opts.env.push((format!("GIT_CONFIG_VALUE_{n}"), format!("Authorization: Basic {token}")));
-        opts.env.push(("GIT_CONFIG_COUNT".to_owned(), (n + 1).to_string()));
+        opts.env
+            .push((format!("GIT_CONFIG_KEY_{n}"), "http.extraHeader".to_owned()));
+        opts.env.push((
+            format!("GIT_CONFIG_VALUE_{n}"),
+            format!("Authorization: Basic {token}"),
+        ));
+        opts.env
+            .push(("GIT_CONFIG_COUNT".to_owned(), (n + 1).to_string()));
     }
     (clean, opts)
 }
@@ -100,9 +124,15 @@ mod tests {
     fn userinfo_is_split_out() {
         assert_eq!(
             split_userinfo("https://bob:s%40cret@git.example.com/x.git"),
-            ("https://git.example.com/x.git".to_owned(), Some(("bob".to_owned(), "s@cret".to_owned())))
+            (
+                "https://git.example.com/x.git".to_owned(),
+                Some(("bob".to_owned(), "s@cret".to_owned()))
+            )
         );
-        assert_eq!(split_userinfo("git@github.com:x/y.git"), ("git@github.com:x/y.git".to_owned(), None));
+        assert_eq!(
+            split_userinfo("git@github.com:x/y.git"),
+            ("git@github.com:x/y.git".to_owned(), None)
+        );
     }
 
     #[test]
@@ -116,9 +146,16 @@ mod tests {
 
     #[test]
     fn credentials_go_to_env_and_redactor() {
-        let (url, opts) = for_url("https://u:CANARY-token-9@h.example/r.git", &MirrorOptions::default());
+        let (url, opts) = for_url(
+            "https://u:CANARY-token-9@h.example/r.git",
+            &MirrorOptions::default(),
+        );
         assert_eq!(url, "https://h.example/r.git");
-        assert!(opts.env.iter().any(|(k, v)| k == "GIT_CONFIG_KEY_0" && v == "http.extraHeader"));
+        assert!(
+            opts.env
+                .iter()
+                .any(|(k, v)| k == "GIT_CONFIG_KEY_0" && v == "http.extraHeader")
+        );
         assert_eq!(opts.redactor.clean("x CANARY-token-9 y"), "x *** y");
     }
 }

@@ -14,45 +14,91 @@ pub enum Error {
     Load { path: String, reason: String },
     /// An object failed validation.
     #[error("{kind} \"{name}\" is invalid: {source}")]
-    Invalid { kind: &'static str, name: String, #[source] source: promote_api::Error },
+    Invalid {
+        kind: &'static str,
+        name: String,
+        #[source]
+        source: Box<promote_api::Error>,
+    },
     /// The Stage does not exist.
     #[error("Stage \"{stage}\" not found in project \"{project}\"")]
-    StageNotFound { stage: String, project: String, available: Vec<String> },
+    StageNotFound {
+        stage: String,
+        project: String,
+        available: Vec<String>,
+    },
     /// No Freight matches.
     #[error("no Freight {what} in project \"{project}\"")]
-    FreightNotFound { what: String, project: String, available: Vec<String> },
+    FreightNotFound {
+        what: String,
+        project: String,
+        available: Vec<String>,
+    },
     /// Several Freight match a prefix.
     #[error("Freight prefix \"{prefix}\" is ambiguous: it matches {}", .candidates.join(", "))]
-    FreightAmbiguous { prefix: String, candidates: Vec<String> },
+    FreightAmbiguous {
+        prefix: String,
+        candidates: Vec<String>,
+    },
     /// The Freight may not be promoted to the Stage yet.
     #[error("Freight \"{freight}\" is not available to Stage \"{stage}\": {reason}")]
-    Unavailable { freight: String, stage: String, reason: Unavailable },
-    /// A legacy Stage could not be translated.
+    Unavailable {
+        freight: String,
+        stage: String,
+        reason: Unavailable,
+    },
+    /// A rule of the api crate refused (legacy translation, naming).
     #[error(transparent)]
-    Api(#[from] promote_api::Error),
+    Api(Box<promote_api::Error>),
     /// The Stage's steps are wrong (found before anything ran).
     #[error("Stage \"{stage}\" has invalid steps:\n  {}", .problems.join("\n  "))]
-    Steps { stage: String, problems: Vec<String> },
+    Steps {
+        stage: String,
+        problems: Vec<String>,
+    },
     /// The promotion ran and did not succeed (already reported step by step).
     #[error("promotion {promotion} {phase}: {message}")]
-    PromotionFailed { promotion: String, phase: String, message: String },
+    PromotionFailed {
+        promotion: String,
+        phase: String,
+        message: String,
+    },
     /// Output could not be written.
     #[error("cannot write output: {0}")]
     Output(String),
+}
+
+impl From<promote_api::Error> for Error {
+    fn from(e: promote_api::Error) -> Self {
+        Self::Api(Box::new(e))
+    }
 }
 
 impl Error {
     /// What to do about it, when there is something to say.
     pub fn hint(&self) -> Option<String> {
         match self {
-            Self::StageNotFound { available, .. } if !available.is_empty() => Some(format!("Stages in this project: {}", available.join(", "))),
-            Self::StageNotFound { .. } => Some("check -n/--namespace (the project) and the manifests directory".into()),
-            Self::FreightNotFound { available, .. } if !available.is_empty() => Some(format!("Freight in this project: {}", available.join(", "))),
-            Self::FreightAmbiguous { .. } => Some("give more characters of the name, or use --freight-alias".into()),
-            Self::Unavailable { reason: Unavailable::NeedsUpstream { .. }, .. } => {
-                Some("promote it through the upstream Stages first, or approve it for this Stage".into())
+            Self::StageNotFound { available, .. } if !available.is_empty() => {
+                Some(format!("Stages in this project: {}", available.join(", ")))
             }
-            Self::Steps { .. } => Some("fix the Stage's promotionTemplate; nothing was changed".into()),
+            Self::StageNotFound { .. } => {
+                Some("check -n/--namespace (the project) and the manifests directory".into())
+            }
+            Self::FreightNotFound { available, .. } if !available.is_empty() => {
+                Some(format!("Freight in this project: {}", available.join(", ")))
+            }
+            Self::FreightAmbiguous { .. } => {
+                Some("give more characters of the name, or use --freight-alias".into())
+            }
+            Self::Unavailable {
+                reason: Unavailable::NeedsUpstream { .. },
+                ..
+            } => Some(
+                "promote it through the upstream Stages first, or approve it for this Stage".into(),
+            ),
+            Self::Steps { .. } => {
+                Some("fix the Stage's promotionTemplate; nothing was changed".into())
+            }
             _ => None,
         }
     }

@@ -28,6 +28,10 @@ fn main() -> ExitCode {
     if summary.phase == "Succeeded" {
         ExitCode::SUCCESS
     } else {
-        report(&Error::PromotionFailed { promotion: summary.promotion.clone(), phase: summary.phase.clone(), message: summary.message.clone() })
+        report(&Error::PromotionFailed {
+            promotion: summary.promotion.clone(),
+            phase: summary.phase.clone(),
+            message: summary.message.clone(),
+        })
     }
 }

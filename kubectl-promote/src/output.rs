@@ -69,7 +69,9 @@ pub struct AppPatch {
 /// Print the summary to stdout.
 pub fn print(summary: &Summary, format: Format) -> Result<(), Error> {
     let text = match format {
-        Format::Json => serde_json::to_string_pretty(summary).map_err(|e| Error::Output(e.to_string()))? + "\n",
+        Format::Json => {
+            serde_json::to_string_pretty(summary).map_err(|e| Error::Output(e.to_string()))? + "\n"
+        }
         Format::Yaml => serde_yaml::to_string(summary).map_err(|e| Error::Output(e.to_string()))?,
         Format::Name => format!("promotion/{}\n", summary.promotion),
         Format::Table => table(summary),
@@ -89,25 +91,65 @@ fn table(s: &Summary) -> String {
         Some(a) => format!("{} ({a})", s.freight),
         None => s.freight.clone(),
     };
-    for (k, v) in [("PROMOTION", s.promotion.as_str()), ("STAGE", &format!("{}/{}", s.project, s.stage)), ("FREIGHT", &freight), ("PHASE", &format!("{}{}", s.phase, if s.dry_run { " (dry run)" } else { "" })), ("MESSAGE", &s.message)] {
+    for (k, v) in [
+        ("PROMOTION", s.promotion.as_str()),
+        ("STAGE", &format!("{}/{}", s.project, s.stage)),
+        ("FREIGHT", &freight),
+        (
+            "PHASE",
+            &format!("{}{}", s.phase, if s.dry_run { " (dry run)" } else { "" }),
+        ),
+        ("MESSAGE", &s.message),
+    ] {
         out.push_str(&format!("{k:<10} {v}\n"));
     }
     out.push('\n');
-    let w_alias = s.steps.iter().map(|r| r.alias.len()).max().unwrap_or(5).max(5);
-    let w_uses = s.steps.iter().map(|r| r.uses.len()).max().unwrap_or(4).max(4);
-    out.push_str(&format!("{:<w_alias$}  {:<w_uses$}  {:<9}  MESSAGE\n", "STEP", "USES", "STATUS"));
+    let w_alias = s
+        .steps
+        .iter()
+        .map(|r| r.alias.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    let w_uses = s
+        .steps
+        .iter()
+        .map(|r| r.uses.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    out.push_str(&format!(
+        "{:<w_alias$}  {:<w_uses$}  {:<9}  MESSAGE\n",
+        "STEP", "USES", "STATUS"
+    ));
     for r in &s.steps {
         let msg = r.message.lines().next().unwrap_or_default();
-        out.push_str(&format!("{:<w_alias$}  {:<w_uses$}  {:<9}  {msg}\n", r.alias, r.uses, r.status));
+        out.push_str(&format!(
+            "{:<w_alias$}  {:<w_uses$}  {:<9}  {msg}\n",
+            r.alias, r.uses, r.status
+        ));
     }
     if !s.commits.is_empty() {
-        out.push_str(&format!("\n{}\n", if s.dry_run { "WOULD PUSH" } else { "PUSHED" }));
+        out.push_str(&format!(
+            "\n{}\n",
+            if s.dry_run { "WOULD PUSH" } else { "PUSHED" }
+        ));
         for c in &s.commits {
-            out.push_str(&format!("{} {} {} ({})\n", c.commit, c.branch, c.repo_url, c.files.join(", ")));
+            out.push_str(&format!(
+                "{} {} {} ({})\n",
+                c.commit,
+                c.branch,
+                c.repo_url,
+                c.files.join(", ")
+            ));
         }
     }
     for a in &s.applications {
-        out.push_str(&format!("\nPATCH {} (application/merge-patch+json)\n{}\n", a.application, serde_json::to_string_pretty(&a.patch).unwrap_or_default()));
+        out.push_str(&format!(
+            "\nPATCH {} (application/merge-patch+json)\n{}\n",
+            a.application,
+            serde_json::to_string_pretty(&a.patch).unwrap_or_default()
+        ));
     }
     if !s.diff.is_empty() {
         out.push('\n');
@@ -154,7 +196,13 @@ impl Progress for StderrProgress {
 
     fn finish(&mut self, index: usize, total: usize, r: &StepRecord) {
         let first = r.message.lines().next().unwrap_or_default();
-        self.note(&format!("[{}/{total}] {:<20} {:<9} {first} ({:.2}s)", index + 1, r.uses, r.status, r.duration_ms as f64 / 1000.0));
+        self.note(&format!(
+            "[{}/{total}] {:<20} {:<9} {first} ({:.2}s)",
+            index + 1,
+            r.uses,
+            r.status,
+            r.duration_ms as f64 / 1000.0
+        ));
     }
 }
 
@@ -170,7 +218,19 @@ impl Drop for StderrProgress {
 pub fn file_diff(path: &str, before: Option<&[u8]>, after: Option<&[u8]>) -> String {
     let a = before.map(String::from_utf8_lossy).unwrap_or_default();
     let b = after.map(String::from_utf8_lossy).unwrap_or_default();
-    let old = if before.is_some() { format!("a/{path}") } else { "/dev/null".to_owned() };
-    let new = if after.is_some() { format!("b/{path}") } else { "/dev/null".to_owned() };
-    similar::TextDiff::from_lines(a.as_ref(), b.as_ref()).unified_diff().context_radius(3).header(&old, &new).to_string()
+    let old = if before.is_some() {
+        format!("a/{path}")
+    } else {
+        "/dev/null".to_owned()
+    };
+    let new = if after.is_some() {
+        format!("b/{path}")
+    } else {
+        "/dev/null".to_owned()
+    };
+    similar::TextDiff::from_lines(a.as_ref(), b.as_ref())
+        .unified_diff()
+        .context_radius(3)
+        .header(&old, &new)
+        .to_string()
 }

@@ -14,20 +14,38 @@ use crate::steps::{PromotionContext, PushedCommit, Runtime};
 pub fn run(cli: &Cli) -> Result<Summary, Error> {
     let stage_name = cli.stage_name().map_err(Error::Usage)?;
     if cli.freight.is_none() && cli.freight_alias.is_none() {
-        return Err(Error::Usage("name the Freight to promote: --freight NAME|PREFIX or --freight-alias ALIAS".into()));
+        return Err(Error::Usage(
+            "name the Freight to promote: --freight NAME|PREFIX or --freight-alias ALIAS".into(),
+        ));
     }
     let Some(dir) = &cli.local else {
         return Err(Error::Usage("promoting through a cluster is not available in this build yet; pass --local DIR to promote from manifests on disk".into()));
     };
     let manifests = Manifests::load(dir, cli.namespace.as_deref())?;
     let project = manifests.project(cli.namespace.as_deref())?;
-    let (stage, freight) = local::prepare(&manifests, &project, stage_name, cli.freight.as_deref(), cli.freight_alias.as_deref(), jiff::Timestamp::now())?;
+    let (stage, freight) = local::prepare(
+        &manifests,
+        &project,
+        stage_name,
+        cli.freight.as_deref(),
+        cli.freight_alias.as_deref(),
+        jiff::Timestamp::now(),
+    )?;
     let (steps, vars) = local::stage_steps(stage, &manifests.stages, &manifests.tasks)?;
     if steps.is_empty() {
-        return Err(Error::Steps { stage: stage_name.to_owned(), problems: vec![format!("Stage \"{stage_name}\" in project \"{project}\" defines no promotion steps")] });
+        return Err(Error::Steps {
+            stage: stage_name.to_owned(),
+            problems: vec![format!(
+                "Stage \"{stage_name}\" in project \"{project}\" defines no promotion steps"
+            )],
+        });
     }
     let promotion = local::promotion_name(stage_name, freight.name())?;
-    let actor = cli.actor.clone().or_else(|| std::env::var("USER").ok()).filter(|a| !a.is_empty());
+    let actor = cli
+        .actor
+        .clone()
+        .or_else(|| std::env::var("USER").ok())
+        .filter(|a| !a.is_empty());
     let ctx = PromotionContext {
         project: project.clone(),
         stage: stage_name.to_owned(),
@@ -37,13 +55,23 @@ pub fn run(cli: &Cli) -> Result<Summary, Error> {
         actor,
     };
     let cache_root = cli.cache_dir.clone().unwrap_or_else(default_cache_dir);
-    let mut rt = Runtime::new(&ctx, MirrorOptions { cache_root, ..Default::default() }, cli.dry_run);
+    let mut rt = Runtime::new(
+        &ctx,
+        MirrorOptions {
+            cache_root,
+            ..Default::default()
+        },
+        cli.dry_run,
+    );
     rt.applications = manifests.applications.clone();
     let mut progress = StderrProgress::new(cli.quiet);
     progress.note(&format!(
         "Promoting Freight {}{} to Stage {project}/{stage_name} ({promotion}){}",
         &freight.name()[..7.min(freight.name().len())],
-        freight.alias().map(|a| format!(" ({a})")).unwrap_or_default(),
+        freight
+            .alias()
+            .map(|a| format!(" ({a})"))
+            .unwrap_or_default(),
         if cli.dry_run { ", dry run" } else { "" }
     ));
     let result = runner::run_steps(stage_name, &steps, &vars, &mut rt, &mut progress)?;
@@ -53,10 +81,21 @@ pub fn run(cli: &Cli) -> Result<Summary, Error> {
     let mut diff = String::new();
     for co in &rt.checkouts {
         if cli.dry_run {
-            let mut changes = co.checkout.committed_changes().map_err(|e| Error::Output(e.to_string()))?;
-            changes.extend(co.checkout.pending_changes().map_err(|e| Error::Output(e.to_string()))?);
+            let mut changes = co
+                .checkout
+                .committed_changes()
+                .map_err(|e| Error::Output(e.to_string()))?;
+            changes.extend(
+                co.checkout
+                    .pending_changes()
+                    .map_err(|e| Error::Output(e.to_string()))?,
+            );
             for c in &changes {
-                diff.push_str(&file_diff(&format!("{}/{}", co.path, c.path), c.before.as_deref(), c.after.as_deref()));
+                diff.push_str(&file_diff(
+                    &format!("{}/{}", co.path, c.path),
+                    c.before.as_deref(),
+                    c.after.as_deref(),
+                ));
             }
             if co.checkout.has_unpushed() {
                 commits.push(PushedCommit {
@@ -85,7 +124,11 @@ pub fn run(cli: &Cli) -> Result<Summary, Error> {
         dry_run: cli.dry_run,
         steps: result.steps,
         commits,
-        applications: rt.argocd_patches.into_iter().map(|(application, patch)| AppPatch { application, patch }).collect(),
+        applications: rt
+            .argocd_patches
+            .into_iter()
+            .map(|(application, patch)| AppPatch { application, patch })
+            .collect(),
         diff,
     })
 }

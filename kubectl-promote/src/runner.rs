@@ -52,21 +52,39 @@ pub fn check_steps(stage: &str, steps: &[PromotionStep]) -> Result<(), Error> {
     let mut problems = Vec::new();
     for (i, s) in steps.iter().enumerate() {
         if s.task.is_some() {
-            problems.push(format!("steps[{i}]: task references must be inflated before running"));
+            problems.push(format!(
+                "steps[{i}]: task references must be inflated before running"
+            ));
             continue;
         }
         if let Err(errs) = steps::validate_config(&s.uses, s.config.as_ref()) {
             for e in errs {
-                problems.push(format!("steps[{i}] ({}, {}): {e}", s.uses, s.effective_alias(i)));
+                problems.push(format!(
+                    "steps[{i}] ({}, {}): {e}",
+                    s.uses,
+                    s.effective_alias(i)
+                ));
             }
         }
     }
-    if problems.is_empty() { Ok(()) } else { Err(Error::Steps { stage: stage.to_owned(), problems }) }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Steps {
+            stage: stage.to_owned(),
+            problems,
+        })
+    }
 }
 
 /// Evaluate variables in order: each may use `ctx`, the variables before it and (for step
 /// variables) `outputs`.
-fn eval_vars(base: &Map<String, Value>, vars: &[ExpressionVariable], rt: &Runtime<'_>, outputs: Option<&Map<String, Value>>) -> Result<Map<String, Value>, expr::ExprError> {
+fn eval_vars(
+    base: &Map<String, Value>,
+    vars: &[ExpressionVariable],
+    rt: &Runtime<'_>,
+    outputs: Option<&Map<String, Value>>,
+) -> Result<Map<String, Value>, expr::ExprError> {
     let mut out = base.clone();
     for v in vars {
         let mut env = Map::new();
@@ -82,13 +100,25 @@ fn eval_vars(base: &Map<String, Value>, vars: &[ExpressionVariable], rt: &Runtim
 }
 
 /// Run `steps` with promotion-level `vars` (Stage vars, then template vars).
-pub fn run_steps(stage: &str, steps_list: &[PromotionStep], vars: &[ExpressionVariable], rt: &mut Runtime<'_>, progress: &mut dyn Progress) -> Result<RunResult, Error> {
+pub fn run_steps(
+    stage: &str,
+    steps_list: &[PromotionStep],
+    vars: &[ExpressionVariable],
+    rt: &mut Runtime<'_>,
+    progress: &mut dyn Progress,
+) -> Result<RunResult, Error> {
     check_steps(stage, steps_list)?;
     let total = steps_list.len();
     let mut records = Vec::new();
     let promo_vars = match eval_vars(&Map::new(), vars, rt, None) {
         Ok(v) => v,
-        Err(e) => return Ok(RunResult { phase: PromotionPhase::Failed, message: format!("variables: {e}"), steps: records }),
+        Err(e) => {
+            return Ok(RunResult {
+                phase: PromotionPhase::Failed,
+                message: format!("variables: {e}"),
+                steps: records,
+            });
+        }
     };
     let mut failed: Option<(PromotionPhase, String)> = None;
     for (i, step) in steps_list.iter().enumerate() {
@@ -99,11 +129,29 @@ pub fn run_steps(stage: &str, steps_list: &[PromotionStep], vars: &[ExpressionVa
         let (status, message) = match outcome {
             Ok(Some(r)) => {
                 rt.outputs.insert(alias.clone(), Value::Object(r.output));
-                (match r.status { StepStatus::Succeeded => "Succeeded", StepStatus::Skipped => "Skipped" }.to_owned(), r.message)
+                (
+                    match r.status {
+                        StepStatus::Succeeded => "Succeeded",
+                        StepStatus::Skipped => "Skipped",
+                    }
+                    .to_owned(),
+                    r.message,
+                )
             }
-            Ok(None) => ("Skipped".to_owned(), if failed.is_some() { "skipped: an earlier step failed".to_owned() } else { "skipped: its if condition is false".to_owned() }),
+            Ok(None) => (
+                "Skipped".to_owned(),
+                if failed.is_some() {
+                    "skipped: an earlier step failed".to_owned()
+                } else {
+                    "skipped: its if condition is false".to_owned()
+                },
+            ),
             Err(e) => {
-                let (phase, status) = if e.is_failure() { (PromotionPhase::Failed, "Failed") } else { (PromotionPhase::Errored, "Errored") };
+                let (phase, status) = if e.is_failure() {
+                    (PromotionPhase::Failed, "Failed")
+                } else {
+                    (PromotionPhase::Errored, "Errored")
+                };
                 let msg = e.to_string();
                 if !step.continue_on_error && failed.is_none() {
                     failed = Some((phase, format!("step {} ({}): {msg}", alias, step.uses)));
@@ -111,18 +159,38 @@ pub fn run_steps(stage: &str, steps_list: &[PromotionStep], vars: &[ExpressionVa
                 (status.to_owned(), msg)
             }
         };
-        let record = StepRecord { alias, uses: step.uses.clone(), status, message, duration_ms: started.elapsed().as_millis() as u64 };
+        let record = StepRecord {
+            alias,
+            uses: step.uses.clone(),
+            status,
+            message,
+            duration_ms: started.elapsed().as_millis() as u64,
+        };
         progress.finish(i, total, &record);
         records.push(record);
     }
     Ok(match failed {
-        Some((phase, message)) => RunResult { phase, message, steps: records },
-        None => RunResult { phase: PromotionPhase::Succeeded, message: "all steps completed".into(), steps: records },
+        Some((phase, message)) => RunResult {
+            phase,
+            message,
+            steps: records,
+        },
+        None => RunResult {
+            phase: PromotionPhase::Succeeded,
+            message: "all steps completed".into(),
+            steps: records,
+        },
     })
 }
 
 /// Run one step; `Ok(None)` when it is skipped by `if` (or by an earlier failure).
-fn run_one(step: &PromotionStep, alias: &str, promo_vars: &Map<String, Value>, earlier_failed: bool, rt: &mut Runtime<'_>) -> Result<Option<steps::StepResult>, steps::StepError> {
+fn run_one(
+    step: &PromotionStep,
+    alias: &str,
+    promo_vars: &Map<String, Value>,
+    earlier_failed: bool,
+    rt: &mut Runtime<'_>,
+) -> Result<Option<steps::StepResult>, steps::StepError> {
     let vars = eval_vars(promo_vars, &step.vars, rt, Some(&rt.outputs.clone()))?;
     let mut env = Map::new();
     env.insert("ctx".into(), rt.ctx.ctx_value());
@@ -130,10 +198,17 @@ fn run_one(step: &PromotionStep, alias: &str, promo_vars: &Map<String, Value>, e
     env.insert("outputs".into(), Value::Object(rt.outputs.clone()));
     if let Some((task_alias, _)) = alias.split_once("::") {
         let prefix = format!("{task_alias}::");
-        let task_outputs: Map<String, Value> = rt.outputs.iter().filter_map(|(k, v)| k.strip_prefix(&prefix).map(|k| (k.to_owned(), v.clone()))).collect();
+        let task_outputs: Map<String, Value> = rt
+            .outputs
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix(&prefix).map(|k| (k.to_owned(), v.clone())))
+            .collect();
         env.insert("task".into(), json!({ "outputs": task_outputs }));
     }
-    let failed_fn = FailAware { ctx: rt.ctx, failed: earlier_failed };
+    let failed_fn = FailAware {
+        ctx: rt.ctx,
+        failed: earlier_failed,
+    };
     if step.if_.is_empty() {
         if earlier_failed {
             return Ok(None);
@@ -144,7 +219,11 @@ fn run_one(step: &PromotionStep, alias: &str, promo_vars: &Map<String, Value>, e
             return Ok(None);
         }
     }
-    let cfg = expr::eval_value(step.config.as_ref().unwrap_or(&Value::Null), &env, &failed_fn)?;
+    let cfg = expr::eval_value(
+        step.config.as_ref().unwrap_or(&Value::Null),
+        &env,
+        &failed_fn,
+    )?;
     steps::run(&step.uses, alias, &cfg, rt).map(Some)
 }
 
@@ -161,7 +240,12 @@ impl expr::Functions for FailAware<'_> {
     fn image_from(&self, repo: &str, origin: Option<&Value>) -> Result<Value, String> {
         self.ctx.image_from(repo, origin)
     }
-    fn chart_from(&self, repo: &str, name: Option<&str>, origin: Option<&Value>) -> Result<Value, String> {
+    fn chart_from(
+        &self,
+        repo: &str,
+        name: Option<&str>,
+        origin: Option<&Value>,
+    ) -> Result<Value, String> {
         self.ctx.chart_from(repo, name, origin)
     }
     fn all_succeeded(&self) -> bool {

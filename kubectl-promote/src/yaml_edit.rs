@@ -191,10 +191,10 @@ impl Builder<'_> {
                 let mut end = start;
                 loop {
                     if matches!(events.peek(), Some((Event::MappingEnd, ..)) | None) {
-                        if let Some((_, ms, me, _)) = events.next() {
-                            if flow {
-                                end = self.byte(me).max(self.byte(ms) + 1);
-                            }
+                        if let Some((_, ms, me, _)) = events.next()
+                            && flow
+                        {
+                            end = self.byte(me).max(self.byte(ms) + 1);
                         }
                         break;
                     }
@@ -219,10 +219,10 @@ impl Builder<'_> {
                 let mut end = start;
                 loop {
                     if matches!(events.peek(), Some((Event::SequenceEnd, ..)) | None) {
-                        if let Some((_, ss, se, _)) = events.next() {
-                            if flow {
-                                end = self.byte(se).max(self.byte(ss) + 1);
-                            }
+                        if let Some((_, ss, se, _)) = events.next()
+                            && flow
+                        {
+                            end = self.byte(se).max(self.byte(ss) + 1);
                         }
                         break;
                     }
@@ -753,7 +753,11 @@ fn render_block(value: &Value, indent: usize, nl: &str) -> String {
                 s.push_str(nl);
                 s.push_str(&" ".repeat(rest_indent));
             }
-            s.push_str(&format!("{}: {}", render(&Value::String(k.clone()), None, false), render(v, None, false)));
+            s.push_str(&format!(
+                "{}: {}",
+                render(&Value::String(k.clone()), None, false),
+                render(v, None, false)
+            ));
         }
         s
     };
@@ -772,7 +776,9 @@ fn render_block(value: &Value, indent: usize, nl: &str) -> String {
             }
             s
         }
-        Value::Object(m) if flat(value) => map_lines(m, format!("{nl}{}", " ".repeat(indent + 2)), indent + 2),
+        Value::Object(m) if flat(value) => {
+            map_lines(m, format!("{nl}{}", " ".repeat(indent + 2)), indent + 2)
+        }
         other => format!(" {}", render(other, None, false)),
     }
 }

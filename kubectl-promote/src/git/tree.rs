@@ -144,7 +144,11 @@ impl Checkout {
     pub fn create_orphan(mirror: Arc<Mirror>, branch: &str, push: bool) -> Result<Self, GitError> {
         let tree = mirror.write_tree(b"")?;
         let commit = mirror.commit_tree(&tree, &[], "Initial commit", None, None)?;
-        let outcome = if push { mirror.push(&commit, branch, false)? } else { PushOutcome::Pushed };
+        let outcome = if push {
+            mirror.push(&commit, branch, false)?
+        } else {
+            PushOutcome::Pushed
+        };
         match outcome {
             PushOutcome::Pushed => {}
             PushOutcome::Rejected(_) => {
@@ -527,7 +531,11 @@ impl Checkout {
             let before = self.read_at(&self.upstream, path)?;
             let after = self.read_at(&self.head, path)?;
             if before != after {
-                out.push(FileChange { path: path.clone(), before, after });
+                out.push(FileChange {
+                    path: path.clone(),
+                    before,
+                    after,
+                });
             }
         }
         Ok(out)

@@ -66,7 +66,11 @@ fn selects(sel: &Selector, app: &Value) -> Result<bool, StepError> {
             "NotIn" => label(&e.key).is_none_or(|v| !e.values.iter().any(|x| x == v)),
             "Exists" => label(&e.key).is_some(),
             "DoesNotExist" => label(&e.key).is_none(),
-            other => return Err(fail(format!("argocd-update: selector operator {other:?} is not one of In, NotIn, Exists, DoesNotExist"))),
+            other => {
+                return Err(fail(format!(
+                    "argocd-update: selector operator {other:?} is not one of In, NotIn, Exists, DoesNotExist"
+                )));
+            }
         };
         if !ok {
             return Ok(false);
@@ -79,20 +83,36 @@ fn selects(sel: &Selector, app: &Value) -> Result<bool, StepError> {
 fn check_app(app: &App) -> Result<(), StepError> {
     match (app.name.is_empty(), &app.selector) {
         (true, None) => return Err(fail("argocd-update: each app needs a name or a selector")),
-        (false, Some(_)) => return Err(fail(format!("argocd-update: app {:?} sets both name and selector", app.name))),
+        (false, Some(_)) => {
+            return Err(fail(format!(
+                "argocd-update: app {:?} sets both name and selector",
+                app.name
+            )));
+        }
         (true, Some(s)) if s.match_labels.is_empty() && s.match_expressions.is_empty() => {
-            return Err(fail("argocd-update: an empty selector would select every Application"));
+            return Err(fail(
+                "argocd-update: an empty selector would select every Application",
+            ));
         }
         _ => {}
     }
     for s in &app.sources {
         if s.update_target_revision && s.desired_revision.is_empty() {
-            return Err(fail(format!("argocd-update: source {:?} sets updateTargetRevision without a desiredRevision", s.repo_url)));
+            return Err(fail(format!(
+                "argocd-update: source {:?} sets updateTargetRevision without a desiredRevision",
+                s.repo_url
+            )));
         }
         if let Some(k) = &s.kustomize
-            && let Some(i) = k.images.iter().find(|i| !i.tag.is_empty() && !i.digest.is_empty())
+            && let Some(i) = k
+                .images
+                .iter()
+                .find(|i| !i.tag.is_empty() && !i.digest.is_empty())
         {
-            return Err(fail(format!("argocd-update: kustomize image {:?} sets both tag and digest", i.repo_url)));
+            return Err(fail(format!(
+                "argocd-update: kustomize image {:?} sets both tag and digest",
+                i.repo_url
+            )));
         }
     }
     Ok(())
@@ -101,18 +121,33 @@ fn check_app(app: &App) -> Result<(), StepError> {
 pub(super) fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepError> {
     let cfg: Config = config("argocd-update", cfg)?;
     if cfg.apps.is_empty() {
-        return Err(fail("argocd-update: apps must list at least one Application"));
+        return Err(fail(
+            "argocd-update: apps must list at least one Application",
+        ));
     }
-    let req = SyncRequest { promotion: &rt.ctx.promotion, project: &rt.ctx.project, actor: rt.ctx.actor.as_deref() };
+    let req = SyncRequest {
+        promotion: &rt.ctx.promotion,
+        project: &rt.ctx.project,
+        actor: rt.ctx.actor.as_deref(),
+    };
     let mut patches = Vec::new();
     let mut done = Vec::new();
     let mut missing = Vec::new();
     for app_cfg in &cfg.apps {
         check_app(app_cfg)?;
-        let ns = if app_cfg.namespace.is_empty() { DEFAULT_NAMESPACE } else { &app_cfg.namespace };
-        let in_ns = rt.applications.iter().filter(|a| argocd::app_namespace(a) == ns || argocd::app_namespace(a).is_empty() && ns == DEFAULT_NAMESPACE);
+        let ns = if app_cfg.namespace.is_empty() {
+            DEFAULT_NAMESPACE
+        } else {
+            &app_cfg.namespace
+        };
+        let in_ns = rt.applications.iter().filter(|a| {
+            argocd::app_namespace(a) == ns
+                || argocd::app_namespace(a).is_empty() && ns == DEFAULT_NAMESPACE
+        });
         let selected: Vec<&Value> = match &app_cfg.selector {
-            None => in_ns.filter(|a| argocd::app_name(a) == app_cfg.name).collect(),
+            None => in_ns
+                .filter(|a| argocd::app_name(a) == app_cfg.name)
+                .collect(),
             Some(sel) => {
                 let mut v = Vec::new();
                 for a in in_ns {
@@ -124,20 +159,31 @@ pub(super) fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepE
             }
         };
         if selected.is_empty() {
-            missing.push(if app_cfg.name.is_empty() { format!("selector in {ns}") } else { format!("{ns}/{}", app_cfg.name) });
+            missing.push(if app_cfg.name.is_empty() {
+                format!("selector in {ns}")
+            } else {
+                format!("{ns}/{}", app_cfg.name)
+            });
             continue;
         }
         let mut authorized = 0;
         for app in selected {
             let name = argocd::app_name(app).to_owned();
-            if let Err(e) = authorized_stage::authorize(argocd::annotation(app, AUTHORIZED_STAGE), &name, ns, &rt.ctx.project, &rt.ctx.stage) {
+            if let Err(e) = authorized_stage::authorize(
+                argocd::annotation(app, AUTHORIZED_STAGE),
+                &name,
+                ns,
+                &rt.ctx.project,
+                &rt.ctx.stage,
+            ) {
                 if app_cfg.selector.is_some() {
                     continue; // Kargo skips unauthorized apps a selector matched
                 }
                 return Err(fail(e.to_string()));
             }
             authorized += 1;
-            let patch = argocd::build_sync_patch(app, &app_cfg.sources, &req).map_err(|e| fail(e.to_string()))?;
+            let patch = argocd::build_sync_patch(app, &app_cfg.sources, &req)
+                .map_err(|e| fail(e.to_string()))?;
             patches.push((format!("{ns}/{name}"), patch.merge_patch));
             done.push(json!({ "name": name, "namespace": ns }));
         }
@@ -158,7 +204,10 @@ pub(super) fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepE
     }
     let mut msg = format!("would patch {n} Application(s) (no cluster)");
     if !missing.is_empty() {
-        msg.push_str(&format!("; not in the local manifests: {}", missing.join(", ")));
+        msg.push_str(&format!(
+            "; not in the local manifests: {}",
+            missing.join(", ")
+        ));
     }
     Ok(StepResult::ok(json!({ "apps": done }), msg))
 }

@@ -54,7 +54,9 @@ pub(super) struct Author {
 pub(super) fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepError> {
     let cfg: Config = config("git-clone", cfg)?;
     if cfg.recurse_submodules {
-        return Err(fail("git-clone: recurseSubmodules is not supported by promote"));
+        return Err(fail(
+            "git-clone: recurseSubmodules is not supported by promote",
+        ));
     }
     if cfg.checkout.is_empty() {
         return Err(fail("git-clone: checkout must list at least one path"));
@@ -63,21 +65,51 @@ pub(super) fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepE
         rt.mirror_opts.insecure_skip_tls_verify = true;
     }
     let mirror = rt.mirror(&cfg.repo_url)?;
-    let author = cfg.author.as_ref().filter(|a| !a.name.is_empty() && !a.email.is_empty()).map(|a| (a.name.clone(), a.email.clone()));
-    let signing_key = cfg.author.as_ref().map(|a| a.signing_key.clone()).filter(|k| !k.is_empty());
+    let author = cfg
+        .author
+        .as_ref()
+        .filter(|a| !a.name.is_empty() && !a.email.is_empty())
+        .map(|a| (a.name.clone(), a.email.clone()));
+    let signing_key = cfg
+        .author
+        .as_ref()
+        .map(|a| a.signing_key.clone())
+        .filter(|k| !k.is_empty());
     let mut commits = Map::new();
     let mut lines = Vec::new();
     for co in &cfg.checkout {
         let path = clean_path(&co.path)?;
-        if let Some(other) = rt.checkouts.iter().find(|c| c.path == path || c.path.starts_with(&format!("{path}/")) || path.starts_with(&format!("{}/", c.path)) || c.path.is_empty() || path.is_empty()) {
-            return Err(fail(format!("git-clone: path {:?} overlaps the checkout at \"./{}\"; give each checkout its own directory", co.path, other.path)));
+        if let Some(other) = rt.checkouts.iter().find(|c| {
+            c.path == path
+                || c.path.starts_with(&format!("{path}/"))
+                || path.starts_with(&format!("{}/", c.path))
+                || c.path.is_empty()
+                || path.is_empty()
+        }) {
+            return Err(fail(format!(
+                "git-clone: path {:?} overlaps the checkout at \"./{}\"; give each checkout its own directory",
+                co.path, other.path
+            )));
         }
-        let set = [!co.branch.is_empty(), !co.commit.is_empty(), !co.tag.is_empty()].iter().filter(|b| **b).count();
+        let set = [
+            !co.branch.is_empty(),
+            !co.commit.is_empty(),
+            !co.tag.is_empty(),
+        ]
+        .iter()
+        .filter(|b| **b)
+        .count();
         if set > 1 {
-            return Err(fail(format!("git-clone: checkout {:?} sets more than one of branch, commit and tag", co.path)));
+            return Err(fail(format!(
+                "git-clone: checkout {:?} sets more than one of branch, commit and tag",
+                co.path
+            )));
         }
         if co.create && co.branch.is_empty() {
-            return Err(fail(format!("git-clone: checkout {:?}: create needs a branch", co.path)));
+            return Err(fail(format!(
+                "git-clone: checkout {:?}: create needs a branch",
+                co.path
+            )));
         }
         let what = if !co.branch.is_empty() {
             RemoteRef::Branch(co.branch.clone())
@@ -96,10 +128,28 @@ pub(super) fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepE
             }
             Err(e) => return Err(e.into()),
         };
-        let key = if co.alias.is_empty() { co.path.clone() } else { co.alias.clone() };
-        lines.push(format!("{} {} at {}", co.path, checkout.branch.as_deref().unwrap_or("(detached)"), &checkout.head()[..checkout.head().len().min(12)]));
+        let key = if co.alias.is_empty() {
+            co.path.clone()
+        } else {
+            co.alias.clone()
+        };
+        lines.push(format!(
+            "{} {} at {}",
+            co.path,
+            checkout.branch.as_deref().unwrap_or("(detached)"),
+            &checkout.head()[..checkout.head().len().min(12)]
+        ));
         commits.insert(key, json!(checkout.head()));
-        rt.checkouts.push(WorkCheckout { path, repo_url: mirror.display_url(), checkout, author: author.clone(), signing_key: signing_key.clone() });
+        rt.checkouts.push(WorkCheckout {
+            path,
+            repo_url: mirror.display_url(),
+            checkout,
+            author: author.clone(),
+            signing_key: signing_key.clone(),
+        });
     }
-    Ok(StepResult::ok(json!({ "commits": commits }), lines.join("; ")))
+    Ok(StepResult::ok(
+        json!({ "commits": commits }),
+        lines.join("; "),
+    ))
 }

@@ -27,11 +27,24 @@ pub(super) fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepE
         .filter(|a| !a.name.is_empty() && !a.email.is_empty())
         .map(|a| (a.name.clone(), a.email.clone()))
         .or_else(|| co.author.clone());
-    let signing_key = cfg.author.as_ref().map(|a| a.signing_key.clone()).filter(|k| !k.is_empty()).or_else(|| co.signing_key.clone());
+    let signing_key = cfg
+        .author
+        .as_ref()
+        .map(|a| a.signing_key.clone())
+        .filter(|k| !k.is_empty())
+        .or_else(|| co.signing_key.clone());
     let changed = co.checkout.pending_changes()?.len();
-    match co.checkout.commit(&cfg.message, author.as_ref().map(|(n, e)| (n.as_str(), e.as_str())), signing_key.as_deref())? {
+    match co.checkout.commit(
+        &cfg.message,
+        author.as_ref().map(|(n, e)| (n.as_str(), e.as_str())),
+        signing_key.as_deref(),
+    )? {
         Some(commit) => {
-            let msg = format!("{} ({changed} file{} changed)", &commit[..12.min(commit.len())], if changed == 1 { "" } else { "s" });
+            let msg = format!(
+                "{} ({changed} file{} changed)",
+                &commit[..12.min(commit.len())],
+                if changed == 1 { "" } else { "s" }
+            );
             Ok(StepResult::ok(json!({ "commit": commit }), msg))
         }
         None => {

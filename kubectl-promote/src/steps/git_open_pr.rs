@@ -47,9 +47,19 @@ fn parse_repo(url: &str) -> Result<Repo, String> {
     } else {
         return Err(format!("cannot tell the host of {url:?}"));
     };
-    let (host, path) = rest.split_once('/').ok_or_else(|| format!("{url:?} has no owner/repository path"))?;
-    let host = if norm.starts_with("ssh://") { host.split(':').next().unwrap_or(host) } else { host };
-    Ok(Repo { base: format!("{scheme}://{host}"), host: host.to_owned(), path: path.to_owned() })
+    let (host, path) = rest
+        .split_once('/')
+        .ok_or_else(|| format!("{url:?} has no owner/repository path"))?;
+    let host = if norm.starts_with("ssh://") {
+        host.split(':').next().unwrap_or(host)
+    } else {
+        host
+    };
+    Ok(Repo {
+        base: format!("{scheme}://{host}"),
+        host: host.to_owned(),
+        path: path.to_owned(),
+    })
 }
 
 fn token(provider: &str, url: &str) -> Option<String> {
@@ -74,13 +84,20 @@ struct Api {
 
 impl Api {
     fn call(&self, method: &str, url: &str, body: Option<&Value>) -> Result<Value, StepError> {
-        let mut req = ureq::http::Request::builder().method(method).uri(url).header("Accept", "application/json").header("User-Agent", "kubectl-promote");
+        let mut req = ureq::http::Request::builder()
+            .method(method)
+            .uri(url)
+            .header("Accept", "application/json")
+            .header("User-Agent", "kubectl-promote");
         if let Some(a) = &self.auth {
             req = req.header("Authorization", a);
         }
         let result = match body {
             Some(b) => {
-                let req = req.header("Content-Type", "application/json").body(b.to_string()).map_err(|e| fail(e.to_string()))?;
+                let req = req
+                    .header("Content-Type", "application/json")
+                    .body(b.to_string())
+                    .map_err(|e| fail(e.to_string()))?;
                 self.agent.run(req)
             }
             None => {
@@ -88,11 +105,19 @@ impl Api {
                 self.agent.run(req)
             }
         };
-        let mut resp = result.map_err(|e| fail(self.redactor.clean(&format!("git-open-pr: {method} {url}: {e}"))))?;
+        let mut resp = result.map_err(|e| {
+            fail(
+                self.redactor
+                    .clean(&format!("git-open-pr: {method} {url}: {e}")),
+            )
+        })?;
         let status = resp.status();
         let text = resp.body_mut().read_to_string().unwrap_or_default();
         if !status.is_success() {
-            return Err(fail(self.redactor.clean(&format!("git-open-pr: {method} {url} answered {status}: {}", text.chars().take(300).collect::<String>()))));
+            return Err(fail(self.redactor.clean(&format!(
+                "git-open-pr: {method} {url} answered {status}: {}",
+                text.chars().take(300).collect::<String>()
+            ))));
         }
         Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
     }
@@ -100,11 +125,21 @@ impl Api {
 
 fn enc(s: &str) -> String {
     s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }
 
-pub(super) fn run(cfg: &Value, rt: &mut Runtime<'_>, _alias: &str) -> Result<StepResult, StepError> {
+pub(super) fn run(
+    cfg: &Value,
+    rt: &mut Runtime<'_>,
+    _alias: &str,
+) -> Result<StepResult, StepError> {
     let cfg: Config = config("git-open-pr", cfg)?;
     let repo = parse_repo(&cfg.repo_url).map_err(|e| fail(format!("git-open-pr: {e}")))?;
     let provider = match cfg.provider.as_deref() {
@@ -112,14 +147,27 @@ pub(super) fn run(cfg: &Value, rt: &mut Runtime<'_>, _alias: &str) -> Result<Ste
         None => match repo.host.as_str() {
             "github.com" => "github".to_owned(),
             "gitlab.com" => "gitlab".to_owned(),
-            h => return Err(fail(format!("git-open-pr: cannot tell which provider hosts {h:?}; set provider: github, gitlab or gitea"))),
+            h => {
+                return Err(fail(format!(
+                    "git-open-pr: cannot tell which provider hosts {h:?}; set provider: github, gitlab or gitea"
+                )));
+            }
         },
     };
     if rt.dry_run {
-        return Ok(StepResult::skipped(format!("dry run: would open a {provider} pull request from {} to {}", cfg.source_branch, cfg.target_branch)));
+        return Ok(StepResult::skipped(format!(
+            "dry run: would open a {provider} pull request from {} to {}",
+            cfg.source_branch, cfg.target_branch
+        )));
     }
     let title = if cfg.title.is_empty() {
-        format!("Promote {} to {}", rt.ctx.target_freight.alias().unwrap_or(&rt.ctx.target_freight.name()[..7.min(rt.ctx.target_freight.name().len())]), rt.ctx.stage)
+        format!(
+            "Promote {} to {}",
+            rt.ctx.target_freight.alias().unwrap_or(
+                &rt.ctx.target_freight.name()[..7.min(rt.ctx.target_freight.name().len())]
+            ),
+            rt.ctx.stage
+        )
     } else {
         cfg.title.clone()
     };
@@ -132,8 +180,16 @@ pub(super) fn run(cfg: &Value, rt: &mut Runtime<'_>, _alias: &str) -> Result<Ste
         "gitlab" => format!("Bearer {t}"),
         _ => format!("token {t}"),
     });
-    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(std::time::Duration::from_secs(30))).build().into();
-    let api = Api { agent, auth, redactor };
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(30)))
+        .build()
+        .into();
+    let api = Api {
+        agent,
+        auth,
+        redactor,
+    };
     let (id, url, reused) = match provider.as_str() {
         "github" | "gitea" => {
             let base = if repo.host == "github.com" {
@@ -144,16 +200,33 @@ pub(super) fn run(cfg: &Value, rt: &mut Runtime<'_>, _alias: &str) -> Result<Ste
                 format!("{}/api/v1", repo.base)
             };
             let owner = repo.path.split('/').next().unwrap_or_default();
-            let list = api.call("GET", &format!("{base}/repos/{}/pulls?state=open&head={}&base={}", repo.path, enc(&format!("{owner}:{}", cfg.source_branch)), enc(&cfg.target_branch)), None)?;
+            let list = api.call(
+                "GET",
+                &format!(
+                    "{base}/repos/{}/pulls?state=open&head={}&base={}",
+                    repo.path,
+                    enc(&format!("{owner}:{}", cfg.source_branch)),
+                    enc(&cfg.target_branch)
+                ),
+                None,
+            )?;
             let existing = list.as_array().and_then(|a| {
-                a.iter().find(|p| p.pointer("/head/ref").and_then(Value::as_str) == Some(&cfg.source_branch) && p.pointer("/base/ref").and_then(Value::as_str) == Some(&cfg.target_branch))
+                a.iter().find(|p| {
+                    p.pointer("/head/ref").and_then(Value::as_str) == Some(&cfg.source_branch)
+                        && p.pointer("/base/ref").and_then(Value::as_str)
+                            == Some(&cfg.target_branch)
+                })
             });
             match existing {
                 Some(p) => (p["number"].clone(), p["html_url"].clone(), true),
                 None => {
                     let pr = api.call("POST", &format!("{base}/repos/{}/pulls", repo.path), Some(&json!({ "title": title, "head": cfg.source_branch, "base": cfg.target_branch, "body": cfg.description })))?;
                     if !cfg.labels.is_empty() && provider == "github" {
-                        api.call("POST", &format!("{base}/repos/{}/issues/{}/labels", repo.path, pr["number"]), Some(&json!({ "labels": cfg.labels })))?;
+                        api.call(
+                            "POST",
+                            &format!("{base}/repos/{}/issues/{}/labels", repo.path, pr["number"]),
+                            Some(&json!({ "labels": cfg.labels })),
+                        )?;
                     }
                     (pr["number"].clone(), pr["html_url"].clone(), false)
                 }
@@ -161,7 +234,15 @@ pub(super) fn run(cfg: &Value, rt: &mut Runtime<'_>, _alias: &str) -> Result<Ste
         }
         "gitlab" => {
             let base = format!("{}/api/v4/projects/{}", repo.base, enc(&repo.path));
-            let list = api.call("GET", &format!("{base}/merge_requests?state=opened&source_branch={}&target_branch={}", enc(&cfg.source_branch), enc(&cfg.target_branch)), None)?;
+            let list = api.call(
+                "GET",
+                &format!(
+                    "{base}/merge_requests?state=opened&source_branch={}&target_branch={}",
+                    enc(&cfg.source_branch),
+                    enc(&cfg.target_branch)
+                ),
+                None,
+            )?;
             match list.as_array().and_then(|a| a.first()) {
                 Some(mr) => (mr["iid"].clone(), mr["web_url"].clone(), true),
                 None => {
@@ -174,11 +255,24 @@ pub(super) fn run(cfg: &Value, rt: &mut Runtime<'_>, _alias: &str) -> Result<Ste
                 }
             }
         }
-        other => return Err(fail(format!("git-open-pr: provider {other:?} is not supported; use github, gitlab or gitea"))),
+        other => {
+            return Err(fail(format!(
+                "git-open-pr: provider {other:?} is not supported; use github, gitlab or gitea"
+            )));
+        }
     };
     if id.is_null() {
-        return Err(fail("git-open-pr: the provider's answer has no pull request number"));
+        return Err(fail(
+            "git-open-pr: the provider's answer has no pull request number",
+        ));
     }
-    let msg = format!("{} pull request #{id} {}", if reused { "reused open" } else { "opened" }, url.as_str().unwrap_or_default());
-    Ok(StepResult::ok(json!({ "pr": { "id": id, "url": url } }), msg))
+    let msg = format!(
+        "{} pull request #{id} {}",
+        if reused { "reused open" } else { "opened" },
+        url.as_str().unwrap_or_default()
+    );
+    Ok(StepResult::ok(
+        json!({ "pr": { "id": id, "url": url } }),
+        msg,
+    ))
 }

@@ -37,8 +37,12 @@ pub const DEFAULT_MAX_ATTEMPTS: i64 = 10;
 fn backoff(n: u32) -> Duration {
     let base = 250.0 * 1.5f64.powi(n.saturating_sub(1) as i32);
     let capped = base.min(10_000.0);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or_default();
-    let mixed = (u64::from(nanos) ^ u64::from(std::process::id()).rotate_left(17)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    let mixed = (u64::from(nanos) ^ u64::from(std::process::id()).rotate_left(17))
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15);
     let jitter = 0.5 + (mixed >> 11) as f64 / (1u64 << 53) as f64; // 0.5..1.5
     Duration::from_millis((capped * jitter) as u64)
 }
@@ -52,13 +56,20 @@ pub fn commit_url(repo_url: &str, commit: &str, provider: Option<&str>) -> Optio
     } else {
         norm.clone()
     };
-    let host = web.strip_prefix("https://").or_else(|| web.strip_prefix("http://"))?.split('/').next()?;
+    let host = web
+        .strip_prefix("https://")
+        .or_else(|| web.strip_prefix("http://"))?
+        .split('/')
+        .next()?;
     let provider = provider.map(str::to_owned).or_else(|| {
-        Some(match host {
-            "github.com" => "github",
-            "gitlab.com" => "gitlab",
-            _ => return None,
-        }.to_owned())
+        Some(
+            match host {
+                "github.com" => "github",
+                "gitlab.com" => "gitlab",
+                _ => return None,
+            }
+            .to_owned(),
+        )
     })?;
     Some(match provider.as_str() {
         "github" | "gitea" => format!("{web}/commit/{commit}"),
@@ -70,16 +81,27 @@ pub fn commit_url(repo_url: &str, commit: &str, provider: Option<&str>) -> Optio
 
 pub(super) fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepError> {
     let cfg: Config = config("git-push", cfg)?;
-    let modes = [!cfg.target_branch.is_empty(), cfg.generate_target_branch, !cfg.tag.is_empty()].iter().filter(|b| **b).count();
+    let modes = [
+        !cfg.target_branch.is_empty(),
+        cfg.generate_target_branch,
+        !cfg.tag.is_empty(),
+    ]
+    .iter()
+    .filter(|b| **b)
+    .count();
     if modes > 1 {
-        return Err(fail("git-push: set at most one of targetBranch, generateTargetBranch and tag"));
+        return Err(fail(
+            "git-push: set at most one of targetBranch, generateTargetBranch and tag",
+        ));
     }
     if cfg.force && !cfg.tag.is_empty() {
         return Err(fail("git-push: force cannot be used with tag"));
     }
     let attempts = cfg.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);
     if attempts < 1 {
-        return Err(fail(format!("git-push: maxAttempts must be at least 1, got {attempts}")));
+        return Err(fail(format!(
+            "git-push: maxAttempts must be at least 1, got {attempts}"
+        )));
     }
     let promotion = rt.ctx.promotion.clone();
     let dry_run = rt.dry_run;
@@ -93,7 +115,12 @@ pub(super) fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepE
     } else {
         match co.checkout.branch.clone() {
             Some(b) => (b, cfg.force),
-            None => return Err(fail(format!("git-push: the checkout at \"./{}\" is not on a branch (it checked out a commit or tag); set targetBranch", co.path))),
+            None => {
+                return Err(fail(format!(
+                    "git-push: the checkout at \"./{}\" is not on a branch (it checked out a commit or tag); set targetBranch",
+                    co.path
+                )));
+            }
         }
     };
     let mirror = co.checkout.mirror().clone();
@@ -101,16 +128,29 @@ pub(super) fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepE
     let url = commit_url(&co.repo_url, &head, cfg.provider.as_deref());
     let files = co.checkout.touched();
     if dry_run {
-        let target = if cfg.tag.is_empty() { format!("branch {branch:?}") } else { format!("tag {:?}", cfg.tag) };
+        let target = if cfg.tag.is_empty() {
+            format!("branch {branch:?}")
+        } else {
+            format!("tag {:?}", cfg.tag)
+        };
         let mut out = json!({ "commit": head });
         if !branch.is_empty() {
             out["branch"] = json!(branch);
         }
-        return Ok(StepResult::ok(out, format!("dry run: would push {} to {target}", &head[..12.min(head.len())])));
+        return Ok(StepResult::ok(
+            out,
+            format!(
+                "dry run: would push {} to {target}",
+                &head[..12.min(head.len())]
+            ),
+        ));
     }
     if !cfg.tag.is_empty() {
         mirror.push_ref(&head, &format!("refs/tags/{}", cfg.tag), false)?;
-        return Ok(StepResult::ok(json!({ "commit": head }), format!("tagged {} as {:?}", &head[..12.min(head.len())], cfg.tag)));
+        return Ok(StepResult::ok(
+            json!({ "commit": head }),
+            format!("tagged {} as {:?}", &head[..12.min(head.len())], cfg.tag),
+        ));
     }
     let same_branch = co.checkout.branch.as_deref() == Some(branch.as_str());
     if same_branch && !co.checkout.has_unpushed() && co.checkout.upstream() == head && !force {
@@ -134,10 +174,26 @@ pub(super) fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepE
                 if let Some(u) = &url {
                     out["commitURL"] = json!(u);
                 }
-                let retries = if attempt > 1 { format!(" after {} retr{}", attempt - 1, if attempt == 2 { "y" } else { "ies" }) } else { String::new() };
-                let msg = format!("pushed {} to {branch}{retries}", &head[..12.min(head.len())]);
+                let retries = if attempt > 1 {
+                    format!(
+                        " after {} retr{}",
+                        attempt - 1,
+                        if attempt == 2 { "y" } else { "ies" }
+                    )
+                } else {
+                    String::new()
+                };
+                let msg = format!(
+                    "pushed {} to {branch}{retries}",
+                    &head[..12.min(head.len())]
+                );
                 let repo_url = co.repo_url.clone();
-                rt.pushed.push(PushedCommit { repo_url, branch: branch.clone(), commit: head, files });
+                rt.pushed.push(PushedCommit {
+                    repo_url,
+                    branch: branch.clone(),
+                    commit: head,
+                    files,
+                });
                 return Ok(StepResult::ok(out, msg));
             }
             PushOutcome::Rejected(reason) => {
@@ -145,7 +201,9 @@ pub(super) fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepE
                     return Err(StepError::Git(GitError::Command {
                         command: "push".into(),
                         repo: mirror.display_url(),
-                        stderr: format!("rejected {attempt} time(s) ({reason}); hint: raise maxAttempts or retry the promotion"),
+                        stderr: format!(
+                            "rejected {attempt} time(s) ({reason}); hint: raise maxAttempts or retry the promotion"
+                        ),
                     }));
                 }
                 std::thread::sleep(backoff(attempt as u32));
@@ -164,10 +222,19 @@ mod tests {
 
     #[test]
     fn commit_urls() {
-        assert_eq!(commit_url("https://github.com/o/r.git", "abc", None).as_deref(), Some("https://github.com/o/r/commit/abc"));
-        assert_eq!(commit_url("git@gitlab.com:o/r.git", "abc", None).as_deref(), Some("https://gitlab.com/o/r/-/commit/abc"));
+        assert_eq!(
+            commit_url("https://github.com/o/r.git", "abc", None).as_deref(),
+            Some("https://github.com/o/r/commit/abc")
+        );
+        assert_eq!(
+            commit_url("git@gitlab.com:o/r.git", "abc", None).as_deref(),
+            Some("https://gitlab.com/o/r/-/commit/abc")
+        );
         assert_eq!(commit_url("https://git.example.com/o/r", "abc", None), None);
-        assert_eq!(commit_url("https://git.example.com/o/r", "abc", Some("gitea")).as_deref(), Some("https://git.example.com/o/r/commit/abc"));
+        assert_eq!(
+            commit_url("https://git.example.com/o/r", "abc", Some("gitea")).as_deref(),
+            Some("https://git.example.com/o/r/commit/abc")
+        );
     }
 
     #[test]

@@ -28,30 +28,57 @@ pub(super) fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepE
     let cfg: Config = config("helm-update-image", cfg)?;
     let mut updates = Vec::new();
     for img in &cfg.images {
-        let found = rt.ctx.image_from(&img.image, img.from_origin.as_ref()).map_err(fail)?;
+        let found = rt
+            .ctx
+            .image_from(&img.image, img.from_origin.as_ref())
+            .map_err(fail)?;
         let (Some(repo), tag, digest) = (
             found.get("RepoURL").and_then(Value::as_str),
             found.get("Tag").and_then(Value::as_str).unwrap_or_default(),
-            found.get("Digest").and_then(Value::as_str).unwrap_or_default(),
+            found
+                .get("Digest")
+                .and_then(Value::as_str)
+                .unwrap_or_default(),
         ) else {
-            return Err(fail(format!("helm-update-image: the Freight has no image {:?}", img.image)));
+            return Err(fail(format!(
+                "helm-update-image: the Freight has no image {:?}",
+                img.image
+            )));
         };
         let need = |v: &str, what: &str| {
-            if v.is_empty() { Err(fail(format!("helm-update-image: image {:?} in the Freight has no {what}", img.image))) } else { Ok(()) }
+            if v.is_empty() {
+                Err(fail(format!(
+                    "helm-update-image: image {:?} in the Freight has no {what}",
+                    img.image
+                )))
+            } else {
+                Ok(())
+            }
         };
         let value = match img.value.as_str() {
             "ImageAndTag" => need(tag, "tag").map(|_| format!("{repo}:{tag}"))?,
             "Tag" => need(tag, "tag").map(|_| tag.to_owned())?,
             "ImageAndDigest" => need(digest, "digest").map(|_| format!("{repo}@{digest}"))?,
             "Digest" => need(digest, "digest").map(|_| digest.to_owned())?,
-            other => return Err(fail(format!("helm-update-image: value {other:?} is not one of ImageAndTag, Tag, ImageAndDigest, Digest"))),
+            other => {
+                return Err(fail(format!(
+                    "helm-update-image: value {other:?} is not one of ImageAndTag, Tag, ImageAndDigest, Digest"
+                )));
+            }
         };
         updates.push((img.key.clone(), Value::String(value)));
     }
     super::yaml_update::apply(rt, &cfg.path, &updates)?;
-    let mut msg = format!("Updated {} to use new image{}\n", cfg.path, if updates.len() == 1 { "" } else { "s" });
+    let mut msg = format!(
+        "Updated {} to use new image{}\n",
+        cfg.path,
+        if updates.len() == 1 { "" } else { "s" }
+    );
     for (k, v) in &updates {
         msg.push_str(&format!("\n- {k}: {}", super::yaml_update::show(v)));
     }
-    Ok(StepResult::ok(json!({ "commitMessage": msg }), format!("{}: {} image(s)", cfg.path, updates.len())))
+    Ok(StepResult::ok(
+        json!({ "commitMessage": msg }),
+        format!("{}: {} image(s)", cfg.path, updates.len()),
+    ))
 }

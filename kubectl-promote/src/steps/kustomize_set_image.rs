@@ -54,14 +54,34 @@ fn targets(cfg: &Config, rt: &Runtime<'_>) -> Result<BTreeMap<String, Target>, S
     match &cfg.images {
         Some(images) if !images.is_empty() => {
             for img in images {
-                let mut t = Target { name: if img.name.is_empty() { img.image.clone() } else { img.name.clone() }, new_name: img.new_name.clone(), ..Default::default() };
+                let mut t = Target {
+                    name: if img.name.is_empty() {
+                        img.image.clone()
+                    } else {
+                        img.name.clone()
+                    },
+                    new_name: img.new_name.clone(),
+                    ..Default::default()
+                };
                 if img.tag.is_empty() && img.digest.is_empty() {
                     // Not given: take it from the Freight.
-                    let found = rt.ctx.image_from(&img.image, img.from_origin.as_ref()).map_err(fail)?;
+                    let found = rt
+                        .ctx
+                        .image_from(&img.image, img.from_origin.as_ref())
+                        .map_err(fail)?;
                     if found.is_null() {
-                        return Err(fail(format!("kustomize-set-image: the Freight has no image {:?}; set tag or digest explicitly", img.image)));
+                        return Err(fail(format!(
+                            "kustomize-set-image: the Freight has no image {:?}; set tag or digest explicitly",
+                            img.image
+                        )));
                     }
-                    let get = |k: &str| found.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+                    let get = |k: &str| {
+                        found
+                            .get(k)
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_owned()
+                    };
                     if img.use_digest || get("Tag").is_empty() {
                         t.digest = get("Digest");
                     } else {
@@ -87,11 +107,21 @@ fn targets(cfg: &Config, rt: &Runtime<'_>) -> Result<BTreeMap<String, Target>, S
                             i.repo_url, f.origin
                         )));
                     }
-                    out.insert(i.repo_url.clone(), Target { name: i.repo_url.clone(), new_tag: i.tag.clone(), digest: i.digest.clone(), ..Default::default() });
+                    out.insert(
+                        i.repo_url.clone(),
+                        Target {
+                            name: i.repo_url.clone(),
+                            new_tag: i.tag.clone(),
+                            digest: i.digest.clone(),
+                            ..Default::default()
+                        },
+                    );
                 }
             }
             if out.is_empty() {
-                return Err(fail("kustomize-set-image: the Freight has no images; list images explicitly"));
+                return Err(fail(
+                    "kustomize-set-image: the Freight has no images; list images explicitly",
+                ));
             }
         }
     }
@@ -110,11 +140,22 @@ fn update(text: &str, targets: &BTreeMap<String, Target>) -> Result<String, Stri
     let images = vec![PathPart::Key("images".into())];
     for t in targets.values() {
         let n = doc.seq_len(&images);
-        let found = (0..n).find(|i| doc.get_str(&key(&[images[0].clone(), PathPart::Index(*i as i64)], "name")).as_deref() == Some(t.name.as_str()));
+        let found = (0..n).find(|i| {
+            doc.get_str(&key(
+                &[images[0].clone(), PathPart::Index(*i as i64)],
+                "name",
+            ))
+            .as_deref()
+                == Some(t.name.as_str())
+        });
         match found {
             Some(i) => {
                 let entry = vec![images[0].clone(), PathPart::Index(i as i64)];
-                for (field, value) in [("newName", &t.new_name), ("newTag", &t.new_tag), ("digest", &t.digest)] {
+                for (field, value) in [
+                    ("newName", &t.new_name),
+                    ("newTag", &t.new_tag),
+                    ("digest", &t.digest),
+                ] {
                     let path = key(&entry, field);
                     if value == PRESERVE {
                         continue;
@@ -129,17 +170,29 @@ fn update(text: &str, targets: &BTreeMap<String, Target>) -> Result<String, Stri
             None => {
                 let mut entry = serde_json::Map::new();
                 entry.insert("name".into(), json!(t.name));
-                for (field, value) in [("newName", &t.new_name), ("newTag", &t.new_tag), ("digest", &t.digest)] {
+                for (field, value) in [
+                    ("newName", &t.new_name),
+                    ("newTag", &t.new_tag),
+                    ("digest", &t.digest),
+                ] {
                     if !value.is_empty() && value != PRESERVE {
                         entry.insert(field.into(), json!(value));
                     }
                 }
-                let path = if n == 0 && doc.get_str(&images).is_none() && doc.seq_len(&images) == 0 && !text_has_images(doc.text()) {
+                let path = if n == 0
+                    && doc.get_str(&images).is_none()
+                    && doc.seq_len(&images) == 0
+                    && !text_has_images(doc.text())
+                {
                     images.clone()
                 } else {
                     vec![images[0].clone(), PathPart::Index(-1)]
                 };
-                let value = if path.len() == 1 { Value::Array(vec![Value::Object(entry)]) } else { Value::Object(entry) };
+                let value = if path.len() == 1 {
+                    Value::Array(vec![Value::Object(entry)])
+                } else {
+                    Value::Object(entry)
+                };
                 doc.set(&path, &value).map_err(|e| e.to_string())?;
             }
         }
@@ -148,28 +201,58 @@ fn update(text: &str, targets: &BTreeMap<String, Target>) -> Result<String, Stri
 }
 
 fn text_has_images(text: &str) -> bool {
-    serde_yaml::from_str::<serde_yaml::Value>(text).ok().and_then(|v| v.get("images").cloned()).is_some_and(|v| !v.is_null())
+    serde_yaml::from_str::<serde_yaml::Value>(text)
+        .ok()
+        .and_then(|v| v.get("images").cloned())
+        .is_some_and(|v| !v.is_null())
 }
 
 pub(super) fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepError> {
     let cfg: Config = config("kustomize-set-image", cfg)?;
     let targets = targets(&cfg, rt)?;
     let (co, dir) = rt.resolve(&cfg.path)?;
-    let names: Vec<String> = co.checkout.list_dir(&dir)?.into_iter().filter(|(n, is_dir)| !is_dir && KUSTOMIZATION_FILES.contains(&n.as_str())).map(|(n, _)| n).collect();
+    let names: Vec<String> = co
+        .checkout
+        .list_dir(&dir)?
+        .into_iter()
+        .filter(|(n, is_dir)| !is_dir && KUSTOMIZATION_FILES.contains(&n.as_str()))
+        .map(|(n, _)| n)
+        .collect();
     let file = match names.as_slice() {
         [one] => join(&dir, one),
-        [] => return Err(fail(format!("kustomize-set-image: could not find any Kustomization file in {:?} (looked for {})", cfg.path, KUSTOMIZATION_FILES.join(", ")))),
-        many => return Err(fail(format!("kustomize-set-image: ambiguous result: found {} in {:?}", many.join(" and "), cfg.path))),
+        [] => {
+            return Err(fail(format!(
+                "kustomize-set-image: could not find any Kustomization file in {:?} (looked for {})",
+                cfg.path,
+                KUSTOMIZATION_FILES.join(", ")
+            )));
+        }
+        many => {
+            return Err(fail(format!(
+                "kustomize-set-image: ambiguous result: found {} in {:?}",
+                many.join(" and "),
+                cfg.path
+            )));
+        }
     };
     let text = utf8(&file, co.checkout.read(&file)?.unwrap_or_default())?;
-    let new = update(&text, &targets).map_err(|e| fail(format!("kustomize-set-image: {file}: {e}")))?;
+    let new =
+        update(&text, &targets).map_err(|e| fail(format!("kustomize-set-image: {file}: {e}")))?;
     if new != text {
         co.checkout.write(&file, new.into_bytes())?;
     }
-    let mut msg = format!("Updated {} to use new image{}\n", cfg.path, if targets.len() > 1 { "s" } else { "" });
+    let mut msg = format!(
+        "Updated {} to use new image{}\n",
+        cfg.path,
+        if targets.len() > 1 { "s" } else { "" }
+    );
     let mut refs = Vec::new();
     for t in targets.values() {
-        let mut r = if t.new_name.is_empty() || t.new_name == PRESERVE { t.name.clone() } else { t.new_name.clone() };
+        let mut r = if t.new_name.is_empty() || t.new_name == PRESERVE {
+            t.name.clone()
+        } else {
+            t.new_name.clone()
+        };
         if !t.new_tag.is_empty() && t.new_tag != PRESERVE {
             r = format!("{r}:{}", t.new_tag);
         }
@@ -179,7 +262,10 @@ pub(super) fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepE
         msg.push_str(&format!("\n- {r}"));
         refs.push(r);
     }
-    Ok(StepResult::ok(json!({ "commitMessage": msg }), format!("{}: {}", cfg.path, refs.join(", "))))
+    Ok(StepResult::ok(
+        json!({ "commitMessage": msg }),
+        format!("{}: {}", cfg.path, refs.join(", ")),
+    ))
 }
 
 #[cfg(test)]
@@ -187,7 +273,15 @@ mod tests {
     use super::*;
 
     fn t(name: &str, tag: &str, digest: &str) -> BTreeMap<String, Target> {
-        BTreeMap::from([(name.to_owned(), Target { name: name.into(), new_tag: tag.into(), digest: digest.into(), ..Default::default() })])
+        BTreeMap::from([(
+            name.to_owned(),
+            Target {
+                name: name.into(),
+                new_tag: tag.into(),
+                digest: digest.into(),
+                ..Default::default()
+            },
+        )])
     }
 
     #[test]
@@ -196,15 +290,24 @@ mod tests {
         let out = update(text, &t("nginx", "1.25.0", "")).unwrap();
         assert_eq!(out, text.replace("\"1.24.0\"", "\"1.25.0\""));
         let out = update(text, &t("nginx", "", "sha256:abc")).unwrap();
-        assert_eq!(out, text.replace("  newTag: \"1.24.0\" # keep me\n", "  digest: sha256:abc\n").replace("- name: nginx\n", "- name: nginx\n"));
+        assert_eq!(
+            out,
+            text.replace("  newTag: \"1.24.0\" # keep me\n", "  digest: sha256:abc\n")
+        );
     }
 
     #[test]
     fn adds_entries_and_the_images_key() {
         let text = "resources:\n- deploy.yaml\n";
-        assert_eq!(update(text, &t("nginx", "1.25", "")).unwrap(), "resources:\n- deploy.yaml\nimages:\n- name: nginx\n  newTag: \"1.25\"\n");
+        assert_eq!(
+            update(text, &t("nginx", "1.25", "")).unwrap(),
+            "resources:\n- deploy.yaml\nimages:\n- name: nginx\n  newTag: \"1.25\"\n"
+        );
         let text = "images:\n- name: a\n  newTag: x\n";
-        assert_eq!(update(text, &t("nginx", "1.25.0", "")).unwrap(), "images:\n- name: a\n  newTag: x\n- name: nginx\n  newTag: 1.25.0\n");
+        assert_eq!(
+            update(text, &t("nginx", "1.25.0", "")).unwrap(),
+            "images:\n- name: a\n  newTag: x\n- name: nginx\n  newTag: 1.25.0\n"
+        );
     }
 
     #[test]
@@ -214,6 +317,9 @@ mod tests {
         if let Some(x) = targets.get_mut("nginx") {
             x.new_name = "*".into();
         }
-        assert_eq!(update(text, &targets).unwrap(), "images:\n- name: nginx\n  newName: my/nginx\n  newTag: new\n");
+        assert_eq!(
+            update(text, &targets).unwrap(),
+            "images:\n- name: nginx\n  newName: my/nginx\n  newTag: new\n"
+        );
     }
 }

@@ -61,10 +61,18 @@ pub struct StepResult {
 
 impl StepResult {
     fn ok(output: Value, message: impl Into<String>) -> Self {
-        Self { status: StepStatus::Succeeded, output: output.as_object().cloned().unwrap_or_default(), message: message.into() }
+        Self {
+            status: StepStatus::Succeeded,
+            output: output.as_object().cloned().unwrap_or_default(),
+            message: message.into(),
+        }
     }
     fn skipped(message: impl Into<String>) -> Self {
-        Self { status: StepStatus::Skipped, output: Map::new(), message: message.into() }
+        Self {
+            status: StepStatus::Skipped,
+            output: Map::new(),
+            message: message.into(),
+        }
     }
 }
 
@@ -85,7 +93,14 @@ pub enum StepError {
 impl StepError {
     /// Whether this is a (non-technical) failure rather than an error.
     pub fn is_failure(&self) -> bool {
-        matches!(self, Self::Failed(_) | Self::Expr(_) | Self::Git(GitError::Conflict { .. } | GitError::Path { .. } | GitError::NotFound { .. }))
+        matches!(
+            self,
+            Self::Failed(_)
+                | Self::Expr(_)
+                | Self::Git(
+                    GitError::Conflict { .. } | GitError::Path { .. } | GitError::NotFound { .. }
+                )
+        )
     }
 }
 
@@ -131,7 +146,13 @@ impl PromotionContext {
         })
     }
 
-    fn matching<'a, T>(&'a self, origin: Option<&Value>, pick: impl Fn(&'a promote_api::types::FreightReference) -> Option<&'a T>, what: &str, repo: &str) -> Result<Option<&'a T>, String> {
+    fn matching<'a, T>(
+        &'a self,
+        origin: Option<&Value>,
+        pick: impl Fn(&'a promote_api::types::FreightReference) -> Option<&'a T>,
+        what: &str,
+        repo: &str,
+    ) -> Result<Option<&'a T>, String> {
         let wanted = origin.and_then(|o| o.get("name")).and_then(Value::as_str);
         let mut found = Vec::new();
         for f in self.collection.freight.values() {
@@ -147,7 +168,11 @@ impl PromotionContext {
             1 => Ok(found.pop().map(|(_, x)| x)),
             _ => Err(format!(
                 "{what} {repo:?} is found in Freight from several origins ({}); please pass the origin, e.g. {what}({repo:?}, warehouse(\"name\"))",
-                found.iter().map(|(o, _)| o.as_str()).collect::<Vec<_>>().join(", ")
+                found
+                    .iter()
+                    .map(|(o, _)| o.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )),
         }
     }
@@ -156,26 +181,53 @@ impl PromotionContext {
 impl Functions for PromotionContext {
     fn commit_from(&self, repo: &str, origin: Option<&Value>) -> Result<Value, String> {
         let norm = promote_api::urls::normalize_git(repo);
-        let c = self.matching(origin, |f| f.commits.iter().find(|c| promote_api::urls::normalize_git(&c.repo_url) == norm), "commitFrom", repo)?;
+        let c = self.matching(
+            origin,
+            |f| {
+                f.commits
+                    .iter()
+                    .find(|c| promote_api::urls::normalize_git(&c.repo_url) == norm)
+            },
+            "commitFrom",
+            repo,
+        )?;
         Ok(c.map_or(Value::Null, |c| {
             json!({ "RepoURL": c.repo_url, "ID": c.id, "Branch": c.branch, "Tag": c.tag, "Message": c.message, "Author": c.author, "Committer": c.committer })
         }))
     }
 
     fn image_from(&self, repo: &str, origin: Option<&Value>) -> Result<Value, String> {
-        let i = self.matching(origin, |f| f.images.iter().find(|i| i.repo_url == repo), "imageFrom", repo)?;
+        let i = self.matching(
+            origin,
+            |f| f.images.iter().find(|i| i.repo_url == repo),
+            "imageFrom",
+            repo,
+        )?;
         Ok(i.map_or(Value::Null, |i| json!({ "RepoURL": i.repo_url, "Tag": i.tag, "Digest": i.digest, "Annotations": i.annotations })))
     }
 
-    fn chart_from(&self, repo: &str, name: Option<&str>, origin: Option<&Value>) -> Result<Value, String> {
+    fn chart_from(
+        &self,
+        repo: &str,
+        name: Option<&str>,
+        origin: Option<&Value>,
+    ) -> Result<Value, String> {
         let norm = promote_api::urls::normalize_chart(repo);
         let c = self.matching(
             origin,
-            |f| f.charts.iter().find(|c| promote_api::urls::normalize_chart(&c.repo_url) == norm && name.is_none_or(|n| n == c.name)),
+            |f| {
+                f.charts.iter().find(|c| {
+                    promote_api::urls::normalize_chart(&c.repo_url) == norm
+                        && name.is_none_or(|n| n == c.name)
+                })
+            },
             "chartFrom",
             repo,
         )?;
-        Ok(c.map_or(Value::Null, |c| json!({ "RepoURL": c.repo_url, "Name": c.name, "Version": c.version })))
+        Ok(c.map_or(
+            Value::Null,
+            |c| json!({ "RepoURL": c.repo_url, "Name": c.name, "Version": c.version }),
+        ))
     }
 }
 
@@ -234,7 +286,18 @@ pub struct Runtime<'a> {
 impl<'a> Runtime<'a> {
     /// A runtime for one promotion.
     pub fn new(ctx: &'a PromotionContext, mirror_opts: MirrorOptions, dry_run: bool) -> Self {
-        Self { ctx, mirror_opts, mirrors: BTreeMap::new(), checkouts: Vec::new(), outputs: Map::new(), dry_run, applications: Vec::new(), argocd_patches: Vec::new(), pushed: Vec::new(), notes: Vec::new() }
+        Self {
+            ctx,
+            mirror_opts,
+            mirrors: BTreeMap::new(),
+            checkouts: Vec::new(),
+            outputs: Map::new(),
+            dry_run,
+            applications: Vec::new(),
+            argocd_patches: Vec::new(),
+            pushed: Vec::new(),
+            notes: Vec::new(),
+        }
     }
 
     /// The mirror for a repository URL (opened once per promotion).
@@ -257,18 +320,32 @@ impl<'a> Runtime<'a> {
             .checkouts
             .iter()
             .enumerate()
-            .filter(|(_, c)| c.path.is_empty() || clean == c.path || clean.starts_with(&format!("{}/", c.path)))
+            .filter(|(_, c)| {
+                c.path.is_empty() || clean == c.path || clean.starts_with(&format!("{}/", c.path))
+            })
             .max_by_key(|(_, c)| c.path.len())
             .map(|(i, _)| i);
         let Some(i) = best else {
-            let known: Vec<String> = self.checkouts.iter().map(|c| format!("./{}", c.path)).collect();
+            let known: Vec<String> = self
+                .checkouts
+                .iter()
+                .map(|c| format!("./{}", c.path))
+                .collect();
             return Err(fail(format!(
                 "path {path:?} is not inside a checkout; git-clone checked out {}",
-                if known.is_empty() { "nothing yet".to_owned() } else { known.join(", ") }
+                if known.is_empty() {
+                    "nothing yet".to_owned()
+                } else {
+                    known.join(", ")
+                }
             )));
         };
         let co = &mut self.checkouts[i];
-        let rel = clean.strip_prefix(&co.path).unwrap_or(&clean).trim_start_matches('/').to_owned();
+        let rel = clean
+            .strip_prefix(&co.path)
+            .unwrap_or(&clean)
+            .trim_start_matches('/')
+            .to_owned();
         Ok((co, rel))
     }
 
@@ -283,15 +360,25 @@ impl<'a> Runtime<'a> {
         let (co, rel) = self.resolve(path)?;
         if !rel.is_empty() {
             let root = co.path.clone();
-            return Err(fail(format!("path {path:?} is inside the checkout at \"./{root}\"; give the checkout's own path")));
+            return Err(fail(format!(
+                "path {path:?} is inside the checkout at \"./{root}\"; give the checkout's own path"
+            )));
         }
         let root = co.path.clone();
-        self.checkouts.iter().position(|c| c.path == root).ok_or_else(|| fail(format!("no checkout at {path:?}")))
+        self.checkouts
+            .iter()
+            .position(|c| c.path == root)
+            .ok_or_else(|| fail(format!("no checkout at {path:?}")))
     }
 }
 
 /// Run one step (its config already evaluated).
-pub fn run(uses: &str, alias: &str, cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepError> {
+pub fn run(
+    uses: &str,
+    alias: &str,
+    cfg: &Value,
+    rt: &mut Runtime<'_>,
+) -> Result<StepResult, StepError> {
     match uses {
         "git-clone" => git_clone::run(cfg, rt),
         "kustomize-set-image" => kustomize_set_image::run(cfg, rt),
@@ -302,7 +389,10 @@ pub fn run(uses: &str, alias: &str, cfg: &Value, rt: &mut Runtime<'_>) -> Result
         "git-open-pr" => git_open_pr::run(cfg, rt, alias),
         "argocd-update" => argocd_update::run(cfg, rt),
         "argocd-wait" => Ok(StepResult::skipped("no cluster: nothing to wait for")),
-        other => Err(fail(format!("unknown step kind {other:?}; promote runs: {}", KNOWN_STEPS.join(", ")))),
+        other => Err(fail(format!(
+            "unknown step kind {other:?}; promote runs: {}",
+            KNOWN_STEPS.join(", ")
+        ))),
     }
 }
 
@@ -313,5 +403,9 @@ fn utf8(path: &str, data: Vec<u8>) -> Result<String, StepError> {
 
 /// Join a checkout-relative directory and a file name.
 fn join(dir: &str, name: &str) -> String {
-    if dir.is_empty() { name.to_owned() } else { format!("{dir}/{name}") }
+    if dir.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{dir}/{name}")
+    }
 }

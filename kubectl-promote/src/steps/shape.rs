@@ -18,8 +18,20 @@ enum Shape {
 
 use Shape::*;
 
-const AUTHOR: Shape = Obj(&[("name", false, Str), ("email", false, Str), ("signingKey", false, Str)]);
-const CHECKOUT: Shape = Obj(&[("path", true, Path), ("branch", false, Str), ("commit", false, Str), ("tag", false, Str), ("create", false, Bool), ("sparse", false, Arr(&Str)), ("as", false, Str)]);
+const AUTHOR: Shape = Obj(&[
+    ("name", false, Str),
+    ("email", false, Str),
+    ("signingKey", false, Str),
+]);
+const CHECKOUT: Shape = Obj(&[
+    ("path", true, Path),
+    ("branch", false, Str),
+    ("commit", false, Str),
+    ("tag", false, Str),
+    ("create", false, Bool),
+    ("sparse", false, Arr(&Str)),
+    ("as", false, Str),
+]);
 const GIT_CLONE: Shape = Obj(&[
     ("repoURL", true, Str),
     ("checkout", true, Arr(&CHECKOUT)),
@@ -28,12 +40,40 @@ const GIT_CLONE: Shape = Obj(&[
     ("blobless", false, Bool),
     ("recurseSubmodules", false, Bool),
 ]);
-const KUSTOMIZE_IMAGE: Shape = Obj(&[("image", true, Str), ("name", false, Str), ("newName", false, Str), ("tag", false, Str), ("digest", false, Str), ("fromOrigin", false, Any), ("useDigest", false, Bool)]);
-const KUSTOMIZE_SET_IMAGE: Shape = Obj(&[("path", true, Path), ("images", false, Arr(&KUSTOMIZE_IMAGE))]);
-const YAML_UPDATE: Shape = Obj(&[("path", true, Path), ("updates", true, Arr(&Obj(&[("key", true, Str), ("value", true, Any)])))]);
-const HELM_IMAGE: Shape = Obj(&[("image", true, Str), ("key", true, Str), ("value", true, Str), ("fromOrigin", false, Any)]);
+const KUSTOMIZE_IMAGE: Shape = Obj(&[
+    ("image", true, Str),
+    ("name", false, Str),
+    ("newName", false, Str),
+    ("tag", false, Str),
+    ("digest", false, Str),
+    ("fromOrigin", false, Any),
+    ("useDigest", false, Bool),
+]);
+const KUSTOMIZE_SET_IMAGE: Shape = Obj(&[
+    ("path", true, Path),
+    ("images", false, Arr(&KUSTOMIZE_IMAGE)),
+]);
+const YAML_UPDATE: Shape = Obj(&[
+    ("path", true, Path),
+    (
+        "updates",
+        true,
+        Arr(&Obj(&[("key", true, Str), ("value", true, Any)])),
+    ),
+]);
+const HELM_IMAGE: Shape = Obj(&[
+    ("image", true, Str),
+    ("key", true, Str),
+    ("value", true, Str),
+    ("fromOrigin", false, Any),
+]);
 const HELM_UPDATE_IMAGE: Shape = Obj(&[("path", true, Path), ("images", true, Arr(&HELM_IMAGE))]);
-const GIT_COMMIT: Shape = Obj(&[("path", true, Path), ("message", true, Str), ("messageFromSteps", false, Arr(&Str)), ("author", false, AUTHOR)]);
+const GIT_COMMIT: Shape = Obj(&[
+    ("path", true, Path),
+    ("message", true, Str),
+    ("messageFromSteps", false, Arr(&Str)),
+    ("author", false, AUTHOR),
+]);
 const GIT_PUSH: Shape = Obj(&[
     ("path", true, Path),
     ("targetBranch", false, Str),
@@ -54,17 +94,59 @@ const GIT_OPEN_PR: Shape = Obj(&[
     ("insecureSkipTLSVerify", false, Bool),
     ("createTargetBranch", false, Bool),
 ]);
-const SELECTOR: Shape = Obj(&[("matchLabels", false, Any), ("matchExpressions", false, Any)]);
+const SELECTOR: Shape = Obj(&[
+    ("matchLabels", false, Any),
+    ("matchExpressions", false, Any),
+]);
 const ARGO_SOURCE: Shape = Obj(&[
     ("repoURL", true, Str),
     ("chart", false, Str),
     ("desiredRevision", false, Str),
     ("updateTargetRevision", false, Bool),
-    ("kustomize", false, Obj(&[("images", true, Arr(&Obj(&[("repoURL", true, Str), ("newName", false, Str), ("tag", false, Str), ("digest", false, Str)])))])),
-    ("helm", false, Obj(&[("images", true, Arr(&Obj(&[("key", true, Str), ("value", true, Str)])))])),
+    (
+        "kustomize",
+        false,
+        Obj(&[(
+            "images",
+            true,
+            Arr(&Obj(&[
+                ("repoURL", true, Str),
+                ("newName", false, Str),
+                ("tag", false, Str),
+                ("digest", false, Str),
+            ])),
+        )]),
+    ),
+    (
+        "helm",
+        false,
+        Obj(&[(
+            "images",
+            true,
+            Arr(&Obj(&[("key", true, Str), ("value", true, Str)])),
+        )]),
+    ),
 ]);
-const ARGOCD_UPDATE: Shape = Obj(&[("apps", true, Arr(&Obj(&[("name", false, Str), ("namespace", false, Str), ("selector", false, SELECTOR), ("sources", false, Arr(&ARGO_SOURCE))])))]);
-const ARGOCD_WAIT: Shape = Obj(&[("apps", true, Arr(&Obj(&[("name", false, Str), ("namespace", false, Str), ("selector", false, SELECTOR), ("waitFor", false, Arr(&Str))])))]);
+const ARGOCD_UPDATE: Shape = Obj(&[(
+    "apps",
+    true,
+    Arr(&Obj(&[
+        ("name", false, Str),
+        ("namespace", false, Str),
+        ("selector", false, SELECTOR),
+        ("sources", false, Arr(&ARGO_SOURCE)),
+    ])),
+)]);
+const ARGOCD_WAIT: Shape = Obj(&[(
+    "apps",
+    true,
+    Arr(&Obj(&[
+        ("name", false, Str),
+        ("namespace", false, Str),
+        ("selector", false, SELECTOR),
+        ("waitFor", false, Arr(&Str)),
+    ])),
+)]);
 
 fn shape_of(uses: &str) -> Option<&'static Shape> {
     Some(match uses {
@@ -111,7 +193,10 @@ fn check(v: &Value, shape: &Shape, path: &str, errs: &mut Vec<String>) {
                     Some((_, _, s)) => check(x, s, &format!("{path}.{k}"), errs),
                     None => {
                         let known: Vec<&str> = fields.iter().map(|(n, ..)| *n).collect();
-                        errs.push(format!("{path}.{k}: unknown field (known: {})", known.join(", ")));
+                        errs.push(format!(
+                            "{path}.{k}: unknown field (known: {})",
+                            known.join(", ")
+                        ));
                     }
                 }
             }
@@ -133,7 +218,10 @@ fn check(v: &Value, shape: &Shape, path: &str, errs: &mut Vec<String>) {
 /// Check a step's config shape; every problem is listed with its path (`config.checkout[0].path`).
 pub fn validate_config(uses: &str, config: Option<&Value>) -> Result<(), Vec<String>> {
     let Some(shape) = shape_of(uses) else {
-        return Err(vec![format!("uses: unknown step kind {uses:?}; promote runs: {}", super::KNOWN_STEPS.join(", "))]);
+        return Err(vec![format!(
+            "uses: unknown step kind {uses:?}; promote runs: {}",
+            super::KNOWN_STEPS.join(", ")
+        )]);
     };
     let mut errs = Vec::new();
     match config {
@@ -159,8 +247,20 @@ mod tests {
                 "config.checkout[0].path: invalid path \"../up\": \"..\" would escape the work tree".to_owned(),
             ]
         );
-        assert!(validate_config("git-push", Some(&json!({ "path": "./out", "maxAttempts": "x" }))).is_err());
-        assert!(validate_config("git-push", Some(&json!({ "path": "./out", "maxAttempts": "${{ vars.n }}" }))).is_ok());
+        assert!(
+            validate_config(
+                "git-push",
+                Some(&json!({ "path": "./out", "maxAttempts": "x" }))
+            )
+            .is_err()
+        );
+        assert!(
+            validate_config(
+                "git-push",
+                Some(&json!({ "path": "./out", "maxAttempts": "${{ vars.n }}" }))
+            )
+            .is_ok()
+        );
         assert!(validate_config("nope", Some(&json!({}))).is_err());
         assert!(validate_config("yaml-update", None).is_err());
     }

@@ -25,22 +25,34 @@ struct Config {
 /// else are quoted.
 pub(super) fn show(v: &Value) -> String {
     match v {
-        Value::String(s) if s.parse::<f64>().is_ok() || matches!(s.as_str(), "true" | "false" | "null" | "") => format!("{s:?}"),
+        Value::String(s)
+            if s.parse::<f64>().is_ok() || matches!(s.as_str(), "true" | "false" | "null" | "") =>
+        {
+            format!("{s:?}")
+        }
         Value::String(s) => s.clone(),
         other => other.to_string(),
     }
 }
 
 /// Apply `updates` to the YAML file at `path` (checkout-relative) and write it back.
-pub(super) fn apply(rt: &mut Runtime<'_>, path: &str, updates: &[(String, Value)]) -> Result<(), StepError> {
+pub(super) fn apply(
+    rt: &mut Runtime<'_>,
+    path: &str,
+    updates: &[(String, Value)],
+) -> Result<(), StepError> {
     let (co, rel) = rt.resolve(path)?;
     let Some(data) = co.checkout.read(&rel)? else {
-        return Err(fail(format!("{path}: no such file in the checkout of {}", co.repo_url)));
+        return Err(fail(format!(
+            "{path}: no such file in the checkout of {}",
+            co.repo_url
+        )));
     };
     let text = utf8(path, data)?;
     let mut doc = YamlDoc::parse(&text).map_err(|e| fail(format!("{path}: {e}")))?;
     for (key, value) in updates {
-        doc.set(&split_key(key), value).map_err(|e| fail(format!("{path}: {e}")))?;
+        doc.set(&split_key(key), value)
+            .map_err(|e| fail(format!("{path}: {e}")))?;
     }
     if doc.text() != text {
         co.checkout.write(&rel, doc.text().as_bytes().to_vec())?;
@@ -59,6 +71,13 @@ pub(super) fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepE
     for (k, v) in &updates {
         msg.push_str(&format!("\n- {k}: {}", show(v)));
     }
-    let summary = updates.iter().map(|(k, v)| format!("{k}={}", show(v))).collect::<Vec<_>>().join(", ");
-    Ok(StepResult::ok(json!({ "commitMessage": msg }), format!("{}: {summary}", cfg.path)))
+    let summary = updates
+        .iter()
+        .map(|(k, v)| format!("{k}={}", show(v)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Ok(StepResult::ok(
+        json!({ "commitMessage": msg }),
+        format!("{}: {summary}", cfg.path),
+    ))
 }

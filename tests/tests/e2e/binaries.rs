@@ -1,4 +1,4 @@
-//! End-to-end tests that run the real binaries.
+//! Every binary builds and answers --help.
 
 use std::process::Command;
 
