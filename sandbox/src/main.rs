@@ -1,18 +1,134 @@
-//! `promote-sandbox`: a Kubernetes-API-compatible test cluster with an Argo CD simulator (issue #4
-//! builds it).
+//! `promote-sandbox`: a Kubernetes-API-compatible test cluster with an Argo CD simulator.
 
-use clap::Parser;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
 
 /// A Kubernetes-API-compatible test cluster with an Argo CD simulator, for tests and demos.
 ///
-/// The `up` and `demo` subcommands are not built yet; this binary only answers `--help` and
-/// `--version`.
+/// It serves the Kubernetes REST API over HTTPS on 127.0.0.1 for the kinds promote uses (Kargo's
+/// CRDs, Argo CD Applications, Namespaces, Secrets, ConfigMaps, RBAC, webhook configurations,
+/// access reviews), with RBAC, admission webhooks and a simulated Argo CD controller. It is not a
+/// Kubernetes replacement: no Pods, no controllers besides the Argo CD simulator, nothing persisted.
 #[derive(Parser, Debug)]
 #[command(name = "promote-sandbox", version)]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() -> std::process::ExitCode {
-    let _ = Cli::parse();
-    eprintln!("error: the sandbox is not built yet\nhint: see `promote-sandbox --help`");
-    std::process::ExitCode::from(2)
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Start the sandbox and serve until interrupted.
+    ///
+    /// Writes DIR/kubeconfig (contexts admin, alice, bob, promote-webhook; admin is in
+    /// system:masters, the others have no permissions until RBAC grants them), DIR/tokens.csv and
+    /// DIR/ca.crt, installs the Kargo CRDs and Argo CD's Application CRD, then prints `ready`.
+    Up {
+        /// Directory for kubeconfig, tokens.csv and ca.crt.
+        #[arg(long, env = "PROMOTE_SANDBOX_DIR")]
+        dir: PathBuf,
+        /// Port on 127.0.0.1 (0 picks a free one).
+        #[arg(long, default_value_t = 0, env = "PROMOTE_SANDBOX_PORT")]
+        port: u16,
+        /// Where a webhook Service lives: NAME.NAMESPACE=127.0.0.1:PORT (repeatable).
+        #[arg(long = "service-endpoint", value_name = "NAME.NAMESPACE=ADDR")]
+        service_endpoints: Vec<String>,
+        /// Do not run the Argo CD simulator.
+        #[arg(long)]
+        no_argocd: bool,
+    },
+}
+
+fn parse_endpoints(list: &[String]) -> Result<HashMap<String, SocketAddr>, String> {
+    let mut out = HashMap::new();
+    for e in list {
+        let (svc, addr) = e.split_once('=').ok_or_else(|| {
+            format!("--service-endpoint {e:?}: expected NAME.NAMESPACE=127.0.0.1:PORT")
+        })?;
+        if svc.split('.').count() != 2 {
+            return Err(format!(
+                "--service-endpoint {e:?}: the service must be NAME.NAMESPACE"
+            ));
+        }
+        let addr: SocketAddr = addr.parse().map_err(|err| {
+            format!("--service-endpoint {e:?}: {addr:?} is not an address: {err}")
+        })?;
+        out.insert(svc.to_owned(), addr);
+    }
+    Ok(out)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match cli.command {
+        Command::Up {
+            dir,
+            port,
+            service_endpoints,
+            no_argocd,
+        } => {
+            let endpoints = match parse_endpoints(&service_endpoints) {
+                Ok(e) => e,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            rt.block_on(async move {
+                let opts = promote_sandbox::Options {
+                    dir: dir.clone(),
+                    port,
+                    service_endpoints: endpoints,
+                    argocd: !no_argocd,
+                };
+                let sandbox = match promote_sandbox::Sandbox::start(opts).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::from(1);
+                    }
+                };
+                println!("promote-sandbox serving on {}", sandbox.url());
+                println!(
+                    "  export KUBECONFIG={}",
+                    sandbox.kubeconfig_path().display()
+                );
+                println!("  kubectl get stages -A          # as admin (system:masters)");
+                println!("  kubectl --context alice auth can-i promote stages");
+                println!("ready");
+                let term = async {
+                    #[cfg(unix)]
+                    {
+                        if let Ok(mut s) = tokio::signal::unix::signal(
+                            tokio::signal::unix::SignalKind::terminate(),
+                        ) {
+                            s.recv().await;
+                            return;
+                        }
+                    }
+                    std::future::pending::<()>().await
+                };
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term => {}
+                }
+                sandbox.stop().await;
+                ExitCode::SUCCESS
+            })
+        }
+    }
 }

@@ -119,6 +119,14 @@ impl Mirror {
         }
         // (Re)state the configuration each time: the URL may have changed form (same normalized
         // repository), and older mirrors may predate a setting.
+        // One `git config --list` instead of a read per key: a warm promotion spawns few processes.
+        let current = m.git(&["config", "--local", "--list"]).unwrap_or_default();
+        // `--list` prints section and key names lowercased.
+        let current: std::collections::HashMap<String, &str> = current
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .collect();
         for (k, v) in [
             ("remote.origin.url", url),
             ("core.repositoryformatversion", "1"),
@@ -128,7 +136,7 @@ impl Mirror {
             ("fetch.writeCommitGraph", "false"),
             ("gc.auto", "0"),
         ] {
-            if m.git(&["config", k]).ok().as_deref().map(str::trim) != Some(v) {
+            if current.get(&k.to_ascii_lowercase()).copied() != Some(v) {
                 m.git(&["config", k, v])?;
             }
         }
