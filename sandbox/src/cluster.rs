@@ -586,6 +586,7 @@ impl Cluster {
         };
         let kind = t.rt.kind.clone();
         let api_version = t.rt.api_version();
+        let mut last_rv = self.store.lock().rv;
         tokio::spawn(async move {
             for ev in first {
                 if tx.send(ev).await.is_err() {
@@ -594,16 +595,18 @@ impl Cluster {
             }
             let deadline = tokio::time::sleep(Duration::from_secs(timeout));
             tokio::pin!(deadline);
-            let mut tick = tokio::time::interval(Duration::from_secs(30));
+            let period = Duration::from_secs(30);
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
             loop {
                 tokio::select! {
                     _ = &mut deadline => return,
                     _ = tx.closed() => return,
                     _ = tick.tick(), if bookmarks => {
-                        let _ = tx.send(json!({"type": "BOOKMARK", "object": {"kind": kind, "apiVersion": api_version, "metadata": {"resourceVersion": "0"}}})).await;
+                        let _ = tx.send(json!({"type": "BOOKMARK", "object": {"kind": kind, "apiVersion": api_version, "metadata": {"resourceVersion": last_rv.to_string()}}})).await;
                     }
                     ev = sub.recv() => match ev {
                         Ok(ev) => {
+                            last_rv = ev.rv;
                             if matches(&ev) && tx.send(format(ev.type_, &ev.object)).await.is_err() {
                                 return;
                             }

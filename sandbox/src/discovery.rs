@@ -59,15 +59,14 @@ fn openapi_doc(types: &[&ResourceType]) -> Value {
         } else {
             format!("{prefix}/{}", rt.plural)
         };
-        let mut content = json!({
+        // Strategic merge patch is accepted (as a merge patch without directives) but not
+        // advertised: kubectl then computes patches for built-ins from its compiled-in types
+        // instead of from these reduced schemas.
+        let content = json!({
             "application/json-patch+json": {"schema": {"type": "object"}},
             "application/merge-patch+json": {"schema": {"type": "object"}},
             "application/apply-patch+yaml": {"schema": {"type": "object"}},
         });
-        if !rt.custom {
-            content["application/strategic-merge-patch+json"] =
-                json!({"schema": {"type": "object"}});
-        }
         let params = json!([
             {"name": "dryRun", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
             {"name": "fieldManager", "in": "query", "schema": {"type": "string", "uniqueItems": true}},

@@ -3,3 +3,4 @@
 
 mod binaries;
 mod local;
+mod sandbox;
