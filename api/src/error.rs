@@ -37,6 +37,14 @@ pub enum Error {
     /// A legacy (`promotionMechanisms`) Stage cannot be translated into steps.
     #[error("cannot translate legacy Stage \"{stage}\": {reason}")]
     Legacy { stage: String, reason: String },
+    /// The Stage's promotion template cannot produce steps (missing task, missing variable, no
+    /// steps at all).
+    #[error("Stage \"{stage}\" in project \"{project}\" cannot be promoted: {problem}")]
+    Template {
+        stage: String,
+        project: String,
+        problem: String,
+    },
     /// Object validation found problems; every one is listed.
     #[error("{0}")]
     Invalid(crate::validation::FieldErrors),

@@ -16,6 +16,7 @@ pub mod error;
 pub mod freight_id;
 pub mod legacy;
 pub mod naming;
+pub mod template;
 pub mod types;
 pub mod urls;
 pub mod validation;

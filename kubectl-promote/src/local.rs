@@ -9,7 +9,7 @@ use promote_api::availability::{self, Availability};
 use promote_api::types::{
     Freight, FreightCollection, PromotionStep, PromotionTask, Stage, Warehouse,
 };
-use promote_api::{freight_id, legacy, naming, validation};
+use promote_api::{freight_id, naming, template, validation};
 use serde_json::Value;
 
 use crate::error::Error;
@@ -236,77 +236,13 @@ pub fn stage_steps(
     ),
     Error,
 > {
-    let (steps, mut vars) = if legacy::is_legacy(stage) {
-        let (_, steps) = legacy::translate(stage, |up| {
-            stages
-                .iter()
-                .find(|s| s.name() == up && s.project() == stage.project())
-                .and_then(|s| s.spec.requested_freight.first())
-                .map(|r| r.origin.clone())
-        })?;
-        (steps, Vec::new())
-    } else {
-        let t = stage.spec.promotion_template.as_ref();
-        (
-            t.map(|t| t.spec.steps.clone()).unwrap_or_default(),
-            t.map(|t| t.spec.vars.clone()).unwrap_or_default(),
-        )
-    };
-    let mut all_vars = stage.spec.vars.clone();
-    all_vars.append(&mut vars);
-    let mut out = Vec::new();
-    for (i, step) in steps.iter().enumerate() {
-        let Some(task_ref) = &step.task else {
-            out.push(step.clone());
-            continue;
-        };
-        let task = tasks
-            .iter()
-            .find(|t| {
-                t.metadata.name.as_deref() == Some(task_ref.name.as_str())
-                    && t.metadata.namespace.as_deref() == Some(stage.project())
-            })
-            .ok_or_else(|| Error::Steps {
-                stage: stage.name().to_owned(),
-                problems: vec![format!(
-                    "steps[{i}]: PromotionTask \"{}\" not found in project \"{}\"",
-                    task_ref.name,
-                    stage.project()
-                )],
-            })?;
-        let task_alias = step.effective_alias(i);
-        let mut task_vars = Vec::new();
-        for v in &task.spec.vars {
-            let given = step.vars.iter().find(|sv| sv.name == v.name);
-            match given {
-                Some(g) => task_vars.push(g.clone()),
-                None if v.value.is_empty() => {
-                    return Err(Error::Steps {
-                        stage: stage.name().to_owned(),
-                        problems: vec![format!(
-                            "steps[{i}] (task {}): missing value for variable \"{}\"",
-                            task_ref.name, v.name
-                        )],
-                    });
-                }
-                None => task_vars.push(v.clone()),
-            }
-        }
-        for sv in &step.vars {
-            if !task_vars.iter().any(|v| v.name == sv.name) {
-                task_vars.push(sv.clone());
-            }
-        }
-        for (j, ts) in task.spec.steps.iter().enumerate() {
-            let mut s = ts.clone();
-            s.alias = format!("{task_alias}::{}", ts.effective_alias(j));
-            let mut v = task_vars.clone();
-            v.extend(ts.vars.iter().cloned());
-            s.vars = v;
-            out.push(s);
-        }
-    }
-    Ok((out, all_vars))
+    template::promotion_steps(stage, stages, tasks).map_err(|e| match e {
+        promote_api::Error::Template { problem, .. } => Error::Steps {
+            stage: stage.name().to_owned(),
+            problems: vec![problem],
+        },
+        other => other.into(),
+    })
 }
 
 /// The Freight collection the Stage will have: the target Freight plus, for other origins, what
@@ -364,17 +300,7 @@ pub fn prepare<'a>(
         name: f.name().to_owned(),
         source: Box::new(source),
     })?;
-    let mut effective = stage.clone();
-    if legacy::is_legacy(stage) {
-        let (requested, _) = legacy::translate(stage, |up| {
-            m.stages
-                .iter()
-                .find(|s| s.name() == up && s.project() == project)
-                .and_then(|s| s.spec.requested_freight.first())
-                .map(|r| r.origin.clone())
-        })?;
-        effective.spec.requested_freight = requested;
-    }
+    let effective = template::effective_stage(stage, &m.stages)?;
     match availability::check(&effective, f, now) {
         Availability::Unavailable(reason) => Err(Error::Unavailable {
             freight: f.name().to_owned(),

@@ -32,14 +32,6 @@ pub fn run(cli: &Cli) -> Result<Summary, Error> {
         jiff::Timestamp::now(),
     )?;
     let (steps, vars) = local::stage_steps(stage, &manifests.stages, &manifests.tasks)?;
-    if steps.is_empty() {
-        return Err(Error::Steps {
-            stage: stage_name.to_owned(),
-            problems: vec![format!(
-                "Stage \"{stage_name}\" in project \"{project}\" defines no promotion steps"
-            )],
-        });
-    }
     let promotion = local::promotion_name(stage_name, freight.name())?;
     let actor = cli
         .actor

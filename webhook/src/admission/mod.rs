@@ -1,0 +1,495 @@
+//! Admission decisions, one module per kind.
+//!
+//! Every review goes through two phases: [`gather`] reads what the decision needs from the
+//! cluster (the Promotion an Application write names, the Stage of a Promotion, a
+//! SubjectAccessReview answer, ...) into [`Facts`], then the kind's pure `decide` function turns
+//! the request and the facts into a [`Verdict`]. Decisions do no I/O and read no clock they were
+//! not handed, so every rule is table-tested without a server.
+
+pub mod application;
+pub mod freight;
+pub mod promotion;
+pub mod stage;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use promote_api::types::{Freight, Promotion, PromotionTask, Stage};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::cluster::Cluster;
+
+/// The webhooks this server answers, one per path (controller-runtime's naming convention).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Hook {
+    MutateApplication,
+    ValidateApplication,
+    MutatePromotion,
+    ValidatePromotion,
+    MutateFreight,
+    ValidateFreight,
+    ValidateStage,
+}
+
+impl Hook {
+    /// Every hook.
+    pub const ALL: [Hook; 7] = [
+        Hook::MutateApplication,
+        Hook::ValidateApplication,
+        Hook::MutatePromotion,
+        Hook::ValidatePromotion,
+        Hook::MutateFreight,
+        Hook::ValidateFreight,
+        Hook::ValidateStage,
+    ];
+
+    /// The URL path of the hook.
+    pub fn path(self) -> &'static str {
+        match self {
+            Hook::MutateApplication => "/mutate-argoproj-io-v1alpha1-application",
+            Hook::ValidateApplication => "/validate-argoproj-io-v1alpha1-application",
+            Hook::MutatePromotion => "/mutate-kargo-akuity-io-v1alpha1-promotion",
+            Hook::ValidatePromotion => "/validate-kargo-akuity-io-v1alpha1-promotion",
+            Hook::MutateFreight => "/mutate-kargo-akuity-io-v1alpha1-freight",
+            Hook::ValidateFreight => "/validate-kargo-akuity-io-v1alpha1-freight",
+            Hook::ValidateStage => "/validate-kargo-akuity-io-v1alpha1-stage",
+        }
+    }
+
+    /// The hook answering `path`.
+    pub fn from_path(path: &str) -> Option<Hook> {
+        Hook::ALL.into_iter().find(|h| h.path() == path)
+    }
+
+    /// Whether the hook may return a patch.
+    pub fn is_mutating(self) -> bool {
+        matches!(
+            self,
+            Hook::MutateApplication | Hook::MutatePromotion | Hook::MutateFreight
+        )
+    }
+
+    /// The kind the hook handles (the request's `kind.kind` must match).
+    pub fn kind(self) -> &'static str {
+        match self {
+            Hook::MutateApplication | Hook::ValidateApplication => "Application",
+            Hook::MutatePromotion | Hook::ValidatePromotion => "Promotion",
+            Hook::MutateFreight | Hook::ValidateFreight => "Freight",
+            Hook::ValidateStage => "Stage",
+        }
+    }
+
+    /// The hook for a kind: mutating or validating.
+    pub fn for_kind(kind: &str, mutate: bool) -> Option<Hook> {
+        Hook::ALL
+            .into_iter()
+            .find(|h| h.kind() == kind && h.is_mutating() == mutate)
+    }
+}
+
+/// The admission operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Operation {
+    Create,
+    Update,
+    Delete,
+    Connect,
+}
+
+impl Operation {
+    /// The operation as Kubernetes spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Create => "CREATE",
+            Operation::Update => "UPDATE",
+            Operation::Delete => "DELETE",
+            Operation::Connect => "CONNECT",
+        }
+    }
+}
+
+/// The requesting user, as the API server authenticated it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct UserInfo {
+    pub username: String,
+    pub uid: String,
+    pub groups: Vec<String>,
+    pub extra: BTreeMap<String, Vec<String>>,
+}
+
+/// Group, version and kind of the request.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+pub struct Gvk {
+    pub group: String,
+    pub version: String,
+    pub kind: String,
+}
+
+/// An AdmissionReview v1 request (the fields decisions use; objects stay open JSON).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Request {
+    pub uid: String,
+    #[serde(default)]
+    pub kind: Gvk,
+    #[serde(default)]
+    pub sub_resource: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub namespace: String,
+    pub operation: Operation,
+    #[serde(default)]
+    pub user_info: UserInfo,
+    #[serde(default)]
+    pub object: Option<Value>,
+    #[serde(default)]
+    pub old_object: Option<Value>,
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+impl Request {
+    /// The object's name (from the request, else the object).
+    pub fn object_name(&self) -> &str {
+        if !self.name.is_empty() {
+            return &self.name;
+        }
+        self.object
+            .as_ref()
+            .or(self.old_object.as_ref())
+            .and_then(|o| o.pointer("/metadata/name"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    }
+
+    /// The object as the request leaves it: `object`, or `oldObject` for a DELETE.
+    pub fn current(&self) -> Option<&Value> {
+        self.object.as_ref().or(self.old_object.as_ref())
+    }
+}
+
+/// Why a body is not an AdmissionReview this server can answer (HTTP 400).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ReviewError {
+    #[error("the body is not JSON: {0}")]
+    NotJson(String),
+    #[error(
+        "expected apiVersion \"admission.k8s.io/v1\" and kind \"AdmissionReview\", got {api_version:?} {kind:?}; configure admissionReviewVersions: [v1]"
+    )]
+    WrongType { api_version: String, kind: String },
+    #[error("the AdmissionReview has no request")]
+    NoRequest,
+    #[error("the AdmissionReview request is malformed: {0}")]
+    BadRequest(String),
+    #[error("the AdmissionReview request has an empty uid")]
+    NoUid,
+    #[error("this path handles {expected} objects but the request is for kind {got:?}")]
+    WrongKind { expected: &'static str, got: String },
+}
+
+/// Parse an AdmissionReview v1 body.
+pub fn parse_review(body: &[u8]) -> Result<Request, ReviewError> {
+    let mut v: Value =
+        serde_json::from_slice(body).map_err(|e| ReviewError::NotJson(e.to_string()))?;
+    let api_version = v.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    let kind = v.get("kind").and_then(Value::as_str).unwrap_or("");
+    if api_version != "admission.k8s.io/v1" || kind != "AdmissionReview" {
+        return Err(ReviewError::WrongType {
+            api_version: api_version.to_owned(),
+            kind: kind.to_owned(),
+        });
+    }
+    let request = match v.get_mut("request").map(Value::take) {
+        None | Some(Value::Null) => return Err(ReviewError::NoRequest),
+        Some(r) => r,
+    };
+    let req: Request =
+        serde_json::from_value(request).map_err(|e| ReviewError::BadRequest(e.to_string()))?;
+    if req.uid.is_empty() {
+        return Err(ReviewError::NoUid);
+    }
+    Ok(req)
+}
+
+/// The outcome of one review.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Verdict {
+    pub allowed: bool,
+    /// HTTP-style status code of a denial (403, 409, 422, 500).
+    pub code: u16,
+    /// Kubernetes `Status.reason` of a denial (`Forbidden`, `Invalid`, `Conflict`, ...).
+    pub reason: &'static str,
+    pub message: String,
+    /// JSON Patch for mutating hooks (empty: no patch).
+    pub patch: Vec<json_patch::PatchOperation>,
+    pub warnings: Vec<String>,
+}
+
+impl Verdict {
+    /// Allowed, unchanged.
+    pub fn allow() -> Verdict {
+        Verdict {
+            allowed: true,
+            code: 200,
+            reason: "",
+            message: String::new(),
+            patch: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// Allowed with a patch.
+    pub fn patch(patch: Vec<json_patch::PatchOperation>) -> Verdict {
+        Verdict {
+            patch,
+            ..Verdict::allow()
+        }
+    }
+
+    fn deny(code: u16, reason: &'static str, message: impl Into<String>) -> Verdict {
+        Verdict {
+            allowed: false,
+            code,
+            reason,
+            message: message.into(),
+            patch: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// 403 Forbidden: the user or the object is not authorized.
+    pub fn forbidden(message: impl Into<String>) -> Verdict {
+        Verdict::deny(403, "Forbidden", message)
+    }
+
+    /// 422 Invalid: the object is wrong.
+    pub fn invalid(message: impl Into<String>) -> Verdict {
+        Verdict::deny(422, "Invalid", message)
+    }
+
+    /// 409 Conflict: the object is right but the moment is wrong (an operation is running, an
+    /// alias is taken); retrying later may succeed.
+    pub fn conflict(message: impl Into<String>) -> Verdict {
+        Verdict::deny(409, "Conflict", message)
+    }
+
+    /// 500: the decision could not be made (the API server could not be read).
+    pub fn internal(message: impl Into<String>) -> Verdict {
+        Verdict::deny(500, "InternalError", message)
+    }
+
+    /// The AdmissionReview v1 response for request `uid`. The patch is base64, as Kubernetes
+    /// documents it.
+    pub fn to_review(&self, uid: &str) -> Value {
+        let mut response = json!({ "uid": uid, "allowed": self.allowed });
+        if !self.allowed {
+            response["status"] = json!({
+                "code": self.code,
+                "reason": self.reason,
+                "message": self.message,
+            });
+        }
+        if !self.patch.is_empty() {
+            let bytes = serde_json::to_vec(&self.patch).unwrap_or_default();
+            response["patchType"] = json!("JSONPatch");
+            response["patch"] = json!(base64::engine::general_purpose::STANDARD.encode(bytes));
+        }
+        if !self.warnings.is_empty() {
+            response["warnings"] = json!(self.warnings);
+        }
+        json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "response": response,
+        })
+    }
+}
+
+/// The JSON Patch turning `from` into `to` (empty when equal).
+pub fn diff(from: &Value, to: &Value) -> Vec<json_patch::PatchOperation> {
+    json_patch::diff(from, to).0
+}
+
+/// Whether a SubjectAccessReview allowed the user to `promote` a Stage.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Access {
+    Allowed,
+    /// Denied, with the authorizer's reason (may be empty).
+    Denied(String),
+    /// The review could not be made.
+    Error(String),
+}
+
+/// What a decision needs from the cluster, read by [`gather`].
+#[derive(Clone, Debug, Default)]
+pub struct Facts {
+    /// The Promotion an Application write names (Application hooks).
+    pub promotion: Option<Promotion>,
+    /// The Stage of a Promotion (Promotion hooks).
+    pub stage: Option<Stage>,
+    /// The project's Stages (legacy upstream origins, Freight in use).
+    pub stages: Vec<Stage>,
+    /// The project's PromotionTasks (task steps inflated into Promotions).
+    pub tasks: Vec<PromotionTask>,
+    /// The Freight a Promotion names.
+    pub freight: Option<Freight>,
+    /// Freight carrying the same alias as the reviewed Freight.
+    pub same_alias: Vec<Freight>,
+    /// The SubjectAccessReview answer for `promote` on the Stage involved.
+    pub access: Option<Access>,
+    /// A lookup that failed; the decision fails closed with it.
+    pub error: Option<String>,
+}
+
+/// Settings of the decisions.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    /// Users allowed to change `operation` and sources of locked-down Applications (Argo CD's own
+    /// service accounts).
+    pub lockdown_allow: Vec<String>,
+    /// Users whose DELETEs of Promotions and Freight pass unchecked (the garbage collector and
+    /// the namespace controller clean up after deleted Stages and namespaces).
+    pub trusted_deleters: Vec<String>,
+    /// Now, for Freight availability (soak times).
+    pub now: jiff::Timestamp,
+    /// A fresh ULID for Promotion names the mutating hook generates.
+    pub ulid: ulid::Ulid,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            lockdown_allow: vec![
+                "system:serviceaccount:argocd:argocd-application-controller".into(),
+                "system:serviceaccount:argocd:argocd-server".into(),
+            ],
+            trusted_deleters: vec![
+                "system:serviceaccount:kube-system:generic-garbage-collector".into(),
+                "system:serviceaccount:kube-system:namespace-controller".into(),
+            ],
+            now: jiff::Timestamp::now(),
+            ulid: ulid::Ulid::new(),
+        }
+    }
+}
+
+/// Read what `hook` needs to decide `req`.
+pub async fn gather<C: Cluster>(hook: Hook, req: &Request, cluster: &C) -> Facts {
+    let result = match hook {
+        Hook::MutateApplication | Hook::ValidateApplication => {
+            application::gather(hook, req, cluster).await
+        }
+        Hook::MutatePromotion | Hook::ValidatePromotion => {
+            promotion::gather(hook, req, cluster).await
+        }
+        Hook::MutateFreight | Hook::ValidateFreight => freight::gather(hook, req, cluster).await,
+        Hook::ValidateStage => Ok(Facts::default()),
+    };
+    result.unwrap_or_else(|e| Facts {
+        error: Some(e),
+        ..Facts::default()
+    })
+}
+
+/// Decide `req` for `hook` from `facts` (pure).
+pub fn decide(hook: Hook, req: &Request, facts: &Facts, policy: &Policy) -> Verdict {
+    if req.kind.kind != hook.kind() {
+        return Verdict::invalid(
+            ReviewError::WrongKind {
+                expected: hook.kind(),
+                got: req.kind.kind.clone(),
+            }
+            .to_string(),
+        );
+    }
+    match hook {
+        Hook::MutateApplication => application::mutate(req, facts),
+        Hook::ValidateApplication => application::validate(req, facts, policy),
+        Hook::MutatePromotion => promotion::mutate(req, facts, policy),
+        Hook::ValidatePromotion => promotion::validate(req, facts, policy),
+        Hook::MutateFreight => freight::mutate(req),
+        Hook::ValidateFreight => freight::validate(req, facts, policy),
+        Hook::ValidateStage => stage::validate(req),
+    }
+}
+
+/// Gather then decide: one review, end to end.
+pub async fn review<C: Cluster>(
+    hook: Hook,
+    req: &Request,
+    cluster: &C,
+    policy: &Policy,
+) -> Verdict {
+    if req.kind.kind != hook.kind() {
+        return decide(hook, req, &Facts::default(), policy);
+    }
+    let facts = gather(hook, req, cluster).await;
+    decide(hook, req, &facts, policy)
+}
+
+/// Parse an open-JSON object into a Kargo type, as a 422 when it does not fit.
+pub(crate) fn parse_object<T: serde::de::DeserializeOwned>(
+    kind: &str,
+    v: &Value,
+) -> Result<T, Verdict> {
+    serde_json::from_value(v.clone()).map_err(|e| {
+        Verdict::invalid(format!(
+            "{kind} \"{}\" cannot be read: {e}",
+            v.pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+        ))
+    })
+}
+
+/// A user as messages name them.
+pub(crate) fn user_label(u: &UserInfo) -> String {
+    if u.username.is_empty() {
+        "an anonymous user".to_owned()
+    } else {
+        format!("user \"{}\"", u.username)
+    }
+}
+
+/// The 403 for a SubjectAccessReview that did not allow `promote`.
+pub(crate) fn promote_denied(
+    access: Option<&Access>,
+    user: &UserInfo,
+    what: &str,
+    project: &str,
+    stage: &str,
+) -> Option<Verdict> {
+    let grant = format!(
+        "hint: bind a Role in namespace \"{project}\" granting verb \"promote\" on resource \"stages\" (apiGroup kargo.akuity.io) to {who}, e.g. kubectl create role promoter -n {project} --verb=promote --resource=stages.kargo.akuity.io --resource-name={stage}",
+        who = user_label(user)
+    );
+    match access {
+        Some(Access::Allowed) => None,
+        Some(Access::Denied(reason)) => {
+            let why = if reason.is_empty() {
+                String::new()
+            } else {
+                format!(" ({reason})")
+            };
+            Some(Verdict::forbidden(format!(
+                "{} is not permitted to {what} for Stage \"{stage}\" in project \"{project}\": the \"promote\" verb on stages/{stage} is not granted{why}; {grant}",
+                user_label(user)
+            )))
+        }
+        Some(Access::Error(e)) => Some(Verdict::forbidden(format!(
+            "cannot check whether {} may promote Stage \"{stage}\" in project \"{project}\" (SubjectAccessReview failed: {e}); refusing to {what}",
+            user_label(user)
+        ))),
+        None => Some(Verdict::forbidden(format!(
+            "cannot check whether {} may promote Stage \"{stage}\" in project \"{project}\"; refusing to {what}",
+            user_label(user)
+        ))),
+    }
+}

@@ -1,0 +1,1077 @@
+//! Decision tests: each review runs as the API server runs it (mutating hook, patch applied,
+//! then validating hook), against objects held in a [`StaticCluster`].
+
+use pretty_assertions::assert_eq;
+use serde_json::{Value, json};
+
+use super::*;
+use crate::cluster::StaticCluster;
+
+const PROJECT: &str = "kargo-demo";
+const PROMO: &str = "test.01j00000000000000000000000.be79d3d";
+const OLD_PROMO: &str = "test.01h00000000000000000000000.1a2b3c4";
+const FREIGHT: &str = "be79d3d863f2323dd406cff7a99de434892f8740";
+const CONTROLLER: &str = "system:serviceaccount:argocd:argocd-application-controller";
+
+fn promotion(name: &str, stage: &str, phase: Option<&str>) -> Value {
+    let mut p = json!({
+        "apiVersion": "kargo.akuity.io/v1alpha1",
+        "kind": "Promotion",
+        "metadata": {
+            "name": name,
+            "namespace": PROJECT,
+            "annotations": { "kargo.akuity.io/create-actor": "kubernetes:alice" }
+        },
+        "spec": {
+            "stage": stage,
+            "freight": FREIGHT,
+            "steps": [{ "uses": "argocd-update", "config": { "apps": [{ "name": "guestbook-test" }] } }]
+        }
+    });
+    if let Some(phase) = phase {
+        p["status"] = json!({ "phase": phase });
+    }
+    p
+}
+
+fn stage(name: &str, with_steps: bool) -> Value {
+    let mut s = json!({
+        "apiVersion": "kargo.akuity.io/v1alpha1",
+        "kind": "Stage",
+        "metadata": { "name": name, "namespace": PROJECT, "uid": format!("uid-{name}") },
+        "spec": {
+            "vars": [{ "name": "gitRepo", "value": "https://git.example.com/gitops.git" }],
+            "requestedFreight": [{
+                "origin": { "kind": "Warehouse", "name": "my-warehouse" },
+                "sources": { "direct": name == "dev", "stages": if name == "dev" { json!([]) } else { json!(["dev"]) } }
+            }]
+        }
+    });
+    if with_steps {
+        s["spec"]["promotionTemplate"] = json!({ "spec": { "steps": [
+            { "uses": "git-clone", "config": { "repoURL": "${{ vars.gitRepo }}", "checkout": [{ "branch": "main", "path": "./src" }] } },
+            { "uses": "argocd-update", "config": { "apps": [{ "name": format!("guestbook-{name}") }] } }
+        ] } });
+    }
+    s
+}
+
+fn freight(verified_in: &[&str]) -> Value {
+    let verified: serde_json::Map<String, Value> = verified_in
+        .iter()
+        .map(|s| ((*s).to_owned(), json!({})))
+        .collect();
+    json!({
+        "apiVersion": "kargo.akuity.io/v1alpha1",
+        "kind": "Freight",
+        "metadata": { "name": FREIGHT, "namespace": PROJECT },
+        "alias": "frozen-fox",
+        "origin": { "kind": "Warehouse", "name": "my-warehouse" },
+        "images": [{ "repoURL": "nginx", "tag": "1.25.0" }],
+        "status": { "verifiedIn": verified }
+    })
+}
+
+fn app(annotation: Option<&str>) -> Value {
+    let mut a = json!({
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Application",
+        "metadata": { "name": "guestbook-test", "namespace": "argocd", "resourceVersion": "41" },
+        "spec": {
+            "project": "default",
+            "source": { "repoURL": "https://git.example.com/gitops.git", "path": "env/test", "targetRevision": "main" },
+            "destination": { "server": "https://kubernetes.default.svc", "namespace": "guestbook" },
+            "syncPolicy": { "syncOptions": ["CreateNamespace=true"] }
+        },
+        "status": {
+            "sync": { "status": "Synced", "revision": "aaaa" },
+            "health": { "status": "Healthy" },
+            "operationState": { "phase": "Succeeded", "startedAt": "2026-11-20T10:00:00Z", "operation": { "sync": { "revision": "aaaa" } } }
+        }
+    });
+    if let Some(v) = annotation {
+        a["metadata"]["annotations"] = json!({ "kargo.akuity.io/authorized-stage": v });
+    }
+    a
+}
+
+/// The operation `kubectl promote` sends (before the mutating hook completes it).
+fn client_op(promotion: &str) -> Value {
+    json!({
+        "info": [
+            { "name": "kargo.akuity.io/promotion", "value": promotion },
+            { "name": "kargo.akuity.io/project", "value": PROJECT }
+        ],
+        "sync": { "revision": "bbbb" }
+    })
+}
+
+fn with_op(mut a: Value, op: Value) -> Value {
+    a["operation"] = op;
+    a
+}
+
+fn user(name: &str) -> Value {
+    json!({ "username": name, "groups": ["system:authenticated"] })
+}
+
+fn request(
+    kind: &str,
+    operation: &str,
+    old: Option<&Value>,
+    new: Option<&Value>,
+    who: &str,
+) -> Request {
+    let obj = new.or(old).cloned().unwrap_or(Value::Null);
+    let review = json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+            "kind": { "group": if kind == "Application" { "argoproj.io" } else { "kargo.akuity.io" }, "version": "v1alpha1", "kind": kind },
+            "resource": { "group": "", "version": "v1alpha1", "resource": "" },
+            "name": obj.pointer("/metadata/name").cloned().unwrap_or(json!("")),
+            "namespace": obj.pointer("/metadata/namespace").cloned().unwrap_or(json!("")),
+            "operation": operation,
+            "userInfo": user(who),
+            "object": new,
+            "oldObject": old,
+        }
+    });
+    parse_review(review.to_string().as_bytes()).unwrap()
+}
+
+/// A cluster with the standard objects; alice may promote everything, bob nothing.
+fn cluster(promotions: Vec<Value>) -> StaticCluster {
+    let mut c = StaticCluster::default();
+    for p in promotions {
+        c.add(p).unwrap();
+    }
+    for s in [
+        stage("dev", true),
+        stage("test", true),
+        stage("empty", false),
+    ] {
+        c.add(s).unwrap();
+    }
+    c.add(freight(&["dev"])).unwrap();
+    c.promoters = Some(vec![("alice".into(), PROJECT.into(), "*".into())]);
+    c
+}
+
+fn policy() -> Policy {
+    Policy {
+        now: "2026-11-24T12:00:00Z".parse().unwrap(),
+        ulid: ulid::Ulid::from_parts(1_790_000_000_000, 7),
+        ..Policy::default()
+    }
+}
+
+fn apply(obj: &Value, patch: &[json_patch::PatchOperation]) -> Value {
+    let mut out = obj.clone();
+    json_patch::patch(&mut out, patch).unwrap();
+    out
+}
+
+/// Run the mutating then the validating hook of `kind`, as kube-apiserver does; returns the
+/// final verdict and the object as stored.
+fn admit(
+    c: &StaticCluster,
+    kind: &str,
+    operation: &str,
+    old: Option<&Value>,
+    new: Option<&Value>,
+    who: &str,
+) -> (Verdict, Option<Value>) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let mut new = new.cloned();
+    if let Some(m) = Hook::for_kind(kind, true) {
+        let req = request(kind, operation, old, new.as_ref(), who);
+        let v = rt.block_on(review(m, &req, c, &policy()));
+        if !v.allowed {
+            return (v, None);
+        }
+        if let Some(obj) = &new {
+            new = Some(apply(obj, &v.patch));
+        }
+    }
+    let hook = Hook::for_kind(kind, false).unwrap();
+    let req = request(kind, operation, old, new.as_ref(), who);
+    (rt.block_on(review(hook, &req, c, &policy())), new)
+}
+
+fn validate_only(
+    c: &StaticCluster,
+    kind: &str,
+    operation: &str,
+    old: Option<&Value>,
+    new: Option<&Value>,
+    who: &str,
+) -> Verdict {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let hook = Hook::for_kind(kind, false).unwrap();
+    rt.block_on(review(
+        hook,
+        &request(kind, operation, old, new, who),
+        c,
+        &policy(),
+    ))
+}
+
+/// Expected outcome: `Ok(())` allowed, `Err((code, fragment))` denied with a message containing
+/// the fragment.
+type Expect = Result<(), (u16, &'static str)>;
+
+fn check(name: &str, got: &Verdict, want: &Expect) {
+    match want {
+        Ok(()) => assert!(
+            got.allowed,
+            "{name}: expected allowed, got {} {}",
+            got.code, got.message
+        ),
+        Err((code, fragment)) => {
+            assert!(!got.allowed, "{name}: expected a denial");
+            assert_eq!(got.code, *code, "{name}: {}", got.message);
+            assert!(
+                got.message.contains(fragment),
+                "{name}: message {:?} lacks {fragment:?}",
+                got.message
+            );
+        }
+    }
+}
+
+#[test]
+fn application_authorization_table() {
+    let running = promotion(PROMO, "test", Some("Running"));
+    let pending = promotion(PROMO, "test", None);
+    let c = cluster(vec![
+        running.clone(),
+        promotion(OLD_PROMO, "test", Some("Succeeded")),
+    ]);
+    let c_pending = cluster(vec![pending]);
+    let c_failed = cluster(vec![promotion(PROMO, "test", Some("Failed"))]);
+    let c_aborted = cluster(vec![promotion(PROMO, "test", Some("Aborted"))]);
+    let c_errored = cluster(vec![promotion(PROMO, "test", Some("Errored"))]);
+    let c_none = cluster(vec![]);
+    let mut c_sar_error = cluster(vec![running.clone()]);
+    c_sar_error.promoters = None;
+    let promote = |ann: Option<&str>| -> (Value, Value) {
+        let old = app(ann);
+        let new = with_op(old.clone(), client_op(PROMO));
+        (old, new)
+    };
+    struct Case {
+        name: &'static str,
+        cluster: StaticCluster,
+        old: Option<Value>,
+        new: Value,
+        user: &'static str,
+        operation: &'static str,
+        want: Expect,
+    }
+    let case = |name, ann: Option<&'static str>, want| {
+        let (old, new) = promote(ann);
+        Case {
+            name,
+            cluster: c.clone(),
+            old: Some(old),
+            new,
+            user: "alice",
+            operation: "UPDATE",
+            want,
+        }
+    };
+    let mut cases = vec![
+        case("exact entry", Some("kargo-demo:test"), Ok(())),
+        case(
+            "missing annotation",
+            None,
+            Err((403, "does not permit mutation by Kargo Stage \"test\"")),
+        ),
+        case(
+            "empty annotation",
+            Some(""),
+            Err((403, "no authorized Stages")),
+        ),
+        case(
+            "blank annotation",
+            Some("   "),
+            Err((403, "no authorized Stages")),
+        ),
+        case(
+            "only commas",
+            Some(" , ,"),
+            Err((403, "no authorized Stages")),
+        ),
+        case(
+            "whitespace around parts",
+            Some(" kargo-demo : test "),
+            Ok(()),
+        ),
+        case("list", Some("kargo-demo:prod,kargo-demo:test"), Ok(())),
+        case(
+            "list with blanks and trailing comma",
+            Some("kargo-demo:prod, ,kargo-demo:test,"),
+            Ok(()),
+        ),
+        case(
+            "other project",
+            Some("other:test"),
+            Err((403, "kargo.akuity.io/authorized-stage: \"kargo-demo:test\"")),
+        ),
+        case(
+            "other stage",
+            Some("kargo-demo:prod"),
+            Err((403, "does not permit")),
+        ),
+        case(
+            "stage name prefix only",
+            Some("kargo-demo:tes"),
+            Err((403, "does not permit")),
+        ),
+        case(
+            "case differs",
+            Some("kargo-demo:Test"),
+            Err((403, "does not permit")),
+        ),
+        case(
+            "glob stage",
+            Some("kargo-demo:*"),
+            Err((403, "glob expressions are no longer supported")),
+        ),
+        case("glob project", Some("*:test"), Err((403, "glob"))),
+        case("partial glob", Some("kargo-demo:te*"), Err((403, "glob"))),
+        case(
+            "no colon",
+            Some("kargo-demo"),
+            Err((403, "expected format")),
+        ),
+        case(
+            "empty stage",
+            Some("kargo-demo:"),
+            Err((403, "expected format")),
+        ),
+        case(
+            "empty project",
+            Some(":test"),
+            Err((403, "expected format")),
+        ),
+        case(
+            "one malformed entry spoils the list",
+            Some("kargo-demo:test,broken"),
+            Err((403, "expected format")),
+        ),
+    ];
+    // The annotation as it was before the request decides.
+    let old = app(None);
+    let new = with_op(app(Some("kargo-demo:test")), client_op(PROMO));
+    cases.push(Case {
+        name: "annotation added in the same request",
+        cluster: c.clone(),
+        old: Some(old),
+        new,
+        user: "alice",
+        operation: "UPDATE",
+        want: Err((403, "a request cannot authorize itself")),
+    });
+    let old = app(Some("kargo-demo:test"));
+    let new = with_op(app(None), client_op(PROMO));
+    cases.push(Case {
+        name: "annotation removed in the same request",
+        cluster: c.clone(),
+        old: Some(old),
+        new,
+        user: "alice",
+        operation: "UPDATE",
+        want: Ok(()),
+    });
+    // The Promotion.
+    for (name, cl, want) in [
+        (
+            "Promotion absent",
+            c_none.clone(),
+            Err((403, "does not exist in project(s) \"kargo-demo\"")),
+        ),
+        ("Promotion pending", c_pending.clone(), Ok(())),
+        (
+            "Promotion failed",
+            c_failed,
+            Err((403, "is already Failed")),
+        ),
+        (
+            "Promotion aborted",
+            c_aborted,
+            Err((403, "is already Aborted")),
+        ),
+        (
+            "Promotion errored",
+            c_errored,
+            Err((403, "is already Errored")),
+        ),
+    ] {
+        let (old, new) = promote(Some("kargo-demo:test"));
+        cases.push(Case {
+            name,
+            cluster: cl,
+            old: Some(old),
+            new,
+            user: "alice",
+            operation: "UPDATE",
+            want,
+        });
+    }
+    let old = app(Some("kargo-demo:test"));
+    let new = with_op(old.clone(), client_op(OLD_PROMO));
+    cases.push(Case {
+        name: "replayed old promotion",
+        cluster: c.clone(),
+        old: Some(old),
+        new,
+        user: "alice",
+        operation: "UPDATE",
+        want: Err((403, "is already Succeeded")),
+    });
+    // Without the project info the Promotion is found through the annotation's projects.
+    let old = app(Some("kargo-demo:test"));
+    let mut op = client_op(PROMO);
+    op["info"].as_array_mut().unwrap().pop();
+    let new = with_op(old.clone(), op);
+    cases.push(Case {
+        name: "project found through the annotation",
+        cluster: c.clone(),
+        old: Some(old),
+        new,
+        user: "alice",
+        operation: "UPDATE",
+        want: Ok(()),
+    });
+    // The user.
+    let (old, new) = promote(Some("kargo-demo:test"));
+    cases.push(Case {
+        name: "user without promote",
+        cluster: c.clone(),
+        old: Some(old.clone()),
+        new: new.clone(),
+        user: "bob",
+        operation: "UPDATE",
+        want: Err((403, "user \"bob\" is not permitted")),
+    });
+    cases.push(Case {
+        name: "access review fails",
+        cluster: c_sar_error,
+        old: Some(old),
+        new,
+        user: "alice",
+        operation: "UPDATE",
+        want: Err((403, "refusing to sync")),
+    });
+    // Argo CD's own rule: one operation at a time.
+    for (name, phase) in [
+        ("operation running", "Running"),
+        ("operation terminating", "Terminating"),
+    ] {
+        let mut old = app(Some("kargo-demo:test"));
+        old["status"]["operationState"]["phase"] = json!(phase);
+        let new = with_op(old.clone(), client_op(PROMO));
+        cases.push(Case {
+            name,
+            cluster: c.clone(),
+            old: Some(old),
+            new,
+            user: "alice",
+            operation: "UPDATE",
+            want: Err((409, "already in progress")),
+        });
+    }
+    let old = with_op(
+        app(Some("kargo-demo:test")),
+        json!({ "initiatedBy": { "username": "carol" }, "sync": { "revision": "cccc" } }),
+    );
+    let new = with_op(old.clone(), client_op(PROMO));
+    cases.push(Case {
+        name: "operation pending",
+        cluster: c.clone(),
+        old: Some(old),
+        new,
+        user: "alice",
+        operation: "UPDATE",
+        want: Err((409, "pending operation initiated by \"carol\"")),
+    });
+    // Argo CD's writes pass.
+    let (_, promoted) = admit(
+        &c,
+        "Application",
+        "UPDATE",
+        Some(&app(Some("kargo-demo:test"))),
+        Some(&with_op(app(Some("kargo-demo:test")), client_op(PROMO))),
+        "alice",
+    );
+    let promoted = promoted.unwrap();
+    let mut cleared = promoted.clone();
+    cleared.as_object_mut().unwrap().remove("operation");
+    cleared["status"]["operationState"] =
+        json!({ "phase": "Succeeded", "operation": promoted["operation"].clone() });
+    cases.push(Case {
+        name: "Argo CD clears the operation",
+        cluster: c.clone(),
+        old: Some(promoted.clone()),
+        new: cleared.clone(),
+        user: CONTROLLER,
+        operation: "UPDATE",
+        want: Ok(()),
+    });
+    let mut status = promoted.clone();
+    status["status"]["reconciledAt"] = json!("2026-11-24T12:00:05Z");
+    cases.push(Case {
+        name: "Argo CD writes status",
+        cluster: c.clone(),
+        old: Some(promoted.clone()),
+        new: status,
+        user: CONTROLLER,
+        operation: "UPDATE",
+        want: Ok(()),
+    });
+    let mut tampered = promoted.clone();
+    tampered["operation"]["sync"]["revision"] = json!("evil");
+    cases.push(Case {
+        name: "authorized operation tampered with",
+        cluster: c.clone(),
+        old: Some(promoted.clone()),
+        new: tampered,
+        user: "alice",
+        operation: "UPDATE",
+        want: Err((403, "cannot be changed")),
+    });
+    // Lockdown.
+    let locked = |mut a: Value| {
+        a["metadata"]["labels"] = json!({ "promote.dev/lockdown": "true" });
+        a
+    };
+    let manual_op =
+        json!({ "initiatedBy": { "username": "carol" }, "sync": { "revision": "HEAD" } });
+    let old = locked(app(Some("kargo-demo:test")));
+    cases.push(Case {
+        name: "lockdown: manual sync denied",
+        cluster: c.clone(),
+        old: Some(old.clone()),
+        new: with_op(old.clone(), manual_op.clone()),
+        user: "carol",
+        operation: "UPDATE",
+        want: Err((403, "is locked down")),
+    });
+    cases.push(Case {
+        name: "lockdown: Argo CD server may sync",
+        cluster: c.clone(),
+        old: Some(old.clone()),
+        new: with_op(old.clone(), manual_op.clone()),
+        user: "system:serviceaccount:argocd:argocd-server",
+        operation: "UPDATE",
+        want: Ok(()),
+    });
+    let mut retarget = old.clone();
+    retarget["spec"]["source"]["targetRevision"] = json!("feature");
+    cases.push(Case {
+        name: "lockdown: source change denied",
+        cluster: c.clone(),
+        old: Some(old.clone()),
+        new: retarget,
+        user: "carol",
+        operation: "UPDATE",
+        want: Err((403, "its sources may change only through a promotion")),
+    });
+    let mut relabel = old.clone();
+    relabel["metadata"]["labels"]["team"] = json!("web");
+    cases.push(Case {
+        name: "lockdown: other changes pass",
+        cluster: c.clone(),
+        old: Some(old.clone()),
+        new: relabel,
+        user: "carol",
+        operation: "UPDATE",
+        want: Ok(()),
+    });
+    cases.push(Case {
+        name: "lockdown: promotion passes",
+        cluster: c.clone(),
+        old: Some(old.clone()),
+        new: with_op(old.clone(), client_op(PROMO)),
+        user: "alice",
+        operation: "UPDATE",
+        want: Ok(()),
+    });
+    let open = app(Some("kargo-demo:test"));
+    cases.push(Case {
+        name: "no lockdown: manual sync passes",
+        cluster: c.clone(),
+        old: Some(open.clone()),
+        new: with_op(open.clone(), manual_op),
+        user: "carol",
+        operation: "UPDATE",
+        want: Ok(()),
+    });
+    // Creation cannot carry a promotion.
+    cases.push(Case {
+        name: "create with a promotion operation",
+        cluster: c.clone(),
+        old: None,
+        new: with_op(app(Some("kargo-demo:test")), client_op(PROMO)),
+        user: "alice",
+        operation: "CREATE",
+        want: Err((403, "cannot be created with the sync operation")),
+    });
+    cases.push(Case {
+        name: "create without operation",
+        cluster: c.clone(),
+        old: None,
+        new: app(Some("kargo-demo:test")),
+        user: "alice",
+        operation: "CREATE",
+        want: Ok(()),
+    });
+
+    assert!(cases.len() >= 30, "{} cases", cases.len());
+    for case in &cases {
+        let (got, _) = admit(
+            &case.cluster,
+            "Application",
+            case.operation,
+            case.old.as_ref(),
+            Some(&case.new),
+            case.user,
+        );
+        check(case.name, &got, &case.want);
+    }
+    let delete = validate_only(&c, "Application", "DELETE", Some(&app(None)), None, "carol");
+    check("delete", &delete, &Ok(()));
+}
+
+#[test]
+fn application_mutation_injects_the_authoritative_operation_idempotently() {
+    let c = cluster(vec![promotion(PROMO, "test", Some("Running"))]);
+    let old = app(Some("kargo-demo:test"));
+    let mut sent = client_op(PROMO);
+    // What a client may try to slip in is replaced.
+    sent["initiatedBy"] = json!({ "username": "mallory" });
+    sent["sync"]["prune"] = json!(true);
+    sent["sync"]["source"] = json!({ "repoURL": "https://evil.example.com/x.git" });
+    let new = with_op(old.clone(), sent);
+    let (v, stored) = admit(&c, "Application", "UPDATE", Some(&old), Some(&new), "alice");
+    assert!(v.allowed, "{}", v.message);
+    let stored = stored.unwrap();
+    assert_eq!(
+        stored["operation"],
+        json!({
+            "initiatedBy": { "username": "alice" },
+            "info": [
+                { "name": "Reason", "value": promote_api::argocd::REASON },
+                { "name": "kargo.akuity.io/promotion", "value": PROMO },
+                { "name": "kargo.akuity.io/project", "value": PROJECT }
+            ],
+            "sync": { "revision": "bbbb", "syncOptions": ["CreateNamespace=true"] }
+        })
+    );
+    assert_eq!(
+        stored["metadata"]["annotations"]["argocd.argoproj.io/refresh"],
+        json!("hard")
+    );
+    assert!(stored["status"].get("operationState").is_none());
+    // Applying the hook to its own output changes nothing.
+    let again = request("Application", "UPDATE", Some(&old), Some(&stored), "alice");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let v = rt.block_on(review(Hook::MutateApplication, &again, &c, &policy()));
+    assert!(v.patch.is_empty(), "{:?}", v.patch);
+    // Without the mutating hook, a spoofed operation is refused by the validating one.
+    let spoofed = with_op(old.clone(), {
+        let mut op = stored["operation"].clone();
+        op["initiatedBy"]["username"] = json!("mallory");
+        op
+    });
+    let v = validate_only(
+        &c,
+        "Application",
+        "UPDATE",
+        Some(&old),
+        Some(&spoofed),
+        "alice",
+    );
+    check(
+        "spoofed initiatedBy",
+        &v,
+        &Err((403, "is not the one promote derives")),
+    );
+    // ... and the operation the plugin builds itself passes as is.
+    let v = validate_only(
+        &c,
+        "Application",
+        "UPDATE",
+        Some(&old),
+        Some(&stored),
+        "alice",
+    );
+    check("authoritative operation", &v, &Ok(()));
+}
+
+#[test]
+fn application_mutation_multi_source() {
+    let c = cluster(vec![promotion(PROMO, "test", Some("Running"))]);
+    let mut old = app(Some("kargo-demo:test"));
+    let spec = old["spec"].as_object_mut().unwrap();
+    spec.remove("source");
+    spec.insert("sources".into(), json!([
+        { "repoURL": "https://charts.example.com", "chart": "guestbook", "targetRevision": "1.2.0" },
+        { "repoURL": "https://git.example.com/gitops.git", "path": "env/test", "targetRevision": "main", "ref": "values" }
+    ]));
+    spec.remove("syncPolicy");
+    spec.insert("syncPolicy".into(), json!({ "retry": { "limit": 3 } }));
+    let mut op = client_op(PROMO);
+    op["sync"] = json!({ "revisions": ["1.3.0", ""] });
+    let new = with_op(old.clone(), op);
+    let (v, stored) = admit(&c, "Application", "UPDATE", Some(&old), Some(&new), "alice");
+    assert!(v.allowed, "{}", v.message);
+    let stored = stored.unwrap();
+    assert_eq!(
+        stored["operation"]["sync"],
+        json!({ "revisions": ["1.3.0", "main"] })
+    );
+    assert_eq!(stored["operation"]["retry"], json!({ "limit": 3 }));
+}
+
+fn promotion_request(name: &str, stage_name: &str) -> Value {
+    json!({
+        "apiVersion": "kargo.akuity.io/v1alpha1",
+        "kind": "Promotion",
+        "metadata": { "name": name, "namespace": PROJECT, "annotations": { "kargo.akuity.io/create-actor": "kubernetes:mallory" } },
+        "spec": { "stage": stage_name, "freight": FREIGHT, "steps": [{ "uses": "git-push", "config": { "path": "./out" } }] }
+    })
+}
+
+#[test]
+fn promotion_create_derives_steps_and_checks_everything() {
+    let c = cluster(vec![]);
+    let (v, stored) = admit(
+        &c,
+        "Promotion",
+        "CREATE",
+        None,
+        Some(&promotion_request("whatever", "test")),
+        "alice",
+    );
+    assert!(v.allowed, "{}", v.message);
+    let p = stored.unwrap();
+    let expected_name =
+        promote_api::naming::promotion_name("test", FREIGHT, policy().ulid).unwrap();
+    assert_eq!(p["metadata"]["name"], json!(expected_name));
+    assert_eq!(
+        p["metadata"]["annotations"]["kargo.akuity.io/create-actor"],
+        json!("kubernetes:alice")
+    );
+    assert_eq!(
+        p["metadata"]["labels"]["kargo.akuity.io/stage"],
+        json!("test")
+    );
+    assert_eq!(
+        p["metadata"]["ownerReferences"][0]["uid"],
+        json!("uid-test")
+    );
+    assert_eq!(p["spec"]["steps"].as_array().unwrap().len(), 2);
+    assert_eq!(p["spec"]["steps"][0]["uses"], json!("git-clone"));
+    assert_eq!(p["spec"]["vars"][0]["name"], json!("gitRepo"));
+    // A valid Kargo name is kept (idempotent on reinvocation).
+    let (_, again) = admit(&c, "Promotion", "CREATE", None, Some(&p), "alice");
+    assert_eq!(again.unwrap()["metadata"]["name"], json!(expected_name));
+
+    let table: Vec<(&str, Value, &str, Expect)> = vec![
+        (
+            "no promote verb",
+            promotion_request("x", "test"),
+            "bob",
+            Err((
+                403,
+                "user \"bob\" is not permitted to create Promotions for Stage \"test\"",
+            )),
+        ),
+        (
+            "missing Stage",
+            promotion_request("x", "nope"),
+            "alice",
+            Err((422, "Stage \"nope\" does not exist")),
+        ),
+        (
+            "Stage without steps",
+            promotion_request("x", "empty"),
+            "alice",
+            Err((422, "defines no promotion steps")),
+        ),
+        (
+            "Freight verified upstream",
+            promotion_request("x", "test").tap(|p| p["spec"]["stage"] = json!("test")),
+            "alice",
+            Ok(()),
+        ),
+        (
+            "missing Freight",
+            promotion_request("x", "test").tap(|p| p["spec"]["freight"] = json!("0000000")),
+            "alice",
+            Err((422, "Freight \"0000000\" does not exist")),
+        ),
+        (
+            "no stage",
+            promotion_request("x", ""),
+            "alice",
+            Err((422, "spec.stage: Required value")),
+        ),
+    ];
+    for (name, obj, who, want) in table {
+        let (v, _) = admit(&c, "Promotion", "CREATE", None, Some(&obj), who);
+        check(name, &v, &want);
+    }
+    // Freight verified only in dev is not available to a Stage downstream of test.
+    let mut c2 = c.clone();
+    let mut prod = stage("prod", true);
+    prod["spec"]["requestedFreight"][0]["sources"] = json!({ "stages": ["test"] });
+    c2.add(prod).unwrap();
+    let (v, _) = admit(
+        &c2,
+        "Promotion",
+        "CREATE",
+        None,
+        Some(&promotion_request("x", "prod")),
+        "alice",
+    );
+    check(
+        "unavailable Freight",
+        &v,
+        &Err((
+            422,
+            "is not available to Stage \"prod\": it must first be verified in \"test\"",
+        )),
+    );
+    // Without the mutating hook, client-chosen steps are refused.
+    let v = validate_only(
+        &c,
+        "Promotion",
+        "CREATE",
+        None,
+        Some(&promotion_request("x", "test")),
+        "alice",
+    );
+    check(
+        "client steps",
+        &v,
+        &Err((422, "must be exactly those of Stage \"test\"")),
+    );
+}
+
+trait Tap {
+    fn tap(self, f: impl FnOnce(&mut Self)) -> Self;
+}
+impl Tap for Value {
+    fn tap(mut self, f: impl FnOnce(&mut Self)) -> Self {
+        f(&mut self);
+        self
+    }
+}
+
+#[test]
+fn promotion_update_and_delete() {
+    let c = cluster(vec![]);
+    let (_, stored) = admit(
+        &c,
+        "Promotion",
+        "CREATE",
+        None,
+        Some(&promotion_request("x", "test")),
+        "alice",
+    );
+    let old = stored.unwrap();
+    let mut abort = old.clone();
+    abort["metadata"]["annotations"]["kargo.akuity.io/abort"] = json!("terminate");
+    abort["metadata"]["annotations"]["kargo.akuity.io/create-actor"] = json!("kubernetes:mallory");
+    let (v, after) = admit(&c, "Promotion", "UPDATE", Some(&old), Some(&abort), "alice");
+    assert!(v.allowed, "{}", v.message);
+    assert_eq!(
+        after.unwrap()["metadata"]["annotations"]["kargo.akuity.io/create-actor"],
+        json!("kubernetes:alice")
+    );
+    let mut respec = old.clone();
+    respec["spec"]["freight"] = json!("ffffffffffffffffffffffffffffffffffffffff");
+    let (v, _) = admit(
+        &c,
+        "Promotion",
+        "UPDATE",
+        Some(&old),
+        Some(&respec),
+        "alice",
+    );
+    check("spec change", &v, &Err((422, "spec is immutable")));
+    let (v, _) = admit(&c, "Promotion", "UPDATE", Some(&old), Some(&abort), "bob");
+    check(
+        "update by bob",
+        &v,
+        &Err((403, "not permitted to update Promotions")),
+    );
+    let v = validate_only(&c, "Promotion", "DELETE", Some(&old), None, "bob");
+    check(
+        "delete by bob",
+        &v,
+        &Err((403, "not permitted to delete Promotions")),
+    );
+    let v = validate_only(&c, "Promotion", "DELETE", Some(&old), None, "alice");
+    check("delete by alice", &v, &Ok(()));
+    let v = validate_only(
+        &c,
+        "Promotion",
+        "DELETE",
+        Some(&old),
+        None,
+        "system:serviceaccount:kube-system:generic-garbage-collector",
+    );
+    check("garbage collector", &v, &Ok(()));
+}
+
+#[test]
+fn freight_rules() {
+    let mut c = cluster(vec![]);
+    let mut new = freight(&[]);
+    new["metadata"]["name"] = json!("made-up");
+    new.as_object_mut().unwrap().remove("status");
+    new["alias"] = json!("calm-cat");
+    let (v, stored) = admit(&c, "Freight", "CREATE", None, Some(&new), "alice");
+    assert!(v.allowed, "{}", v.message);
+    let stored = stored.unwrap();
+    assert_eq!(stored["metadata"]["name"], json!(FREIGHT));
+    assert_eq!(
+        stored["metadata"]["labels"]["kargo.akuity.io/alias"],
+        json!("calm-cat")
+    );
+    let v = validate_only(&c, "Freight", "CREATE", None, Some(&new), "alice");
+    check(
+        "name is not the hash",
+        &v,
+        &Err((422, "a Freight's name is the hash of its contents")),
+    );
+    let mut taken = stored.clone();
+    taken["alias"] = json!("frozen-fox");
+    taken["metadata"]["name"] = json!("other");
+    taken["images"][0]["tag"] = json!("1.26.0");
+    let (v, _) = admit(&c, "Freight", "CREATE", None, Some(&taken), "alice");
+    check(
+        "alias taken",
+        &v,
+        &Err((409, "alias \"frozen-fox\" is already used")),
+    );
+    let old = freight(&[]);
+    let mut changed = old.clone();
+    changed["images"][0]["tag"] = json!("1.26.0");
+    let (v, _) = admit(&c, "Freight", "UPDATE", Some(&old), Some(&changed), "alice");
+    check(
+        "immutable",
+        &v,
+        &Err((422, "Freight is immutable (images changed)")),
+    );
+    let mut realias = old.clone();
+    realias["alias"] = json!("bold-bee");
+    let (v, _) = admit(&c, "Freight", "UPDATE", Some(&old), Some(&realias), "alice");
+    check("new alias", &v, &Ok(()));
+    let mut test = stage("test", true);
+    test["status"] = json!({ "freightHistory": [{ "items": { "Warehouse/my-warehouse": { "name": FREIGHT, "origin": { "kind": "Warehouse", "name": "my-warehouse" } } } }] });
+    c.stages.retain(|s| s.name() != "test");
+    c.add(test).unwrap();
+    let v = validate_only(&c, "Freight", "DELETE", Some(&old), None, "alice");
+    check("in use", &v, &Err((403, "is in use by Stage(s) \"test\"")));
+    let v = validate_only(
+        &c,
+        "Freight",
+        "DELETE",
+        Some(&old),
+        None,
+        "system:serviceaccount:kube-system:namespace-controller",
+    );
+    check("namespace controller", &v, &Ok(()));
+}
+
+#[test]
+fn stage_rules() {
+    let c = cluster(vec![]);
+    let v = validate_only(
+        &c,
+        "Stage",
+        "CREATE",
+        None,
+        Some(&stage("test", true)),
+        "alice",
+    );
+    check("valid", &v, &Ok(()));
+    let mut dup = stage("test", true);
+    dup["spec"]["requestedFreight"] = json!([
+        { "origin": { "kind": "Warehouse", "name": "a" }, "sources": { "direct": true } },
+        { "origin": { "kind": "Warehouse", "name": "a" }, "sources": { "direct": true } }
+    ]);
+    dup["spec"]["promotionTemplate"]["spec"]["steps"][1]["as"] = json!("step-0");
+    let v = validate_only(&c, "Stage", "CREATE", None, Some(&dup), "alice");
+    check("invalid", &v, &Err((422, "spec.requestedFreight[1]")));
+    let v = validate_only(
+        &c,
+        "Stage",
+        "CREATE",
+        None,
+        Some(
+            &json!({"apiVersion": "kargo.akuity.io/v1alpha1", "kind": "Stage", "metadata": {"name": "x"}, "spec": {"requestedFreight": "nope"}}),
+        ),
+        "alice",
+    );
+    check("unreadable", &v, &Err((422, "cannot be read")));
+}
+
+#[test]
+fn malformed_reviews() {
+    assert!(matches!(
+        parse_review(b"not json"),
+        Err(ReviewError::NotJson(_))
+    ));
+    assert!(matches!(
+        parse_review(br#"{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview"}"#),
+        Err(ReviewError::WrongType { .. })
+    ));
+    assert!(matches!(
+        parse_review(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#),
+        Err(ReviewError::NoRequest)
+    ));
+    assert!(matches!(parse_review(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"","operation":"CREATE"}}"#), Err(ReviewError::NoUid)));
+    assert!(matches!(parse_review(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","operation":"PATCH"}}"#), Err(ReviewError::BadRequest(_))));
+    // A review for another kind on a hook is denied, not mis-decided.
+    let c = cluster(vec![]);
+    let req = request("Stage", "CREATE", None, Some(&stage("x", true)), "alice");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let v = rt.block_on(review(Hook::ValidateApplication, &req, &c, &policy()));
+    check("wrong kind", &v, &Err((422, "handles Application objects")));
+}
+
+#[test]
+fn response_snapshots() {
+    let c = cluster(vec![promotion(PROMO, "test", Some("Running"))]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let old = app(Some("kargo-demo:prod"));
+    let new = with_op(old.clone(), client_op(PROMO));
+    let req = request("Application", "UPDATE", Some(&old), Some(&new), "alice");
+    let denied = rt.block_on(review(Hook::ValidateApplication, &req, &c, &policy()));
+    insta::assert_json_snapshot!("application_denied", denied.to_review(&req.uid));
+    let old = app(Some("kargo-demo:test"));
+    let new = with_op(old.clone(), client_op(PROMO));
+    let req = request("Application", "UPDATE", Some(&old), Some(&new), "alice");
+    let mutated = rt.block_on(review(Hook::MutateApplication, &req, &c, &policy()));
+    insta::assert_json_snapshot!("application_mutated", mutated.to_review(&req.uid));
+    let patch: Value = serde_json::to_value(&mutated.patch).unwrap();
+    insta::assert_json_snapshot!("application_mutated_patch", patch);
+}

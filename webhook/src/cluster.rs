@@ -1,0 +1,352 @@
+//! What the decisions read from the cluster: Kargo objects and SubjectAccessReview answers.
+//!
+//! [`KubeCluster`] asks a Kubernetes API server (caching `promote` answers briefly);
+//! [`StaticCluster`] serves objects loaded from YAML files, for `promote-webhook review` and tests.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+};
+use kube::api::{ListParams, PostParams};
+use kube::{Api, Client};
+use promote_api::types::{Freight, Promotion, PromotionTask, Stage};
+use serde::de::DeserializeOwned;
+
+use crate::admission::{Access, UserInfo};
+
+/// Read access to what decisions need. Errors are messages (they end up in denials).
+pub trait Cluster: Send + Sync {
+    fn promotion(
+        &self,
+        ns: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<Promotion>, String>> + Send;
+    fn stage(
+        &self,
+        ns: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<Stage>, String>> + Send;
+    fn stages(&self, ns: &str) -> impl Future<Output = Result<Vec<Stage>, String>> + Send;
+    fn tasks(&self, ns: &str) -> impl Future<Output = Result<Vec<PromotionTask>, String>> + Send;
+    fn freight(
+        &self,
+        ns: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<Freight>, String>> + Send;
+    /// Freight in `ns` labelled with `alias`.
+    fn freight_by_alias(
+        &self,
+        ns: &str,
+        alias: &str,
+    ) -> impl Future<Output = Result<Vec<Freight>, String>> + Send;
+    /// Whether `user` may `promote` Stage `stage` in `ns`.
+    fn may_promote(
+        &self,
+        user: &UserInfo,
+        ns: &str,
+        stage: &str,
+    ) -> impl Future<Output = Access> + Send;
+}
+
+/// How long a SubjectAccessReview answer is reused.
+pub const ACCESS_TTL: Duration = Duration::from_secs(10);
+const ACCESS_CACHE_MAX: usize = 10_000;
+
+type AccessKey = (String, Vec<String>, String, String);
+
+/// The cluster behind a kube client.
+pub struct KubeCluster {
+    client: Client,
+    access: Mutex<HashMap<AccessKey, (Access, Instant)>>,
+    ttl: Duration,
+}
+
+fn kube_err(what: &str, e: kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!("cannot read {what}: {} ({})", s.message, s.code),
+        other => format!("cannot read {what}: {other}"),
+    }
+}
+
+impl KubeCluster {
+    /// A cluster reached through `client`, caching access answers for `ttl`.
+    pub fn new(client: Client, ttl: Duration) -> Self {
+        KubeCluster {
+            client,
+            access: Mutex::new(HashMap::new()),
+            ttl,
+        }
+    }
+
+    async fn get<K>(&self, ns: &str, name: &str, what: &str) -> Result<Option<K>, String>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let api: Api<K> = Api::namespaced(self.client.clone(), ns);
+        api.get_opt(name)
+            .await
+            .map_err(|e| kube_err(&format!("{what} \"{name}\" in namespace \"{ns}\""), e))
+    }
+
+    async fn list<K>(&self, ns: &str, lp: &ListParams, what: &str) -> Result<Vec<K>, String>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let api: Api<K> = Api::namespaced(self.client.clone(), ns);
+        api.list(lp)
+            .await
+            .map(|l| l.items)
+            .map_err(|e| kube_err(&format!("{what} in namespace \"{ns}\""), e))
+    }
+
+    async fn review_access(&self, user: &UserInfo, ns: &str, stage: &str) -> Access {
+        let sar = SubjectAccessReview {
+            spec: SubjectAccessReviewSpec {
+                user: Some(user.username.clone()),
+                uid: (!user.uid.is_empty()).then(|| user.uid.clone()),
+                groups: Some(user.groups.clone()),
+                extra: (!user.extra.is_empty()).then(|| user.extra.clone().into_iter().collect()),
+                resource_attributes: Some(ResourceAttributes {
+                    group: Some(promote_api::GROUP.into()),
+                    resource: Some("stages".into()),
+                    name: Some(stage.into()),
+                    namespace: Some(ns.into()),
+                    verb: Some("promote".into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let api: Api<SubjectAccessReview> = Api::all(self.client.clone());
+        match api.create(&PostParams::default(), &sar).await {
+            Ok(r) => match r.status {
+                Some(s) if s.allowed => Access::Allowed,
+                Some(s) => Access::Denied(s.reason.unwrap_or_default()),
+                None => Access::Error("the SubjectAccessReview came back without status".into()),
+            },
+            Err(e) => Access::Error(match e {
+                kube::Error::Api(s) => s.message,
+                other => other.to_string(),
+            }),
+        }
+    }
+}
+
+impl Cluster for KubeCluster {
+    async fn promotion(&self, ns: &str, name: &str) -> Result<Option<Promotion>, String> {
+        self.get(ns, name, "Promotion").await
+    }
+    async fn stage(&self, ns: &str, name: &str) -> Result<Option<Stage>, String> {
+        self.get(ns, name, "Stage").await
+    }
+    async fn stages(&self, ns: &str) -> Result<Vec<Stage>, String> {
+        self.list(ns, &ListParams::default(), "Stages").await
+    }
+    async fn tasks(&self, ns: &str) -> Result<Vec<PromotionTask>, String> {
+        self.list(ns, &ListParams::default(), "PromotionTasks")
+            .await
+    }
+    async fn freight(&self, ns: &str, name: &str) -> Result<Option<Freight>, String> {
+        self.get(ns, name, "Freight").await
+    }
+    async fn freight_by_alias(&self, ns: &str, alias: &str) -> Result<Vec<Freight>, String> {
+        if !promote_api::validation::is_label_value(alias) {
+            return Ok(Vec::new());
+        }
+        let lp = ListParams::default().labels(&format!("{}={alias}", promote_api::keys::ALIAS));
+        self.list(ns, &lp, "Freight").await
+    }
+    async fn may_promote(&self, user: &UserInfo, ns: &str, stage: &str) -> Access {
+        let key = (
+            user.username.clone(),
+            user.groups.clone(),
+            ns.to_owned(),
+            stage.to_owned(),
+        );
+        if let Ok(cache) = self.access.lock()
+            && let Some((answer, at)) = cache.get(&key)
+            && at.elapsed() < self.ttl
+        {
+            return answer.clone();
+        }
+        let answer = self.review_access(user, ns, stage).await;
+        // Errors are not cached: the next review asks again.
+        if !matches!(answer, Access::Error(_))
+            && let Ok(mut cache) = self.access.lock()
+        {
+            if cache.len() >= ACCESS_CACHE_MAX {
+                let ttl = self.ttl;
+                cache.retain(|_, (_, at)| at.elapsed() < ttl);
+                if cache.len() >= ACCESS_CACHE_MAX {
+                    cache.clear();
+                }
+            }
+            cache.insert(key, (answer.clone(), Instant::now()));
+        }
+        answer
+    }
+}
+
+/// Objects held in memory, for offline reviews and tests.
+#[derive(Clone, Debug, Default)]
+pub struct StaticCluster {
+    pub promotions: Vec<Promotion>,
+    pub stages: Vec<Stage>,
+    pub tasks: Vec<PromotionTask>,
+    pub freight: Vec<Freight>,
+    /// `(user, namespace, stage)` triples allowed to promote; `None` answers every access
+    /// question with an error explaining that offline reviews cannot check RBAC.
+    pub promoters: Option<Vec<(String, String, String)>>,
+}
+
+fn ns_name(m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> (&str, &str) {
+    (
+        m.namespace.as_deref().unwrap_or_default(),
+        m.name.as_deref().unwrap_or_default(),
+    )
+}
+
+impl StaticCluster {
+    /// Load every Kargo object from the `.yaml`/`.yml`/`.json` files under `dir` (recursively,
+    /// multi-document). Other kinds are ignored.
+    pub fn load(dir: &Path) -> Result<StaticCluster, String> {
+        let mut out = StaticCluster::default();
+        let mut files = Vec::new();
+        collect_files(dir, &mut files)?;
+        files.sort();
+        for file in files {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+            for doc in serde_yaml::Deserializer::from_str(&text) {
+                let value: serde_json::Value = serde::Deserialize::deserialize(doc)
+                    .map_err(|e| format!("{}: not YAML: {e}", file.display()))?;
+                out.add(value)
+                    .map_err(|e| format!("{}: {e}", file.display()))?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Add one object (ignored unless it is a Kargo Promotion, Stage, PromotionTask or Freight).
+    pub fn add(&mut self, value: serde_json::Value) -> Result<(), String> {
+        if value.get("apiVersion").and_then(serde_json::Value::as_str)
+            != Some(promote_api::API_VERSION)
+        {
+            return Ok(());
+        }
+        fn parse<T: DeserializeOwned>(v: serde_json::Value, kind: &str) -> Result<T, String> {
+            serde_json::from_value(v).map_err(|e| format!("not a valid {kind}: {e}"))
+        }
+        match value.get("kind").and_then(serde_json::Value::as_str) {
+            Some("Promotion") => self.promotions.push(parse(value, "Promotion")?),
+            Some("Stage") => self.stages.push(parse(value, "Stage")?),
+            Some("PromotionTask") => self.tasks.push(parse(value, "PromotionTask")?),
+            Some("Freight") => {
+                let mut f: Freight = parse(value, "Freight")?;
+                if f.metadata.name.as_deref().unwrap_or_default().is_empty() {
+                    f.metadata.name = Some(promote_api::freight_id::freight_id(&f));
+                }
+                self.freight.push(f)
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+fn collect_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) -> Result<(), String> {
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+    for entry in entries {
+        let path = entry
+            .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
+            .path();
+        if path.is_dir() {
+            collect_files(&path, out)?;
+        } else if path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| matches!(e, "yaml" | "yml" | "json"))
+        {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+impl Cluster for StaticCluster {
+    async fn promotion(&self, ns: &str, name: &str) -> Result<Option<Promotion>, String> {
+        Ok(self
+            .promotions
+            .iter()
+            .find(|p| ns_name(&p.metadata) == (ns, name))
+            .cloned())
+    }
+    async fn stage(&self, ns: &str, name: &str) -> Result<Option<Stage>, String> {
+        Ok(self
+            .stages
+            .iter()
+            .find(|s| ns_name(&s.metadata) == (ns, name))
+            .cloned())
+    }
+    async fn stages(&self, ns: &str) -> Result<Vec<Stage>, String> {
+        Ok(self
+            .stages
+            .iter()
+            .filter(|s| s.project() == ns)
+            .cloned()
+            .collect())
+    }
+    async fn tasks(&self, ns: &str) -> Result<Vec<PromotionTask>, String> {
+        Ok(self
+            .tasks
+            .iter()
+            .filter(|t| t.metadata.namespace.as_deref() == Some(ns))
+            .cloned()
+            .collect())
+    }
+    async fn freight(&self, ns: &str, name: &str) -> Result<Option<Freight>, String> {
+        Ok(self
+            .freight
+            .iter()
+            .find(|f| ns_name(&f.metadata) == (ns, name))
+            .cloned())
+    }
+    async fn freight_by_alias(&self, ns: &str, alias: &str) -> Result<Vec<Freight>, String> {
+        Ok(self
+            .freight
+            .iter()
+            .filter(|f| f.metadata.namespace.as_deref() == Some(ns) && f.alias() == Some(alias))
+            .cloned()
+            .collect())
+    }
+    async fn may_promote(&self, user: &UserInfo, ns: &str, stage: &str) -> Access {
+        match &self.promoters {
+            None => Access::Error(
+                "an offline review cannot evaluate RBAC; pass --can-promote to assume the user may promote, or --kubeconfig to ask a cluster".into(),
+            ),
+            Some(list) => {
+                if list
+                    .iter()
+                    .any(|(u, n, s)| (u == &user.username || u == "*") && n == ns && (s == stage || s == "*"))
+                {
+                    Access::Allowed
+                } else {
+                    Access::Denied(String::new())
+                }
+            }
+        }
+    }
+}
