@@ -4,3 +4,4 @@
 mod binaries;
 mod local;
 mod sandbox;
+mod webhook;

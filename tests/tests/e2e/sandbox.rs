@@ -12,7 +12,7 @@ use promote_sandbox::{Options, Sandbox};
 use promote_tests::{bare_repo, git, workspace_root};
 use serde_json::{Value, json};
 
-async fn start(dir: &Path, endpoints: &[(&str, std::net::SocketAddr)]) -> Sandbox {
+pub(crate) async fn start(dir: &Path, endpoints: &[(&str, std::net::SocketAddr)]) -> Sandbox {
     Sandbox::start(Options {
         dir: dir.to_path_buf(),
         port: 0,
@@ -27,7 +27,11 @@ async fn start(dir: &Path, endpoints: &[(&str, std::net::SocketAddr)]) -> Sandbo
 }
 
 /// Run kubectl against the sandbox; returns (success, stdout, stderr).
-fn kubectl(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+pub(crate) fn kubectl(
+    kubeconfig: &Path,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> (bool, String, String) {
     use std::io::Write;
     let mut cmd = Command::new("kubectl");
     cmd.env("KUBECONFIG", kubeconfig)
@@ -56,7 +60,11 @@ fn kubectl(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> (bool, Stri
     )
 }
 
-async fn k(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+pub(crate) async fn k(
+    kubeconfig: &Path,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> (bool, String, String) {
     let kc = kubeconfig.to_path_buf();
     let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
     let stdin = stdin.map(str::to_owned);
@@ -68,13 +76,13 @@ async fn k(kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> (bool, Stri
     .unwrap()
 }
 
-async fn ok(kc: &Path, args: &[&str]) -> String {
+pub(crate) async fn ok(kc: &Path, args: &[&str]) -> String {
     let (good, out, err) = k(kc, args, None).await;
     assert!(good, "kubectl {args:?} failed:\n{err}\n{out}");
     out
 }
 
-async fn fails(kc: &Path, args: &[&str], stdin: Option<&str>) -> String {
+pub(crate) async fn fails(kc: &Path, args: &[&str], stdin: Option<&str>) -> String {
     let (good, out, err) = k(kc, args, stdin).await;
     assert!(!good, "kubectl {args:?} should fail:\n{out}");
     err
@@ -701,7 +709,12 @@ webhooks:
     sb.stop().await;
 }
 
-async fn wait_for(sb: &Sandbox, ns: &str, name: &str, pred: impl Fn(&Value) -> bool) -> Value {
+pub(crate) async fn wait_for(
+    sb: &Sandbox,
+    ns: &str,
+    name: &str,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
     for _ in 0..100 {
         if let Some(app) = sb
             .cluster

@@ -1,0 +1,854 @@
+//! promote-webhook end to end: the real binary over real TLS, installed into the sandbox from
+//! `manifests/` with real kubectl, deciding real users' writes; and its server behaviour
+//! (certificate reload under load, bad bodies, limits, metrics, graceful shutdown).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use promote_tests::{bare_repo, bin, reserved_port, workspace_root};
+use serde_json::{Value, json};
+
+use crate::sandbox::{k, ok, start, wait_for};
+
+/// The webhook process, killed on drop.
+struct Webhook {
+    child: Child,
+
+    metrics_port: u16,
+    log: PathBuf,
+}
+
+impl Drop for Webhook {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Webhook {
+    fn start(dir: &Path, port: u16, cert: &Path, key: &Path, kubeconfig: &Path) -> Webhook {
+        let metrics_port = reserved_port();
+        let log = dir.join(format!(
+            "webhook-{port}-{}.log",
+            Instant::now().elapsed().as_nanos()
+        ));
+        let child = Command::new(bin("promote-webhook").unwrap())
+            .args([
+                "serve",
+                "--log-format",
+                "text",
+                "--reload-interval",
+                "100ms",
+            ])
+            .arg("--cert")
+            .arg(cert)
+            .arg("--key")
+            .arg(key)
+            .arg("--kubeconfig")
+            .arg(kubeconfig)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let w = Webhook {
+            child,
+            metrics_port,
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if w.ops("/readyz").is_some_and(|(code, _)| code == 200) {
+                return w;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("webhook never became ready:\n{}", w.logs());
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// GET on the plain-HTTP port: (status, body).
+    fn ops(&self, path: &str) -> Option<(u16, String)> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).ok()?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        let code = out.split_whitespace().nth(1)?.parse().ok()?;
+        let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+        Some((code, body))
+    }
+}
+
+fn certs(dir: &Path) -> String {
+    let out = Command::new(bin("promote-webhook").unwrap())
+        .args([
+            "certs",
+            "--service",
+            "promote-webhook",
+            "--namespace",
+            "promote-system",
+            "--out",
+        ])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+fn sh(dir: &Path, script: &str, env: &[(&str, &str)]) -> (bool, String, String) {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .current_dir(dir)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+async fn apply(kc: &Path, user: &str, yaml: &str) -> (bool, String, String) {
+    k(kc, &["--context", user, "apply", "-f", "-"], Some(yaml)).await
+}
+
+async fn patch_app(kc: &Path, user: &str, app: &str, patch: &Value) -> (bool, String, String) {
+    k(
+        kc,
+        &[
+            "--context",
+            user,
+            "-n",
+            "argocd",
+            "patch",
+            "application",
+            app,
+            "--type",
+            "merge",
+            "-p",
+            &patch.to_string(),
+        ],
+        None,
+    )
+    .await
+}
+
+fn promotion_op(promotion: &str, revision: &str) -> Value {
+    json!({ "operation": {
+        "info": [
+            { "name": "kargo.akuity.io/promotion", "value": promotion },
+            { "name": "kargo.akuity.io/project", "value": "kargo-demo" }
+        ],
+        "sync": { "revision": revision }
+    }})
+}
+
+const PROJECT_YAML: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: kargo-demo
+  labels:
+    kargo.akuity.io/project: "true"
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: alice-promoter
+  namespace: kargo-demo
+roleRef: { apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: promote-promoter }
+subjects: [{ kind: User, name: alice, apiGroup: rbac.authorization.k8s.io }]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: bob-viewer
+  namespace: kargo-demo
+roleRef: { apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: promote-viewer }
+subjects: [{ kind: User, name: bob, apiGroup: rbac.authorization.k8s.io }]
+---
+# bob may write Promotion objects (RBAC) but lacks the promote verb the webhook checks.
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: promotion-writer
+  namespace: kargo-demo
+rules:
+  - apiGroups: ["kargo.akuity.io"]
+    resources: ["promotions"]
+    verbs: ["create", "update", "patch"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: bob-promotion-writer
+  namespace: kargo-demo
+roleRef: { apiGroup: rbac.authorization.k8s.io, kind: Role, name: promotion-writer }
+subjects: [{ kind: User, name: bob, apiGroup: rbac.authorization.k8s.io }]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: app-editor
+  namespace: argocd
+rules:
+  - apiGroups: ["argoproj.io"]
+    resources: ["applications"]
+    verbs: ["get", "list", "patch", "update"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: app-editors
+  namespace: argocd
+roleRef: { apiGroup: rbac.authorization.k8s.io, kind: Role, name: app-editor }
+subjects:
+  - { kind: User, name: alice, apiGroup: rbac.authorization.k8s.io }
+  - { kind: User, name: bob, apiGroup: rbac.authorization.k8s.io }
+"#;
+
+fn stages_yaml(repo: &str) -> String {
+    format!(
+        r#"
+apiVersion: kargo.akuity.io/v1alpha1
+kind: Warehouse
+metadata: {{ name: guestbook, namespace: kargo-demo }}
+spec:
+  subscriptions:
+    - image: {{ repoURL: nginx }}
+---
+apiVersion: kargo.akuity.io/v1alpha1
+kind: Stage
+metadata: {{ name: test, namespace: kargo-demo }}
+spec:
+  requestedFreight:
+    - origin: {{ kind: Warehouse, name: guestbook }}
+      sources: {{ direct: true }}
+  promotionTemplate:
+    spec:
+      vars:
+        - {{ name: repo, value: "{repo}" }}
+      steps:
+        - uses: git-clone
+          config:
+            repoURL: ${{{{ vars.repo }}}}
+            checkout: [{{ branch: main, path: ./src }}]
+        - uses: argocd-update
+          config:
+            apps: [{{ name: guestbook-test }}]
+"#
+    )
+}
+
+fn app_yaml(name: &str, repo: &str, annotation: Option<&str>) -> String {
+    let ann = annotation
+        .map(|a| format!("  annotations:\n    kargo.akuity.io/authorized-stage: \"{a}\"\n"))
+        .unwrap_or_default();
+    format!(
+        "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata:\n  name: {name}\n  namespace: argocd\n{ann}spec:\n  project: default\n  destination: {{ server: https://kubernetes.default.svc, namespace: guestbook }}\n  source: {{ repoURL: \"{repo}\", path: env/test, targetRevision: main }}\n  syncPolicy: {{ syncOptions: [CreateNamespace=true] }}\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn webhook_installed_from_the_manifests_decides_real_writes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = bare_repo(
+        tmp.path(),
+        "gitops",
+        &[("env/test/kustomization.yaml", "resources: []\n")],
+    );
+    let main_sha = promote_tests::git(&repo, &["rev-parse", "main"])
+        .trim()
+        .to_owned();
+    let url = format!("file://{}", repo.display());
+    let port = reserved_port();
+    let sb = start(
+        &tmp.path().join("sb"),
+        &[(
+            "promote-webhook.promote-system",
+            format!("127.0.0.1:{port}").parse().unwrap(),
+        )],
+    )
+    .await;
+    let kc = sb.kubeconfig_path();
+    let certs_dir = tmp.path().join("certs");
+    let ca_bundle = certs(&certs_dir);
+    let sa_kc = tmp.path().join("webhook.kubeconfig");
+    std::fs::write(
+        &sa_kc,
+        sb.kubeconfig()
+            .replace("current-context: admin", "current-context: promote-webhook"),
+    )
+    .unwrap();
+
+    // Install as the README says: the Secret, then the manifests with the caBundle filled in.
+    ok(&kc, &["create", "namespace", "promote-system"]).await;
+    ok(
+        &kc,
+        &[
+            "create",
+            "secret",
+            "tls",
+            "promote-webhook-tls",
+            "-n",
+            "promote-system",
+            "--cert",
+            &certs_dir.join("tls.crt").display().to_string(),
+            "--key",
+            &certs_dir.join("tls.key").display().to_string(),
+        ],
+    )
+    .await;
+    let kc_s = kc.display().to_string();
+    let (good, out, err) = sh(
+        &workspace_root(),
+        r#"kubectl kustomize manifests/ | sed "s|caBundle: \"\"|caBundle: $CA_BUNDLE|" | kubectl apply -f -"#,
+        &[
+            ("KUBECONFIG", kc_s.as_str()),
+            ("CA_BUNDLE", ca_bundle.as_str()),
+        ],
+    );
+    assert!(good, "install failed:\n{err}\n{out}");
+    assert!(
+        out.contains(
+            "validatingwebhookconfiguration.admissionregistration.k8s.io/promote-webhook created"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("deployment.apps/promote-webhook created"),
+        "{out}"
+    );
+    let hook = Webhook::start(
+        tmp.path(),
+        port,
+        &certs_dir.join("tls.crt"),
+        &certs_dir.join("tls.key"),
+        &sa_kc,
+    );
+
+    let (good, _, err) = apply(&kc, "admin", PROJECT_YAML).await;
+    assert!(good, "{err}");
+    let (good, _, err) = apply(&kc, "admin", &stages_yaml(&url)).await;
+    assert!(good, "{err}");
+    // Stage validation: an invalid Stage is refused with field paths.
+    let bad_stage = "apiVersion: kargo.akuity.io/v1alpha1\nkind: Stage\nmetadata: { name: broken, namespace: kargo-demo }\nspec:\n  requestedFreight:\n    - origin: { kind: Warehouse, name: guestbook }\n      sources: { direct: true }\n    - origin: { kind: Warehouse, name: guestbook }\n      sources: { direct: true }\n";
+    let (good, _, err) = apply(&kc, "admin", bad_stage).await;
+    assert!(
+        !good
+            && err.contains("admission webhook \"stage.validate.promote.dev\" denied the request")
+            && err.contains("spec.requestedFreight[1]"),
+        "{err}"
+    );
+
+    // Freight: the name becomes the content hash, the alias a label.
+    let freight = "apiVersion: kargo.akuity.io/v1alpha1\nkind: Freight\nmetadata: { name: anything, namespace: kargo-demo }\nalias: first-light\norigin: { kind: Warehouse, name: guestbook }\nimages: [{ repoURL: nginx, tag: 1.25.0 }]\n";
+    let out = k(&kc, &["create", "-f", "-", "-o", "json"], Some(freight)).await;
+    assert!(out.0, "{}", out.2);
+    let f: Value = serde_json::from_str(&out.1).unwrap();
+    let freight_name = f["metadata"]["name"].as_str().unwrap().to_owned();
+    let expected = promote_api::freight_id::freight_id(&serde_json::from_value(f.clone()).unwrap());
+    assert_eq!(freight_name, expected);
+    assert_eq!(
+        f["metadata"]["labels"]["kargo.akuity.io/alias"],
+        "first-light"
+    );
+
+    // Promotions: alice may promote, bob may not.
+    let promo = format!(
+        "apiVersion: kargo.akuity.io/v1alpha1\nkind: Promotion\nmetadata: {{ name: whatever, namespace: kargo-demo }}\nspec: {{ stage: test, freight: {freight_name}, steps: [{{ uses: fake }}] }}\n"
+    );
+    let (good, _, err) = k(
+        &kc,
+        &["--context", "bob", "create", "-f", "-"],
+        Some(&promo),
+    )
+    .await;
+    assert!(!good && err.contains("user \"bob\" is not permitted to create Promotions for Stage \"test\" in project \"kargo-demo\""), "{err}");
+    let out = k(
+        &kc,
+        &["--context", "alice", "create", "-f", "-", "-o", "json"],
+        Some(&promo),
+    )
+    .await;
+    assert!(out.0, "{}", out.2);
+    let p: Value = serde_json::from_str(&out.1).unwrap();
+    let promo_name = p["metadata"]["name"].as_str().unwrap().to_owned();
+    assert!(
+        promo_name.starts_with("test.") && promo_name.ends_with(&freight_name[..7]),
+        "{promo_name}"
+    );
+    assert_eq!(
+        p["metadata"]["annotations"]["kargo.akuity.io/create-actor"],
+        "kubernetes:alice"
+    );
+    assert_eq!(p["spec"]["steps"][0]["uses"], "git-clone");
+    assert_eq!(p["metadata"]["ownerReferences"][0]["kind"], "Stage");
+    let (good, _, err) = k(
+        &kc,
+        &[
+            "--context",
+            "alice",
+            "-n",
+            "kargo-demo",
+            "patch",
+            "promotion",
+            &promo_name,
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"freight":"0000000"}}"#,
+        ],
+        None,
+    )
+    .await;
+    assert!(!good && err.contains("spec is immutable"), "{err}");
+
+    // Applications.
+    for (name, ann) in [
+        ("guestbook-test", Some("kargo-demo:test")),
+        ("guestbook-other", None),
+    ] {
+        let (good, _, err) = apply(&kc, "admin", &app_yaml(name, &url, ann)).await;
+        assert!(good, "{err}");
+    }
+    // bob may edit Applications but may not promote.
+    let (good, _, err) = patch_app(
+        &kc,
+        "bob",
+        "guestbook-test",
+        &promotion_op(&promo_name, "main"),
+    )
+    .await;
+    assert!(!good && err.contains("admission webhook \"application.validate.promote.dev\" denied the request: user \"bob\" is not permitted"), "{err}");
+    // An Application that does not authorize the Stage.
+    let (good, _, err) = patch_app(
+        &kc,
+        "alice",
+        "guestbook-other",
+        &promotion_op(&promo_name, "main"),
+    )
+    .await;
+    assert!(
+        !good
+            && err.contains(
+                "hint: annotate it with kargo.akuity.io/authorized-stage: \"kargo-demo:test\""
+            ),
+        "{err}"
+    );
+    // Authorizing and promoting in the same request.
+    let mut both = promotion_op(&promo_name, "main");
+    both["metadata"] =
+        json!({ "annotations": { "kargo.akuity.io/authorized-stage": "kargo-demo:test" } });
+    let (good, _, err) = patch_app(&kc, "alice", "guestbook-other", &both).await;
+    assert!(
+        !good && err.contains("a request cannot authorize itself"),
+        "{err}"
+    );
+    // The real thing: injected operation, then Argo CD syncs and clears it through the webhook's
+    // matchConditions (its writes never reach the webhook).
+    let mut sent = promotion_op(&promo_name, "main");
+    sent["operation"]["initiatedBy"] = json!({ "username": "mallory" });
+    let (good, _, err) = patch_app(&kc, "alice", "guestbook-test", &sent).await;
+    assert!(good, "{err}");
+    let done = wait_for(&sb, "argocd", "guestbook-test", |a| {
+        a.get("operation").is_none()
+            && a.pointer("/status/operationState/phase")
+                .and_then(Value::as_str)
+                == Some("Succeeded")
+    })
+    .await;
+    let op = &done["status"]["operationState"]["operation"];
+    assert_eq!(op["initiatedBy"]["username"], "alice", "{op}");
+    assert_eq!(op["info"][1]["value"], promo_name.as_str());
+    assert_eq!(op["sync"]["syncOptions"], json!(["CreateNamespace=true"]));
+    assert_eq!(
+        done["status"]["operationState"]["syncResult"]["revision"],
+        main_sha.as_str()
+    );
+    // Replaying the same (now finished) Promotion's operation is refused.
+    sb.request("admin", "PUT", &format!("/apis/kargo.akuity.io/v1alpha1/namespaces/kargo-demo/promotions/{promo_name}/status"), Some(&{
+        let live = sb.request("admin", "GET", &format!("/apis/kargo.akuity.io/v1alpha1/namespaces/kargo-demo/promotions/{promo_name}"), None).await.unwrap();
+        let mut l = live.clone();
+        l["status"] = json!({ "phase": "Succeeded" });
+        l
+    })).await.unwrap();
+    let (good, _, err) = patch_app(
+        &kc,
+        "alice",
+        "guestbook-test",
+        &promotion_op(&promo_name, "main"),
+    )
+    .await;
+    assert!(!good && err.contains("is already Succeeded"), "{err}");
+    let logs = hook.logs();
+    assert!(
+        logs.contains("msg=\"review\"") || logs.contains("review"),
+        "{logs}"
+    );
+    let (_, metrics) = hook.ops("/metrics").unwrap();
+    assert!(metrics.contains("promote_webhook_requests_total{path=\"/validate-argoproj-io-v1alpha1-application\",operation=\"UPDATE\",allowed=\"false\"}"), "{metrics}");
+
+    // The webhook goes down: Argo CD's own writes still pass; promotion writes fail closed.
+    drop(hook);
+    let (good, _, err) = patch_app(&kc, "admin", "guestbook-test", &json!({ "operation": { "initiatedBy": { "username": "admin" }, "sync": { "revision": "main" } } })).await;
+    assert!(good, "a plain sync must not need the webhook: {err}");
+    wait_for(&sb, "argocd", "guestbook-test", |a| {
+        a.get("operation").is_none()
+            && a.pointer("/status/operationState/operation/initiatedBy/username")
+                .and_then(Value::as_str)
+                == Some("admin")
+    })
+    .await;
+    let (good, _, err) = patch_app(
+        &kc,
+        "alice",
+        "guestbook-test",
+        &promotion_op("test.01j00000000000000000000000.aaaaaaa", "main"),
+    )
+    .await;
+    assert!(!good && err.contains("failed calling webhook"), "{err}");
+    let (good, _, err) = k(
+        &kc,
+        &["--context", "alice", "create", "-f", "-"],
+        Some(&promo),
+    )
+    .await;
+    assert!(!good && err.contains("failed calling webhook"), "{err}");
+    sb.stop().await;
+}
+
+fn review_body(i: usize) -> String {
+    let app = json!({ "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+        "metadata": { "name": format!("app-{i}"), "namespace": "argocd" },
+        "spec": { "source": { "repoURL": "https://example.com/x.git", "targetRevision": "main" } } });
+    json!({ "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+        "uid": format!("uid-{i}"), "kind": { "group": "argoproj.io", "version": "v1alpha1", "kind": "Application" },
+        "operation": "UPDATE", "userInfo": { "username": "system:serviceaccount:argocd:argocd-application-controller" },
+        "namespace": "argocd", "object": app, "oldObject": app } })
+    .to_string()
+}
+
+fn client(ca_pems: &[&str]) -> reqwest::Client {
+    let mut b = reqwest::Client::builder()
+        .use_preconfigured_tls({
+            use rustls::pki_types::pem::PemObject;
+            let mut roots = rustls::RootCertStore::empty();
+            for pem in ca_pems {
+                for c in rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes()) {
+                    roots.add(c.unwrap()).unwrap();
+                }
+            }
+            rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth()
+        })
+        .resolve(
+            "promote-webhook.promote-system.svc",
+            "127.0.0.1:0".parse().unwrap(),
+        );
+    b = b
+        .pool_max_idle_per_host(16)
+        .timeout(Duration::from_secs(10));
+    b.build().unwrap()
+}
+
+/// Write a certificate pair the way the kubelet updates a mounted Secret: into a fresh
+/// timestamped directory, then an atomic swap of the `..data` symlink.
+fn kubelet_swap(dir: &Path, generation: usize, cert: &str, key: &str) {
+    let ts = dir.join(format!("..gen_{generation}"));
+    std::fs::create_dir_all(&ts).unwrap();
+    std::fs::write(ts.join("tls.crt"), cert).unwrap();
+    std::fs::write(ts.join("tls.key"), key).unwrap();
+    let tmp = dir.join("..data_tmp");
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(format!("..gen_{generation}"), &tmp).unwrap();
+    std::fs::rename(&tmp, dir.join("..data")).unwrap();
+    for f in ["tls.crt", "tls.key"] {
+        if std::fs::symlink_metadata(dir.join(f)).is_err() {
+            std::os::unix::fs::symlink(format!("..data/{f}"), dir.join(f)).unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn server_reloads_certificates_under_load_and_shuts_down_gracefully() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let tmp = tempfile::tempdir().unwrap();
+    let names = promote_webhook::tls::service_names("promote-webhook", "promote-system");
+    let first = promote_webhook::tls::generate("ca-1", &names).unwrap();
+    let second = promote_webhook::tls::generate("ca-2", &names).unwrap();
+    let tls_dir = tmp.path().join("tls");
+    std::fs::create_dir_all(&tls_dir).unwrap();
+    kubelet_swap(&tls_dir, 1, &first.cert_pem, &first.key_pem);
+    // An API server that answers slowly, so a review needing a lookup is in flight on SIGTERM.
+    let api = promote_tests::HttpServer::start(|_req| {
+        std::thread::sleep(Duration::from_millis(1500));
+        ("404 Not Found".into(), vec![("Content-Type".into(), "application/json".into())], br#"{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotFound","code":404,"message":"not found"}"#.to_vec())
+    });
+    let kc = tmp.path().join("kubeconfig");
+    std::fs::write(&kc, format!("apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: http://127.0.0.1:{}\nusers:\n- name: u\n  user:\n    token: t\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\n", api.port)).unwrap();
+    let port = reserved_port();
+    let mut hook = Webhook::start(
+        tmp.path(),
+        port,
+        &tls_dir.join("tls.crt"),
+        &tls_dir.join("tls.key"),
+        &kc,
+    );
+    let base = format!("https://promote-webhook.promote-system.svc:{port}");
+    let url = format!("{base}/validate-argoproj-io-v1alpha1-application?timeout=10s");
+    let both = client(&[&first.ca_pem, &second.ca_pem]);
+
+    // Load: 8 keep-alive clients sending reviews until told to stop.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for w in 0..8 {
+        let (c, url, stop, sent, failed) = (
+            both.clone(),
+            url.clone(),
+            stop.clone(),
+            sent.clone(),
+            failed.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            let mut i = w * 1_000_000;
+            while !stop.load(Ordering::SeqCst) {
+                i += 1;
+                let r = c
+                    .post(&url)
+                    .header("Content-Type", "application/json")
+                    .body(review_body(i))
+                    .send()
+                    .await;
+                match r {
+                    Ok(r) if r.status() == 200 => {
+                        let v: Value = r.json().await.unwrap_or_default();
+                        if v["response"]["allowed"] != true
+                            || v["response"]["uid"] != format!("uid-{i}").as_str()
+                        {
+                            failed.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                    _ => {
+                        failed.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+                sent.fetch_add(1, Ordering::SeqCst);
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Rotation to a new pair: fresh connections soon present the new certificate.
+    kubelet_swap(&tls_dir, 2, &second.cert_pem, &second.key_pem);
+    let only_second = client(&[&second.ca_pem]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let fresh = client(&[&second.ca_pem]);
+        if fresh.post(&url).body(review_body(1)).send().await.is_ok() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new certificate was never served:\n{}",
+            hook.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A broken rotation (certificate and key that do not match) keeps the working pair.
+    kubelet_swap(&tls_dir, 3, &first.cert_pem, &second.key_pem);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let r = client(&[&second.ca_pem])
+        .post(&url)
+        .body(review_body(2))
+        .send()
+        .await;
+    assert!(
+        r.is_ok_and(|r| r.status() == 200),
+        "the old pair must stay in use"
+    );
+    stop.store(true, Ordering::SeqCst);
+    for w in workers {
+        w.await.unwrap();
+    }
+    let (sent, failed) = (sent.load(Ordering::SeqCst), failed.load(Ordering::SeqCst));
+    assert!(sent > 100, "only {sent} reviews under load");
+    assert_eq!(
+        failed, 0,
+        "{failed} of {sent} reviews failed during rotation"
+    );
+    let (_, metrics) = hook.ops("/metrics").unwrap();
+    assert!(
+        metrics.contains("promote_webhook_certificate_reloads_total{result=\"ok\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("promote_webhook_certificate_reloads_total{result=\"error\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        hook.logs()
+            .contains("keeping the previous serving certificate")
+    );
+
+    // Bad bodies get 400 with a JSON error, oversized ones 413, unknown paths 404.
+    let r = only_second
+        .post(&url)
+        .body("not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["error"].as_str().unwrap().contains("not JSON"), "{v}");
+    let r = only_second
+        .post(&url)
+        .body(r#"{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview","request":{}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(17 * 1024 * 1024));
+    let r = only_second.post(&url).body(big).send().await.unwrap();
+    assert_eq!(r.status(), 413);
+    let r = only_second
+        .post(format!("{base}/nope"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    // A 1.5 MiB Application review (twice: object and oldObject) fits.
+    let mut body: Value = serde_json::from_str(&review_body(3)).unwrap();
+    body["request"]["object"]["status"] = json!({ "history": "y".repeat(1_500_000) });
+    body["request"]["oldObject"]["status"] = json!({ "history": "z".repeat(1_500_000) });
+    let r = only_second
+        .post(&url)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Plain HTTP on the TLS port is refused.
+    let plain = reqwest::Client::new()
+        .post(format!(
+            "http://127.0.0.1:{port}/validate-argoproj-io-v1alpha1-application"
+        ))
+        .body(review_body(4))
+        .send()
+        .await;
+    assert!(plain.is_err() || plain.is_ok_and(|r| r.status() != 200));
+
+    // SIGTERM while a review waits on the (slow) API server: it is answered, then the server exits.
+    let promo = json!({ "apiVersion": "kargo.akuity.io/v1alpha1", "kind": "Promotion",
+        "metadata": { "name": "p", "namespace": "kargo-demo" }, "spec": { "stage": "test", "freight": "abc" } });
+    let review = json!({ "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+        "uid": "slow", "kind": { "group": "kargo.akuity.io", "version": "v1alpha1", "kind": "Promotion" },
+        "operation": "CREATE", "userInfo": { "username": "alice" }, "namespace": "kargo-demo", "object": promo } });
+    let c2 = only_second.clone();
+    let url2 = format!("{base}/mutate-kargo-akuity-io-v1alpha1-promotion");
+    let in_flight =
+        tokio::spawn(async move { c2.post(&url2).body(review.to_string()).send().await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &hook.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let answered = in_flight.await.unwrap().unwrap();
+    assert_eq!(answered.status(), 200);
+    let v: Value = answered.json().await.unwrap();
+    assert_eq!(v["response"]["uid"], "slow");
+    let status = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(s) = hook.child.try_wait().unwrap() {
+                return (s, hook.logs());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the webhook did not exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        status.0.success(),
+        "exit status {:?}\n{}",
+        status.0,
+        status.1
+    );
+    assert!(status.1.contains("shutting down"), "{}", status.1);
+}
+
+#[test]
+fn review_command_evaluates_offline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let objects = tmp.path().join("objects");
+    std::fs::create_dir_all(&objects).unwrap();
+    std::fs::write(objects.join("promotion.yaml"), "apiVersion: kargo.akuity.io/v1alpha1\nkind: Promotion\nmetadata: { name: test.01j00000000000000000000000.abcdef0, namespace: kargo-demo, annotations: { kargo.akuity.io/create-actor: 'kubernetes:alice' } }\nspec: { stage: test, freight: abcdef0123, steps: [{ uses: argocd-update }] }\n").unwrap();
+    let app = json!({ "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+        "metadata": { "name": "guestbook", "namespace": "argocd", "annotations": { "kargo.akuity.io/authorized-stage": "kargo-demo:prod" } },
+        "spec": { "source": { "repoURL": "https://example.com/x.git", "targetRevision": "main" } } });
+    let mut new = app.clone();
+    new["operation"] = json!({ "info": [{ "name": "kargo.akuity.io/promotion", "value": "test.01j00000000000000000000000.abcdef0" }, { "name": "kargo.akuity.io/project", "value": "kargo-demo" }], "sync": { "revision": "abc" } });
+    let review = json!({ "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+        "uid": "u-1", "kind": { "group": "argoproj.io", "version": "v1alpha1", "kind": "Application" },
+        "operation": "UPDATE", "userInfo": { "username": "alice" }, "namespace": "argocd", "object": new, "oldObject": app } });
+    std::fs::write(tmp.path().join("review.json"), review.to_string()).unwrap();
+    let run = |extra: &[&str]| {
+        let out = Command::new(bin("promote-webhook").unwrap())
+            .current_dir(tmp.path())
+            .args(["review", "-f", "review.json", "--objects", "objects"])
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, out) = run(&["--can-promote"]);
+    assert_eq!(code, Some(1), "{out}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["response"]["status"]["code"], 403);
+    assert!(
+        v["response"]["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("kargo.akuity.io/authorized-stage: \"kargo-demo:test\"")
+    );
+    let (code, out) = run(&["--can-promote", "--mutate"]);
+    assert_eq!(code, Some(0), "{out}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["response"]["patchType"], "JSONPatch");
+}
