@@ -12,7 +12,13 @@ with `git daemon` on 127.0.0.1, and times in the same run, interleaved:
 
 Every run edits one values file and pushes one commit. Prints a Markdown table of medians.
 
-usage: bench/git_phase.py [--files N] [--commits N] [--runs N] [--promote PATH]
+With --history-factor F it also builds a second repository with F times the commits (same files)
+and times (b) against both, interleaved, to show how a warm promotion scales with history length.
+
+The server repositories are maintained the way Git hosts keep theirs: fully repacked with a
+reachability bitmap and a commit-graph.
+
+usage: bench/git_phase.py [--files N] [--commits N] [--runs N] [--promote PATH] [--history-factor F]
 """
 import argparse
 import os
@@ -71,7 +77,8 @@ def build_repo(path, files, commits):
         sys.exit("fast-import failed")
     for k, v in [("uploadpack.allowFilter", "true"), ("uploadpack.allowAnySHA1InWant", "true"), ("daemon.receivepack", "true"), ("gc.auto", "0")]:
         sh("git", "config", k, v, cwd=path)
-    sh("git", "repack", "-adq", cwd=path)
+    sh("git", "repack", "-adbq", cwd=path)
+    sh("git", "commit-graph", "write", "--reachable", cwd=path)
 
 
 def free_port():
@@ -140,6 +147,7 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--promote", default="target/release/kubectl-promote")
     ap.add_argument("--label", default="")
+    ap.add_argument("--history-factor", type=int, default=0)
     args = ap.parse_args()
     promote = os.path.abspath(args.promote)
     root = tempfile.mkdtemp(prefix="promote-bench-")
@@ -186,12 +194,32 @@ def main():
             results["b"].append(timed(lambda: run_promote(warm_cache)))
             results["c"].append(timed(lambda: cli(False, i)))
             results["d"].append(timed(lambda: cli(True, i)))
+        history = None
+        if args.history_factor:
+            t0 = time.perf_counter()
+            big = os.path.join(root, "gitops-long.git")
+            build_repo(big, args.files, args.commits * args.history_factor)
+            print(f"# long-history repository: {args.commits * args.history_factor} commits, {sh('du', '-sh', big).split()[0]} (built in {time.perf_counter() - t0:.1f}s)", file=sys.stderr)
+            man_big = os.path.join(root, "kargo-long")
+            manifests(man_big, f"git://127.0.0.1:{port}/gitops-long.git", 1)
+            cache_big = os.path.join(root, "warm-cache-long")
+            sh(promote, "stage/test", "--freight-alias", "bench", "--local", man_big, "-q", "-o", "name", "--cache-dir", cache_big)
+            short, long_ = [], []
+            for i in range(args.runs):
+                short.append(timed(lambda: run_promote(warm_cache)))
+                long_.append(timed(lambda: sh(promote, "stage/test", "--freight-alias", "bench", "--local", man_big, "-q", "-o", "name", "--cache-dir", cache_big)))
+            history = (statistics.median(short), statistics.median(long_))
         daemon.kill()
         med = {k: statistics.median(v) for k, v in results.items()}
         label = args.label or f"{args.files} files, {args.commits} commits"
         print(f"| {label} | a: promote cold | b: promote warm | c: clone+commit+push | d: shallow blobless sparse clone+commit+push | a/d | b/c |")
         print("|---|---|---|---|---|---|---|")
         print(f"| median of {args.runs} (s) | {med['a']:.3f} | {med['b']:.3f} | {med['c']:.3f} | {med['d']:.3f} | {med['a']/med['d']:.2f} | {med['b']/med['c']:.3f} |")
+        if history:
+            print()
+            print(f"| warm promotion, same run | {args.commits} commits | {args.commits * args.history_factor} commits | growth |")
+            print("|---|---|---|---|")
+            print(f"| median of {args.runs} (s) | {history[0]:.3f} | {history[1]:.3f} | {history[1]/history[0]:.2f}x |")
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

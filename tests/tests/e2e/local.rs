@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use promote_tests::{HttpServer, bare_repo, bin, git, git_daemon, git_http, sshd};
+use promote_tests::{HttpServer, bare_repo, bin, git, git_daemon, git_http, sshd, workspace_root};
 use serde_json::{Value, json};
 
 const KUSTOMIZATION: &str = "# overlay\napiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n- ../../base\nimages:\n- name: nginx\n  newTag: \"1.24.0\" # promoted\n";
@@ -548,4 +548,28 @@ fn git_open_pr_against_fake_github_gitlab_and_gitea() {
         assert!(auth.ends_with("-tok"), "{provider}: {auth}");
         assert!(!String::from_utf8_lossy(&demo.promote("dev", &[], &[]).stderr).contains("-tok"));
     }
+}
+
+/// The README's quick start, as written.
+#[test]
+fn quickstart_script_promotes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(workspace_root().join("examples/quickstart/run.sh"))
+        .arg(tmp.path().join("qs"))
+        .env("KUBECTL_PROMOTE", bin("kubectl-promote").unwrap())
+        .env("XDG_CACHE_HOME", tmp.path().join("cache"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("[4/5] git-push             Succeeded pushed"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("The commit it pushed:"), "{stdout}");
+    assert!(
+        stdout.contains("env/dev/kustomization.yaml | 2 +-"),
+        "{stdout}"
+    );
 }
