@@ -118,6 +118,9 @@ pub struct ServeArgs {
         default_value = "system:serviceaccount:kube-system:generic-garbage-collector,system:serviceaccount:kube-system:namespace-controller"
     )]
     pub trusted_deleters: Vec<String>,
+    /// Benchmarks only: answer every review "allowed" without deciding (the ceiling of the stack).
+    #[arg(long, hide = true)]
+    pub bench_noop: bool,
 }
 
 #[derive(Args, Debug)]
@@ -246,6 +249,7 @@ async fn serve(a: ServeArgs) -> Result<ExitCode, String> {
         shutdown_grace: a.shutdown_grace,
         log_format: a.log_format,
         policy,
+        noop: a.bench_noop,
     };
     let ttl = if a.access_cache_ttl.is_zero() {
         ACCESS_TTL

@@ -77,6 +77,8 @@ pub struct Options {
     pub shutdown_grace: Duration,
     pub log_format: LogFormat,
     pub policy: Policy,
+    /// Answer every review "allowed" without reading it: the ceiling benchmarks compare against.
+    pub noop: bool,
 }
 
 /// Shared state of the review handlers.
@@ -98,6 +100,23 @@ pub fn router<C: Cluster + 'static>(state: Arc<AppState<C>>, body_limit: usize) 
     r.fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
+}
+
+/// The same stack (TLS, HTTP/1.1, body limit, body read) with a handler that decides nothing.
+pub fn noop_router(body_limit: usize) -> Router {
+    let mut r = Router::new();
+    for hook in Hook::ALL {
+        r = r.route(
+            hook.path(),
+            post(|_body: Bytes| async {
+                (
+                    [(header::CONTENT_TYPE, "application/json")],
+                    r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"","allowed":true}}"#,
+                )
+            }),
+        );
+    }
+    r.layer(DefaultBodyLimit::max(body_limit))
 }
 
 async fn not_found(uri: Uri) -> Response {
@@ -286,7 +305,11 @@ pub async fn serve<C: Cluster + 'static>(opts: Options, cluster: C) -> anyhow::R
         request_timeout: opts.request_timeout,
         log_format: fmt,
     });
-    let app = router(state, opts.body_limit);
+    let app = if opts.noop {
+        noop_router(opts.body_limit)
+    } else {
+        router(state, opts.body_limit)
+    };
 
     let listener = std::net::TcpListener::bind(opts.listen)
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", opts.listen))?;

@@ -194,8 +194,29 @@ pub enum ReviewError {
     WrongKind { expected: &'static str, got: String },
 }
 
+/// The review envelope, parsed in one pass (the common case).
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(default, rename = "apiVersion")]
+    api_version: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    request: Option<Request>,
+}
+
 /// Parse an AdmissionReview v1 body.
 pub fn parse_review(body: &[u8]) -> Result<Request, ReviewError> {
+    // One pass straight into the request (objects become JSON values once); only a body that
+    // does not fit is parsed again, loosely, to say precisely what is wrong with it.
+    if let Ok(env) = serde_json::from_slice::<Envelope>(body)
+        && env.api_version == "admission.k8s.io/v1"
+        && env.kind == "AdmissionReview"
+        && let Some(req) = env.request
+        && !req.uid.is_empty()
+    {
+        return Ok(req);
+    }
     let mut v: Value =
         serde_json::from_slice(body).map_err(|e| ReviewError::NotJson(e.to_string()))?;
     let api_version = v.get("apiVersion").and_then(Value::as_str).unwrap_or("");

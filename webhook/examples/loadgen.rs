@@ -1,0 +1,133 @@
+//! Load generator for `bench/webhook.py`: POSTs one AdmissionReview body over TLS with keep-alive
+//! from N connections, closed loop (as fast as answers come) or open loop at a fixed rate (latency
+//! measured from each request's scheduled time, so a stalled server is not hidden). Prints one
+//! JSON line: requests, errors, rps, p50/p99/max in milliseconds.
+//!
+//! usage: loadgen --url URL --ca FILE --body FILE [--resolve HOST=IP:PORT] [--connections 64]
+//!        [--rate 0] [--seconds 10]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a benchmark tool
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustls::pki_types::pem::PemObject;
+
+fn arg(args: &[String], name: &str, default: &str) -> String {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+        .unwrap_or_else(|| default.to_owned())
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let url = arg(&args, "--url", "");
+    let ca = std::fs::read(arg(&args, "--ca", "")).expect("--ca FILE");
+    let body = bytes::Bytes::from(std::fs::read(arg(&args, "--body", "")).expect("--body FILE"));
+    let conns: usize = arg(&args, "--connections", "64").parse().unwrap();
+    let rate: f64 = arg(&args, "--rate", "0").parse().unwrap();
+    let seconds: f64 = arg(&args, "--seconds", "10").parse().unwrap();
+    let resolve = arg(&args, "--resolve", "");
+
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(&ca) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let mut b = reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .http1_only()
+        .pool_max_idle_per_host(conns)
+        .timeout(Duration::from_secs(10));
+    if let Some((host, addr)) = resolve.split_once('=') {
+        b = b.resolve(host, addr.parse().unwrap());
+    }
+    let client = b.build().unwrap();
+
+    let start = Instant::now();
+    let end = start + Duration::from_secs_f64(seconds);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Instant>(conns * 4);
+    let rx = Arc::new(tokio::sync::Mutex::new(rx));
+    let mut workers = Vec::new();
+    for _ in 0..conns {
+        let (client, url, body, rx) = (client.clone(), url.clone(), body.clone(), rx.clone());
+        workers.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0usize;
+            loop {
+                let scheduled = if rate > 0.0 {
+                    match rx.lock().await.recv().await {
+                        Some(t) => t,
+                        None => break,
+                    }
+                } else {
+                    if Instant::now() >= end {
+                        break;
+                    }
+                    Instant::now()
+                };
+                let r = client
+                    .post(&url)
+                    .header("Content-Type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await;
+                let ok = match r {
+                    Ok(r) => r.status() == 200 && r.bytes().await.is_ok(),
+                    Err(_) => false,
+                };
+                if ok {
+                    lat.push(scheduled.elapsed());
+                } else {
+                    errors += 1;
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    if rate > 0.0 {
+        let interval = Duration::from_secs_f64(1.0 / rate);
+        let mut next = Instant::now();
+        while next < end {
+            tokio::time::sleep_until(next.into()).await;
+            if tx.send(next).await.is_err() {
+                break;
+            }
+            next += interval;
+        }
+    }
+    drop(tx);
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for w in workers {
+        let (l, e) = w.await.unwrap();
+        all.extend(l);
+        errors += e;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    all.sort();
+    let pct = |p: f64| -> f64 {
+        if all.is_empty() {
+            return 0.0;
+        }
+        let i = ((all.len() as f64 * p).ceil() as usize).clamp(1, all.len()) - 1;
+        all[i].as_secs_f64() * 1e3
+    };
+    println!(
+        "{{\"requests\":{},\"errors\":{},\"rps\":{:.1},\"p50_ms\":{:.3},\"p99_ms\":{:.3},\"max_ms\":{:.3}}}",
+        all.len(),
+        errors,
+        all.len() as f64 / elapsed,
+        pct(0.50),
+        pct(0.99),
+        pct(1.0)
+    );
+}
