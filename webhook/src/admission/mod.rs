@@ -147,12 +147,90 @@ pub struct Request {
     pub operation: Operation,
     #[serde(default)]
     pub user_info: UserInfo,
-    #[serde(default)]
+    /// The object after the request, without `status` other than `status.operationState` (see
+    /// [`slim_object`]).
+    #[serde(default, deserialize_with = "slim_object")]
     pub object: Option<Value>,
-    #[serde(default)]
+    /// The stored object before the request, slimmed the same way.
+    #[serde(default, deserialize_with = "slim_object")]
     pub old_object: Option<Value>,
     #[serde(default)]
     pub dry_run: bool,
+}
+
+/// Deserialize an object keeping everything except `status`, of which only `operationState`
+/// is kept. No decision reads more of a request object's status (Argo CD's operation state is the
+/// one status field an Application decision needs), and status is where the bulk of a large
+/// Application lives (resources, history): skipping it without building values is what keeps a
+/// 2 MB review cheap. Patches computed on the slim object address the same paths in the full one.
+fn slim_object<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    use serde::de::{IgnoredAny, MapAccess, Visitor};
+    use std::fmt;
+
+    struct Status;
+    impl<'de> Visitor<'de> for Status {
+        type Value = Value;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a status object")
+        }
+        fn visit_unit<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+        fn visit_none<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+            let mut out = serde_json::Map::new();
+            while let Some(k) = map.next_key::<String>()? {
+                if k == "operationState" {
+                    out.insert(k, map.next_value::<Value>()?);
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(Value::Object(out))
+        }
+    }
+    struct StatusSeed;
+    impl<'de> serde::de::DeserializeSeed<'de> for StatusSeed {
+        type Value = Value;
+        fn deserialize<D2: serde::Deserializer<'de>>(self, d: D2) -> Result<Value, D2::Error> {
+            d.deserialize_any(Status)
+        }
+    }
+
+    struct Object;
+    impl<'de> Visitor<'de> for Object {
+        type Value = Option<Value>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an object or null")
+        }
+        fn visit_unit<E>(self) -> Result<Option<Value>, E> {
+            Ok(None)
+        }
+        fn visit_none<E>(self) -> Result<Option<Value>, E> {
+            Ok(None)
+        }
+        fn visit_some<D2: serde::Deserializer<'de>>(
+            self,
+            d: D2,
+        ) -> Result<Option<Value>, D2::Error> {
+            d.deserialize_map(Object)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<Value>, A::Error> {
+            let mut out = serde_json::Map::new();
+            while let Some(k) = map.next_key::<String>()? {
+                let v = if k == "status" {
+                    map.next_value_seed(StatusSeed)?
+                } else {
+                    map.next_value::<Value>()?
+                };
+                out.insert(k, v);
+            }
+            Ok(Some(Value::Object(out)))
+        }
+    }
+    d.deserialize_option(Object)
 }
 
 impl Request {

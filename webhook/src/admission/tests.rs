@@ -1075,3 +1075,27 @@ fn response_snapshots() {
     let patch: Value = serde_json::to_value(&mutated.patch).unwrap();
     insta::assert_json_snapshot!("application_mutated_patch", patch);
 }
+
+#[test]
+fn request_objects_keep_only_the_operation_state_of_status() {
+    let mut a = app(Some("kargo-demo:test"));
+    a["status"]["resources"] = json!([{ "kind": "Deployment", "name": "x" }]);
+    let req = request("Application", "UPDATE", Some(&a), Some(&a), "alice");
+    let obj = req.object.unwrap();
+    assert_eq!(
+        obj["status"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>(),
+        vec!["operationState"]
+    );
+    assert_eq!(obj["status"]["operationState"]["phase"], json!("Succeeded"));
+    assert_eq!(obj["spec"], a["spec"]);
+    let mut b = app(None);
+    b["status"] = Value::Null;
+    let req = request("Application", "UPDATE", Some(&b), Some(&b), "alice");
+    assert_eq!(req.object.unwrap()["status"], Value::Null);
+    let req = request("Application", "DELETE", Some(&b), None, "alice");
+    assert!(req.object.is_none());
+}
