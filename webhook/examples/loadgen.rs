@@ -5,8 +5,6 @@
 //!
 //! usage: loadgen --url URL --ca FILE --body FILE [--resolve HOST=IP:PORT] [--connections 64]
 //!        [--rate 0] [--seconds 10]
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a benchmark tool
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,26 +18,29 @@ fn arg(args: &[String], name: &str, default: &str) -> String {
         .unwrap_or_else(|| default.to_owned())
 }
 
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
 #[tokio::main]
-async fn main() {
+async fn main() -> Result<(), Error> {
     let args: Vec<String> = std::env::args().collect();
     let url = arg(&args, "--url", "");
-    let ca = std::fs::read(arg(&args, "--ca", "")).expect("--ca FILE");
-    let body = bytes::Bytes::from(std::fs::read(arg(&args, "--body", "")).expect("--body FILE"));
-    let conns: usize = arg(&args, "--connections", "64").parse().unwrap();
-    let rate: f64 = arg(&args, "--rate", "0").parse().unwrap();
-    let seconds: f64 = arg(&args, "--seconds", "10").parse().unwrap();
+    let ca = std::fs::read(arg(&args, "--ca", "")).map_err(|e| format!("--ca FILE: {e}"))?;
+    let body = bytes::Bytes::from(
+        std::fs::read(arg(&args, "--body", "")).map_err(|e| format!("--body FILE: {e}"))?,
+    );
+    let conns: usize = arg(&args, "--connections", "64").parse()?;
+    let rate: f64 = arg(&args, "--rate", "0").parse()?;
+    let seconds: f64 = arg(&args, "--seconds", "10").parse()?;
     let resolve = arg(&args, "--resolve", "");
 
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls::pki_types::CertificateDer::pem_slice_iter(&ca) {
-        roots.add(c.unwrap()).unwrap();
+        roots.add(c?)?;
     }
     let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
+    .with_safe_default_protocol_versions()?
     .with_root_certificates(roots)
     .with_no_client_auth();
     let mut b = reqwest::Client::builder()
@@ -48,9 +49,9 @@ async fn main() {
         .pool_max_idle_per_host(conns)
         .timeout(Duration::from_secs(10));
     if let Some((host, addr)) = resolve.split_once('=') {
-        b = b.resolve(host, addr.parse().unwrap());
+        b = b.resolve(host, addr.parse()?);
     }
-    let client = b.build().unwrap();
+    let client = b.build()?;
 
     let start = Instant::now();
     let end = start + Duration::from_secs_f64(seconds);
@@ -108,7 +109,7 @@ async fn main() {
     let mut all = Vec::new();
     let mut errors = 0;
     for w in workers {
-        let (l, e) = w.await.unwrap();
+        let (l, e) = w.await?;
         all.extend(l);
         errors += e;
     }
@@ -130,4 +131,5 @@ async fn main() {
         pct(0.99),
         pct(1.0)
     );
+    Ok(())
 }
