@@ -344,8 +344,7 @@ async fn review(a: ReviewArgs) -> Result<ExitCode, String> {
                 None => StaticCluster::default(),
             };
             if a.can_promote {
-                cluster.promoters = Some(vec![("*".into(), req.namespace.clone(), "*".into())]);
-                allow_all_namespaces(&mut cluster);
+                cluster.promoters = Some(vec![("*".into(), "*".into(), "*".into())]);
             }
             admission::review(hook, &req, &cluster, &policy).await
         }
@@ -358,22 +357,4 @@ async fn review(a: ReviewArgs) -> Result<ExitCode, String> {
     } else {
         ExitCode::from(1)
     })
-}
-
-/// `--can-promote` covers every project the objects mention (a promotion write's Promotion may
-/// live outside the Application's namespace).
-fn allow_all_namespaces(c: &mut StaticCluster) {
-    let mut namespaces: Vec<String> = c
-        .stages
-        .iter()
-        .map(|s| s.project().to_owned())
-        .chain(c.promotions.iter().map(|p| p.project().to_owned()))
-        .collect();
-    namespaces.sort();
-    namespaces.dedup();
-    if let Some(list) = c.promoters.as_mut() {
-        for ns in namespaces {
-            list.push(("*".into(), ns, "*".into()));
-        }
-    }
 }

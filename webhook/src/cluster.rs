@@ -206,8 +206,9 @@ pub struct StaticCluster {
     pub stages: Vec<Stage>,
     pub tasks: Vec<PromotionTask>,
     pub freight: Vec<Freight>,
-    /// `(user, namespace, stage)` triples allowed to promote; `None` answers every access
-    /// question with an error explaining that offline reviews cannot check RBAC.
+    /// `(user, namespace, stage)` triples allowed to promote, `*` matching anything; `None`
+    /// answers every access question with an error explaining that offline reviews cannot check
+    /// RBAC.
     pub promoters: Option<Vec<(String, String, String)>>,
 }
 
@@ -286,51 +287,39 @@ fn collect_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) -> Result<(), St
     Ok(())
 }
 
+fn find<K: kube::Resource + Clone>(list: &[K], ns: &str, name: &str) -> Option<K> {
+    list.iter()
+        .find(|o| ns_name(o.meta()) == (ns, name))
+        .cloned()
+}
+
+fn in_namespace<K: kube::Resource + Clone>(list: &[K], ns: &str) -> Vec<K> {
+    list.iter()
+        .filter(|o| o.meta().namespace.as_deref() == Some(ns))
+        .cloned()
+        .collect()
+}
+
 impl Cluster for StaticCluster {
     async fn promotion(&self, ns: &str, name: &str) -> Result<Option<Promotion>, String> {
-        Ok(self
-            .promotions
-            .iter()
-            .find(|p| ns_name(&p.metadata) == (ns, name))
-            .cloned())
+        Ok(find(&self.promotions, ns, name))
     }
     async fn stage(&self, ns: &str, name: &str) -> Result<Option<Stage>, String> {
-        Ok(self
-            .stages
-            .iter()
-            .find(|s| ns_name(&s.metadata) == (ns, name))
-            .cloned())
+        Ok(find(&self.stages, ns, name))
     }
     async fn stages(&self, ns: &str) -> Result<Vec<Stage>, String> {
-        Ok(self
-            .stages
-            .iter()
-            .filter(|s| s.project() == ns)
-            .cloned()
-            .collect())
+        Ok(in_namespace(&self.stages, ns))
     }
     async fn tasks(&self, ns: &str) -> Result<Vec<PromotionTask>, String> {
-        Ok(self
-            .tasks
-            .iter()
-            .filter(|t| t.metadata.namespace.as_deref() == Some(ns))
-            .cloned()
-            .collect())
+        Ok(in_namespace(&self.tasks, ns))
     }
     async fn freight(&self, ns: &str, name: &str) -> Result<Option<Freight>, String> {
-        Ok(self
-            .freight
-            .iter()
-            .find(|f| ns_name(&f.metadata) == (ns, name))
-            .cloned())
+        Ok(find(&self.freight, ns, name))
     }
     async fn freight_by_alias(&self, ns: &str, alias: &str) -> Result<Vec<Freight>, String> {
-        Ok(self
-            .freight
-            .iter()
-            .filter(|f| f.metadata.namespace.as_deref() == Some(ns) && f.alias() == Some(alias))
-            .cloned()
-            .collect())
+        let mut out = in_namespace(&self.freight, ns);
+        out.retain(|f| f.alias() == Some(alias));
+        Ok(out)
     }
     async fn may_promote(&self, user: &UserInfo, ns: &str, stage: &str) -> Access {
         match &self.promoters {
@@ -340,7 +329,11 @@ impl Cluster for StaticCluster {
             Some(list) => {
                 if list
                     .iter()
-                    .any(|(u, n, s)| (u == &user.username || u == "*") && n == ns && (s == stage || s == "*"))
+                    .any(|(u, n, s)| {
+                        [(u, user.username.as_str()), (n, ns), (s, stage)]
+                            .iter()
+                            .all(|(pattern, value)| pattern.as_str() == "*" || pattern == value)
+                    })
                 {
                     Access::Allowed
                 } else {

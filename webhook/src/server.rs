@@ -95,7 +95,14 @@ pub struct AppState<C> {
 pub fn router<C: Cluster + 'static>(state: Arc<AppState<C>>, body_limit: usize) -> Router {
     let mut r = Router::new();
     for hook in Hook::ALL {
-        r = r.route(hook.path(), post(handle::<C>));
+        r = r.route(
+            hook.path(),
+            post(
+                move |state: State<Arc<AppState<C>>>,
+                      query: Query<HashMap<String, String>>,
+                      body: Bytes| handle(hook, state, query, body),
+            ),
+        );
     }
     r.fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
@@ -139,20 +146,17 @@ fn query_timeout(q: &HashMap<String, String>, max: Duration) -> Duration {
 }
 
 async fn handle<C: Cluster + 'static>(
+    hook: Hook,
     State(state): State<Arc<AppState<C>>>,
-    uri: Uri,
     Query(query): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> Response {
     let start = Instant::now();
-    let path = uri.path().to_owned();
-    let Some(hook) = Hook::from_path(&path) else {
-        return not_found(uri).await;
-    };
+    let path = hook.path();
     let req = match admission::parse_review(&body) {
         Ok(r) => r,
         Err(e) => {
-            state.metrics.bad_request(&path);
+            state.metrics.bad_request(path);
             log(
                 state.log_format,
                 "warn",
@@ -190,7 +194,7 @@ async fn handle<C: Cluster + 'static>(
     let took = start.elapsed();
     state
         .metrics
-        .review(&path, req.operation.as_str(), verdict.allowed, took);
+        .review(path, req.operation.as_str(), verdict.allowed, took);
     let mut fields = vec![
         ("uid", json!(req.uid)),
         ("path", json!(path)),

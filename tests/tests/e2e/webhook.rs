@@ -502,7 +502,10 @@ async fn webhook_installed_from_the_manifests_decides_real_writes() {
     assert!(!good && err.contains("is already Succeeded"), "{err}");
     let logs = hook.logs();
     assert!(
-        logs.contains("msg=\"review\"") || logs.contains("review"),
+        logs.lines().any(|l| l.contains(" review uid=")
+            && l.contains("path=/validate-argoproj-io-v1alpha1-application")
+            && l.contains("user=bob")
+            && l.contains("allowed=false")),
         "{logs}"
     );
     let (_, metrics) = hook.ops("/metrics").unwrap();

@@ -16,9 +16,9 @@ use promote_api::argocd::{
 use promote_api::authorized_stage;
 use promote_api::keys::{ARGOCD_REFRESH, AUTHORIZED_STAGE, LOCKDOWN};
 use promote_api::types::Promotion;
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
-use super::{Facts, Hook, Operation, Policy, Request, Verdict, diff, promote_denied};
+use super::{Facts, Hook, Operation, Policy, Request, Verdict, diff, promote_denied, set_meta};
 use crate::cluster::Cluster;
 
 fn operation(app: Option<&Value>) -> Option<&Value> {
@@ -141,15 +141,7 @@ pub fn mutate(req: &Request, facts: &Facts) -> Verdict {
     };
     let mut m = new.clone();
     m["operation"] = authoritative_operation(new, p);
-    if let Some(meta) = m.get_mut("metadata").and_then(Value::as_object_mut) {
-        let annotations = meta
-            .entry("annotations")
-            .or_insert_with(|| Value::Object(Map::new()));
-        if !annotations.is_object() {
-            *annotations = Value::Object(Map::new());
-        }
-        annotations[ARGOCD_REFRESH] = json!("hard");
-    }
+    set_meta(&mut m, "annotations", ARGOCD_REFRESH, "hard");
     if let Some(status) = m.get_mut("status").and_then(Value::as_object_mut) {
         status.remove("operationState");
     }
@@ -177,7 +169,7 @@ pub fn validate(req: &Request, facts: &Facts, policy: &Policy) -> Verdict {
             "the sync operation of Promotion \"{promo}\" on Argo CD Application \"{app}\" in namespace \"{ns}\" was authorized when it was written and cannot be changed; hint: wait for Argo CD to finish it, then promote again"
         ));
     }
-    let locked = annotation_or_label(old.unwrap_or(new), LOCKDOWN) == Some("true");
+    let locked = label(old.unwrap_or(new), LOCKDOWN) == Some("true");
     if locked && !policy.lockdown_allow.contains(&req.user_info.username) {
         let what = if new_op != old_op {
             Some("its sync operation")
@@ -196,7 +188,7 @@ pub fn validate(req: &Request, facts: &Facts, policy: &Policy) -> Verdict {
     Verdict::allow()
 }
 
-fn annotation_or_label<'a>(app: &'a Value, key: &str) -> Option<&'a str> {
+fn label<'a>(app: &'a Value, key: &str) -> Option<&'a str> {
     app.pointer("/metadata/labels")?.get(key)?.as_str()
 }
 

@@ -12,7 +12,7 @@ use promote_api::types::Freight;
 use promote_api::validation;
 use serde_json::{Value, json};
 
-use super::{Facts, Hook, Operation, Policy, Request, Verdict, diff, parse_object};
+use super::{Facts, Hook, Operation, Policy, Request, Verdict, diff, parse_object, set_meta};
 use crate::cluster::Cluster;
 
 pub(super) async fn gather<C: Cluster>(
@@ -71,14 +71,8 @@ pub fn mutate(req: &Request) -> Verdict {
             meta.remove("generateName");
         }
     }
-    if !f.alias.is_empty()
-        && let Some(meta) = m.get_mut("metadata").and_then(Value::as_object_mut)
-    {
-        let labels = meta.entry("labels").or_insert_with(|| json!({}));
-        if !labels.is_object() {
-            *labels = json!({});
-        }
-        labels[ALIAS] = json!(f.alias);
+    if !f.alias.is_empty() {
+        set_meta(&mut m, "labels", ALIAS, &f.alias);
     }
     Verdict::patch(diff(obj, &m))
 }
@@ -131,12 +125,6 @@ pub fn validate(req: &Request, facts: &Facts, policy: &Policy) -> Verdict {
                 if let Err(e) = validation::validate_freight(&f) {
                     return Verdict::invalid(format!(
                         "Freight \"{name}\" in namespace \"{ns}\": {e}"
-                    ));
-                }
-                let id = freight_id(&f);
-                if f.name() != id {
-                    return Verdict::invalid(format!(
-                        "Freight \"{name}\" in namespace \"{ns}\": metadata.name: Invalid value: a Freight's name must be its content hash \"{id}\"; hint: create it with kubectl promote freight create, or install promote's mutating webhook"
                     ));
                 }
             } else if let Some(old) = &req.old_object {

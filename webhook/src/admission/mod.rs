@@ -59,11 +59,6 @@ impl Hook {
         }
     }
 
-    /// The hook answering `path`.
-    pub fn from_path(path: &str) -> Option<Hook> {
-        Hook::ALL.into_iter().find(|h| h.path() == path)
-    }
-
     /// Whether the hook may return a patch.
     pub fn is_mutating(self) -> bool {
         matches!(
@@ -452,10 +447,10 @@ pub struct Facts {
 pub struct Policy {
     /// Users allowed to change `operation` and sources of locked-down Applications (Argo CD's own
     /// service accounts).
-    pub lockdown_allow: Vec<String>,
+    pub lockdown_allow: std::sync::Arc<[String]>,
     /// Users whose DELETEs of Promotions and Freight pass unchecked (the garbage collector and
     /// the namespace controller clean up after deleted Stages and namespaces).
-    pub trusted_deleters: Vec<String>,
+    pub trusted_deleters: std::sync::Arc<[String]>,
     /// Now, for Freight availability (soak times).
     pub now: jiff::Timestamp,
     /// A fresh ULID for Promotion names the mutating hook generates.
@@ -465,14 +460,16 @@ pub struct Policy {
 impl Default for Policy {
     fn default() -> Self {
         Policy {
-            lockdown_allow: vec![
-                "system:serviceaccount:argocd:argocd-application-controller".into(),
-                "system:serviceaccount:argocd:argocd-server".into(),
-            ],
-            trusted_deleters: vec![
-                "system:serviceaccount:kube-system:generic-garbage-collector".into(),
-                "system:serviceaccount:kube-system:namespace-controller".into(),
-            ],
+            lockdown_allow: [
+                "system:serviceaccount:argocd:argocd-application-controller".to_owned(),
+                "system:serviceaccount:argocd:argocd-server".to_owned(),
+            ]
+            .into(),
+            trusted_deleters: [
+                "system:serviceaccount:kube-system:generic-garbage-collector".to_owned(),
+                "system:serviceaccount:kube-system:namespace-controller".to_owned(),
+            ]
+            .into(),
             now: jiff::Timestamp::now(),
             ulid: ulid::Ulid::new(),
         }
@@ -531,6 +528,36 @@ pub async fn review<C: Cluster>(
     }
     let facts = gather(hook, req, cluster).await;
     decide(hook, req, &facts, policy)
+}
+
+/// The object at `key` of `map`, created (or replacing a non-object) when needed; `None` only
+/// if that somehow fails.
+pub(crate) fn child<'a>(
+    map: &'a mut serde_json::Map<String, Value>,
+    key: &str,
+) -> Option<&'a mut serde_json::Map<String, Value>> {
+    let entry = map
+        .entry(key.to_owned())
+        .or_insert_with(|| Value::Object(serde_json::Map::new()));
+    if !entry.is_object() {
+        *entry = Value::Object(serde_json::Map::new());
+    }
+    entry.as_object_mut()
+}
+
+/// The object at `key` of a JSON object value (`None` when `v` is not an object).
+pub(crate) fn child_of<'a>(
+    v: &'a mut Value,
+    key: &str,
+) -> Option<&'a mut serde_json::Map<String, Value>> {
+    child(v.as_object_mut()?, key)
+}
+
+/// Set `metadata.<field>.<name>` (`field` is `labels` or `annotations`) to `value`.
+pub(crate) fn set_meta(obj: &mut Value, field: &str, name: &str, value: &str) {
+    if let Some(map) = child_of(obj, "metadata").and_then(|meta| child(meta, field)) {
+        map.insert(name.to_owned(), Value::String(value.to_owned()));
+    }
 }
 
 /// Parse an open-JSON object into a Kargo type, as a 422 when it does not fit.

@@ -13,9 +13,12 @@ use promote_api::availability::{self, Availability};
 use promote_api::keys::{CREATE_ACTOR, SHARD, STAGE};
 use promote_api::types::{Promotion, Stage};
 use promote_api::{naming, template, validation};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-use super::{Facts, Hook, Operation, Policy, Request, Verdict, diff, parse_object, promote_denied};
+use super::{
+    Facts, Hook, Operation, Policy, Request, Verdict, child_of, diff, parse_object, promote_denied,
+    set_meta,
+};
 use crate::cluster::Cluster;
 
 fn stage_name(v: &Value) -> &str {
@@ -57,17 +60,12 @@ pub(super) async fn gather<C: Cluster>(
     if hook == Hook::ValidatePromotion {
         facts.access = Some(cluster.may_promote(&req.user_info, ns, stage).await);
     }
-    let needs_stage = match hook {
-        Hook::MutatePromotion => req.operation != Operation::Delete,
-        _ => req.operation == Operation::Create,
-    };
-    if !needs_stage {
-        return Ok(facts);
-    }
-    facts.stage = cluster.stage(ns, stage).await?;
+    // Only a CREATE reads the Stage: the mutating hook derives steps, labels and the owner from
+    // it, the validating hook checks it; an UPDATE only restores an annotation or compares specs.
     if req.operation != Operation::Create {
         return Ok(facts);
     }
+    facts.stage = cluster.stage(ns, stage).await?;
     if let Some(s) = &facts.stage {
         if promote_api::legacy::is_legacy(s) {
             facts.stages = cluster.stages(ns).await?;
@@ -95,38 +93,6 @@ pub fn stage_label(stage: &str) -> String {
         .to_owned()
 }
 
-fn object_mut<'a>(v: &'a mut Value, key: &str) -> Option<&'a mut Map<String, Value>> {
-    let obj = v.as_object_mut()?;
-    let entry = obj
-        .entry(key.to_owned())
-        .or_insert_with(|| Value::Object(Map::new()));
-    if !entry.is_object() {
-        *entry = Value::Object(Map::new());
-    }
-    entry.as_object_mut()
-}
-
-fn set_meta(m: &mut Value, key: &str, name: &str, value: &str) {
-    if let Some(meta) = object_mut(m, "metadata")
-        && let Some(map) = object_mut_in(meta, key)
-    {
-        map.insert(name.to_owned(), json!(value));
-    }
-}
-
-fn object_mut_in<'a>(
-    map: &'a mut Map<String, Value>,
-    key: &str,
-) -> Option<&'a mut Map<String, Value>> {
-    let entry = map
-        .entry(key.to_owned())
-        .or_insert_with(|| Value::Object(Map::new()));
-    if !entry.is_object() {
-        *entry = Value::Object(Map::new());
-    }
-    entry.as_object_mut()
-}
-
 /// Whether `name` is already a Kargo Promotion name for this Stage and Freight.
 fn is_kargo_name(name: &str, stage: &str, freight: &str) -> bool {
     naming::ulid_of(name)
@@ -151,7 +117,7 @@ pub fn mutate(req: &Request, facts: &Facts, policy: &Policy) -> Verdict {
                 return Verdict::allow();
             };
             if let Ok((steps, vars)) = template::promotion_steps(stage, &facts.stages, &facts.tasks)
-                && let Some(spec) = object_mut(&mut m, "spec")
+                && let Some(spec) = child_of(&mut m, "spec")
             {
                 spec.insert("steps".into(), json!(steps));
                 if vars.is_empty() {
@@ -164,7 +130,7 @@ pub fn mutate(req: &Request, facts: &Facts, policy: &Policy) -> Verdict {
             if !p.spec.freight.is_empty()
                 && !is_kargo_name(name, &p.spec.stage, &p.spec.freight)
                 && let Ok(n) = naming::promotion_name(&p.spec.stage, &p.spec.freight, policy.ulid)
-                && let Some(meta) = object_mut(&mut m, "metadata")
+                && let Some(meta) = child_of(&mut m, "metadata")
             {
                 meta.insert("name".into(), json!(n));
                 meta.remove("generateName");
@@ -183,7 +149,7 @@ pub fn mutate(req: &Request, facts: &Facts, policy: &Policy) -> Verdict {
                 set_meta(&mut m, "labels", SHARD, &stage.spec.shard);
             }
             if let Some(uid) = &stage.metadata.uid
-                && let Some(meta) = object_mut(&mut m, "metadata")
+                && let Some(meta) = child_of(&mut m, "metadata")
             {
                 meta.insert(
                     "ownerReferences".into(),

@@ -787,6 +787,8 @@ fn promotion_create_derives_steps_and_checks_everything() {
     let (_, again) = admit(&c, "Promotion", "CREATE", None, Some(&p), "alice");
     assert_eq!(again.unwrap()["metadata"]["name"], json!(expected_name));
 
+    let mut missing_freight = promotion_request("x", "test");
+    missing_freight["spec"]["freight"] = json!("0000000");
     let table: Vec<(&str, Value, &str, Expect)> = vec![
         (
             "no promote verb",
@@ -811,13 +813,13 @@ fn promotion_create_derives_steps_and_checks_everything() {
         ),
         (
             "Freight verified upstream",
-            promotion_request("x", "test").tap(|p| p["spec"]["stage"] = json!("test")),
+            promotion_request("x", "test"),
             "alice",
             Ok(()),
         ),
         (
             "missing Freight",
-            promotion_request("x", "test").tap(|p| p["spec"]["freight"] = json!("0000000")),
+            missing_freight,
             "alice",
             Err((422, "Freight \"0000000\" does not exist")),
         ),
@@ -867,16 +869,6 @@ fn promotion_create_derives_steps_and_checks_everything() {
         &v,
         &Err((422, "must be exactly those of Stage \"test\"")),
     );
-}
-
-trait Tap {
-    fn tap(self, f: impl FnOnce(&mut Self)) -> Self;
-}
-impl Tap for Value {
-    fn tap(mut self, f: impl FnOnce(&mut Self)) -> Self {
-        f(&mut self);
-        self
-    }
 }
 
 #[test]
