@@ -57,6 +57,10 @@ pub mod keys {
     pub const ARGOCD_REFRESH: &str = "argocd.argoproj.io/refresh";
     /// promote's per-Application lockdown label.
     pub const LOCKDOWN: &str = "promote.dev/lockdown";
+    /// Annotation on a running Promotion: who runs it (`user@host/pid`).
+    pub const LEASE_HOLDER: &str = "promote.dev/lease-holder";
+    /// Annotation on a running Promotion: when its runner's lease ends unless renewed (RFC 3339).
+    pub const LEASE_EXPIRES: &str = "promote.dev/lease-expires";
 }
 
 #[cfg(test)]

@@ -27,6 +27,14 @@ pub fn promotion_name(stage: &str, freight: &str, id: ulid::Ulid) -> Result<Stri
     Ok(format!("{prefix}.{id}.{short_hash}").to_lowercase())
 }
 
+/// The `kargo.akuity.io/stage` label value for a Stage name (cut to 63 characters, ending
+/// alphanumeric, as label values must).
+pub fn stage_label(stage: &str) -> String {
+    let cut: String = stage.chars().take(63).collect();
+    cut.trim_end_matches(|c: char| !c.is_ascii_alphanumeric())
+        .to_owned()
+}
+
 /// The ULID embedded in a Promotion name, if it has one.
 pub fn ulid_of(name: &str) -> Option<ulid::Ulid> {
     let mut parts = name.rsplitn(3, '.');

@@ -8,17 +8,28 @@ use crate::output::Format;
 
 /// Kargo-style promotions for Argo CD without a controller.
 ///
-/// Promote Freight into a Stage: run the Stage's promotion steps (git-clone, kustomize-set-image,
-/// yaml-update, helm-update-image, git-commit, git-push, git-open-pr, argocd-update) on this
-/// machine.
+/// Promote Freight into a Stage: create the Promotion, run the Stage's promotion steps
+/// (git-clone, kustomize-set-image, yaml-update, helm-update-image, git-commit, git-push,
+/// git-open-pr, argocd-update, argocd-wait) on this machine, wait for Argo CD, and record the
+/// result on the Promotion, the Stage and the Freight. With --local DIR, no cluster is needed.
 ///
-/// Exit codes: 0 the promotion succeeded; 1 it failed, errored or could not start (unknown Stage
-/// or Freight, Freight not available); 2 usage error.
+/// Exit codes: 0 success; 1 the promotion failed, errored, was aborted or timed out, or could not
+/// start (unknown Stage or Freight, Freight not available, Stage busy, API refusal); 2 usage error.
 #[derive(Parser, Debug)]
-#[command(name = "kubectl-promote", bin_name = "kubectl promote", version, after_help = EXAMPLES)]
+#[command(
+    name = "kubectl-promote",
+    bin_name = "kubectl promote",
+    version,
+    after_help = EXAMPLES,
+    subcommand_negates_reqs = true
+)]
 pub struct Cli {
+    /// More commands (get, approve, abort, resume, freight, history, completion).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// The Stage to promote to, as `stage/<name>` (or just `<name>`).
-    pub target: String,
+    pub target: Option<String>,
 
     /// The Freight to promote: full name, unique name prefix (or alias).
     #[arg(long, conflicts_with = "freight_alias")]
@@ -28,64 +39,204 @@ pub struct Cli {
     #[arg(long = "freight-alias")]
     pub freight_alias: Option<String>,
 
+    /// Promote to every Stage that takes Freight from this Stage (`stage/<name>`), one after
+    /// the other.
+    #[arg(
+        long = "downstream-from",
+        value_name = "stage/NAME",
+        conflicts_with = "target"
+    )]
+    pub downstream_from: Option<String>,
+
     /// Run without a cluster: read Stage, Freight, Warehouse, PromotionTask and Argo CD
     /// Application manifests from this directory.
     #[arg(long, value_name = "DIR", env = "PROMOTE_LOCAL")]
     pub local: Option<PathBuf>,
 
-    /// The project (namespace) of the Stage.
-    #[arg(short = 'n', long, env = "PROMOTE_NAMESPACE")]
-    pub namespace: Option<String>,
+    /// When the Stage is busy with another Promotion, wait for it (queue) instead of failing.
+    #[arg(long)]
+    pub wait: bool,
 
-    /// Show what would change (unified diff, Application patches) and push nothing.
+    /// Give up after this long (queueing and waiting for Argo CD included), e.g. 90s, 10m.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub timeout: std::time::Duration,
+
+    /// Show what would change (Promotion object, unified diff, Application patches); write
+    /// and push nothing.
     #[arg(long)]
     pub dry_run: bool,
-
-    /// Output format of the result.
-    #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
-    pub output: Format,
 
     /// Where Git mirrors are cached (default: $XDG_CACHE_HOME/kubectl-promote/git).
     #[arg(long, value_name = "DIR", env = "PROMOTE_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
 
-    /// Who to record as the promotion's actor (default: $USER).
+    /// Who to record as the promotion's actor when the cluster cannot say (default: $USER).
     #[arg(long, env = "PROMOTE_ACTOR", hide = true)]
     pub actor: Option<String>,
 
     /// No progress on stderr.
-    #[arg(short = 'q', long)]
+    #[arg(short = 'q', long, global = true)]
     pub quiet: bool,
+
+    /// Cluster connection and output.
+    #[command(flatten)]
+    pub global: Global,
+}
+
+/// Flags every command takes (kubectl's names).
+#[derive(clap::Args, Debug, Clone)]
+pub struct Global {
+    /// The project (namespace); default: the kubeconfig context's namespace.
+    #[arg(short = 'n', long, env = "PROMOTE_NAMESPACE", global = true)]
+    pub namespace: Option<String>,
+
+    /// Path to the kubeconfig file.
+    #[arg(long, value_name = "FILE", global = true)]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// The kubeconfig context to use.
+    #[arg(long, global = true)]
+    pub context: Option<String>,
+
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = Format::Table, global = true)]
+    pub output: Format,
+}
+
+/// Commands besides promoting.
+#[derive(clap::Subcommand, Debug)]
+pub enum Command {
+    /// List Stages, Freight, Promotions or Warehouses (kubectl-style tables).
+    Get {
+        /// stages | freight | promotions | warehouses (singular and short names work too).
+        kind: String,
+        /// One object by name.
+        name: Option<String>,
+        /// In every project.
+        #[arg(short = 'A', long)]
+        all_namespaces: bool,
+        /// No header row.
+        #[arg(long)]
+        no_headers: bool,
+    },
+    /// Approve Freight for a Stage (it becomes available there without upstream verification).
+    Approve {
+        /// The Freight: name, unique prefix or alias.
+        #[arg(long)]
+        freight: String,
+        /// The Stage.
+        #[arg(long)]
+        stage: String,
+        /// Print the patch; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Abort a running or pending Promotion.
+    Abort {
+        /// The Promotion's name.
+        promotion: String,
+        /// Print what would be written; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Continue an interrupted Promotion where it stopped (no step that already pushed or synced
+    /// runs twice).
+    Resume {
+        /// The Promotion's name.
+        promotion: String,
+        /// Give up after this long.
+        #[arg(long, default_value = "10m", value_parser = parse_duration)]
+        timeout: std::time::Duration,
+    },
+    /// Freight commands.
+    #[command(subcommand)]
+    Freight(FreightCommand),
+    /// The Freight a Stage had, newest first, and the Promotions that put it there.
+    History {
+        /// `stage/<name>`.
+        target: String,
+    },
+    /// Shell completion script (bash, zsh, fish).
+    Completion {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// `kubectl promote freight ...`.
+#[derive(clap::Subcommand, Debug)]
+pub enum FreightCommand {
+    /// Create Freight by hand (its name is the content hash Kargo would compute).
+    Create {
+        /// The Warehouse it comes from.
+        #[arg(long)]
+        warehouse: String,
+        /// An image, `repo:tag` or `repo@sha256:...` (repeatable).
+        #[arg(long = "image", value_name = "REPO:TAG")]
+        images: Vec<String>,
+        /// A Git commit, `repoURL@sha` (repeatable).
+        #[arg(long = "commit", value_name = "REPO@SHA")]
+        commits: Vec<String>,
+        /// A Helm chart, `repo/name:version` (repeatable).
+        #[arg(long = "chart", value_name = "REPO/NAME:VERSION")]
+        charts: Vec<String>,
+        /// A human alias.
+        #[arg(long)]
+        alias: Option<String>,
+        /// Print the object; create nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    promote_api::duration::parse(s)
+        .map_err(|e| format!("{s:?} is not a duration like 90s, 5m or 1h: {e}"))
 }
 
 const EXAMPLES: &str = "Examples:
-  # Promote Freight abc1234 to the test Stage, with no cluster
+  # Promote Freight abc1234 to the test Stage of project kargo-demo
+  kubectl promote stage/test --freight abc1234 -n kargo-demo
+
+  # Queue behind a running promotion; give up after 15 minutes
+  kubectl promote stage/prod --freight-alias wonky-wombat --wait --timeout 15m
+
+  # See the Promotion, the diff and the Argo CD patch first; change nothing
+  kubectl promote stage/test --freight abc1234 --dry-run
+
+  # With no cluster, from manifests on disk
   kubectl promote stage/test --freight abc1234 --local ./kargo -n kargo-demo
 
-  # See the diff and the Argo CD patch first, push nothing
-  kubectl promote stage/test --freight-alias wonky-wombat --local ./kargo --dry-run
+  # Where things stand
+  kubectl promote get stages
+  kubectl promote history stage/test
 
   # Machine-readable result (commit SHAs, branches, changed files)
-  kubectl promote stage/test --freight abc1234 --local ./kargo -o json";
+  kubectl promote stage/test --freight abc1234 -o json";
 
 impl Cli {
     /// The Stage name from `stage/<name>` or `<name>`.
     pub fn stage_name(&self) -> Result<&str, String> {
-        let name = match self.target.split_once('/') {
-            Some(("stage" | "stages" | "stages.kargo.akuity.io", n)) => n,
-            Some((kind, _)) => {
-                return Err(format!(
-                    "cannot promote to {:?}: only Stages can be promoted to (stage/<name>), not {kind:?}",
-                    self.target
-                ));
-            }
-            None => self.target.as_str(),
-        };
-        if name.is_empty() {
-            return Err("name the Stage: stage/<name>".into());
-        }
-        Ok(name)
+        stage_name(self.target.as_deref().unwrap_or_default())
     }
+}
+
+/// The Stage name from `stage/<name>` or `<name>`.
+pub fn stage_name(target: &str) -> Result<&str, String> {
+    let name = match target.split_once('/') {
+        Some(("stage" | "stages" | "stages.kargo.akuity.io", n)) => n,
+        Some((kind, _)) => {
+            return Err(format!(
+                "cannot promote to {target:?}: only Stages can be promoted to (stage/<name>), not {kind:?}"
+            ));
+        }
+        None => target,
+    };
+    if name.is_empty() {
+        return Err("name the Stage: stage/<name>".into());
+    }
+    Ok(name)
 }
 
 /// The default cache directory for Git mirrors.

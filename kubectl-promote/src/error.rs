@@ -66,6 +66,33 @@ pub enum Error {
     /// Output could not be written.
     #[error("cannot write output: {0}")]
     Output(String),
+    /// No cluster could be reached or configured.
+    #[error("{0}")]
+    Cluster(String),
+    /// The API server refused or failed a request.
+    #[error("{action}: {failure}")]
+    Kube {
+        action: String,
+        failure: crate::kube::ApiFailure,
+    },
+    /// Another Promotion holds the Stage.
+    #[error(
+        "Stage \"{stage}\" in project \"{project}\" is busy: Promotion \"{running}\" is {phase} ({holder})"
+    )]
+    StageBusy {
+        stage: String,
+        project: String,
+        running: String,
+        phase: String,
+        holder: String,
+    },
+    /// A Promotion cannot do what was asked in its state.
+    #[error("Promotion \"{promotion}\" {problem}")]
+    PromotionState {
+        promotion: String,
+        problem: String,
+        hint: String,
+    },
 }
 
 impl From<promote_api::Error> for Error {
@@ -99,6 +126,24 @@ impl Error {
             Self::Steps { .. } => {
                 Some("fix the Stage's promotionTemplate; nothing was changed".into())
             }
+            Self::StageBusy { running, .. } => Some(format!(
+                "wait for it with --wait (promotions queue), or stop it with kubectl promote abort {running}"
+            )),
+            Self::PromotionState { hint, .. } if !hint.is_empty() => Some(hint.clone()),
+            Self::Kube { failure, .. } if failure.code == 403 => Some(
+                "ask a cluster admin for the promote-promoter role in this project (and promote-argocd-syncer in Argo CD's namespace); see kubectl auth can-i --list"
+                    .into(),
+            ),
+            Self::Kube { failure, .. } if failure.code == 401 => {
+                Some("your credentials were refused; log in again or check --kubeconfig/--context".into())
+            }
+            Self::Kube { failure, .. } if failure.code == 0 => {
+                Some("check that the cluster is reachable (kubectl cluster-info)".into())
+            }
+            Self::Cluster(_) => Some(
+                "point at a cluster with --kubeconfig/--context (or $KUBECONFIG), or promote without one using --local DIR"
+                    .into(),
+            ),
             _ => None,
         }
     }

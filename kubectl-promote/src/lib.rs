@@ -4,7 +4,11 @@
 //! | module | owns |
 //! |---|---|
 //! | `cli` | arguments |
-//! | `promote` | the `kubectl promote stage/<name>` command |
+//! | `promote` | the `kubectl promote stage/<name>` command (local or cluster) |
+//! | `cluster` | promoting through a cluster: Promotion, claim and lease, progress, records |
+//! | `commands` | get, approve, abort, history, freight create, completion |
+//! | `kube` | the Kubernetes API (blocking facade over kube-rs, request counting) |
+//! | `interrupt` | Ctrl-C and abort requests |
 //! | `local` | manifests from `--local DIR`, Freight resolution, task inflation |
 //! | `runner` | running steps: config checks, vars, `if`, phases |
 //! | `steps/` | one file per promotion step |
@@ -16,10 +20,14 @@
 //! | `error` | the error type, hints, exit codes |
 
 pub mod cli;
+pub mod cluster;
+pub mod commands;
 pub mod credentials;
 pub mod error;
 pub mod expr;
 pub mod git;
+pub mod interrupt;
+pub mod kube;
 pub mod local;
 pub mod output;
 pub mod promote;

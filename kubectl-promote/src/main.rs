@@ -1,12 +1,12 @@
-//! `kubectl-promote`: thin entry point. Exit codes: 0 success, 1 promotion failed/errored or
-//! could not start, 2 usage.
+//! `kubectl-promote`: thin entry point. Exit codes: 0 success, 1 promotion failed/errored/aborted
+//! or could not start, 2 usage.
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use kubectl_promote::cli::Cli;
+use kubectl_promote::cli::{Cli, Command};
 use kubectl_promote::error::Error;
-use kubectl_promote::output;
+use kubectl_promote::output::{self, Summary};
 
 fn report(e: &Error) -> ExitCode {
     eprintln!("error: {e}");
@@ -16,22 +16,37 @@ fn report(e: &Error) -> ExitCode {
     ExitCode::from(e.exit_code())
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let summary = match kubectl_promote::promote::run(&cli) {
+fn finish(summaries: Result<Vec<Summary>, Error>, cli: &Cli) -> ExitCode {
+    let summaries = match summaries {
         Ok(s) => s,
         Err(e) => return report(&e),
     };
-    if let Err(e) = output::print(&summary, cli.output) {
-        return report(&e);
+    for summary in &summaries {
+        if let Err(e) = output::print(summary, cli.global.output) {
+            return report(&e);
+        }
+        if summary.phase != "Succeeded" {
+            return report(&Error::PromotionFailed {
+                promotion: summary.promotion.clone(),
+                phase: summary.phase.clone(),
+                message: summary.message.clone(),
+            });
+        }
     }
-    if summary.phase == "Succeeded" {
-        ExitCode::SUCCESS
-    } else {
-        report(&Error::PromotionFailed {
-            promotion: summary.promotion.clone(),
-            phase: summary.phase.clone(),
-            message: summary.message.clone(),
-        })
+    ExitCode::SUCCESS
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match &cli.command {
+        None => finish(kubectl_promote::promote::run(&cli), &cli),
+        Some(Command::Resume { promotion, timeout }) => finish(
+            kubectl_promote::promote::resume(&cli, promotion, *timeout),
+            &cli,
+        ),
+        Some(cmd) => match kubectl_promote::commands::run(&cli, cmd) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => report(&e),
+        },
     }
 }

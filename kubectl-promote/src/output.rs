@@ -21,7 +21,9 @@ pub enum Format {
     Json,
     /// YAML.
     Yaml,
-    /// `promotion/<name>` only.
+    /// Wider tables.
+    Wide,
+    /// `kind/<name>` only.
     Name,
 }
 
@@ -55,6 +57,9 @@ pub struct Summary {
     /// Unified diff of what was (or would be) committed.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub diff: String,
+    /// The Promotion a dry run would create.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object: Option<Value>,
 }
 
 /// One Application patch.
@@ -74,7 +79,7 @@ pub fn print(summary: &Summary, format: Format) -> Result<(), Error> {
         }
         Format::Yaml => serde_yaml::to_string(summary).map_err(|e| Error::Output(e.to_string()))?,
         Format::Name => format!("promotion/{}\n", summary.promotion),
-        Format::Table => table(summary),
+        Format::Table | Format::Wide => table(summary),
     };
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
@@ -194,7 +199,13 @@ impl Progress for StderrProgress {
         }
     }
 
-    fn finish(&mut self, index: usize, total: usize, r: &StepRecord) {
+    fn finish(
+        &mut self,
+        index: usize,
+        total: usize,
+        r: &StepRecord,
+        _outputs: &serde_json::Map<String, Value>,
+    ) {
         let first = r.message.lines().next().unwrap_or_default();
         self.note(&format!(
             "[{}/{total}] {:<20} {:<9} {first} ({:.2}s)",

@@ -43,8 +43,27 @@ pub struct RunResult {
 pub trait Progress {
     /// A step starts.
     fn start(&mut self, index: usize, total: usize, alias: &str, uses: &str);
-    /// A step ended.
-    fn finish(&mut self, index: usize, total: usize, record: &StepRecord);
+    /// A step ended; `outputs` holds every finished step's outputs by alias.
+    fn finish(
+        &mut self,
+        index: usize,
+        total: usize,
+        record: &StepRecord,
+        outputs: &Map<String, Value>,
+    );
+}
+
+/// Steps whose effect lands outside this machine: on a resume they are not run again when the
+/// interrupted run recorded them as done (their recorded outputs are used instead).
+pub const REMOTE_STEPS: &[&str] = &["git-push", "git-open-pr", "argocd-update"];
+
+/// What an earlier (interrupted) run of the same Promotion recorded for a step.
+#[derive(Clone, Debug, Default)]
+pub struct Recorded {
+    /// Step status as recorded (`Succeeded`, `Skipped`, ...).
+    pub status: String,
+    /// The step's outputs (`status.state[alias]`).
+    pub outputs: Option<Value>,
 }
 
 /// Check every step's config shape before running anything.
@@ -123,12 +142,53 @@ pub fn run_steps(
     let mut failed: Option<(PromotionPhase, String)> = None;
     for (i, step) in steps_list.iter().enumerate() {
         let alias = step.effective_alias(i);
+        if let Some(stop) = crate::interrupt::requested()
+            && failed.is_none()
+        {
+            failed = Some((
+                PromotionPhase::Aborted,
+                format!("{} before step {alias} ({})", stop_text(stop), step.uses),
+            ));
+        }
         progress.start(i, total, &alias, &step.uses);
         let started = Instant::now();
-        let outcome = run_one(step, &alias, &promo_vars, failed.is_some(), rt);
+        let recorded = rt.recorded.get(&alias).cloned();
+        if let Some(rec) = recorded
+            .as_ref()
+            .filter(|r| r.status == "Succeeded" && REMOTE_STEPS.contains(&step.uses.as_str()))
+            .filter(|_| failed.is_none())
+        {
+            if let Some(o) = &rec.outputs {
+                rt.outputs.insert(alias.clone(), o.clone());
+            }
+            let record = StepRecord {
+                alias,
+                uses: step.uses.clone(),
+                status: "Succeeded".into(),
+                message: "done before the interruption (recorded on the Promotion); not run again"
+                    .into(),
+                duration_ms: 0,
+            };
+            progress.finish(i, total, &record, &rt.outputs);
+            records.push(record);
+            continue;
+        }
+        let outcome = if matches!(&failed, Some((PromotionPhase::Aborted, _))) {
+            Ok(None)
+        } else {
+            run_one(step, &alias, &promo_vars, failed.is_some(), rt)
+        };
         let (status, message) = match outcome {
             Ok(Some(r)) => {
-                rt.outputs.insert(alias.clone(), Value::Object(r.output));
+                let output = match (&r.status, recorded.and_then(|rec| rec.outputs)) {
+                    // Replayed after an interruption and nothing left to do: what the first run
+                    // produced (e.g. the commit it pushed) is the step's output.
+                    (StepStatus::Skipped, Some(Value::Object(o))) if !o.is_empty() => {
+                        Value::Object(o)
+                    }
+                    _ => Value::Object(r.output),
+                };
+                rt.outputs.insert(alias.clone(), output);
                 (
                     match r.status {
                         StepStatus::Succeeded => "Succeeded",
@@ -138,6 +198,10 @@ pub fn run_steps(
                     r.message,
                 )
             }
+            Ok(None) if matches!(&failed, Some((PromotionPhase::Aborted, _))) => (
+                "Aborted".to_owned(),
+                "not run: the promotion was stopped".to_owned(),
+            ),
             Ok(None) => (
                 "Skipped".to_owned(),
                 if failed.is_some() {
@@ -147,7 +211,15 @@ pub fn run_steps(
                 },
             ),
             Err(e) => {
-                let (phase, status) = if e.is_failure() {
+                let (phase, status) = if let steps::StepError::Stopped(_) = &e {
+                    (PromotionPhase::Aborted, "Aborted")
+                } else if crate::interrupt::requested().is_some()
+                    && REMOTE_STEPS.contains(&step.uses.as_str())
+                {
+                    // Interrupted in the middle of a remote write (its git child got the
+                    // Ctrl-C too): it may or may not have landed. Say so; resume finds out.
+                    (PromotionPhase::Running, "Running")
+                } else if e.is_failure() {
                     (PromotionPhase::Failed, "Failed")
                 } else {
                     (PromotionPhase::Errored, "Errored")
@@ -166,7 +238,7 @@ pub fn run_steps(
             message,
             duration_ms: started.elapsed().as_millis() as u64,
         };
-        progress.finish(i, total, &record);
+        progress.finish(i, total, &record, &rt.outputs);
         records.push(record);
     }
     Ok(match failed {
@@ -181,6 +253,13 @@ pub fn run_steps(
             steps: records,
         },
     })
+}
+
+fn stop_text(stop: crate::interrupt::Stop) -> &'static str {
+    match stop {
+        crate::interrupt::Stop::Interrupted => "interrupted (Ctrl-C)",
+        crate::interrupt::Stop::Aborted => "aborted (kubectl promote abort)",
+    }
 }
 
 /// Run one step; `Ok(None)` when it is skipped by `if` (or by an earlier failure).

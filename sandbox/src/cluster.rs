@@ -912,6 +912,9 @@ impl Cluster {
         let inner = self.store.lock();
         let status = match t.rt.kind.as_str() {
             "SelfSubjectAccessReview" => rbac::review(&inner, user, &spec),
+            // `kubectl auth whoami`: who the request authenticated as.
+            "SelfSubjectReview" => json!({"userInfo": {
+                "username": user.username, "uid": user.uid, "groups": user.groups}}),
             _ => {
                 let who = UserInfo {
                     username: spec

@@ -199,6 +199,16 @@ pub fn builtins() -> Vec<ResourceType> {
         &[],
     );
     lsar.review = true;
+    let mut ssr = builtin(
+        "authentication.k8s.io",
+        "v1",
+        "SelfSubjectReview",
+        "selfsubjectreviews",
+        false,
+        &[],
+        &[],
+    );
+    ssr.review = true;
     vec![
         ns,
         builtin(
@@ -315,6 +325,7 @@ pub fn builtins() -> Vec<ResourceType> {
         sar,
         ssar,
         lsar,
+        ssr,
     ]
 }
 

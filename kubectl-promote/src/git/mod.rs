@@ -9,7 +9,7 @@
 //! credential helpers, ssh-agent, `~/.ssh` keys and commit signing configuration for free.
 
 mod mirror;
-mod redact;
+pub mod redact;
 pub mod tree;
 
 pub use mirror::{Mirror, MirrorOptions, PushOutcome, RemoteRef};

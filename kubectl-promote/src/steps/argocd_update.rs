@@ -4,8 +4,13 @@
 //! sync `operation` and clears the previous `operationState` (`promote_api::argocd`).
 //!
 //! Without a cluster (`--local`), Applications come from the manifests in the directory and the
-//! step shows the patch it would send; sending it and waiting belong to cluster mode. Output:
-//! `apps` (`[{name, namespace}]`).
+//! step shows the patch it would send. Against a cluster it sends the patch and waits for an
+//! honest result (`argocd_sync`); with `--dry-run` it reads the live Applications and shows the
+//! patch. Output: `apps` (`[{name, namespace}]`).
+//!
+//! `argocd-wait` (same app selection, `waitFor` ⊂ health, sync, operation, suspended, degraded;
+//! default health, sync, operation) waits without writing anything and checks no authorization,
+//! as Kargo's.
 
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -50,6 +55,81 @@ struct App {
 #[derive(Deserialize)]
 struct Config {
     apps: Vec<App>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WaitApp {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    namespace: String,
+    selector: Option<Selector>,
+    #[serde(default)]
+    wait_for: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct WaitConfig {
+    apps: Vec<WaitApp>,
+}
+
+const WAIT_FOR: &[&str] = &["health", "sync", "operation", "suspended", "degraded"];
+
+/// The Applications in `ns` named `name` or matching `selector`: from the cluster when there is
+/// one, else from the local manifests.
+fn select_apps(
+    rt: &Runtime<'_>,
+    ns: &str,
+    name: &str,
+    selector: Option<&Selector>,
+) -> Result<Vec<Value>, StepError> {
+    let candidates: Vec<Value> = match &rt.cluster {
+        Some(cl) if selector.is_none() => cl
+            .kube
+            .get(&crate::kube::app_path(ns, name))
+            .map_err(|e| {
+                StepError::Cluster(format!("reading Argo CD Application {ns}/{name}: {e}"))
+            })?
+            .into_iter()
+            .collect(),
+        Some(cl) => {
+            let labels = selector
+                .map(|s| {
+                    s.match_labels
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .filter(|l| !l.is_empty());
+            cl.kube
+                .list(&crate::kube::app_path(ns, ""), labels.as_deref())
+                .map_err(|e| {
+                    StepError::Cluster(format!("listing Argo CD Applications in {ns}: {e}"))
+                })?
+        }
+        None => rt
+            .applications
+            .iter()
+            .filter(|a| {
+                argocd::app_namespace(a) == ns
+                    || argocd::app_namespace(a).is_empty() && ns == DEFAULT_NAMESPACE
+            })
+            .cloned()
+            .collect(),
+    };
+    let mut out = Vec::new();
+    for a in candidates {
+        let keep = match selector {
+            None => argocd::app_name(&a) == name,
+            Some(sel) => selects(sel, &a)?,
+        };
+        if keep {
+            out.push(a);
+        }
+    }
+    Ok(out)
 }
 
 fn selects(sel: &Selector, app: &Value) -> Result<bool, StepError> {
@@ -131,6 +211,7 @@ pub(super) fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepE
         actor: rt.ctx.actor.as_deref(),
     };
     let mut patches = Vec::new();
+    let mut synced = Vec::new();
     let mut done = Vec::new();
     let mut missing = Vec::new();
     for app_cfg in &cfg.apps {
@@ -140,24 +221,7 @@ pub(super) fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepE
         } else {
             &app_cfg.namespace
         };
-        let in_ns = rt.applications.iter().filter(|a| {
-            argocd::app_namespace(a) == ns
-                || argocd::app_namespace(a).is_empty() && ns == DEFAULT_NAMESPACE
-        });
-        let selected: Vec<&Value> = match &app_cfg.selector {
-            None => in_ns
-                .filter(|a| argocd::app_name(a) == app_cfg.name)
-                .collect(),
-            Some(sel) => {
-                let mut v = Vec::new();
-                for a in in_ns {
-                    if selects(sel, a)? {
-                        v.push(a);
-                    }
-                }
-                v
-            }
-        };
+        let selected = select_apps(rt, ns, &app_cfg.name, app_cfg.selector.as_ref())?;
         if selected.is_empty() {
             missing.push(if app_cfg.name.is_empty() {
                 format!("selector in {ns}")
@@ -167,7 +231,7 @@ pub(super) fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepE
             continue;
         }
         let mut authorized = 0;
-        for app in selected {
+        for app in &selected {
             let name = argocd::app_name(app).to_owned();
             if let Err(e) = authorized_stage::authorize(
                 argocd::annotation(app, AUTHORIZED_STAGE),
@@ -182,9 +246,38 @@ pub(super) fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepE
                 return Err(fail(e.to_string()));
             }
             authorized += 1;
-            let patch = argocd::build_sync_patch(app, &app_cfg.sources, &req)
-                .map_err(|e| fail(e.to_string()))?;
-            patches.push((format!("{ns}/{name}"), patch.merge_patch));
+            if let (Some(cl), false) = (&rt.cluster, rt.dry_run) {
+                let (project, stage) = (rt.ctx.project.clone(), rt.ctx.stage.clone());
+                let authorize = |live: &Value| -> Result<(), StepError> {
+                    authorized_stage::authorize(
+                        argocd::annotation(live, AUTHORIZED_STAGE),
+                        argocd::app_name(live),
+                        ns,
+                        &project,
+                        &stage,
+                    )
+                    .map_err(|e| fail(e.to_string()))
+                };
+                let quiet = rt.quiet;
+                let mut note = |m: String| {
+                    if !quiet {
+                        eprintln!("    {m}");
+                    }
+                };
+                let status = super::argocd_sync::sync_and_wait(
+                    cl,
+                    app.clone(),
+                    &app_cfg.sources,
+                    &req,
+                    &authorize,
+                    &mut note,
+                )?;
+                synced.push(status);
+            } else {
+                let patch = argocd::build_sync_patch(app, &app_cfg.sources, &req)
+                    .map_err(|e| fail(e.to_string()))?;
+                patches.push((format!("{ns}/{name}"), patch.merge_patch));
+            }
             done.push(json!({ "name": name, "namespace": ns }));
         }
         if authorized == 0 {
@@ -194,7 +287,22 @@ pub(super) fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepE
             )));
         }
     }
+    if rt.cluster.is_some() && !rt.dry_run {
+        if !missing.is_empty() {
+            return Err(fail(format!(
+                "argocd-update: unable to find Argo CD Application(s) {}",
+                missing.join(", ")
+            )));
+        }
+        let n = synced.len();
+        rt.app_health.extend(synced);
+        return Ok(StepResult::ok(
+            json!({ "apps": done }),
+            format!("{n} Application(s) synced and Healthy"),
+        ));
+    }
     let n = patches.len();
+    let local = rt.cluster.is_none();
     rt.argocd_patches.extend(patches);
     if n == 0 {
         return Ok(StepResult::skipped(format!(
@@ -202,12 +310,84 @@ pub(super) fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepE
             missing.join(", ")
         )));
     }
-    let mut msg = format!("would patch {n} Application(s) (no cluster)");
+    let mut msg = if local {
+        format!("would patch {n} Application(s) (no cluster)")
+    } else {
+        format!("dry run: would patch {n} Application(s)")
+    };
     if !missing.is_empty() {
-        msg.push_str(&format!(
-            "; not in the local manifests: {}",
-            missing.join(", ")
-        ));
+        msg.push_str(&format!("; not found: {}", missing.join(", ")));
     }
     Ok(StepResult::ok(json!({ "apps": done }), msg))
+}
+
+pub(super) fn run_wait(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepError> {
+    let cfg: WaitConfig = config("argocd-wait", cfg)?;
+    if cfg.apps.is_empty() {
+        return Err(fail("argocd-wait: apps must list at least one Application"));
+    }
+    for a in &cfg.apps {
+        if a.name.is_empty() == a.selector.is_none() {
+            return Err(fail(
+                "argocd-wait: each app needs exactly one of name and selector",
+            ));
+        }
+        if let Some(w) = a.wait_for.iter().find(|w| !WAIT_FOR.contains(&w.as_str())) {
+            return Err(fail(format!(
+                "argocd-wait: waitFor {w:?} is not one of {}",
+                WAIT_FOR.join(", ")
+            )));
+        }
+    }
+    if rt.cluster.is_none() {
+        return Ok(StepResult::skipped("no cluster: nothing to wait for"));
+    }
+    if rt.dry_run {
+        return Ok(StepResult::skipped("dry run: nothing to wait for"));
+    }
+    let mut done = Vec::new();
+    let mut statuses = Vec::new();
+    for a in &cfg.apps {
+        let ns = if a.namespace.is_empty() {
+            DEFAULT_NAMESPACE
+        } else {
+            &a.namespace
+        };
+        let apps = select_apps(rt, ns, &a.name, a.selector.as_ref())?;
+        if apps.is_empty() {
+            return Err(fail(if a.name.is_empty() {
+                format!(
+                    "argocd-wait: no Argo CD Applications found matching selector in namespace {ns:?}"
+                )
+            } else {
+                format!(
+                    "argocd-wait: unable to find Argo CD Application {:?} in namespace {ns:?}",
+                    a.name
+                )
+            }));
+        }
+        let wait_for: Vec<String> = if a.wait_for.is_empty() {
+            vec!["health".into(), "sync".into(), "operation".into()]
+        } else {
+            a.wait_for.clone()
+        };
+        let quiet = rt.quiet;
+        let mut note = |m: String| {
+            if !quiet {
+                eprintln!("    {m}");
+            }
+        };
+        if let Some(cl) = &rt.cluster {
+            for app in apps {
+                done.push(json!({"name": argocd::app_name(&app), "namespace": ns}));
+                statuses.push(super::argocd_sync::wait_for(cl, app, &wait_for, &mut note)?);
+            }
+        }
+    }
+    let n = statuses.len();
+    rt.app_health.extend(statuses);
+    Ok(StepResult::ok(
+        json!({ "apps": done }),
+        format!("{n} Application(s) ready"),
+    ))
 }

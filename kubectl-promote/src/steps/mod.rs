@@ -5,6 +5,7 @@
 //! Configs are checked twice: their shape (required and unknown keys) for every step before
 //! anything runs, and their types once expressions are evaluated, right before the step runs.
 
+mod argocd_sync;
 mod argocd_update;
 mod git_clone;
 mod git_commit;
@@ -88,6 +89,15 @@ pub enum StepError {
     /// An expression in the config failed.
     #[error(transparent)]
     Expr(#[from] crate::expr::ExprError),
+    /// The cluster could not be reached or refused for a technical reason.
+    #[error("{0}")]
+    Cluster(String),
+    /// A wait ran out of time.
+    #[error("{0}")]
+    Timeout(String),
+    /// Ctrl-C or `kubectl promote abort` stopped the step.
+    #[error("stopped: {0}")]
+    Stopped(String),
 }
 
 impl StepError {
@@ -111,6 +121,16 @@ fn fail(msg: impl Into<String>) -> StepError {
 /// Deserialize an evaluated config into a step's typed config.
 fn config<T: serde::de::DeserializeOwned>(uses: &str, v: &Value) -> Result<T, StepError> {
     serde_json::from_value(v.clone()).map_err(|e| fail(format!("invalid {uses} config: {e}")))
+}
+
+/// The cluster steps talk to (cluster mode only).
+pub struct ClusterAccess<'a> {
+    /// The API.
+    pub kube: &'a crate::kube::Kube,
+    /// When waiting must give up.
+    pub deadline: std::time::Instant,
+    /// The whole budget (for messages).
+    pub timeout: std::time::Duration,
 }
 
 /// Who the promotion is for: what `ctx` holds in expressions.
@@ -279,8 +299,14 @@ pub struct Runtime<'a> {
     pub argocd_patches: Vec<(String, Value)>,
     /// Commits pushed so far.
     pub pushed: Vec<PushedCommit>,
-    /// Progress notes for stderr.
-    pub notes: Vec<String>,
+    /// No progress notes on stderr.
+    pub quiet: bool,
+    /// The cluster, when promoting through one (`None` with `--local`).
+    pub cluster: Option<ClusterAccess<'a>>,
+    /// Argo CD Application statuses the argocd steps ended with (the Stage's health).
+    pub app_health: Vec<Value>,
+    /// What an interrupted earlier run of this Promotion recorded, by step alias (resume).
+    pub recorded: BTreeMap<String, crate::runner::Recorded>,
 }
 
 impl<'a> Runtime<'a> {
@@ -296,7 +322,17 @@ impl<'a> Runtime<'a> {
             applications: Vec::new(),
             argocd_patches: Vec::new(),
             pushed: Vec::new(),
-            notes: Vec::new(),
+            quiet: false,
+            cluster: None,
+            app_health: Vec::new(),
+            recorded: BTreeMap::new(),
+        }
+    }
+
+    /// A progress note on stderr (what a long step is waiting for).
+    pub fn note(&self, msg: &str) {
+        if !self.quiet {
+            eprintln!("    {msg}");
         }
     }
 
@@ -388,7 +424,7 @@ pub fn run(
         "git-push" => git_push::run(cfg, rt),
         "git-open-pr" => git_open_pr::run(cfg, rt, alias),
         "argocd-update" => argocd_update::run(cfg, rt),
-        "argocd-wait" => Ok(StepResult::skipped("no cluster: nothing to wait for")),
+        "argocd-wait" => argocd_update::run_wait(cfg, rt),
         other => Err(fail(format!(
             "unknown step kind {other:?}; promote runs: {}",
             KNOWN_STEPS.join(", ")

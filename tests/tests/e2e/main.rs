@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failing loudly is the point
 
 mod binaries;
+mod cluster;
 mod local;
 mod sandbox;
 mod webhook;

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use crate::sandbox::{k, ok, start, wait_for};
 
 /// The webhook process, killed on drop.
-struct Webhook {
+pub(crate) struct Webhook {
     child: Child,
 
     metrics_port: u16,
@@ -29,7 +29,13 @@ impl Drop for Webhook {
 }
 
 impl Webhook {
-    fn start(dir: &Path, port: u16, cert: &Path, key: &Path, kubeconfig: &Path) -> Webhook {
+    pub(crate) fn start(
+        dir: &Path,
+        port: u16,
+        cert: &Path,
+        key: &Path,
+        kubeconfig: &Path,
+    ) -> Webhook {
         let metrics_port = reserved_port();
         let log = dir.join(format!(
             "webhook-{port}-{}.log",
@@ -70,7 +76,7 @@ impl Webhook {
         panic!("webhook never became ready:\n{}", w.logs());
     }
 
-    fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
@@ -91,7 +97,7 @@ impl Webhook {
     }
 }
 
-fn certs(dir: &Path) -> String {
+pub(crate) fn certs(dir: &Path) -> String {
     let out = Command::new(bin("promote-webhook").unwrap())
         .args([
             "certs",
@@ -112,7 +118,7 @@ fn certs(dir: &Path) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
-fn sh(dir: &Path, script: &str, env: &[(&str, &str)]) -> (bool, String, String) {
+pub(crate) fn sh(dir: &Path, script: &str, env: &[(&str, &str)]) -> (bool, String, String) {
     let out = Command::new("sh")
         .arg("-c")
         .arg(script)

@@ -88,9 +88,7 @@ pub(super) async fn gather<C: Cluster>(
 
 /// The `kargo.akuity.io/stage` label value: the Stage name, cut to a valid label value.
 pub fn stage_label(stage: &str) -> String {
-    let cut: String = stage.chars().take(63).collect();
-    cut.trim_end_matches(|c: char| !c.is_ascii_alphanumeric())
-        .to_owned()
+    naming::stage_label(stage)
 }
 
 /// Whether `name` is already a Kargo Promotion name for this Stage and Freight.

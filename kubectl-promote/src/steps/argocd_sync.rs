@@ -1,0 +1,480 @@
+//! `argocd-update` and `argocd-wait` against a cluster: patch the Application exactly as
+//! `promote_api::argocd::build_sync_patch` builds it (the webhook accepts nothing else), then wait
+//! honestly. Per Application, on every look (Kargo's `mustPerformUpdate`):
+//!
+//! - our operation (its `info` names this Promotion) still pending or running → wait;
+//! - our operation finished: no sync result, or revisions differing from the desired ones index by
+//!   index → sync again; `Failed`/`Error` → the step fails with Argo CD's message; `Succeeded` →
+//!   wait for Argo CD to reconcile after it (`reconciledAt >= finishedAt`), the synced revisions in
+//!   `status.sync` and health `Healthy` (`Degraded` fails at once, `Progressing` waits);
+//! - someone else's operation pending or running → wait for it, then sync;
+//! - otherwise → sync now. A 409 (the Application moved on, or the webhook saying an operation is
+//!   in progress) means: look again.
+//!
+//! Nothing here reports success that Argo CD did not report.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use promote_api::argocd::{self, SourceUpdate, SyncRequest};
+
+use super::{ClusterAccess, StepError, fail};
+use crate::interrupt;
+use crate::kube::app_path;
+
+/// What one look at an Application decided.
+#[derive(Debug, PartialEq)]
+enum Look {
+    /// Sync now.
+    Sync,
+    /// Wait (why, for the progress line).
+    Wait(String),
+    /// Our sync finished well; now wait for health.
+    Synced,
+}
+
+fn info_promotion(op: Option<&Value>) -> Option<&str> {
+    argocd::operation_promotion(op.filter(|o| !o.is_null()))
+}
+
+fn strings(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .map(|r| r.as_str().unwrap_or_default().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Revisions in an object holding `revision` or `revisions` (syncResult, status.sync).
+fn revisions_of(app: &Value, holder: Option<&Value>) -> Vec<String> {
+    let Some(h) = holder else { return Vec::new() };
+    if argocd::is_multi_source(app) {
+        strings(h.get("revisions"))
+    } else {
+        h.get("revision")
+            .and_then(Value::as_str)
+            .map(|r| vec![r.to_owned()])
+            .unwrap_or_default()
+    }
+}
+
+/// Whether `got` holds every non-empty desired revision at its index.
+fn revisions_match(desired: &[String], got: &[String]) -> bool {
+    desired
+        .iter()
+        .enumerate()
+        .all(|(i, d)| d.is_empty() || got.get(i).is_some_and(|g| g == d))
+}
+
+fn look(app: &Value, promotion: &str, desired: &[String]) -> Result<Look, StepError> {
+    let name = argocd::app_name(app);
+    let pending = app.get("operation").filter(|o| !o.is_null());
+    let state = app
+        .pointer("/status/operationState")
+        .filter(|o| !o.is_null());
+    if let Some(op) = pending {
+        return Ok(Look::Wait(match info_promotion(Some(op)) {
+            Some(p) if p == promotion => "waiting for Argo CD to start the sync".into(),
+            _ => format!(
+                "an operation initiated by {:?} is pending: waiting for it",
+                op.pointer("/initiatedBy/username")
+                    .and_then(Value::as_str)
+                    .unwrap_or("someone")
+            ),
+        }));
+    }
+    let Some(state) = state else {
+        return Ok(Look::Sync);
+    };
+    let ours = info_promotion(state.get("operation")) == Some(promotion);
+    let phase = state
+        .get("phase")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let running = matches!(phase, "Running" | "Terminating");
+    if !ours {
+        return Ok(if running {
+            Look::Wait(format!(
+                "another operation ({}) is {phase}: waiting for it to finish",
+                info_promotion(state.get("operation"))
+                    .map(|p| format!("Promotion {p}"))
+                    .unwrap_or_else(|| "not from a promotion".into())
+            ))
+        } else {
+            Look::Sync
+        });
+    }
+    if running {
+        return Ok(Look::Wait(format!("sync {phase}")));
+    }
+    match phase {
+        "Succeeded" => {
+            let Some(result) = state.get("syncResult").filter(|r| !r.is_null()) else {
+                return Ok(Look::Sync); // completed without a sync result: sync again
+            };
+            if revisions_match(desired, &revisions_of(app, Some(result))) {
+                Ok(Look::Synced)
+            } else {
+                Ok(Look::Sync)
+            }
+        }
+        "Failed" | "Error" => Err(fail(format!(
+            "Argo CD could not sync Application {:?} in namespace {:?}: operation {phase}: {}",
+            name,
+            argocd::app_namespace(app),
+            state
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("(no message)")
+        ))),
+        other => Ok(Look::Wait(format!("operation phase {other:?}"))),
+    }
+}
+
+/// Health once our sync succeeded: `Ok(true)` healthy and reconciled, `Ok(false)` not yet.
+fn healthy(app: &Value, desired: &[String]) -> Result<bool, StepError> {
+    let finished = app
+        .pointer("/status/operationState/finishedAt")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let reconciled = app
+        .pointer("/status/reconciledAt")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    // RFC 3339 UTC timestamps of the same shape compare as strings; parse to be safe.
+    let ts = |s: &str| s.parse::<jiff::Timestamp>().ok();
+    match (ts(reconciled), ts(finished)) {
+        (Some(r), Some(f)) if r >= f => {}
+        _ => return Ok(false),
+    }
+    if !revisions_match(desired, &revisions_of(app, app.pointer("/status/sync"))) {
+        return Ok(false);
+    }
+    let health = app
+        .pointer("/status/health/status")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    match health {
+        "Healthy" => Ok(true),
+        "" | "Progressing" | "Suspended" => Ok(false),
+        other => Err(fail(format!(
+            "Argo CD Application {:?} in namespace {:?} is {other} after the sync: {}",
+            argocd::app_name(app),
+            argocd::app_namespace(app),
+            app.pointer("/status/health/message")
+                .and_then(Value::as_str)
+                .unwrap_or("(no message)")
+        ))),
+    }
+}
+
+/// Poll pacing: quick at first, then every second.
+pub(super) struct Poll {
+    n: u32,
+}
+
+impl Poll {
+    pub(super) fn new() -> Self {
+        Self { n: 0 }
+    }
+
+    /// Sleep before the next look; fails when the deadline passed or a stop was asked for.
+    pub(super) fn wait(&mut self, cl: &ClusterAccess<'_>, what: &str) -> Result<(), StepError> {
+        if let Some(stop) = interrupt::requested() {
+            return Err(StepError::Stopped(format!("{stop:?} while {what}")));
+        }
+        if Instant::now() >= cl.deadline {
+            return Err(StepError::Timeout(format!(
+                "timed out after {}s: {what}",
+                cl.timeout.as_secs()
+            )));
+        }
+        self.n += 1;
+        let d = Duration::from_millis(match self.n {
+            0..=5 => 100,
+            6..=20 => 250,
+            _ => 1000,
+        });
+        std::thread::sleep(d.min(cl.deadline.saturating_duration_since(Instant::now())));
+        Ok(())
+    }
+}
+
+fn get_app(cl: &ClusterAccess<'_>, ns: &str, name: &str) -> Result<Value, StepError> {
+    cl.kube
+        .poll(&app_path(ns, name))
+        .map_err(|e| StepError::Cluster(format!("reading Argo CD Application {ns}/{name}: {e}")))?
+        .ok_or_else(|| {
+            fail(format!(
+                "Argo CD Application {name:?} in namespace {ns:?} disappeared during the promotion"
+            ))
+        })
+}
+
+/// The sanitized status recorded for the Stage's health (no timestamps that change every look).
+fn app_status(app: &Value) -> Value {
+    json!({
+        "name": argocd::app_name(app),
+        "namespace": argocd::app_namespace(app),
+        "health": app.pointer("/status/health").cloned().unwrap_or(Value::Null),
+        "sync": app.pointer("/status/sync").cloned().unwrap_or(Value::Null),
+    })
+}
+
+/// Sync one Application for the promotion and wait for an honest result. `authorize` is checked
+/// on every fresh read (the annotation can change while we wait). Returns the app's status.
+pub(super) fn sync_and_wait(
+    cl: &ClusterAccess<'_>,
+    app: Value,
+    updates: &[SourceUpdate],
+    req: &SyncRequest<'_>,
+    authorize: &dyn Fn(&Value) -> Result<(), StepError>,
+    note: &mut dyn FnMut(String),
+) -> Result<Value, StepError> {
+    let ns = argocd::app_namespace(&app).to_owned();
+    let name = argocd::app_name(&app).to_owned();
+    let mut app = app;
+    let mut poll = Poll::new();
+    let mut last_note = String::new();
+    let mut synced_by_us = false;
+    loop {
+        authorize(&app)?;
+        let desired = argocd::desired_revisions(&app, updates);
+        let decision = if synced_by_us {
+            // After our write, only ever wait for our own operation.
+            match look(&app, req.promotion, &desired)? {
+                Look::Sync
+                    if info_promotion(app.pointer("/status/operationState/operation"))
+                        != Some(req.promotion) =>
+                {
+                    Look::Wait("waiting for Argo CD to start the sync".into())
+                }
+                other => other,
+            }
+        } else {
+            look(&app, req.promotion, &desired)?
+        };
+        match decision {
+            Look::Sync => {
+                let patch = argocd::build_sync_patch(&app, updates, req)
+                    .map_err(|e| fail(e.to_string()))?;
+                match cl
+                    .kube
+                    .merge_patch(&app_path(&ns, &name), &patch.merge_patch)
+                {
+                    Ok(new) => {
+                        synced_by_us = true;
+                        note(format!("{ns}/{name}: sync requested"));
+                        app = new;
+                        continue;
+                    }
+                    Err(e) if e.conflict() => {
+                        let msg = format!("{ns}/{name}: {}", e.message);
+                        if msg != last_note {
+                            note(format!("{msg}; looking again"));
+                            last_note = msg;
+                        }
+                        poll.wait(cl, &format!("syncing Argo CD Application {ns}/{name}"))?;
+                    }
+                    Err(e) if e.code == 403 || e.code == 422 || e.code == 400 => {
+                        return Err(fail(format!(
+                            "the API server refused the sync of Argo CD Application {name:?} in namespace {ns:?}: {}",
+                            e.message
+                        )));
+                    }
+                    Err(e) => {
+                        return Err(StepError::Cluster(format!(
+                            "patching Argo CD Application {ns}/{name}: {e}"
+                        )));
+                    }
+                }
+            }
+            Look::Wait(why) => {
+                let msg = format!("{ns}/{name}: {why}");
+                if msg != last_note {
+                    note(msg.clone());
+                    last_note = msg;
+                }
+                poll.wait(
+                    cl,
+                    &format!("waiting for Argo CD Application {ns}/{name} ({why})"),
+                )?;
+            }
+            Look::Synced => {
+                if healthy(&app, &desired)? {
+                    return Ok(app_status(&app));
+                }
+                let msg = format!(
+                    "{ns}/{name}: synced; waiting for health ({})",
+                    app.pointer("/status/health/status")
+                        .and_then(Value::as_str)
+                        .unwrap_or("not reported yet")
+                );
+                if msg != last_note {
+                    note(msg.clone());
+                    last_note = msg;
+                }
+                poll.wait(
+                    cl,
+                    &format!("waiting for Argo CD Application {ns}/{name} to be Healthy"),
+                )?;
+            }
+        }
+        app = get_app(cl, &ns, &name)?;
+    }
+}
+
+/// `argocd-wait`: wait until each condition in `wait_for` holds (`health`, `sync`, `operation`,
+/// `suspended`, `degraded`); Healthy turning Degraded fails at once.
+pub(super) fn wait_for(
+    cl: &ClusterAccess<'_>,
+    app: Value,
+    wait_for: &[String],
+    note: &mut dyn FnMut(String),
+) -> Result<Value, StepError> {
+    let ns = argocd::app_namespace(&app).to_owned();
+    let name = argocd::app_name(&app).to_owned();
+    let mut app = app;
+    let mut poll = Poll::new();
+    let mut was_healthy = false;
+    let mut last_note = String::new();
+    loop {
+        let health = app
+            .pointer("/status/health/status")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        if was_healthy && health == "Degraded" {
+            return Err(fail(format!(
+                "Argo CD Application {name:?} in namespace {ns:?} turned Degraded: {}",
+                app.pointer("/status/health/message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("(no message)")
+            )));
+        }
+        was_healthy |= health == "Healthy";
+        let mut missing = Vec::new();
+        for w in wait_for {
+            let ok = match w.as_str() {
+                "health" => health == "Healthy",
+                "sync" => {
+                    app.pointer("/status/sync/status").and_then(Value::as_str) == Some("Synced")
+                }
+                "operation" => {
+                    app.get("operation").is_none_or(Value::is_null)
+                        && !argocd::operation_in_progress(&app)
+                }
+                "suspended" => health == "Suspended",
+                "degraded" => health == "Degraded",
+                _ => true,
+            };
+            if !ok {
+                missing.push(w.as_str());
+            }
+        }
+        if missing.is_empty() {
+            return Ok(app_status(&app));
+        }
+        let msg = format!("{ns}/{name}: waiting for {}", missing.join(", "));
+        if msg != last_note {
+            note(msg.clone());
+            last_note = msg;
+        }
+        poll.wait(
+            cl,
+            &format!(
+                "waiting for Argo CD Application {ns}/{name} ({})",
+                missing.join(", ")
+            ),
+        )?;
+        app = get_app(cl, &ns, &name)?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app(state: Value) -> Value {
+        json!({"metadata": {"name": "a", "namespace": "argocd"},
+               "spec": {"source": {"repoURL": "https://git.example.com/r.git"}},
+               "status": {"operationState": state}})
+    }
+
+    #[test]
+    fn decisions() {
+        let mine = json!({"info": [{"name": "kargo.akuity.io/promotion", "value": "p1"}]});
+        let other = json!({"info": [{"name": "kargo.akuity.io/promotion", "value": "p0"}]});
+        let d = vec!["abc".to_owned()];
+        assert_eq!(look(&app(Value::Null), "p1", &d).ok(), Some(Look::Sync));
+        let running_other = app(json!({"operation": other, "phase": "Running"}));
+        assert!(matches!(
+            look(&running_other, "p1", &d).ok(),
+            Some(Look::Wait(_))
+        ));
+        let done_other = app(
+            json!({"operation": other, "phase": "Succeeded", "syncResult": {"revision": "abc"}}),
+        );
+        assert_eq!(look(&done_other, "p1", &d).ok(), Some(Look::Sync));
+        let running_mine = app(json!({"operation": mine, "phase": "Running"}));
+        assert!(matches!(
+            look(&running_mine, "p1", &d).ok(),
+            Some(Look::Wait(_))
+        ));
+        let ok_mine = app(
+            json!({"operation": mine, "phase": "Succeeded", "syncResult": {"revision": "abc"}}),
+        );
+        assert_eq!(look(&ok_mine, "p1", &d).ok(), Some(Look::Synced));
+        let wrong_rev = app(
+            json!({"operation": mine, "phase": "Succeeded", "syncResult": {"revision": "def"}}),
+        );
+        assert_eq!(
+            look(&wrong_rev, "p1", &d).ok(),
+            Some(Look::Sync),
+            "a sync of other revisions is not ours to accept"
+        );
+        let no_result = app(json!({"operation": mine, "phase": "Succeeded"}));
+        assert_eq!(look(&no_result, "p1", &d).ok(), Some(Look::Sync));
+        let failed = app(json!({"operation": mine, "phase": "Failed", "message": "boom"}));
+        assert!(look(&failed, "p1", &d).is_err_and(|e| e.to_string().contains("boom")));
+        let mut pending = app(Value::Null);
+        pending["operation"] = mine.clone();
+        assert!(matches!(look(&pending, "p1", &d).ok(), Some(Look::Wait(_))));
+    }
+
+    #[test]
+    fn health_needs_reconcile_revision_and_healthy() {
+        let d = vec!["abc".to_owned()];
+        let mut a = app(json!({"phase": "Succeeded", "finishedAt": "2026-01-01T00:00:10Z"}));
+        a["status"]["reconciledAt"] = json!("2026-01-01T00:00:09Z");
+        a["status"]["sync"] = json!({"status": "Synced", "revision": "abc"});
+        a["status"]["health"] = json!({"status": "Healthy"});
+        assert!(
+            !healthy(&a, &d).unwrap_or(true),
+            "reconciled before the sync finished"
+        );
+        a["status"]["reconciledAt"] = json!("2026-01-01T00:00:10Z");
+        assert!(healthy(&a, &d).unwrap_or(false));
+        a["status"]["sync"]["revision"] = json!("old");
+        assert!(
+            !healthy(&a, &d).unwrap_or(true),
+            "status.sync shows another revision"
+        );
+        a["status"]["sync"]["revision"] = json!("abc");
+        a["status"]["health"] = json!({"status": "Progressing"});
+        assert!(!healthy(&a, &d).unwrap_or(true));
+        a["status"]["health"] = json!({"status": "Degraded", "message": "crash loop"});
+        assert!(healthy(&a, &d).is_err_and(|e| e.to_string().contains("crash loop")));
+    }
+
+    #[test]
+    fn multi_source_revisions_are_index_aligned() {
+        let a = json!({"spec": {"sources": [{"repoURL": "a"}, {"repoURL": "b"}]}});
+        let got = revisions_of(&a, Some(&json!({"revisions": ["x", "y"]})));
+        assert!(revisions_match(&["".into(), "y".into()], &got));
+        assert!(!revisions_match(&["y".into(), "".into()], &got));
+    }
+}

@@ -1,0 +1,840 @@
+//! `kubectl promote` against a cluster (the sandbox), end to end: real plugin binary, real Git
+//! repository, the Argo CD simulator, real `kubectl` invoking the plugin, and (in the first story)
+//! the real webhook installed from `manifests/`.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use promote_sandbox::Sandbox;
+use promote_tests::{bare_repo, bin, git, reserved_port, workspace_root};
+use serde_json::Value;
+
+use crate::sandbox::{k, ok, start};
+use crate::webhook::{Webhook, certs, sh};
+
+const STAGES: &[&str] = &["dev", "test", "prod"];
+
+fn stage_yaml(name: &str, url: &str) -> String {
+    let sources = match name {
+        "dev" => "{ direct: true }".to_owned(),
+        "test" => "{ stages: [dev] }".to_owned(),
+        _ => "{ stages: [test] }".to_owned(),
+    };
+    format!(
+        r#"apiVersion: kargo.akuity.io/v1alpha1
+kind: Stage
+metadata: {{ name: {name}, namespace: demo }}
+spec:
+  requestedFreight:
+    - origin: {{ kind: Warehouse, name: web }}
+      sources: {sources}
+  promotionTemplate:
+    spec:
+      vars:
+        - {{ name: repo, value: "{url}" }}
+      steps:
+        - uses: git-clone
+          config:
+            repoURL: ${{{{ vars.repo }}}}
+            checkout: [{{ branch: main, path: ./src }}]
+        - uses: kustomize-set-image
+          as: image
+          config: {{ path: ./src/env/{name}, images: [{{ image: nginx }}] }}
+        - uses: git-commit
+          as: commit
+          config: {{ path: ./src, message: "${{{{ outputs.image.commitMessage }}}}" }}
+        - uses: git-push
+          as: push
+          config: {{ path: ./src }}
+        - uses: argocd-update
+          config:
+            apps:
+              - name: demo-{name}
+                sources:
+                  - repoURL: ${{{{ vars.repo }}}}
+                    desiredRevision: ${{{{ outputs.push.commit }}}}
+"#
+    )
+}
+
+fn app_yaml(stage: &str, url: &str) -> String {
+    format!(
+        "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata:\n  name: demo-{stage}\n  namespace: argocd\n  annotations:\n    kargo.akuity.io/authorized-stage: \"demo:{stage}\"\nspec:\n  project: default\n  destination: {{ server: https://kubernetes.default.svc, namespace: demo-{stage} }}\n  source: {{ repoURL: \"{url}\", path: env/{stage}, targetRevision: main }}\n"
+    )
+}
+
+const PROJECT: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: { name: demo, labels: { kargo.akuity.io/project: "true" } }
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: { name: alice-promoter, namespace: demo }
+roleRef: { apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: promote-promoter }
+subjects: [{ kind: User, name: alice, apiGroup: rbac.authorization.k8s.io }]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: { name: promoters-sync, namespace: argocd }
+roleRef: { apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: promote-argocd-syncer }
+subjects:
+  - { kind: User, name: alice, apiGroup: rbac.authorization.k8s.io }
+  - { kind: User, name: bob, apiGroup: rbac.authorization.k8s.io }
+---
+# bob may read and write Promotions (RBAC) but has no promote verb.
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: { name: promotion-writer, namespace: demo }
+rules:
+  - apiGroups: ["kargo.akuity.io"]
+    resources: ["warehouses", "freights", "stages", "promotions", "promotiontasks"]
+    verbs: ["get", "list", "watch", "create", "patch"]
+  - apiGroups: ["kargo.akuity.io"]
+    resources: ["promotions/status", "stages/status", "freights/status"]
+    verbs: ["get", "patch"]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: { name: bob-writer, namespace: demo }
+roleRef: { apiGroup: rbac.authorization.k8s.io, kind: Role, name: promotion-writer }
+subjects: [{ kind: User, name: bob, apiGroup: rbac.authorization.k8s.io }]
+---
+apiVersion: kargo.akuity.io/v1alpha1
+kind: Warehouse
+metadata: { name: web, namespace: demo }
+spec:
+  subscriptions:
+    - image: { repoURL: nginx }
+"#;
+
+/// A sandbox with a dev → test → prod project, a GitOps repository and Argo CD Applications.
+struct World {
+    tmp: tempfile::TempDir,
+    sb: Sandbox,
+    kc: PathBuf,
+    repo: PathBuf,
+    _hook: Option<Webhook>,
+}
+
+impl World {
+    async fn new(webhook: bool) -> World {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut files = vec![
+            ("base/kustomization.yaml".to_owned(), "resources:\n- deployment.yaml\n".to_owned()),
+            ("base/deployment.yaml".to_owned(), "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  template:\n    spec:\n      containers:\n      - name: web\n        image: nginx:1.24.0\n".to_owned()),
+        ];
+        for s in STAGES {
+            files.push((
+                format!("env/{s}/kustomization.yaml"),
+                "# overlay\nresources:\n- ../../base\nimages:\n- name: nginx\n  newTag: \"1.24.0\" # promoted\n".to_owned(),
+            ));
+        }
+        let refs: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
+        let repo = bare_repo(tmp.path(), "gitops", &refs);
+        let url = format!("file://{}", repo.display());
+        let port = reserved_port();
+        let endpoints = if webhook {
+            vec![(
+                "promote-webhook.promote-system",
+                format!("127.0.0.1:{port}").parse().unwrap(),
+            )]
+        } else {
+            vec![]
+        };
+        let sb = start(&tmp.path().join("sb"), &endpoints).await;
+        let kc = sb.kubeconfig_path();
+        let kc_s = kc.display().to_string();
+        let hook = if webhook {
+            let certs_dir = tmp.path().join("certs");
+            let ca_bundle = certs(&certs_dir);
+            let sa_kc = tmp.path().join("webhook.kubeconfig");
+            std::fs::write(
+                &sa_kc,
+                sb.kubeconfig()
+                    .replace("current-context: admin", "current-context: promote-webhook"),
+            )
+            .unwrap();
+            ok(&kc, &["create", "namespace", "promote-system"]).await;
+            let crt = certs_dir.join("tls.crt").display().to_string();
+            let key = certs_dir.join("tls.key").display().to_string();
+            ok(
+                &kc,
+                &[
+                    "create",
+                    "secret",
+                    "tls",
+                    "promote-webhook-tls",
+                    "-n",
+                    "promote-system",
+                    "--cert",
+                    &crt,
+                    "--key",
+                    &key,
+                ],
+            )
+            .await;
+            let (good, out, err) = sh(
+                &workspace_root(),
+                r#"kubectl kustomize manifests/ | sed "s|caBundle: \"\"|caBundle: $CA_BUNDLE|" | kubectl apply -f -"#,
+                &[
+                    ("KUBECONFIG", kc_s.as_str()),
+                    ("CA_BUNDLE", ca_bundle.as_str()),
+                ],
+            );
+            assert!(good, "install failed:\n{err}\n{out}");
+            Some(Webhook::start(
+                tmp.path(),
+                port,
+                &certs_dir.join("tls.crt"),
+                &certs_dir.join("tls.key"),
+                &sa_kc,
+            ))
+        } else {
+            let roles = workspace_root().join("manifests/rbac/roles.yaml");
+            ok(&kc, &["apply", "-f", &roles.display().to_string()]).await;
+            None
+        };
+        let mut docs = vec![PROJECT.to_owned()];
+        for s in STAGES {
+            docs.push(stage_yaml(s, &url));
+            docs.push(app_yaml(s, &url));
+        }
+        let (good, out, err) = k(&kc, &["apply", "-f", "-"], Some(&docs.join("\n---\n"))).await;
+        assert!(good, "{err}\n{out}");
+        World {
+            tmp,
+            sb,
+            kc,
+            repo,
+            _hook: hook,
+        }
+    }
+
+    fn command(&self, user: &str, args: &[&str]) -> Command {
+        let mut c = Command::new(bin("kubectl-promote").unwrap());
+        c.env("KUBECONFIG", &self.kc)
+            .env("PROMOTE_CACHE_DIR", self.tmp.path().join("cache"))
+            .env("PROMOTE_REPORT_REQUESTS", "1")
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .args(["--context", user, "-n", "demo", "-q"])
+            .args(args);
+        c
+    }
+
+    /// Run the plugin as `user`; (exit code, stdout, stderr).
+    async fn plugin(&self, user: &str, args: &[&str]) -> (i32, String, String) {
+        self.plugin_env(user, args, &[]).await
+    }
+
+    async fn plugin_env(
+        &self,
+        user: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> (i32, String, String) {
+        let mut c = self.command(user, args);
+        c.envs(env.iter().copied());
+        let out: Output = tokio::task::spawn_blocking(move || c.output().unwrap())
+            .await
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn spawn(&self, user: &str, args: &[&str], env: &[(&str, &str)]) -> Child {
+        let mut c = self.command(user, args);
+        c.envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c.spawn().unwrap()
+    }
+
+    fn get(&self, plural: &str, ns: &str, name: &str) -> Value {
+        let group = if plural == "applications" {
+            "argoproj.io"
+        } else {
+            "kargo.akuity.io"
+        };
+        self.sb
+            .cluster
+            .get_object(group, plural, ns, name)
+            .unwrap_or(Value::Null)
+    }
+
+    fn promotions(&self) -> Vec<Value> {
+        self.sb
+            .cluster
+            .store
+            .lock()
+            .list("kargo.akuity.io", "promotions", Some("demo"))
+    }
+
+    fn head(&self) -> String {
+        git(&self.repo, &["rev-parse", "main"]).trim().to_owned()
+    }
+
+    fn overlay(&self, stage: &str) -> String {
+        git(
+            &self.repo,
+            &["show", &format!("main:env/{stage}/kustomization.yaml")],
+        )
+    }
+
+    async fn freight(&self, tag: &str, alias: &str) -> String {
+        let (code, out, err) = self
+            .plugin(
+                "admin",
+                &[
+                    "freight",
+                    "create",
+                    "--warehouse",
+                    "web",
+                    "--image",
+                    &format!("nginx:{tag}"),
+                    "--alias",
+                    alias,
+                    "-o",
+                    "name",
+                ],
+            )
+            .await;
+        assert_eq!(code, 0, "{err}");
+        out.trim()
+            .trim_start_matches("freight.kargo.akuity.io/")
+            .to_owned()
+    }
+
+    async fn annotate(&self, app: &str, annotation: &str) {
+        ok(
+            &self.kc,
+            &[
+                "-n",
+                "argocd",
+                "annotate",
+                "--overwrite",
+                "applications",
+                app,
+                annotation,
+            ],
+        )
+        .await;
+    }
+
+    /// Wait until `pred` holds for the Application.
+    async fn wait_app(&self, app: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        crate::sandbox::wait_for(&self.sb, "argocd", app, pred).await
+    }
+}
+
+fn requests(stderr: &str) -> u64 {
+    stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("api requests: "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(u64::MAX)
+}
+
+/// Wait until a Promotion for `stage` is Running (and return its name).
+async fn running_promotion(w: &World, stage: &str, app: &str) -> String {
+    let app_state = w
+        .wait_app(app, |a| {
+            a.pointer("/status/operationState/phase")
+                .and_then(Value::as_str)
+                == Some("Running")
+        })
+        .await;
+    let name = app_state
+        .pointer("/status/operationState/operation/info")
+        .and_then(Value::as_array)
+        .and_then(|i| i.iter().find(|e| e["name"] == "kargo.akuity.io/promotion"))
+        .and_then(|e| e["value"].as_str())
+        .unwrap()
+        .to_owned();
+    assert!(name.starts_with(&format!("{stage}.")), "{name}");
+    name
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dev_test_prod_with_the_webhook_installed() {
+    let w = World::new(true).await;
+    let v1 = w.freight("1.25.0", "v1").await;
+    let v2 = w.freight("1.26.0", "v2").await;
+    assert_eq!(v1.len(), 40);
+
+    // Not available to test before dev verified it: refused, nothing written.
+    let (code, _, err) = w
+        .plugin("alice", &["stage/test", "--freight-alias", "v1"])
+        .await;
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("is not available to Stage \"test\"") && err.contains("dev"),
+        "{err}"
+    );
+    assert!(w.promotions().is_empty());
+
+    // dev: the whole flow, as alice.
+    let (code, out, err) = w
+        .plugin("alice", &["stage/dev", "--freight", &v1[..8], "-o", "json"])
+        .await;
+    assert_eq!(code, 0, "{err}\n{out}");
+    let summary: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(summary["phase"], "Succeeded");
+    let pushed = summary["commits"][0]["commit"].as_str().unwrap().to_owned();
+    assert_eq!(pushed, w.head());
+    assert!(
+        w.overlay("dev").contains("newTag: \"1.25.0\" # promoted"),
+        "{}",
+        w.overlay("dev")
+    );
+    let n = requests(&err);
+    assert!(
+        n <= 20,
+        "one promotion made {n} API requests (target: at most 20):\n{err}"
+    );
+    let promo_name = summary["promotion"].as_str().unwrap();
+    let promo = w.get("promotions", "demo", promo_name);
+    assert_eq!(promo["status"]["phase"], "Succeeded", "{promo}");
+    assert_eq!(
+        promo["metadata"]["annotations"]["kargo.akuity.io/create-actor"],
+        "kubernetes:alice"
+    );
+    assert_eq!(
+        promo["status"]["stepExecutionMetadata"]
+            .as_array()
+            .unwrap()
+            .len(),
+        5
+    );
+    assert_eq!(
+        promo["status"]["state"]["push"]["commit"],
+        pushed.as_str(),
+        "{promo:#}"
+    );
+    let stage = w.get("stages", "demo", "dev");
+    assert_eq!(stage["status"]["lastPromotion"]["name"], promo_name);
+    assert!(
+        stage["status"]
+            .get("currentPromotion")
+            .is_none_or(Value::is_null),
+        "{stage}"
+    );
+    assert_eq!(stage["status"]["health"]["status"], "Healthy");
+    assert_eq!(
+        stage["status"]["freightHistory"][0]["items"]["Warehouse/web"]["name"],
+        v1.as_str(),
+        "{stage:#}"
+    );
+    let freight = w.get("freights", "demo", &v1);
+    assert!(
+        freight["status"]["verifiedIn"].get("dev").is_some(),
+        "{freight}"
+    );
+    let app = w.get("applications", "argocd", "demo-dev");
+    assert_eq!(app["status"]["sync"]["revision"], pushed.as_str());
+    assert_eq!(
+        app["status"]["operationState"]["operation"]["initiatedBy"]["username"],
+        "alice"
+    );
+
+    // test, through the real kubectl (plugin on PATH).
+    let plugin_dir = bin("kubectl-promote")
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let path = format!(
+        "{}:{}",
+        plugin_dir.display(),
+        std::env::var("PATH").unwrap()
+    );
+    let kc = w.kc.display().to_string();
+    let cache = w.tmp.path().join("cache").display().to_string();
+    let (good, out, err) = sh(
+        w.tmp.path(),
+        "kubectl promote --context alice -n demo stage/test --freight-alias v1 -q",
+        &[
+            ("PATH", path.as_str()),
+            ("KUBECONFIG", kc.as_str()),
+            ("PROMOTE_CACHE_DIR", cache.as_str()),
+        ],
+    );
+    assert!(good, "{err}\n{out}");
+    assert!(out.contains("PHASE      Succeeded"), "{out}");
+    let (good, out, err) = sh(
+        w.tmp.path(),
+        "kubectl promote --context alice -n demo get stages",
+        &[("PATH", path.as_str()), ("KUBECONFIG", kc.as_str())],
+    );
+    assert!(good, "{err}");
+    assert!(
+        out.starts_with("NAME   SHARD   CURRENT FREIGHT   HEALTH    LAST PROMOTION"),
+        "{out}"
+    );
+    let dev = out.lines().find(|l| l.starts_with("dev ")).unwrap();
+    assert!(
+        dev.contains(&v1[..7]) && dev.contains("Healthy") && dev.contains("Succeeded"),
+        "{out}"
+    );
+
+    // bob may write Promotions but not promote: the webhook refuses, nothing runs.
+    let before = w.promotions().len();
+    let (code, _, err) = w
+        .plugin("bob", &["stage/prod", "--freight-alias", "v1"])
+        .await;
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("denied the request") && err.contains("promote"),
+        "{err}"
+    );
+    assert_eq!(w.promotions().len(), before);
+
+    // prod as alice, then v2 to dev and on to every Stage downstream of dev.
+    let (code, _, err) = w
+        .plugin("alice", &["stage/prod", "--freight-alias", "v1"])
+        .await;
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = w
+        .plugin("alice", &["stage/dev", "--freight-alias", "v2"])
+        .await;
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = w
+        .plugin(
+            "alice",
+            &[
+                "--downstream-from",
+                "stage/dev",
+                "--freight-alias",
+                "v2",
+                "-o",
+                "name",
+            ],
+        )
+        .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.trim().starts_with("promotion/test."), "{out}");
+    assert!(w.overlay("test").contains("1.26.0") && w.overlay("prod").contains("1.25.0"));
+    let freight = w.get("freights", "demo", &v1);
+    assert!(
+        freight["status"]["currentlyIn"].get("dev").is_none(),
+        "v1 left dev: {freight}"
+    );
+    assert!(
+        freight["status"]["currentlyIn"].get("prod").is_some(),
+        "{freight}"
+    );
+
+    // history and get.
+    let (code, out, err) = w.plugin("alice", &["history", "stage/dev"]).await;
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(
+        lines[1].starts_with("*") && lines[1].contains(&v2[..7]) && lines[2].contains(&v1[..7]),
+        "{out}"
+    );
+    let (code, out, _) = w.plugin("alice", &["get", "freight", "-o", "wide"]).await;
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("v1") && out.contains("Warehouse/web") && out.contains("VERIFIED IN"),
+        "{out}"
+    );
+    let (code, out, _) = w
+        .plugin(
+            "alice",
+            &["get", "promotions", "--no-headers", "-o", "wide"],
+        )
+        .await;
+    assert_eq!(code, 0);
+    assert_eq!(out.lines().count(), 5, "{out}");
+    assert!(
+        out.lines()
+            .all(|l| l.contains("Succeeded") && l.contains("alice")),
+        "{out}"
+    );
+    let (code, out, _) = w
+        .plugin("alice", &["get", "stage", "dev", "-o", "json"])
+        .await;
+    assert_eq!(code, 0);
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["kind"],
+        "Stage"
+    );
+
+    // A dry run writes nothing and shows the Promotion it would create.
+    let before = w.promotions().len();
+    let head = w.head();
+    let (code, out, err) = w
+        .plugin(
+            "alice",
+            &[
+                "stage/prod",
+                "--freight-alias",
+                "v2",
+                "--dry-run",
+                "-o",
+                "json",
+            ],
+        )
+        .await;
+    assert_eq!(code, 0, "{err}");
+    let s: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(s["object"]["kind"], "Promotion");
+    assert!(
+        s["diff"]
+            .as_str()
+            .unwrap()
+            .contains("+  newTag: \"1.26.0\""),
+        "{out}"
+    );
+    assert_eq!((w.promotions().len(), w.head()), (before, head));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn queueing_failures_abort_and_resume() {
+    let w = World::new(false).await;
+    let v1 = w.freight("1.25.0", "v1").await;
+    w.freight("1.26.0", "v2").await;
+    w.freight("1.27.0", "v3").await;
+
+    // Two promotions of one Stage at once: one runs, the other is refused (never both).
+    w.annotate("demo-dev", "sandbox.promote.dev/sync-delay=1500ms")
+        .await;
+    let a = w.spawn("alice", &["stage/dev", "--freight-alias", "v1"], &[]);
+    let b = w.spawn("alice", &["stage/dev", "--freight-alias", "v2"], &[]);
+    let (a, b) = tokio::task::spawn_blocking(move || {
+        (a.wait_with_output().unwrap(), b.wait_with_output().unwrap())
+    })
+    .await
+    .unwrap();
+    let codes = [a.status.code(), b.status.code()];
+    let errs = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&a.stderr),
+        String::from_utf8_lossy(&b.stderr)
+    );
+    assert!(
+        codes.contains(&Some(0)) && codes.contains(&Some(1)),
+        "{codes:?}\n{errs}"
+    );
+    assert!(errs.contains("is busy: Promotion \"dev."), "{errs}");
+    // With --wait both run, one after the other.
+    let a = w.spawn(
+        "alice",
+        &["stage/dev", "--freight-alias", "v1", "--wait"],
+        &[],
+    );
+    let b = w.spawn(
+        "alice",
+        &["stage/dev", "--freight-alias", "v2", "--wait"],
+        &[],
+    );
+    let (a, b) = tokio::task::spawn_blocking(move || {
+        (a.wait_with_output().unwrap(), b.wait_with_output().unwrap())
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        (a.status.code(), b.status.code()),
+        (Some(0), Some(0)),
+        "{}\n{}",
+        String::from_utf8_lossy(&a.stderr),
+        String::from_utf8_lossy(&b.stderr)
+    );
+    let runs: Vec<Value> = w
+        .promotions()
+        .into_iter()
+        .filter(|p| p["status"]["phase"] == "Succeeded")
+        .collect();
+    let mut windows: Vec<(String, String)> = runs
+        .iter()
+        .map(|p| {
+            (
+                p["status"]["startedAt"].as_str().unwrap().to_owned(),
+                p["status"]["finishedAt"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    windows.sort();
+    assert!(
+        windows.windows(2).all(|p| p[0].1 <= p[1].0),
+        "promotions of one Stage overlapped: {windows:?}"
+    );
+    w.annotate("demo-dev", "sandbox.promote.dev/sync-delay=0s")
+        .await;
+
+    // Killed while Argo CD syncs; resumed without a second push.
+    w.annotate("demo-dev", "sandbox.promote.dev/sync=hang")
+        .await;
+    let ttl = [("PROMOTE_LEASE_TTL", "2")];
+    let mut child = w.spawn("alice", &["stage/dev", "--freight-alias", "v3"], &ttl);
+    let name = running_promotion(&w, "dev", "demo-dev").await;
+    let pushed = w.head();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let p = w.get("promotions", "demo", &name);
+    assert_eq!(p["status"]["phase"], "Running");
+    assert_eq!(p["status"]["state"]["push"]["commit"], pushed.as_str());
+    let (code, _, err) = w.plugin("alice", &["resume", &name]).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("is still being run by alice@"), "{err}");
+    // Nobody else may take the Stage while the lease holds.
+    let (code, _, err) = w
+        .plugin("alice", &["stage/dev", "--freight-alias", "v1"])
+        .await;
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(&format!("is busy: Promotion \"{name}\"")),
+        "{err}"
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    w.annotate("demo-dev", "sandbox.promote.dev/sync=run").await;
+    let (code, out, err) = w.plugin("alice", &["resume", &name, "-o", "json"]).await;
+    assert_eq!(code, 0, "{err}\n{out}");
+    let s: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        s["steps"][3]["message"],
+        "done before the interruption (recorded on the Promotion); not run again"
+    );
+    assert_eq!(w.head(), pushed, "resume pushed again");
+    assert_eq!(
+        w.get("promotions", "demo", &name)["status"]["phase"],
+        "Succeeded"
+    );
+    assert!(w.overlay("dev").contains("1.27.0"));
+
+    // abort while Argo CD hangs: the runner notices at its next lease renewal.
+    w.annotate("demo-dev", "sandbox.promote.dev/sync=hang")
+        .await;
+    let child = w.spawn("alice", &["stage/dev", "--freight-alias", "v1"], &ttl);
+    let name = running_promotion(&w, "dev", "demo-dev").await;
+    let (code, out, err) = w.plugin("alice", &["abort", &name]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Aborted"), "{out}");
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Aborted"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stage = w.get("stages", "demo", "dev");
+    assert!(
+        stage["status"]
+            .get("currentPromotion")
+            .is_none_or(Value::is_null),
+        "{stage}"
+    );
+
+    // Ctrl-C: the Promotion is Aborted and the Stage freed.
+    let child = w.spawn("alice", &["stage/dev", "--freight-alias", "v2"], &[]);
+    let pid = child.id().to_string();
+    // Wait for a new sync request (the previous op is still hanging: ours waits for it).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !w.promotions().iter().any(|p| {
+        p["spec"]["freight"] != v1.as_str()
+            && p["status"]["phase"] == "Running"
+            && p["status"]["currentStep"].as_i64() == Some(4)
+    }) {
+        assert!(
+            Instant::now() < deadline,
+            "promotion never reached argocd-update"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stage = w.get("stages", "demo", "dev");
+    assert!(
+        stage["status"]
+            .get("currentPromotion")
+            .is_none_or(Value::is_null),
+        "{stage}"
+    );
+    assert_eq!(
+        stage["status"]["lastPromotion"]["status"]["phase"],
+        "Aborted"
+    );
+    w.annotate("demo-dev", "sandbox.promote.dev/sync=run").await;
+
+    // Argo CD failures are failures, with Argo CD's message.
+    w.annotate("demo-test", "sandbox.promote.dev/sync=fail")
+        .await;
+    let (code, _, err) = w
+        .plugin("alice", &["stage/test", "--freight-alias", "v1"])
+        .await;
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("promotion test.")
+            && err.contains("Failed")
+            && err.contains("injected by promote-sandbox"),
+        "{err}"
+    );
+    let stage = w.get("stages", "demo", "test");
+    assert_eq!(
+        stage["status"]["lastPromotion"]["status"]["phase"],
+        "Failed"
+    );
+    assert!(
+        w.get("freights", "demo", &v1)["status"]["verifiedIn"]
+            .get("test")
+            .is_none()
+    );
+    w.annotate("demo-test", "sandbox.promote.dev/sync=run")
+        .await;
+    w.annotate("demo-test", "sandbox.promote.dev/health=Degraded")
+        .await;
+    let (code, _, err) = w
+        .plugin("alice", &["stage/test", "--freight-alias", "v1"])
+        .await;
+    assert_eq!(code, 1);
+    assert!(err.contains("is Degraded after the sync"), "{err}");
+
+    // An Application not authorized for the Stage: refused with the annotation to add.
+    w.annotate("demo-test", "sandbox.promote.dev/health=Healthy")
+        .await;
+    w.annotate("demo-test", "kargo.akuity.io/authorized-stage=demo:dev")
+        .await;
+    let (code, _, err) = w
+        .plugin("alice", &["stage/test", "--freight-alias", "v1"])
+        .await;
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("does not permit mutation by Kargo Stage \"test\"")
+            && err.contains("hint: annotate it"),
+        "{err}"
+    );
+
+    // approve makes Freight available without upstream verification.
+    let (code, _, err) = w
+        .plugin("alice", &["stage/prod", "--freight-alias", "v3"])
+        .await;
+    assert_eq!(code, 1, "{err}");
+    let (code, out, err) = w
+        .plugin("alice", &["approve", "--freight", "v3", "--stage", "prod"])
+        .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("approved for Stage prod"), "{out}");
+    let (code, _, err) = w
+        .plugin("alice", &["stage/prod", "--freight-alias", "v3"])
+        .await;
+    assert_eq!(code, 0, "{err}");
+}
