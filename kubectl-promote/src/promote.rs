@@ -31,6 +31,8 @@ pub fn run(cli: &Cli) -> Result<Vec<Summary>, Error> {
         let stage = cli.stage_name().map_err(Error::Usage)?;
         return Ok(vec![run_local(cli, dir, stage)?]);
     }
+    // The first promotion's overhead includes connecting and asking who we are.
+    let mut started = std::time::Instant::now();
     let kube = Kube::connect(
         cli.global.kubeconfig.as_deref(),
         cli.global.context.as_deref(),
@@ -45,6 +47,10 @@ pub fn run(cli: &Cli) -> Result<Vec<Summary>, Error> {
     for t in targets {
         let s = session.promote(&t, cli.freight.as_deref(), cli.freight_alias.as_deref());
         kube.report();
+        if let Ok(summary) = &s {
+            report_timing(started, summary);
+        }
+        started = std::time::Instant::now();
         let s = s?;
         let ok = s.phase == "Succeeded";
         out.push(s);
@@ -53,6 +59,19 @@ pub fn run(cli: &Cli) -> Result<Vec<Summary>, Error> {
         }
     }
     Ok(out)
+}
+
+/// With `PROMOTE_REPORT_REQUESTS=1`: how much of a promotion's time was its steps (Git work,
+/// Argo CD waits) and how much the plugin's own (resolve, create, claim, records).
+fn report_timing(started: std::time::Instant, summary: &Summary) {
+    if std::env::var_os("PROMOTE_REPORT_REQUESTS").is_some_and(|v| v == "1") {
+        let total = started.elapsed().as_millis() as u64;
+        let steps: u64 = summary.steps.iter().map(|s| s.duration_ms).sum();
+        eprintln!(
+            "timing: total {total} ms, steps {steps} ms, overhead {} ms",
+            total.saturating_sub(steps)
+        );
+    }
 }
 
 /// A cluster session from the command line.

@@ -485,6 +485,17 @@ async fn dev_test_prod_with_the_webhook_installed() {
         "{out}"
     );
 
+    // Completion through kubectl's plugin protocol: Stage names come from the cluster.
+    let out = Command::new(bin("kubectl_complete-promote").unwrap())
+        .env("KUBECONFIG", &w.kc)
+        .args(["__complete", "--context", "alice", "-n", "demo", "stage/"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text, "stage/dev\nstage/prod\nstage/test\n:4\n");
+    let (code, out, _) = w.plugin("alice", &["completion", "bash"]).await;
+    assert!(code == 0 && out.contains("kubectl-promote"), "{out}");
+
     // bob may write Promotions but not promote: the webhook refuses, nothing runs.
     let before = w.promotions().len();
     let (code, _, err) = w
