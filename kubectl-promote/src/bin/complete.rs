@@ -11,12 +11,28 @@ use serde_json::Value;
 const NO_FILE_COMP: u8 = 4;
 
 const SUBCOMMANDS: &[&str] = &[
-    "get", "approve", "abort", "resume", "freight", "history", "completion",
+    "get",
+    "approve",
+    "abort",
+    "resume",
+    "freight",
+    "history",
+    "completion",
 ];
 const KINDS: &[&str] = &["stages", "freight", "promotions", "warehouses"];
 const FLAGS: &[&str] = &[
-    "--freight", "--freight-alias", "--downstream-from", "--local", "--wait", "--timeout",
-    "--dry-run", "--namespace", "--context", "--kubeconfig", "--output", "--quiet",
+    "--freight",
+    "--freight-alias",
+    "--downstream-from",
+    "--local",
+    "--wait",
+    "--timeout",
+    "--dry-run",
+    "--namespace",
+    "--context",
+    "--kubeconfig",
+    "--output",
+    "--quiet",
 ];
 
 fn flag_value<'a>(words: &'a [String], long: &str, short: Option<&str>) -> Option<&'a str> {
@@ -41,21 +57,39 @@ fn names(words: &[String], plural: &str, alias: bool) -> Vec<String> {
     let ns = flag_value(words, "--namespace", Some("-n"))
         .map(str::to_owned)
         .unwrap_or_else(|| kube.namespace.clone());
-    let items = kube.list(&kargo_path(plural, &ns, ""), None).unwrap_or_default();
+    let items = kube
+        .list(&kargo_path(plural, &ns, ""), None)
+        .unwrap_or_default();
     let pick = |v: &Value| {
         if alias {
             v.get("alias").and_then(Value::as_str).map(str::to_owned)
         } else {
-            v.pointer("/metadata/name").and_then(Value::as_str).map(str::to_owned)
+            v.pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
         }
     };
-    items.iter().filter_map(pick).filter(|n| !n.is_empty()).collect()
+    items
+        .iter()
+        .filter_map(pick)
+        .filter(|n| !n.is_empty())
+        .collect()
 }
 
 /// Flags that take a value (the next word is not a positional).
 const VALUED: &[&str] = &[
-    "--freight", "--freight-alias", "--downstream-from", "--local", "--timeout", "--namespace",
-    "-n", "--context", "--kubeconfig", "--output", "-o", "--cache-dir",
+    "--freight",
+    "--freight-alias",
+    "--downstream-from",
+    "--local",
+    "--timeout",
+    "--namespace",
+    "-n",
+    "--context",
+    "--kubeconfig",
+    "--output",
+    "-o",
+    "--cache-dir",
 ];
 
 fn positionals(words: &[String]) -> Vec<&str> {
@@ -83,13 +117,24 @@ fn candidates(words: &[String]) -> Vec<String> {
         "--freight" => return names(words, "freights", false),
         "--freight-alias" => return names(words, "freights", true),
         "--downstream-from" | "history" => {
-            return names(words, "stages", false).into_iter().map(|n| format!("stage/{n}")).collect();
+            return names(words, "stages", false)
+                .into_iter()
+                .map(|n| format!("stage/{n}"))
+                .collect();
         }
         "abort" | "resume" => return names(words, "promotions", false),
         "get" => return KINDS.iter().map(|s| (*s).to_owned()).collect(),
-        "completion" => return ["bash", "zsh", "fish"].iter().map(|s| (*s).to_owned()).collect(),
+        "completion" => {
+            return ["bash", "zsh", "fish"]
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect();
+        }
         "-o" | "--output" => {
-            return ["table", "wide", "json", "yaml", "name"].iter().map(|s| (*s).to_owned()).collect();
+            return ["table", "wide", "json", "yaml", "name"]
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect();
         }
         _ => {}
     }
@@ -98,7 +143,11 @@ fn candidates(words: &[String]) -> Vec<String> {
     }
     if positionals(done).is_empty() {
         let mut out: Vec<String> = SUBCOMMANDS.iter().map(|s| (*s).to_owned()).collect();
-        out.extend(names(words, "stages", false).into_iter().map(|n| format!("stage/{n}")));
+        out.extend(
+            names(words, "stages", false)
+                .into_iter()
+                .map(|n| format!("stage/{n}")),
+        );
         return out;
     }
     Vec::new()
@@ -107,7 +156,9 @@ fn candidates(words: &[String]) -> Vec<String> {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let words = match args.split_first() {
-        Some((first, rest)) if first == "__complete" || first == "__completeNoDesc" => rest.to_vec(),
+        Some((first, rest)) if first == "__complete" || first == "__completeNoDesc" => {
+            rest.to_vec()
+        }
         _ => args,
     };
     let current = words.last().cloned().unwrap_or_default();
