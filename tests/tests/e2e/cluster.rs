@@ -571,6 +571,38 @@ async fn dev_test_prod_with_the_webhook_installed() {
             .all(|l| l.contains("Succeeded") && l.contains("alice")),
         "{out}"
     );
+    let (code, out, _) = w.plugin("admin", &["get", "stages", "-A"]).await;
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with("NAMESPACE   NAME   SHARD") && out.contains("demo        prod"),
+        "{out}"
+    );
+    let (code, out, err) = w
+        .plugin(
+            "alice",
+            &[
+                "approve",
+                "--freight",
+                "v2",
+                "--stage",
+                "prod",
+                "--dry-run",
+                "-o",
+                "json",
+            ],
+        )
+        .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        serde_json::from_str::<Value>(&out).unwrap()["status"]["approvedFor"]["prod"]["approvedAt"]
+            .is_string(),
+        "{out}"
+    );
+    assert!(
+        w.get("freights", "demo", &v2)["status"]
+            .get("approvedFor")
+            .is_none_or(|a| a.get("prod").is_none())
+    );
     let (code, out, _) = w
         .plugin("alice", &["get", "stage", "dev", "-o", "json"])
         .await;
