@@ -130,6 +130,8 @@ impl Error {
                 "wait for it with --wait (promotions queue), or stop it with kubectl promote abort {running}"
             )),
             Self::PromotionState { hint, .. } if !hint.is_empty() => Some(hint.clone()),
+            // A webhook's denial carries its own hint.
+            Self::Kube { failure, .. } if failure.message.contains("admission webhook") => None,
             Self::Kube { failure, .. } if failure.code == 403 => Some(
                 "ask a cluster admin for the promote-promoter role in this project (and promote-argocd-syncer in Argo CD's namespace); see kubectl auth can-i --list"
                     .into(),

@@ -8,6 +8,7 @@
 pub mod admission;
 pub mod argocd;
 pub mod cluster;
+pub mod demo;
 pub mod discovery;
 pub mod error;
 pub mod protobuf;

@@ -41,6 +41,24 @@ enum Command {
         #[arg(long)]
         no_argocd: bool,
     },
+    /// Run the whole story on this machine: sandbox, Git server, webhook, dev -> test -> prod.
+    ///
+    /// Needs git and kubectl on PATH, and kubectl-promote and promote-webhook next to this binary
+    /// (`cargo build --release --workspace --bins`) or on PATH. Prints every command as a user
+    /// would type it, then keeps the sandbox running (Ctrl-C stops it) with DIR/kubeconfig so you
+    /// can go on by hand.
+    Demo {
+        /// Working directory (kubeconfig, certificates, Git repository, manifests, logs); an
+        /// earlier demo directory is replaced.
+        #[arg(long, default_value = "promote-demo", env = "PROMOTE_DEMO_DIR")]
+        dir: PathBuf,
+        /// Where kubectl-promote and promote-webhook are (default: next to this binary, then PATH).
+        #[arg(long, value_name = "DIR")]
+        bin_dir: Option<PathBuf>,
+        /// Stop when the story is told instead of serving until Ctrl-C.
+        #[arg(long)]
+        exit: bool,
+    },
 }
 
 fn parse_endpoints(list: &[String]) -> Result<HashMap<String, SocketAddr>, String> {
@@ -75,6 +93,16 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
+        Command::Demo { dir, bin_dir, exit } => {
+            let opts = promote_sandbox::demo::DemoOptions { dir, bin_dir, exit };
+            match promote_sandbox::demo::run(&rt, &opts) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Up {
             dir,
             port,

@@ -110,16 +110,16 @@ spec:
 "#;
 
 /// A sandbox with a dev → test → prod project, a GitOps repository and Argo CD Applications.
-struct World {
-    tmp: tempfile::TempDir,
+pub(crate) struct World {
+    pub(crate) tmp: tempfile::TempDir,
     sb: Sandbox,
-    kc: PathBuf,
+    pub(crate) kc: PathBuf,
     repo: PathBuf,
-    _hook: Option<Webhook>,
+    pub(crate) hook: Option<Webhook>,
 }
 
 impl World {
-    async fn new(webhook: bool) -> World {
+    pub(crate) async fn new(webhook: bool) -> World {
         let tmp = tempfile::tempdir().unwrap();
         let mut files = vec![
             ("base/kustomization.yaml".to_owned(), "resources:\n- deployment.yaml\n".to_owned()),
@@ -211,7 +211,7 @@ impl World {
             sb,
             kc,
             repo,
-            _hook: hook,
+            hook,
         }
     }
 
@@ -227,7 +227,7 @@ impl World {
     }
 
     /// Run the plugin as `user`; (exit code, stdout, stderr).
-    async fn plugin(&self, user: &str, args: &[&str]) -> (i32, String, String) {
+    pub(crate) async fn plugin(&self, user: &str, args: &[&str]) -> (i32, String, String) {
         self.plugin_env(user, args, &[]).await
     }
 
@@ -249,7 +249,7 @@ impl World {
         )
     }
 
-    fn spawn(&self, user: &str, args: &[&str], env: &[(&str, &str)]) -> Child {
+    pub(crate) fn spawn(&self, user: &str, args: &[&str], env: &[(&str, &str)]) -> Child {
         let mut c = self.command(user, args);
         c.envs(env.iter().copied())
             .stdout(Stdio::piped())
@@ -288,7 +288,7 @@ impl World {
         )
     }
 
-    async fn freight(&self, tag: &str, alias: &str) -> String {
+    pub(crate) async fn freight(&self, tag: &str, alias: &str) -> String {
         let (code, out, err) = self
             .plugin(
                 "admin",
@@ -880,4 +880,150 @@ async fn queueing_failures_abort_and_resume() {
         .plugin("alice", &["stage/prod", "--freight-alias", "v3"])
         .await;
     assert_eq!(code, 0, "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn legacy_stage_and_multi_source_application_through_the_webhook() {
+    let w = World::new(true).await;
+    let url = format!("file://{}", w.repo.display());
+    let extra = format!(
+        r#"apiVersion: kargo.akuity.io/v1alpha1
+kind: Stage
+metadata: {{ name: legacy, namespace: demo }}
+spec:
+  subscriptions:
+    warehouse: web
+  promotionMechanisms:
+    gitRepoUpdates:
+      - repoURL: "{url}"
+        writeBranch: main
+        kustomize:
+          images:
+            - image: nginx
+              path: env/prod
+    argoCDAppUpdates:
+      - appName: legacy-app
+        appNamespace: argocd
+---
+apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata:
+  name: legacy-app
+  namespace: argocd
+  annotations: {{ kargo.akuity.io/authorized-stage: "demo:legacy" }}
+spec:
+  project: default
+  destination: {{ server: https://kubernetes.default.svc, namespace: legacy }}
+  source: {{ repoURL: "{url}", path: env/prod, targetRevision: main }}
+---
+apiVersion: kargo.akuity.io/v1alpha1
+kind: Stage
+metadata: {{ name: multi, namespace: demo }}
+spec:
+  requestedFreight:
+    - origin: {{ kind: Warehouse, name: web }}
+      sources: {{ direct: true }}
+  promotionTemplate:
+    spec:
+      steps:
+        - uses: git-clone
+          config: {{ repoURL: "{url}", checkout: [{{ branch: main, path: ./src }}] }}
+        - uses: kustomize-set-image
+          as: image
+          config: {{ path: ./src/env/test, images: [{{ image: nginx }}] }}
+        - uses: git-commit
+          config: {{ path: ./src, message: "${{{{ outputs.image.commitMessage }}}}" }}
+        - uses: git-push
+          as: push
+          config: {{ path: ./src }}
+        - uses: argocd-update
+          config:
+            apps:
+              - name: multi-app
+                sources:
+                  - repoURL: "{url}"
+                    desiredRevision: ${{{{ outputs.push.commit }}}}
+---
+apiVersion: argoproj.io/v1alpha1
+kind: Application
+metadata:
+  name: multi-app
+  namespace: argocd
+  annotations: {{ kargo.akuity.io/authorized-stage: "demo:multi" }}
+spec:
+  project: default
+  destination: {{ server: https://kubernetes.default.svc, namespace: multi }}
+  sources:
+    - {{ repoURL: "https://charts.example.com", chart: podinfo, targetRevision: 6.5.0, helm: {{ releaseName: podinfo }} }}
+    - {{ repoURL: "{url}", path: env/test, targetRevision: main }}
+"#
+    );
+    let (good, out, err) = k(&w.kc, &["apply", "-f", "-"], Some(&extra)).await;
+    assert!(good, "{err}\n{out}");
+    w.freight("1.25.0", "v1").await;
+
+    // The legacy Stage (Kargo's promotionMechanisms) promotes like a modern one.
+    let (code, out, err) = w
+        .plugin(
+            "alice",
+            &["stage/legacy", "--freight-alias", "v1", "-o", "json"],
+        )
+        .await;
+    assert_eq!(code, 0, "{err}\n{out}");
+    let pushed = w.head();
+    assert!(
+        w.overlay("prod").contains("newTag: \"1.25.0\" # promoted"),
+        "{}",
+        w.overlay("prod")
+    );
+    let app = w.get("applications", "argocd", "legacy-app");
+    assert_eq!(
+        app["status"]["sync"]["revision"],
+        pushed.as_str(),
+        "{app:#}"
+    );
+    let promo: Value = serde_json::from_str(&out).unwrap();
+    let uses: Vec<&str> = promo["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["uses"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        uses,
+        [
+            "git-clone",
+            "kustomize-set-image",
+            "git-commit",
+            "git-push",
+            "argocd-update"
+        ]
+    );
+    assert_eq!(app["status"]["health"]["status"], "Healthy");
+
+    // Multi-source: the revisions are index-aligned, the chart's slot keeps its version.
+    let (code, out, err) = w
+        .plugin(
+            "alice",
+            &["stage/multi", "--freight-alias", "v1", "-o", "json"],
+        )
+        .await;
+    assert_eq!(code, 0, "{err}\n{out}");
+    let pushed = w.head();
+    let app = w.get("applications", "argocd", "multi-app");
+    let state = &app["status"]["operationState"];
+    assert_eq!(
+        state["operation"]["sync"]["revisions"],
+        serde_json::json!(["6.5.0", pushed]),
+        "{app:#}"
+    );
+    assert_eq!(
+        state["syncResult"]["revisions"],
+        serde_json::json!(["6.5.0", pushed])
+    );
+    assert_eq!(
+        app["spec"]["sources"][0]["helm"]["releaseName"], "podinfo",
+        "other fields survive"
+    );
+    assert_eq!(app["status"]["health"]["status"], "Healthy");
 }

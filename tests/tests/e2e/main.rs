@@ -3,6 +3,7 @@
 
 mod binaries;
 mod cluster;
+mod demo;
 mod local;
 mod sandbox;
 mod webhook;

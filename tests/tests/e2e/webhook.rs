@@ -81,7 +81,7 @@ impl Webhook {
     }
 
     /// GET on the plain-HTTP port: (status, body).
-    fn ops(&self, path: &str) -> Option<(u16, String)> {
+    pub(crate) fn ops(&self, path: &str) -> Option<(u16, String)> {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).ok()?;
         write!(
