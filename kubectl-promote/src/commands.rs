@@ -633,12 +633,18 @@ fn history(cli: &Cli, kube: &Kube, ns: &str, target: &str) -> Result<(), Error> 
                 .first()
                 .map(|c| c.freight.values().map(|f| f.name.clone()).collect())
                 .unwrap_or_default();
+            // `*` marks the newest successful Promotion of the Freight the Stage has now.
+            let mut marked = false;
             let rows: Vec<Vec<String>> = promos
                 .iter()
                 .map(|p| {
                     let f = s(p, "/spec/freight");
+                    let current_here = !marked
+                        && current.iter().any(|c| c == f)
+                        && s(p, "/status/phase") == "Succeeded";
+                    marked |= current_here;
                     vec![
-                        if current.iter().any(|c| c == f) && s(p, "/status/phase") == "Succeeded" {
+                        if current_here {
                             "*".to_owned()
                         } else {
                             String::new()

@@ -535,6 +535,9 @@ pub fn run(rt: &tokio::runtime::Runtime, opts: &DemoOptions) -> Result<(), Sandb
             .chain([("CA_BUNDLE".to_owned(), ca)])
             .collect(),
     };
+    println!(
+        "# (the sandbox installs the CRDs when it starts and promote-system was just created, so kubectl warns as it adopts them)"
+    );
     sh_ca.must(r#"kubectl kustomize manifests/ | sed "s|caBundle: \"\"|caBundle: $CA_BUNDLE|" | kubectl apply -f -"#)?;
     println!(
         "# The sandbox runs no Pods: the webhook Deployment's container runs here, as a process on 127.0.0.1:{webhook_port}"

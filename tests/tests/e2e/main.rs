@@ -5,5 +5,6 @@ mod binaries;
 mod cluster;
 mod demo;
 mod local;
+mod readme;
 mod sandbox;
 mod webhook;
