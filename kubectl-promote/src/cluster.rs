@@ -649,11 +649,38 @@ impl Session<'_> {
         })
     }
 
+    /// The project's Kargo Git credentials (Secrets labelled `kargo.akuity.io/cred-type: git`).
+    /// Reading them needs `list` on Secrets in the project (`promote-credentials-reader`); without
+    /// it the user's own credentials are used.
+    fn project_credentials(&self) -> Vec<crate::credentials::ProjectCredential> {
+        let selector = format!("{}=git", promote_api::keys::CRED_TYPE);
+        match self.kube.list(
+            &format!("/api/v1/namespaces/{}/secrets", self.ns()),
+            Some(&selector),
+        ) {
+            Ok(items) => items
+                .iter()
+                .filter_map(crate::credentials::ProjectCredential::from_secret)
+                .collect(),
+            // Promoters usually may not read Secrets (403): their own Git credentials apply.
+            Err(e) if e.code == 403 || e.code == 404 => Vec::new(),
+            Err(e) => {
+                if !self.opts.quiet {
+                    eprintln!(
+                        "warning: cannot read the project's Git credential Secrets ({e}); your own Git credentials apply"
+                    );
+                }
+                Vec::new()
+            }
+        }
+    }
+
     fn runtime_for<'c>(&'c self, ctx: &'c PromotionContext, dry_run: bool) -> Runtime<'c> {
         let mut rt = Runtime::new(
             ctx,
             MirrorOptions {
                 cache_root: self.opts.cache_dir.clone(),
+                project_credentials: std::sync::Arc::new(self.project_credentials()),
                 ..Default::default()
             },
             dry_run,

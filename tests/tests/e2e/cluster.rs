@@ -1027,3 +1027,125 @@ spec:
     );
     assert_eq!(app["status"]["health"]["status"], "Healthy");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn project_git_credentials_from_kargo_secrets() {
+    const CANARY: &str = "CANARY-kargo-secret-51f0";
+    let w = World::new(false).await;
+    let http = promote_tests::git_http(w.repo.parent().unwrap(), Some(("promoter", CANARY)));
+    let url = format!("http://127.0.0.1:{}/gitops.git", http.port);
+    let stage = format!(
+        r#"apiVersion: kargo.akuity.io/v1alpha1
+kind: Stage
+metadata: {{ name: creds, namespace: demo }}
+spec:
+  requestedFreight:
+    - origin: {{ kind: Warehouse, name: web }}
+      sources: {{ direct: true }}
+  promotionTemplate:
+    spec:
+      steps:
+        - uses: git-clone
+          config: {{ repoURL: "{url}", checkout: [{{ branch: main, path: ./src }}] }}
+        - uses: kustomize-set-image
+          as: image
+          config: {{ path: ./src/env/dev, images: [{{ image: nginx }}] }}
+        - uses: git-commit
+          config: {{ path: ./src, message: "${{{{ outputs.image.commitMessage }}}}" }}
+        - uses: git-push
+          config: {{ path: ./src }}
+"#
+    );
+    let (good, _, err) = k(&w.kc, &["apply", "-f", "-"], Some(&stage)).await;
+    assert!(good, "{err}");
+    w.freight("1.25.0", "v1").await;
+    let (code, _, err) = w
+        .plugin("alice", &["stage/creds", "--freight-alias", "v1"])
+        .await;
+    assert_eq!(code, 1, "no credentials yet: {err}");
+
+    // The project's Kargo credential Secret (repoURL without .git: matched after normalization).
+    let b64 = |s: &str| promote_tests::base64(s.as_bytes());
+    let secret = serde_json::json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "gitops-creds", "namespace": "demo", "labels": {"kargo.akuity.io/cred-type": "git"}},
+        "data": {"repoURL": b64(url.trim_end_matches(".git")), "username": b64("promoter"), "password": b64(CANARY)}});
+    let (good, _, err) = k(&w.kc, &["apply", "-f", "-"], Some(&secret.to_string())).await;
+    assert!(good, "{err}");
+    // alice may not read Secrets: her own credentials (none) apply, quietly.
+    let (code, _, err) = w
+        .plugin("alice", &["stage/creds", "--freight-alias", "v1"])
+        .await;
+    assert_eq!(code, 1, "{err}");
+    assert!(!err.contains("Secret"), "{err}");
+    ok(
+        &w.kc,
+        &[
+            "create",
+            "rolebinding",
+            "alice-git-creds",
+            "-n",
+            "demo",
+            "--clusterrole=promote-credentials-reader",
+            "--user=alice",
+        ],
+    )
+    .await;
+    for format in ["table", "json"] {
+        let (code, out, err) = w
+            .plugin(
+                "alice",
+                &["stage/creds", "--freight-alias", "v1", "-o", format],
+            )
+            .await;
+        assert_eq!(code, 0, "{err}");
+        assert!(
+            !out.contains(CANARY) && !err.contains(CANARY),
+            "credential leaked:\n{out}\n{err}"
+        );
+    }
+    assert!(w.overlay("dev").contains("1.25.0"));
+    for p in w.promotions() {
+        assert!(
+            !p.to_string().contains(CANARY),
+            "credential in a Promotion: {p}"
+        );
+    }
+
+    // An SSH key from a credential Secret (the user's ssh options still apply).
+    let (sshd, user_cmd) = promote_tests::sshd(&w.tmp.path().join("ssh")).unwrap();
+    let key = std::fs::read_to_string(w.tmp.path().join("ssh/user_key")).unwrap();
+    let ssh_url = format!("ssh://root@127.0.0.1:{}{}", sshd.port, w.repo.display());
+    let own_ssh = user_cmd.split(" -i ").next().unwrap().to_owned()
+        + " -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR";
+    let ssh_stage = stage
+        .replace("name: creds", "name: creds-ssh")
+        .replace(&url, &ssh_url);
+    let (good, _, err) = k(&w.kc, &["apply", "-f", "-"], Some(&ssh_stage)).await;
+    assert!(good, "{err}");
+    let tmpdir = w.tmp.path().join("plugin-tmp");
+    std::fs::create_dir_all(&tmpdir).unwrap();
+    let tmpdir_s = tmpdir.display().to_string();
+    let env = [
+        ("GIT_SSH_COMMAND", own_ssh.as_str()),
+        ("TMPDIR", tmpdir_s.as_str()),
+    ];
+    let (code, _, err) = w
+        .plugin_env("alice", &["stage/creds-ssh", "--freight-alias", "v1"], &env)
+        .await;
+    assert_eq!(code, 1, "no key yet: {err}");
+    let secret = serde_json::json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "gitops-ssh", "namespace": "demo", "labels": {"kargo.akuity.io/cred-type": "git"}},
+        "data": {"repoURL": b64(&ssh_url), "sshPrivateKey": b64(&key)}});
+    let (good, _, err) = k(&w.kc, &["apply", "-f", "-"], Some(&secret.to_string())).await;
+    assert!(good, "{err}");
+    let (code, _, err) = w
+        .plugin_env("alice", &["stage/creds-ssh", "--freight-alias", "v1"], &env)
+        .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("PRIVATE KEY"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(&tmpdir).unwrap().collect();
+    assert!(
+        left.is_empty(),
+        "the private key file outlived the promotion: {left:?}"
+    );
+}
