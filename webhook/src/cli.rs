@@ -256,7 +256,9 @@ async fn serve(a: ServeArgs) -> Result<ExitCode, String> {
     } else {
         a.access_cache_ttl
     };
-    server::serve(opts, KubeCluster::new(client, ttl))
+    let (cluster, feed) = KubeCluster::new(client, ttl).with_promotion_cache();
+    tokio::spawn(feed);
+    server::serve(opts, cluster)
         .await
         .map_err(|e| e.to_string())?;
     Ok(ExitCode::SUCCESS)

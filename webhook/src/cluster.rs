@@ -1,12 +1,15 @@
 //! What the decisions read from the cluster: Kargo objects and SubjectAccessReview answers.
 //!
-//! [`KubeCluster`] asks a Kubernetes API server (caching `promote` answers briefly);
+//! [`KubeCluster`] asks a Kubernetes API server (caching `promote` answers briefly, and keeping
+//! Promotions in a watch-fed cache, as controller-runtime's cached client does for Kargo's
+//! webhook: a cache miss, such as a Promotion created a moment ago, falls back to a GET);
 //! [`StaticCluster`] serves objects loaded from YAML files, for `promote-webhook review` and tests.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::Path;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::authorization::v1::{
@@ -64,6 +67,10 @@ pub struct KubeCluster {
     client: Client,
     access: Mutex<HashMap<AccessKey, (Access, Instant)>>,
     ttl: Duration,
+    promotions: Option<(
+        kube::runtime::reflector::Store<Promotion>,
+        std::sync::Arc<AtomicBool>,
+    )>,
 }
 
 fn kube_err(what: &str, e: kube::Error) -> String {
@@ -80,7 +87,33 @@ impl KubeCluster {
             client,
             access: Mutex::new(HashMap::new()),
             ttl,
+            promotions: None,
         }
+    }
+
+    /// Keep every Promotion in a watch-fed cache. Returns the future that feeds it (spawn it);
+    /// until its first list completes, and whenever a Promotion is not in it, reads go to the API.
+    pub fn with_promotion_cache(mut self) -> (Self, impl Future<Output = ()> + Send + 'static) {
+        use futures::StreamExt;
+        use kube::runtime::{WatchStreamExt, reflector, watcher};
+        let (store, writer) = reflector::store();
+        let ready = std::sync::Arc::new(AtomicBool::new(false));
+        let api: Api<Promotion> = Api::all(self.client.clone());
+        let feed = reflector(writer, watcher(api, watcher::Config::default()))
+            .default_backoff()
+            .applied_objects();
+        let (reader, flag) = (store.clone(), ready.clone());
+        let task = async move {
+            let waiter = async move {
+                if reader.wait_until_ready().await.is_ok() {
+                    flag.store(true, Ordering::SeqCst);
+                }
+            };
+            let drain = feed.for_each(|_| std::future::ready(()));
+            futures::future::join(waiter, drain).await;
+        };
+        self.promotions = Some((store, ready));
+        (self, task)
     }
 
     async fn get<K>(&self, ns: &str, name: &str, what: &str) -> Result<Option<K>, String>
@@ -146,6 +179,12 @@ impl KubeCluster {
 
 impl Cluster for KubeCluster {
     async fn promotion(&self, ns: &str, name: &str) -> Result<Option<Promotion>, String> {
+        if let Some((store, ready)) = &self.promotions
+            && ready.load(Ordering::SeqCst)
+            && let Some(p) = store.get(&kube::runtime::reflector::ObjectRef::new(name).within(ns))
+        {
+            return Ok(Some((*p).clone()));
+        }
         self.get(ns, name, "Promotion").await
     }
     async fn stage(&self, ns: &str, name: &str) -> Result<Option<Stage>, String> {
