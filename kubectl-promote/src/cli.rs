@@ -147,6 +147,9 @@ pub enum Command {
         /// Give up after this long.
         #[arg(long, default_value = "10m", value_parser = parse_duration)]
         timeout: std::time::Duration,
+        /// Show which steps would run again and which are skipped as done; change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Freight commands.
     #[command(subcommand)]

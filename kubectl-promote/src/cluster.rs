@@ -387,6 +387,62 @@ impl<'k> Session<'k> {
     }
 }
 
+/// What `resume --dry-run` shows: each step, run again or skipped as recorded.
+fn resume_plan(p: &Promotion) -> Summary {
+    let status = p.status.clone().unwrap_or_default();
+    let recorded = |alias: &str| {
+        status
+            .step_execution_metadata
+            .iter()
+            .find(|m| m.alias == alias)
+            .and_then(|m| m.status)
+            .map(|s| json!(s).as_str().unwrap_or_default().to_owned())
+            .unwrap_or_default()
+    };
+    let steps = p
+        .spec
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, step)| {
+            let alias = step.effective_alias(i);
+            let done = recorded(&alias);
+            let skip = done == "Succeeded" && runner::REMOTE_STEPS.contains(&step.uses.as_str());
+            StepRecord {
+                uses: step.uses.clone(),
+                status: if skip { "Skipped" } else { "Pending" }.into(),
+                message: if skip {
+                    "would not run again: recorded as done".into()
+                } else if done.is_empty() {
+                    "would run".into()
+                } else {
+                    format!("would run again (recorded {done})")
+                },
+                alias,
+                duration_ms: 0,
+            }
+        })
+        .collect();
+    Summary {
+        promotion: p.name().to_owned(),
+        project: p.project().to_owned(),
+        stage: p.spec.stage.clone(),
+        freight: p.spec.freight.clone(),
+        freight_alias: None,
+        phase: "Succeeded".into(),
+        message: format!(
+            "dry run: Promotion is {} with its lease expired; resume would take it over",
+            p.phase()
+        ),
+        dry_run: true,
+        steps,
+        commits: Vec::new(),
+        applications: Vec::new(),
+        diff: String::new(),
+        object: None,
+    }
+}
+
 /// Progress that also records each finished step on the Promotion.
 struct Recording<'a, 'k> {
     inner: StderrProgress,
@@ -562,6 +618,9 @@ impl Session<'_> {
                 ),
                 hint: "wait for it; a runner that stopped frees it when its lease expires".into(),
             });
+        }
+        if self.opts.dry_run {
+            return Ok(resume_plan(&promotion));
         }
         // Take the lease, guarded by resourceVersion so two resumers cannot both win.
         let expires = rfc3339(now() + self.opts.lease_ttl);

@@ -40,8 +40,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match &cli.command {
         None => finish(kubectl_promote::promote::run(&cli), &cli),
-        Some(Command::Resume { promotion, timeout }) => finish(
-            kubectl_promote::promote::resume(&cli, promotion, *timeout),
+        Some(Command::Resume {
+            promotion,
+            timeout,
+            dry_run,
+        }) => finish(
+            kubectl_promote::promote::resume(&cli, promotion, *timeout, *dry_run),
             &cli,
         ),
         Some(cmd) => match kubectl_promote::commands::run(&cli, cmd) {

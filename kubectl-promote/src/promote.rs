@@ -254,13 +254,19 @@ pub fn summarize(rt: &Runtime<'_>, result: RunResult, dry_run: bool) -> Result<S
 }
 
 /// `kubectl promote resume PROMOTION`.
-pub fn resume(cli: &Cli, promotion: &str, timeout: Duration) -> Result<Vec<Summary>, Error> {
+pub fn resume(
+    cli: &Cli,
+    promotion: &str,
+    timeout: Duration,
+    dry_run: bool,
+) -> Result<Vec<Summary>, Error> {
     let kube = Kube::connect(
         cli.global.kubeconfig.as_deref(),
         cli.global.context.as_deref(),
     )?;
     cluster::install_interrupt(&kube);
-    let session = session(cli, &kube, timeout)?;
+    let mut session = session(cli, &kube, timeout)?;
+    session.opts.dry_run = dry_run;
     let s = session.resume(promotion);
     kube.report();
     Ok(vec![s?])

@@ -740,6 +740,32 @@ async fn queueing_failures_abort_and_resume() {
     );
     tokio::time::sleep(Duration::from_millis(2500)).await;
     w.annotate("demo-dev", "sandbox.promote.dev/sync=run").await;
+    let (code, out, err) = w
+        .plugin("alice", &["resume", &name, "--dry-run", "-o", "json"])
+        .await;
+    assert_eq!(code, 0, "{err}");
+    let plan: Value = serde_json::from_str(&out).unwrap();
+    let plan: Vec<(&str, &str)> = plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["uses"].as_str().unwrap(), s["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        plan,
+        [
+            ("git-clone", "Pending"),
+            ("kustomize-set-image", "Pending"),
+            ("git-commit", "Pending"),
+            ("git-push", "Skipped"),
+            ("argocd-update", "Pending")
+        ]
+    );
+    assert_eq!(
+        w.get("promotions", "demo", &name)["status"]["phase"],
+        "Running",
+        "a dry run changes nothing"
+    );
     let (code, out, err) = w.plugin("alice", &["resume", &name, "-o", "json"]).await;
     assert_eq!(code, 0, "{err}\n{out}");
     let s: Value = serde_json::from_str(&out).unwrap();
