@@ -366,6 +366,15 @@ async fn webhook_installed_from_the_manifests_decides_real_writes() {
         "{err}"
     );
 
+    // Kargo objects only in project namespaces: refused elsewhere, by namespaceSelector.
+    let stray = "apiVersion: kargo.akuity.io/v1alpha1\nkind: Warehouse\nmetadata: { name: stray, namespace: default }\nspec:\n  subscriptions:\n    - image: { repoURL: nginx }\n";
+    let (good, _, err) = apply(&kc, "admin", stray).await;
+    assert!(
+        !good
+            && err.contains("admission webhook \"project.validate.promote.dev\" denied the request: namespace \"default\" is not a Kargo project"),
+        "{err}"
+    );
+
     // Freight: the name becomes the content hash, the alias a label.
     let freight = "apiVersion: kargo.akuity.io/v1alpha1\nkind: Freight\nmetadata: { name: anything, namespace: kargo-demo }\nalias: first-light\norigin: { kind: Warehouse, name: guestbook }\nimages: [{ repoURL: nginx, tag: 1.25.0 }]\n";
     let out = k(&kc, &["create", "-f", "-", "-o", "json"], Some(freight)).await;

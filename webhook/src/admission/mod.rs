@@ -32,11 +32,17 @@ pub enum Hook {
     MutateFreight,
     ValidateFreight,
     ValidateStage,
+    /// Kargo objects created in a namespace that is not a project (the webhook configuration's
+    /// `namespaceSelector` sends only those here, so no lookup is needed).
+    ValidateProjectNamespace,
 }
+
+/// The namespaced Kargo kinds, which live in project namespaces only.
+pub const PROJECT_KINDS: &[&str] = &["Stage", "Promotion", "Freight", "Warehouse", "PromotionTask"];
 
 impl Hook {
     /// Every hook.
-    pub const ALL: [Hook; 7] = [
+    pub const ALL: [Hook; 8] = [
         Hook::MutateApplication,
         Hook::ValidateApplication,
         Hook::MutatePromotion,
@@ -44,6 +50,7 @@ impl Hook {
         Hook::MutateFreight,
         Hook::ValidateFreight,
         Hook::ValidateStage,
+        Hook::ValidateProjectNamespace,
     ];
 
     /// The URL path of the hook.
@@ -56,6 +63,7 @@ impl Hook {
             Hook::MutateFreight => "/mutate-kargo-akuity-io-v1alpha1-freight",
             Hook::ValidateFreight => "/validate-kargo-akuity-io-v1alpha1-freight",
             Hook::ValidateStage => "/validate-kargo-akuity-io-v1alpha1-stage",
+            Hook::ValidateProjectNamespace => "/validate-kargo-akuity-io-v1alpha1-project-namespace",
         }
     }
 
@@ -74,6 +82,15 @@ impl Hook {
             Hook::MutatePromotion | Hook::ValidatePromotion => "Promotion",
             Hook::MutateFreight | Hook::ValidateFreight => "Freight",
             Hook::ValidateStage => "Stage",
+            Hook::ValidateProjectNamespace => "a Kargo kind",
+        }
+    }
+
+    /// Whether the hook handles requests for `kind`.
+    pub fn accepts(self, kind: &str) -> bool {
+        match self {
+            Hook::ValidateProjectNamespace => PROJECT_KINDS.contains(&kind),
+            _ => kind == self.kind(),
         }
     }
 
@@ -486,7 +503,7 @@ pub async fn gather<C: Cluster>(hook: Hook, req: &Request, cluster: &C) -> Facts
             promotion::gather(hook, req, cluster).await
         }
         Hook::MutateFreight | Hook::ValidateFreight => freight::gather(hook, req, cluster).await,
-        Hook::ValidateStage => Ok(Facts::default()),
+        Hook::ValidateStage | Hook::ValidateProjectNamespace => Ok(Facts::default()),
     };
     result.unwrap_or_else(|e| Facts {
         error: Some(e),
@@ -496,7 +513,7 @@ pub async fn gather<C: Cluster>(hook: Hook, req: &Request, cluster: &C) -> Facts
 
 /// Decide `req` for `hook` from `facts` (pure).
 pub fn decide(hook: Hook, req: &Request, facts: &Facts, policy: &Policy) -> Verdict {
-    if req.kind.kind != hook.kind() {
+    if !hook.accepts(&req.kind.kind) {
         return Verdict::invalid(
             ReviewError::WrongKind {
                 expected: hook.kind(),
@@ -513,7 +530,30 @@ pub fn decide(hook: Hook, req: &Request, facts: &Facts, policy: &Policy) -> Verd
         Hook::MutateFreight => freight::mutate(req),
         Hook::ValidateFreight => freight::validate(req, facts, policy),
         Hook::ValidateStage => stage::validate(req),
+        Hook::ValidateProjectNamespace => not_a_project(req),
     }
+}
+
+/// Kargo's project check: Kargo objects are created only in namespaces labelled
+/// `kargo.akuity.io/project: "true"`.
+fn not_a_project(req: &Request) -> Verdict {
+    if req.operation != Operation::Create {
+        return Verdict::allow();
+    }
+    let ns = &req.namespace;
+    let name = req
+        .object
+        .as_ref()
+        .and_then(|o| o.pointer("/metadata/name"))
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+        .unwrap_or(&req.name);
+    Verdict::forbidden(format!(
+        "namespace \"{ns}\" is not a Kargo project, so {} \"{name}\" cannot be created in it; hint: make it a project with kubectl label namespace {ns} {}=true, or create the {} in a project namespace",
+        req.kind.kind,
+        promote_api::keys::PROJECT_LABEL,
+        req.kind.kind
+    ))
 }
 
 /// Gather then decide: one review, end to end.
@@ -523,7 +563,7 @@ pub async fn review<C: Cluster>(
     cluster: &C,
     policy: &Policy,
 ) -> Verdict {
-    if req.kind.kind != hook.kind() {
+    if !hook.accepts(&req.kind.kind) {
         return decide(hook, req, &Facts::default(), policy);
     }
     let facts = gather(hook, req, cluster).await;

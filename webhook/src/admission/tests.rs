@@ -1091,3 +1091,24 @@ fn request_objects_keep_only_the_operation_state_of_status() {
     let req = request("Application", "DELETE", Some(&b), None, "alice");
     assert!(req.object.is_none());
 }
+
+#[test]
+fn kargo_objects_outside_projects_are_refused() {
+    let stage = json!({ "apiVersion": "kargo.akuity.io/v1alpha1", "kind": "Stage",
+        "metadata": { "name": "dev", "namespace": "default" }, "spec": {} });
+    let req = request("Stage", "CREATE", None, Some(&stage), "alice");
+    let v = decide(Hook::ValidateProjectNamespace, &req, &Facts::default(), &policy());
+    assert!(!v.allowed);
+    assert_eq!(v.code, 403);
+    assert!(
+        v.message.contains("namespace \"default\" is not a Kargo project, so Stage \"dev\" cannot be created")
+            && v.message.contains("kubectl label namespace default kargo.akuity.io/project=true"),
+        "{}",
+        v.message
+    );
+    // Existing objects keep working; other kinds are not this hook's.
+    let upd = request("Stage", "UPDATE", Some(&stage), Some(&stage), "alice");
+    assert!(decide(Hook::ValidateProjectNamespace, &upd, &Facts::default(), &policy()).allowed);
+    let app = request("Application", "CREATE", None, Some(&app(None)), "alice");
+    assert_eq!(decide(Hook::ValidateProjectNamespace, &app, &Facts::default(), &policy()).code, 422);
+}
