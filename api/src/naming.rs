@@ -27,6 +27,44 @@ pub fn promotion_name(stage: &str, freight: &str, id: ulid::Ulid) -> Result<Stri
     Ok(format!("{prefix}.{id}.{short_hash}").to_lowercase())
 }
 
+const ADJECTIVES: &[&str] = &[
+    "amber", "bold", "brave", "bright", "calm", "clever", "cosmic", "crisp", "curious", "daring",
+    "eager", "early", "fancy", "fierce", "fluffy", "frosty", "gentle", "giddy", "golden", "grand",
+    "happy", "hasty", "humble", "icy", "jolly", "keen", "kind", "lively", "lucky", "mellow",
+    "merry", "mighty", "misty", "nimble", "noble", "odd", "plucky", "polite", "proud", "quick",
+    "quiet", "rapid", "rosy", "rustic", "shiny", "silent", "silly", "sleepy", "snappy", "solar",
+    "spicy", "steady", "stormy", "sunny", "swift", "tidy", "upbeat", "vivid", "wacky", "warm",
+    "wild", "wise", "witty", "zesty",
+];
+
+const ANIMALS: &[&str] = &[
+    "alpaca", "badger", "beaver", "bison", "bobcat", "camel", "cheetah", "coyote", "crane",
+    "dingo", "dolphin", "eagle", "falcon", "ferret", "finch", "gazelle", "gecko", "gopher",
+    "heron", "hippo", "ibex", "iguana", "jackal", "jaguar", "koala", "lemur", "llama", "lynx",
+    "marmot", "meerkat", "moose", "narwhal", "newt", "ocelot", "otter", "owl", "panda", "parrot",
+    "pelican", "penguin", "puffin", "quokka", "rabbit", "raven", "salmon", "seal", "sloth",
+    "sparrow", "squid", "stork", "tapir", "tiger", "toucan", "turtle", "urchin", "vulture",
+    "walrus", "weasel", "whale", "wombat", "yak", "zebra", "hornet", "mantis",
+];
+
+/// A human alias for Freight (`adjective-animal`, Kargo's style), derived from its name:
+/// `attempt` 0, 1, ... walk through other aliases when one is taken in the project.
+pub fn freight_alias(freight: &str, attempt: usize) -> String {
+    let seed = freight
+        .get(..12)
+        .and_then(|h| u64::from_str_radix(h, 16).ok())
+        .unwrap_or_else(|| {
+            freight.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+            })
+        });
+    let n = (ADJECTIVES.len() * ANIMALS.len()) as u64;
+    // Step by a large odd number so successive attempts land far apart.
+    let i = (seed.wrapping_add(attempt as u64 * 2_654_435_761)) % n;
+    let (a, b) = ((i as usize) / ANIMALS.len(), (i as usize) % ANIMALS.len());
+    format!("{}-{}", ADJECTIVES[a], ANIMALS[b])
+}
+
 /// The `kargo.akuity.io/stage` label value for a Stage name (cut to 63 characters, ending
 /// alphanumeric, as label values must).
 pub fn stage_label(stage: &str) -> String {
@@ -46,6 +84,21 @@ pub fn ulid_of(name: &str) -> Option<ulid::Ulid> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn freight_aliases_are_stable_and_walk_on_collision() {
+        let id = "be79d3d863f2323dd406cff7a99de434892f8740";
+        let a0 = freight_alias(id, 0);
+        assert_eq!(a0, freight_alias(id, 0));
+        assert_ne!(a0, freight_alias(id, 1));
+        assert!(
+            crate::validation::is_label_value(&a0) && a0.contains('-'),
+            "{a0}"
+        );
+        let distinct: std::collections::BTreeSet<String> =
+            (0..50).map(|i| freight_alias(id, i)).collect();
+        assert_eq!(distinct.len(), 50);
+    }
 
     fn id() -> ulid::Ulid {
         ulid::Ulid::from_parts(1_700_000_000_000, 42)

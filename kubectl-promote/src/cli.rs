@@ -184,7 +184,7 @@ pub enum FreightCommand {
         /// A Helm chart, `repo/name:version` (repeatable).
         #[arg(long = "chart", value_name = "REPO/NAME:VERSION")]
         charts: Vec<String>,
-        /// A human alias.
+        /// A human alias (default: a generated `adjective-animal` one, free in the project).
         #[arg(long)]
         alias: Option<String>,
         /// Print the object; create nothing.

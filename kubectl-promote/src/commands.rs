@@ -792,10 +792,19 @@ fn freight_create(
         .collect::<Result<_, _>>()?;
     let name = promote_api::freight_id::freight_id(&f);
     f.metadata.name = Some(name.clone());
-    if let Some(a) = alias {
-        f.alias = a.to_owned();
-        f.metadata.labels = Some([(ALIAS.to_owned(), a.to_owned())].into_iter().collect());
-    }
+    // Every Freight gets a human alias (Kargo's style); a generated one must be free in the project.
+    let alias = match alias {
+        Some(a) => a.to_owned(),
+        None => {
+            let taken: Vec<Freight> = list_typed(kube, "freights", Some(ns))?;
+            (0..64)
+                .map(|i| promote_api::naming::freight_alias(&name, i))
+                .find(|a| !taken.iter().any(|f| f.alias() == Some(a.as_str())))
+                .unwrap_or_else(|| promote_api::naming::freight_alias(&name, 64))
+        }
+    };
+    f.alias = alias.clone();
+    f.metadata.labels = Some([(ALIAS.to_owned(), alias)].into_iter().collect());
     let obj = serde_json::to_value(&f).map_err(|e| Error::Output(e.to_string()))?;
     if dry_run {
         return match cli.global.output {

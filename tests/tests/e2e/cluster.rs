@@ -288,23 +288,17 @@ impl World {
         )
     }
 
+    /// `kubectl promote freight create` for nginx:`tag`, as admin, with `extra` flags.
+    async fn create_freight(&self, tag: &str, extra: &[&str]) -> (i32, String, String) {
+        let image = format!("nginx:{tag}");
+        let mut args = vec!["freight", "create", "--warehouse", "web", "--image", &image];
+        args.extend_from_slice(extra);
+        self.plugin("admin", &args).await
+    }
+
     pub(crate) async fn freight(&self, tag: &str, alias: &str) -> String {
         let (code, out, err) = self
-            .plugin(
-                "admin",
-                &[
-                    "freight",
-                    "create",
-                    "--warehouse",
-                    "web",
-                    "--image",
-                    &format!("nginx:{tag}"),
-                    "--alias",
-                    alias,
-                    "-o",
-                    "name",
-                ],
-            )
+            .create_freight(tag, &["--alias", alias, "-o", "name"])
             .await;
         assert_eq!(code, 0, "{err}");
         out.trim()
@@ -369,6 +363,26 @@ async fn dev_test_prod_with_the_webhook_installed() {
     let v1 = w.freight("1.25.0", "v1").await;
     let v2 = w.freight("1.26.0", "v2").await;
     assert_eq!(v1.len(), 40);
+    // Freight without an alias gets a generated one: by the plugin, and by the webhook for
+    // Freight created any other way.
+    let (code, out, err) = w.create_freight("1.29.0", &["-o", "json"]).await;
+    assert_eq!(code, 0, "{err}");
+    let made: Value = serde_json::from_str(&out).unwrap();
+    let alias = made["alias"].as_str().unwrap();
+    assert!(
+        alias.contains('-') && made["metadata"]["labels"]["kargo.akuity.io/alias"] == alias,
+        "{made}"
+    );
+    let bare = "apiVersion: kargo.akuity.io/v1alpha1\nkind: Freight\nmetadata: { name: x, namespace: demo }\norigin: { kind: Warehouse, name: web }\nimages: [{ repoURL: nginx, tag: 1.30.0 }]\n";
+    let (good, out, err) = k(&w.kc, &["create", "-f", "-", "-o", "json"], Some(bare)).await;
+    assert!(good, "{err}");
+    let made: Value = serde_json::from_str(&out).unwrap();
+    let id = made["metadata"]["name"].as_str().unwrap();
+    assert_eq!(
+        made["alias"],
+        promote_api::naming::freight_alias(id, 0).as_str(),
+        "{made}"
+    );
 
     // Not available to test before dev verified it: refused, nothing written.
     let (code, _, err) = w

@@ -1,7 +1,9 @@
 //! Freight: named by its content hash, immutable artifacts, unique alias, no deletion in use.
 //!
 //! Mutating: on CREATE the name becomes the Kargo v1.11 Freight ID (whatever the client sent);
-//! the `alias` field is mirrored into the `kargo.akuity.io/alias` label.
+//! the `alias` field is mirrored into the `kargo.akuity.io/alias` label (on CREATE a label-only
+//! alias is mirrored into the field), and new Freight without any alias gets a generated
+//! `adjective-animal` one that is free in the project.
 //! Validating: CREATE needs a valid Freight whose name is its content hash; UPDATE may not change
 //! `origin`, `commits`, `images`, `charts` or `artifacts`; the alias is unique in the project;
 //! DELETE is refused while a Stage's current Freight is this one.
@@ -21,10 +23,28 @@ pub(super) async fn gather<C: Cluster>(
     cluster: &C,
 ) -> Result<Facts, String> {
     let mut facts = Facts::default();
+    let ns = req.namespace.as_str();
+    if hook == Hook::MutateFreight {
+        // New Freight without an alias gets one, free in the project (Kargo names every Freight).
+        if let (Some(obj), Operation::Create) = (&req.object, req.operation)
+            && alias_of(obj).is_none()
+            && label_alias(obj).is_none()
+            && let Ok(f) = serde_json::from_value::<Freight>(obj.clone())
+        {
+            let id = freight_id(&f);
+            for attempt in 0..8 {
+                let candidate = promote_api::naming::freight_alias(&id, attempt);
+                if cluster.freight_by_alias(ns, &candidate).await?.is_empty() {
+                    facts.free_alias = Some(candidate);
+                    break;
+                }
+            }
+        }
+        return Ok(facts);
+    }
     if hook != Hook::ValidateFreight {
         return Ok(facts);
     }
-    let ns = req.namespace.as_str();
     match (&req.object, req.operation) {
         (Some(obj), Operation::Create | Operation::Update) => {
             if let Some(alias) = alias_of(obj) {
@@ -50,7 +70,14 @@ fn alias_of(v: &Value) -> Option<&str> {
 }
 
 /// Mutating: see the module documentation.
-pub fn mutate(req: &Request) -> Verdict {
+fn label_alias(v: &Value) -> Option<&str> {
+    v.pointer("/metadata/labels")
+        .and_then(|l| l.get(ALIAS))
+        .and_then(Value::as_str)
+        .filter(|a| !a.is_empty())
+}
+
+pub fn mutate(req: &Request, facts: &Facts) -> Verdict {
     let Some(obj) = &req.object else {
         return Verdict::allow();
     };
@@ -73,6 +100,11 @@ pub fn mutate(req: &Request) -> Verdict {
     }
     if !f.alias.is_empty() {
         set_meta(&mut m, "labels", ALIAS, &f.alias);
+    } else if let (Some(label), Operation::Create) = (label_alias(obj), req.operation) {
+        m["alias"] = json!(label);
+    } else if let Some(alias) = &facts.free_alias {
+        m["alias"] = json!(alias);
+        set_meta(&mut m, "labels", ALIAS, alias);
     }
     Verdict::patch(diff(obj, &m))
 }

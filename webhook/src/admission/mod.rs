@@ -38,7 +38,13 @@ pub enum Hook {
 }
 
 /// The namespaced Kargo kinds, which live in project namespaces only.
-pub const PROJECT_KINDS: &[&str] = &["Stage", "Promotion", "Freight", "Warehouse", "PromotionTask"];
+pub const PROJECT_KINDS: &[&str] = &[
+    "Stage",
+    "Promotion",
+    "Freight",
+    "Warehouse",
+    "PromotionTask",
+];
 
 impl Hook {
     /// Every hook.
@@ -63,7 +69,9 @@ impl Hook {
             Hook::MutateFreight => "/mutate-kargo-akuity-io-v1alpha1-freight",
             Hook::ValidateFreight => "/validate-kargo-akuity-io-v1alpha1-freight",
             Hook::ValidateStage => "/validate-kargo-akuity-io-v1alpha1-stage",
-            Hook::ValidateProjectNamespace => "/validate-kargo-akuity-io-v1alpha1-project-namespace",
+            Hook::ValidateProjectNamespace => {
+                "/validate-kargo-akuity-io-v1alpha1-project-namespace"
+            }
         }
     }
 
@@ -453,6 +461,8 @@ pub struct Facts {
     pub freight: Option<Freight>,
     /// Freight carrying the same alias as the reviewed Freight.
     pub same_alias: Vec<Freight>,
+    /// An alias free in the project, for new Freight that has none.
+    pub free_alias: Option<String>,
     /// The SubjectAccessReview answer for `promote` on the Stage involved.
     pub access: Option<Access>,
     /// A lookup that failed; the decision fails closed with it.
@@ -527,7 +537,7 @@ pub fn decide(hook: Hook, req: &Request, facts: &Facts, policy: &Policy) -> Verd
         Hook::ValidateApplication => application::validate(req, facts, policy),
         Hook::MutatePromotion => promotion::mutate(req, facts, policy),
         Hook::ValidatePromotion => promotion::validate(req, facts, policy),
-        Hook::MutateFreight => freight::mutate(req),
+        Hook::MutateFreight => freight::mutate(req, facts),
         Hook::ValidateFreight => freight::validate(req, facts, policy),
         Hook::ValidateStage => stage::validate(req),
         Hook::ValidateProjectNamespace => not_a_project(req),

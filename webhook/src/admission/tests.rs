@@ -1097,18 +1097,75 @@ fn kargo_objects_outside_projects_are_refused() {
     let stage = json!({ "apiVersion": "kargo.akuity.io/v1alpha1", "kind": "Stage",
         "metadata": { "name": "dev", "namespace": "default" }, "spec": {} });
     let req = request("Stage", "CREATE", None, Some(&stage), "alice");
-    let v = decide(Hook::ValidateProjectNamespace, &req, &Facts::default(), &policy());
+    let v = decide(
+        Hook::ValidateProjectNamespace,
+        &req,
+        &Facts::default(),
+        &policy(),
+    );
     assert!(!v.allowed);
     assert_eq!(v.code, 403);
     assert!(
-        v.message.contains("namespace \"default\" is not a Kargo project, so Stage \"dev\" cannot be created")
-            && v.message.contains("kubectl label namespace default kargo.akuity.io/project=true"),
+        v.message.contains(
+            "namespace \"default\" is not a Kargo project, so Stage \"dev\" cannot be created"
+        ) && v
+            .message
+            .contains("kubectl label namespace default kargo.akuity.io/project=true"),
         "{}",
         v.message
     );
     // Existing objects keep working; other kinds are not this hook's.
     let upd = request("Stage", "UPDATE", Some(&stage), Some(&stage), "alice");
-    assert!(decide(Hook::ValidateProjectNamespace, &upd, &Facts::default(), &policy()).allowed);
+    assert!(
+        decide(
+            Hook::ValidateProjectNamespace,
+            &upd,
+            &Facts::default(),
+            &policy()
+        )
+        .allowed
+    );
     let app = request("Application", "CREATE", None, Some(&app(None)), "alice");
-    assert_eq!(decide(Hook::ValidateProjectNamespace, &app, &Facts::default(), &policy()).code, 422);
+    assert_eq!(
+        decide(
+            Hook::ValidateProjectNamespace,
+            &app,
+            &Facts::default(),
+            &policy()
+        )
+        .code,
+        422
+    );
+}
+
+#[test]
+fn new_freight_without_alias_gets_a_free_one() {
+    let mut fresh = freight(&[]);
+    fresh.as_object_mut().unwrap().remove("alias");
+    fresh.as_object_mut().unwrap().remove("status");
+    fresh["images"][0]["tag"] = json!("1.27.0");
+    let id = promote_api::freight_id::freight_id(&serde_json::from_value(fresh.clone()).unwrap());
+    let first = promote_api::naming::freight_alias(&id, 0);
+    let c = cluster(vec![]);
+    let (v, stored) = admit(&c, "Freight", "CREATE", None, Some(&fresh), "alice");
+    assert!(v.allowed, "{}", v.message);
+    let stored = stored.unwrap();
+    assert_eq!(stored["alias"], json!(first));
+    assert_eq!(
+        stored["metadata"]["labels"]["kargo.akuity.io/alias"],
+        json!(first)
+    );
+    // Taken in the project: the next candidate.
+    let mut c = cluster(vec![]);
+    let mut other = freight(&[]);
+    other["alias"] = json!(first);
+    other["metadata"]["name"] = json!("0123456789012345678901234567890123456789");
+    other["metadata"]["labels"] = json!({ "kargo.akuity.io/alias": first });
+    c.add(other).unwrap();
+    let (v, stored) = admit(&c, "Freight", "CREATE", None, Some(&fresh), "alice");
+    assert!(v.allowed, "{}", v.message);
+    assert_eq!(
+        stored.unwrap()["alias"],
+        json!(promote_api::naming::freight_alias(&id, 1))
+    );
 }
