@@ -1169,3 +1169,26 @@ fn new_freight_without_alias_gets_a_free_one() {
         json!(promote_api::naming::freight_alias(&id, 1))
     );
 }
+
+#[test]
+fn trusted_deleters_cost_no_lookups() {
+    let p = promotion(
+        "test.01j00000000000000000000000.abcdef0",
+        "test",
+        Some("Running"),
+    );
+    let c = cluster(vec![p.clone()]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let gc = "system:serviceaccount:kube-system:generic-garbage-collector";
+    let req = request("Promotion", "DELETE", Some(&p), None, gc);
+    let facts = rt.block_on(gather(Hook::ValidatePromotion, &req, &c, &policy()));
+    assert!(
+        facts.access.is_none(),
+        "no SubjectAccessReview for the garbage collector"
+    );
+    let req = request("Promotion", "DELETE", Some(&p), None, "alice");
+    let facts = rt.block_on(gather(Hook::ValidatePromotion, &req, &c, &policy()));
+    assert!(facts.access.is_some(), "people's deletes are checked");
+}
