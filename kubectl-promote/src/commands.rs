@@ -195,8 +195,16 @@ fn rows(
             "promotions" => {
                 row.push(s(o, "/spec/stage").to_owned());
                 row.push(short(s(o, "/spec/freight")).to_owned());
+                let lease_over = o
+                    .pointer("/metadata/annotations")
+                    .and_then(|a| a.get(LEASE_EXPIRES))
+                    .and_then(Value::as_str)
+                    .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                    .is_some_and(|t| t <= now());
                 row.push(match s(o, "/status/phase") {
                     "" => "Pending".to_owned(),
+                    // Nobody runs it any more: resume it, or abort it.
+                    "Running" if lease_over => "Running (stale)".to_owned(),
                     p => p.to_owned(),
                 });
                 row.push(age(o));

@@ -743,6 +743,8 @@ async fn queueing_failures_abort_and_resume() {
     let (code, _, err) = w.plugin("alice", &["resume", &name]).await;
     assert_eq!(code, 1);
     assert!(err.contains("is still being run by alice@"), "{err}");
+    let (_, out, _) = w.plugin("alice", &["get", "promotions", &name]).await;
+    assert!(out.contains("   Running   "), "{out}");
     // Nobody else may take the Stage while the lease holds.
     let (code, _, err) = w
         .plugin("alice", &["stage/dev", "--freight-alias", "v1"])
@@ -753,6 +755,8 @@ async fn queueing_failures_abort_and_resume() {
         "{err}"
     );
     tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (_, out, _) = w.plugin("alice", &["get", "promotions", &name]).await;
+    assert!(out.contains("Running (stale)"), "{out}");
     w.annotate("demo-dev", "sandbox.promote.dev/sync=run").await;
     let (code, out, err) = w
         .plugin("alice", &["resume", &name, "--dry-run", "-o", "json"])
