@@ -202,8 +202,10 @@ fn rows(
                     .and_then(|t| t.parse::<jiff::Timestamp>().ok())
                     .is_some_and(|t| t <= now());
                 row.push(match s(o, "/status/phase") {
+                    // Nobody runs it any more: resume or abort a Running one; abort a Pending one
+                    // (its runner stopped before it claimed the Stage).
+                    "" | "Pending" if lease_over => "Pending (stale)".to_owned(),
                     "" => "Pending".to_owned(),
-                    // Nobody runs it any more: resume it, or abort it.
                     "Running" if lease_over => "Running (stale)".to_owned(),
                     p => p.to_owned(),
                 });
