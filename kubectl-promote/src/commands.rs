@@ -873,6 +873,28 @@ mod tests {
     }
 
     #[test]
+    fn stale_promotions_say_so() {
+        let promo = |phase: &str, expires: &str| {
+            json!({"metadata": {"name": "p", "annotations": {LEASE_EXPIRES: expires}},
+                   "spec": {"stage": "dev", "freight": "abcdef0123"}, "status": {"phase": phase}})
+        };
+        let past = "2020-01-01T00:00:00Z";
+        let future = rfc3339(now() + std::time::Duration::from_secs(60));
+        let items = [
+            promo("Running", past),
+            promo("Running", &future),
+            promo("", past),
+            promo("Succeeded", past),
+        ];
+        let (_, _, rows) = rows("promotions", &items, false);
+        let phases: Vec<&str> = rows.iter().map(|r| r[3].as_str()).collect();
+        assert_eq!(
+            phases,
+            ["Running (stale)", "Running", "Pending (stale)", "Succeeded"]
+        );
+    }
+
+    #[test]
     fn tables_align_like_kubectl() {
         let t = render(
             &["NAME", "AGE"],
