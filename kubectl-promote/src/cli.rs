@@ -21,7 +21,8 @@ use crate::output::Format;
     bin_name = "kubectl promote",
     version,
     after_help = EXAMPLES,
-    subcommand_negates_reqs = true
+    subcommand_negates_reqs = true,
+    override_usage = "kubectl promote stage/<name> (--freight NAME|PREFIX | --freight-alias ALIAS) [OPTIONS]\n       kubectl promote --downstream-from stage/<name> (--freight ... | --freight-alias ...) [OPTIONS]\n       kubectl promote <COMMAND> [OPTIONS]"
 )]
 pub struct Cli {
     /// More commands (get, approve, abort, resume, freight, history, completion).

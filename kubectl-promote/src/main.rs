@@ -38,6 +38,11 @@ fn finish(summaries: Result<Vec<Summary>, Error>, cli: &Cli) -> ExitCode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let (Some(_), Some(target)) = (&cli.command, &cli.target) {
+        return report(&Error::Usage(format!(
+            "give either a Stage to promote or a command, not both (got {target:?} and a command)"
+        )));
+    }
     match &cli.command {
         None => finish(kubectl_promote::promote::run(&cli), &cli),
         Some(Command::Resume {

@@ -31,6 +31,11 @@ pub fn run(cli: &Cli) -> Result<Vec<Summary>, Error> {
         let stage = cli.stage_name().map_err(Error::Usage)?;
         return Ok(vec![run_local(cli, dir, stage)?]);
     }
+    // Usage mistakes first, before any connection.
+    let named = match &cli.downstream_from {
+        Some(up) => stage_name(up).map_err(Error::Usage)?.to_owned(),
+        None => cli.stage_name().map_err(Error::Usage)?.to_owned(),
+    };
     // The first promotion's overhead includes connecting and asking who we are.
     let mut started = std::time::Instant::now();
     let kube = Kube::connect(
@@ -40,8 +45,8 @@ pub fn run(cli: &Cli) -> Result<Vec<Summary>, Error> {
     cluster::install_interrupt(&kube);
     let session = session(cli, &kube, cli.timeout)?;
     let targets: Vec<String> = match &cli.downstream_from {
-        Some(up) => downstream(&session, stage_name(up).map_err(Error::Usage)?)?,
-        None => vec![cli.stage_name().map_err(Error::Usage)?.to_owned()],
+        Some(_) => downstream(&session, &named)?,
+        None => vec![named],
     };
     let mut out = Vec::new();
     for t in targets {

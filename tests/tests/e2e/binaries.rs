@@ -44,3 +44,27 @@ fn crdgen_check_passes_on_a_clean_tree() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn kubectl_promote_usage_errors_exit_2() {
+    for (args, needle) in [
+        (
+            &["stage/dev", "get", "stages"][..],
+            "give either a Stage to promote or a command, not both",
+        ),
+        (&["stage/dev"][..], "name the Freight to promote"),
+        (
+            &["warehouse/w", "--freight", "abc"][..],
+            "only Stages can be promoted to",
+        ),
+    ] {
+        let out = Command::new(bin("kubectl-promote").unwrap())
+            .args(args)
+            .env_remove("KUBECONFIG")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}

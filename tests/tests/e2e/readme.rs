@@ -40,7 +40,7 @@ const ELSEWHERE: &[(&str, &str)] = &[
     ),
     (
         "cargo run -p promote-api --bin crdgen -- --check # exit 1 if they are stale (a test does this too)",
-        "api crd tests: the same check in-process",
+        "binaries::crdgen_check_passes_on_a_clean_tree runs crdgen --check",
     ),
 ];
 
