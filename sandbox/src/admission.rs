@@ -204,23 +204,28 @@ impl Admission {
         Ok(warnings)
     }
 
-    /// Run validating webhooks; returns warnings.
+    /// Run validating webhooks, all at once as kube-apiserver does (they cannot change the object,
+    /// so their order does not matter); the first refusal in configuration order wins. Returns
+    /// warnings.
     pub async fn validate(
         &self,
         configs: &[Value],
         a: &Attrs<'_>,
     ) -> Result<Vec<String>, ApiError> {
+        let hooks: Vec<Value> = configs
+            .iter()
+            .flat_map(|cfg| {
+                cfg.get("webhooks")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .collect();
+        let answers = futures::future::join_all(hooks.iter().map(|wh| self.call(wh, a))).await;
         let mut warnings = vec![];
-        for cfg in configs {
-            for wh in cfg
-                .get("webhooks")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default()
-            {
-                if let Some(resp) = self.call(&wh, a).await? {
-                    warnings.extend(strs(resp.get("warnings")).into_iter().map(str::to_owned));
-                }
+        for answer in answers {
+            if let Some(resp) = answer? {
+                warnings.extend(strs(resp.get("warnings")).into_iter().map(str::to_owned));
             }
         }
         Ok(warnings)

@@ -563,6 +563,11 @@ async fn test_webhook(
     let app = axum::Router::new()
         .route("/mutate", post(mutate(calls.clone())))
         .route("/validate", post(validate(calls)));
+    serve_tls(pki, app)
+}
+
+/// Serve `app` over TLS with the test PKI on 127.0.0.1; returns its address.
+fn serve_tls(pki: &promote_sandbox::tls::Pki, app: axum::Router) -> std::net::SocketAddr {
     let cfg = promote_sandbox::tls::server_config(&pki.cert_pem, &pki.key_pem).unwrap();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
@@ -887,5 +892,63 @@ async fn argocd_simulator_syncs_real_revisions() {
             .contains("unable to resolve 'no-such-branch' to a commit SHA"),
         "{done}"
     );
+    sb.stop().await;
+}
+
+/// Validating webhooks run at once, as kube-apiserver runs them: two hooks that each wait for the
+/// other to arrive both allow only if they are called concurrently.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn validating_webhooks_are_called_concurrently() {
+    use axum::routing::post;
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = promote_sandbox::tls::generate("barrier-ca", &["barrier.hooks.svc".into()]).unwrap();
+    let arrived = Arc::new(AtomicUsize::new(0));
+    let handler = {
+        let arrived = arrived.clone();
+        move |axum::Json(review): axum::Json<Value>| {
+            let arrived = arrived.clone();
+            async move {
+                arrived.fetch_add(1, Ordering::SeqCst);
+                let mut together = false;
+                for _ in 0..50 {
+                    if arrived.load(Ordering::SeqCst) >= 2 {
+                        together = true;
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                let uid = review["request"]["uid"].clone();
+                let response = if together {
+                    json!({"uid": uid, "allowed": true})
+                } else {
+                    json!({"uid": uid, "allowed": false, "status": {"code": 403, "message": "validating webhooks were called one at a time"}})
+                };
+                axum::Json(
+                    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response}),
+                )
+            }
+        }
+    };
+    let app = axum::Router::new().route("/barrier", post(handler));
+    let addr = serve_tls(&pki, app);
+    let sb = start(tmp.path(), &[("barrier.hooks", addr)]).await;
+    let kc = sb.kubeconfig_path();
+    let ca = base64::engine::general_purpose::STANDARD.encode(&pki.ca_pem);
+    let hook = |n: &str| {
+        format!(
+            "- name: {n}.barrier.example.com\n  admissionReviewVersions: [v1]\n  sideEffects: None\n  timeoutSeconds: 5\n  clientConfig: {{service: {{name: barrier, namespace: hooks, path: /barrier}}, caBundle: {ca}}}\n  rules: [{{operations: [CREATE], apiGroups: [kargo.akuity.io], apiVersions: [\"*\"], resources: [stages]}}]\n"
+        )
+    };
+    let cfg = format!(
+        "apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingWebhookConfiguration\nmetadata: {{name: barrier}}\nwebhooks:\n{}{}",
+        hook("one"),
+        hook("two")
+    );
+    let (good, _, err) = k(&kc, &["apply", "-f", "-"], Some(&cfg)).await;
+    assert!(good, "{err}");
+    let stage = "apiVersion: kargo.akuity.io/v1alpha1\nkind: Stage\nmetadata: {name: s, namespace: default}\nspec:\n  requestedFreight:\n  - origin: {kind: Warehouse, name: w}\n    sources: {direct: true}\n";
+    let (good, _, err) = k(&kc, &["create", "-f", "-"], Some(stage)).await;
+    assert!(good, "{err}");
+    assert_eq!(arrived.load(Ordering::SeqCst), 2);
     sb.stop().await;
 }
