@@ -409,8 +409,22 @@ fn git_server(dir: &Path) -> Result<(Guard, String), SandboxError> {
     std::fs::remove_dir_all(&seed).map_err(io(&seed))?;
     let port = free_port()?;
     let log = std::fs::File::create(dir.join("git-daemon.log")).map_err(io(dir))?;
-    let child = Command::new("git")
-        .arg("daemon")
+    // Run git-daemon itself: `git daemon` starts it as a child process, which killing `git` would
+    // leave behind.
+    let exec_path = Command::new("git")
+        .arg("--exec-path")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let daemon = Path::new(&exec_path).join("git-daemon");
+    let mut cmd = if daemon.is_file() {
+        Command::new(daemon)
+    } else {
+        let mut c = Command::new("git");
+        c.arg("daemon");
+        c
+    };
+    let child = cmd
         .arg("--reuseaddr")
         .arg("--export-all")
         .arg("--enable=receive-pack")
@@ -601,8 +615,26 @@ pub fn run(rt: &tokio::runtime::Runtime, opts: &DemoOptions) -> Result<(), Sandb
         return Ok(());
     }
     println!("The sandbox, the webhook and the Git server keep running; Ctrl-C stops them.");
+    // Ctrl-C, SIGTERM or a closed terminal: stop, and take the webhook and git-daemon along.
     rt.block_on(async {
-        let _ = tokio::signal::ctrl_c().await;
+        use tokio::signal::unix::{SignalKind, signal};
+        let (term, hup) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        );
+        let wait = |s: std::io::Result<tokio::signal::unix::Signal>| async move {
+            match s {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = wait(term) => {}
+            _ = wait(hup) => {}
+        }
     });
     rt.block_on(sandbox.stop());
     Ok(())
