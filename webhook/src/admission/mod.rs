@@ -179,19 +179,33 @@ pub struct Request {
 }
 
 /// Deserialize an object keeping everything except `status`, of which only `operationState`
-/// is kept. No decision reads more of a request object's status (Argo CD's operation state is the
-/// one status field an Application decision needs), and status is where the bulk of a large
-/// Application lives (resources, history): skipping it without building values is what keeps a
-/// 2 MB review cheap. Patches computed on the slim object address the same paths in the full one.
+/// is kept, and `metadata.managedFields`. No decision reads more of a request object's status
+/// (Argo CD's operation state is the one status field an Application decision needs), and status
+/// is where the bulk of a large Application lives (resources, history); managedFields are often
+/// the bulk of the rest. Skipping them without building values is what keeps a 2 MB review cheap.
+/// Patches computed on the slim object address the same paths in the full one.
 fn slim_object<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
     use serde::de::{IgnoredAny, MapAccess, Visitor};
     use std::fmt;
 
-    struct Status;
-    impl<'de> Visitor<'de> for Status {
+    /// An object with some keys skipped unread: all but `keep` when `keep` is set, else `drop`.
+    #[derive(Clone, Copy)]
+    struct Filtered {
+        keep: Option<&'static [&'static str]>,
+        drop: &'static [&'static str],
+    }
+    impl Filtered {
+        fn wanted(self, k: &str) -> bool {
+            match self.keep {
+                Some(keep) => keep.contains(&k),
+                None => !self.drop.contains(&k),
+            }
+        }
+    }
+    impl<'de> Visitor<'de> for Filtered {
         type Value = Value;
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a status object")
+            f.write_str("an object")
         }
         fn visit_unit<E>(self) -> Result<Value, E> {
             Ok(Value::Null)
@@ -202,8 +216,9 @@ fn slim_object<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, 
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
             let mut out = serde_json::Map::new();
             while let Some(k) = map.next_key::<String>()? {
-                if k == "operationState" {
-                    out.insert(k, map.next_value::<Value>()?);
+                if self.wanted(&k) {
+                    let v = map.next_value::<Value>()?;
+                    out.insert(k, v);
                 } else {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -211,13 +226,20 @@ fn slim_object<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, 
             Ok(Value::Object(out))
         }
     }
-    struct StatusSeed;
-    impl<'de> serde::de::DeserializeSeed<'de> for StatusSeed {
+    impl<'de> serde::de::DeserializeSeed<'de> for Filtered {
         type Value = Value;
         fn deserialize<D2: serde::Deserializer<'de>>(self, d: D2) -> Result<Value, D2::Error> {
-            d.deserialize_any(Status)
+            d.deserialize_any(self)
         }
     }
+    const STATUS: Filtered = Filtered {
+        keep: Some(&["operationState"]),
+        drop: &[],
+    };
+    const METADATA: Filtered = Filtered {
+        keep: None,
+        drop: &["managedFields"],
+    };
 
     struct Object;
     impl<'de> Visitor<'de> for Object {
@@ -240,10 +262,10 @@ fn slim_object<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, 
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<Value>, A::Error> {
             let mut out = serde_json::Map::new();
             while let Some(k) = map.next_key::<String>()? {
-                let v = if k == "status" {
-                    map.next_value_seed(StatusSeed)?
-                } else {
-                    map.next_value::<Value>()?
+                let v = match k.as_str() {
+                    "status" => map.next_value_seed(STATUS)?,
+                    "metadata" => map.next_value_seed(METADATA)?,
+                    _ => map.next_value::<Value>()?,
                 };
                 out.insert(k, v);
             }

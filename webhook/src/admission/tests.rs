@@ -1069,11 +1069,15 @@ fn response_snapshots() {
 }
 
 #[test]
-fn request_objects_keep_only_the_operation_state_of_status() {
+fn request_objects_keep_only_the_operation_state_of_status_and_no_managed_fields() {
     let mut a = app(Some("kargo-demo:test"));
     a["status"]["resources"] = json!([{ "kind": "Deployment", "name": "x" }]);
+    a["metadata"]["managedFields"] =
+        json!([{ "manager": "argocd-controller", "fieldsV1": { "f:status": {} } }]);
     let req = request("Application", "UPDATE", Some(&a), Some(&a), "alice");
     let obj = req.object.unwrap();
+    assert!(obj["metadata"].get("managedFields").is_none());
+    assert_eq!(obj["metadata"]["annotations"], a["metadata"]["annotations"]);
     assert_eq!(
         obj["status"]
             .as_object()
