@@ -20,9 +20,10 @@ struct Histogram {
 
 #[derive(Default)]
 struct Inner {
-    requests: BTreeMap<(String, String, &'static str), u64>,
-    latency: BTreeMap<String, Histogram>,
-    bad_requests: BTreeMap<String, u64>,
+    // Keys are the hooks' static paths and operations: recording a review allocates nothing.
+    requests: BTreeMap<(&'static str, &'static str, &'static str), u64>,
+    latency: BTreeMap<&'static str, Histogram>,
+    bad_requests: BTreeMap<&'static str, u64>,
     reloads: BTreeMap<&'static str, u64>,
 }
 
@@ -34,19 +35,21 @@ pub struct Metrics {
 
 impl Metrics {
     /// Record one answered review.
-    pub fn review(&self, path: &str, operation: &str, allowed: bool, took: Duration) {
+    pub fn review(
+        &self,
+        path: &'static str,
+        operation: &'static str,
+        allowed: bool,
+        took: Duration,
+    ) {
         let Ok(mut m) = self.inner.lock() else {
             return;
         };
         *m.requests
-            .entry((
-                path.to_owned(),
-                operation.to_owned(),
-                if allowed { "true" } else { "false" },
-            ))
+            .entry((path, operation, if allowed { "true" } else { "false" }))
             .or_default() += 1;
         let secs = took.as_secs_f64();
-        let h = m.latency.entry(path.to_owned()).or_default();
+        let h = m.latency.entry(path).or_default();
         for (i, le) in BUCKETS.iter().enumerate() {
             if secs <= *le {
                 h.counts[i] += 1;
@@ -57,9 +60,9 @@ impl Metrics {
     }
 
     /// Record a body that was not a usable AdmissionReview.
-    pub fn bad_request(&self, path: &str) {
+    pub fn bad_request(&self, path: &'static str) {
         if let Ok(mut m) = self.inner.lock() {
-            *m.bad_requests.entry(path.to_owned()).or_default() += 1;
+            *m.bad_requests.entry(path).or_default() += 1;
         }
     }
 
