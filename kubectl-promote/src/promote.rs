@@ -48,7 +48,9 @@ pub fn run(cli: &Cli) -> Result<Vec<Summary>, Error> {
         Some(_) => downstream(&session, &named)?,
         None => vec![named],
     };
+    let fan_out = cli.downstream_from.is_some();
     let mut out = Vec::new();
+    let mut skipped = Vec::new();
     for t in targets {
         let s = session.promote(&t, cli.freight.as_deref(), cli.freight_alias.as_deref());
         kube.report();
@@ -56,12 +58,25 @@ pub fn run(cli: &Cli) -> Result<Vec<Summary>, Error> {
             report_timing(started, summary);
         }
         started = std::time::Instant::now();
-        let s = s?;
+        let s = match s {
+            // Fanning out: a downstream Stage that cannot take this Freight yet is skipped, said.
+            Err(e @ Error::Unavailable { .. }) if fan_out => {
+                eprintln!("skipping Stage {t}: {e}");
+                skipped.push(e);
+                continue;
+            }
+            other => other?,
+        };
         let ok = s.phase == "Succeeded";
         out.push(s);
         if !ok {
             break;
         }
+    }
+    if out.is_empty()
+        && let Some(e) = skipped.into_iter().next()
+    {
+        return Err(e);
     }
     Ok(out)
 }

@@ -531,6 +531,10 @@ async fn dev_test_prod_with_the_webhook_installed() {
         .plugin("alice", &["stage/dev", "--freight-alias", "v2"])
         .await;
     assert_eq!(code, 0, "{err}");
+    // qa takes Freight from dev too, but only once test verified it as well: skipped, said.
+    let qa = "apiVersion: kargo.akuity.io/v1alpha1\nkind: Stage\nmetadata: { name: qa, namespace: demo }\nspec:\n  requestedFreight:\n    - origin: { kind: Warehouse, name: web }\n      sources: { stages: [dev, test], availabilityStrategy: All }\n  promotionTemplate: { spec: { steps: [{ uses: argocd-wait, config: { apps: [{ name: demo-test }] } }] } }\n";
+    let (good, _, err) = k(&w.kc, &["apply", "-f", "-"], Some(qa)).await;
+    assert!(good, "{err}");
     let (code, out, err) = w
         .plugin(
             "alice",
@@ -546,6 +550,7 @@ async fn dev_test_prod_with_the_webhook_installed() {
         .await;
     assert_eq!(code, 0, "{err}");
     assert!(out.trim().starts_with("promotion/test."), "{out}");
+    assert!(err.contains("skipping Stage qa: Freight"), "{err}");
     assert!(w.overlay("test").contains("1.26.0") && w.overlay("prod").contains("1.25.0"));
     let freight = w.get("freights", "demo", &v1);
     assert!(
