@@ -737,7 +737,9 @@ async fn queueing_failures_abort_and_resume() {
     w.annotate("demo-dev", "sandbox.promote.dev/sync=hang")
         .await;
     let ttl = [("PROMOTE_LEASE_TTL", "2")];
-    let mut child = w.spawn("alice", &["stage/dev", "--freight-alias", "v3"], &ttl);
+    // A lease long enough that the checks below run well inside it, even on a slow machine.
+    let long_ttl = [("PROMOTE_LEASE_TTL", "6")];
+    let mut child = w.spawn("alice", &["stage/dev", "--freight-alias", "v3"], &long_ttl);
     let name = running_promotion(&w, "dev", "demo-dev").await;
     let pushed = w.head();
     child.kill().unwrap();
@@ -759,9 +761,16 @@ async fn queueing_failures_abort_and_resume() {
         err.contains(&format!("is busy: Promotion \"{name}\"")),
         "{err}"
     );
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    let (_, out, _) = w.plugin("alice", &["get", "promotions", &name]).await;
-    assert!(out.contains("Running (stale)"), "{out}");
+    // Wait for the lease to run out: the Promotion then shows as stale.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, out, _) = w.plugin("alice", &["get", "promotions", &name]).await;
+        if out.contains("Running (stale)") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the lease never expired:\n{out}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     w.annotate("demo-dev", "sandbox.promote.dev/sync=run").await;
     let (code, out, err) = w
         .plugin("alice", &["resume", &name, "--dry-run", "-o", "json"])
