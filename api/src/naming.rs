@@ -10,6 +10,13 @@ const MAX_NAME: usize = 253;
 /// Longest Stage prefix that keeps the whole name within 253 characters.
 pub const MAX_STAGE_PREFIX: usize = MAX_NAME - 1 - ULID_LEN - 1 - SHORT_HASH;
 
+/// The short form of a Freight name people read (its first 7 characters), as in Promotion names.
+pub fn short_name(name: &str) -> &str {
+    name.char_indices()
+        .nth(SHORT_HASH)
+        .map_or(name, |(i, _)| &name[..i])
+}
+
 /// A Promotion name from a Stage name, a Freight name and a ULID (the caller supplies it, so the
 /// function stays pure; use `ulid::Ulid::new()`).
 pub fn promotion_name(stage: &str, freight: &str, id: ulid::Ulid) -> Result<String, Error> {
@@ -19,7 +26,7 @@ pub fn promotion_name(stage: &str, freight: &str, id: ulid::Ulid) -> Result<Stri
     if freight.is_empty() {
         return Err(Error::PromotionName("the Freight name is empty".to_owned()));
     }
-    let short_hash: String = freight.chars().take(SHORT_HASH).collect();
+    let short_hash = short_name(freight);
     let prefix: String = stage.chars().take(MAX_STAGE_PREFIX).collect();
     // Kargo's main branch trims separators a cut could leave dangling; a name ending in `.` or `-`
     // before the ULID is still valid DNS-1123, but we follow main for tidier names.

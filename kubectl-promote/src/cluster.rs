@@ -56,25 +56,8 @@ pub struct Options {
     pub actor_fallback: Option<String>,
 }
 
-fn now() -> jiff::Timestamp {
-    jiff::Timestamp::now()
-}
-
-fn rfc3339(t: jiff::Timestamp) -> String {
-    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
-
-fn kube_err(action: impl Into<String>) -> impl FnOnce(crate::kube::ApiFailure) -> Error {
-    let action = action.into();
-    move |failure| Error::Kube { action, failure }
-}
-
 fn typed<T: serde::de::DeserializeOwned>(v: Value, what: &str) -> Result<T, Error> {
     serde_json::from_value(v).map_err(|e| Error::Cluster(format!("cannot read {what}: {e}")))
-}
-
-fn short(name: &str) -> &str {
-    &name[..7.min(name.len())]
 }
 
 /// The lease a Promotion carries: (holder, expiry).
@@ -87,7 +70,7 @@ fn lease(p: &Promotion) -> (String, Option<jiff::Timestamp>) {
 }
 
 fn lease_valid(p: &Promotion) -> bool {
-    matches!(lease(p), (_, Some(exp)) if exp > now())
+    matches!(lease(p), (_, Some(exp)) if exp > jiff::Timestamp::now())
 }
 
 /// Who this process is, for the lease.
@@ -141,7 +124,7 @@ impl<'k> Session<'k> {
     pub fn new(kube: &'k Kube, opts: Options) -> Result<Self, Error> {
         let actor = kube
             .whoami()
-            .map_err(kube_err("asking the API server who you are"))?
+            .map_err(crate::kube::context("asking the API server who you are"))?
             .or_else(|| opts.actor_fallback.clone());
         let holder = holder(actor.as_deref());
         Ok(Self {
@@ -169,7 +152,7 @@ impl<'k> Session<'k> {
         match self
             .kube
             .get(&self.path("stages", name))
-            .map_err(kube_err(format!("reading Stage {name}")))?
+            .map_err(crate::kube::context(format!("reading Stage {name}")))?
         {
             Some(v) => Ok((typed(v.clone(), &format!("Stage {name}"))?, v)),
             None => {
@@ -193,7 +176,7 @@ impl<'k> Session<'k> {
     fn get_promotion(&self, name: &str) -> Result<Option<Promotion>, Error> {
         self.kube
             .get(&self.path("promotions", name))
-            .map_err(kube_err(format!("reading Promotion {name}")))?
+            .map_err(crate::kube::context(format!("reading Promotion {name}")))?
             .map(|v| typed(v, &format!("Promotion {name}")))
             .transpose()
     }
@@ -208,14 +191,14 @@ impl<'k> Session<'k> {
             && let Some(v) = self
                 .kube
                 .get(&self.path("freights", n))
-                .map_err(kube_err(format!("reading Freight {n}")))?
+                .map_err(crate::kube::context(format!("reading Freight {n}")))?
         {
             return Ok(vec![typed(v, &format!("Freight {n}"))?]);
         }
         let selector = alias.map(|a| format!("{}={a}", promote_api::keys::ALIAS));
         self.kube
             .list(&self.path("freights", ""), selector.as_deref())
-            .map_err(kube_err("listing Freight"))?
+            .map_err(crate::kube::context("listing Freight"))?
             .into_iter()
             .map(|v| typed(v, "Freight"))
             .collect()
@@ -227,7 +210,7 @@ impl<'k> Session<'k> {
         let stages = if promote_api::legacy::is_legacy(stage) {
             self.kube
                 .list(&self.path("stages", ""), None)
-                .map_err(kube_err("listing Stages"))?
+                .map_err(crate::kube::context("listing Stages"))?
                 .into_iter()
                 .map(|v| typed(v, "Stage"))
                 .collect::<Result<Vec<Stage>, _>>()?
@@ -237,7 +220,7 @@ impl<'k> Session<'k> {
         let tasks = if stage.template_steps().iter().any(|s| s.task.is_some()) {
             self.kube
                 .list(&self.path("promotiontasks", ""), None)
-                .map_err(kube_err("listing PromotionTasks"))?
+                .map_err(crate::kube::context("listing PromotionTasks"))?
                 .into_iter()
                 .map(|v| typed(v, "PromotionTask"))
                 .collect::<Result<Vec<_>, _>>()?
@@ -271,14 +254,15 @@ impl<'k> Session<'k> {
         let msg = format!(
             "abandoned: the lease of {} expired at {}; the Stage was taken over by Promotion {mine}",
             if h.is_empty() { "its runner" } else { &h },
-            exp.map(rfc3339).unwrap_or_else(|| "(never set)".into())
+            exp.map(crate::kube::timestamp)
+                .unwrap_or_else(|| "(never set)".into())
         );
         self.kube
             .merge_patch(
                 &format!("{}/status", self.path("promotions", p.name())),
-                &json!({"status": {"phase": "Aborted", "message": msg, "finishedAt": rfc3339(now())}}),
+                &json!({"status": {"phase": "Aborted", "message": msg, "finishedAt": crate::kube::now()}}),
             )
-            .map_err(kube_err(format!("closing abandoned Promotion {}", p.name())))?;
+            .map_err(crate::kube::context(format!("closing abandoned Promotion {}", p.name())))?;
         if !self.opts.quiet {
             eprintln!("Promotion {} was {msg}", p.name());
         }
@@ -295,7 +279,7 @@ impl<'k> Session<'k> {
             holder: format!(
                 "run by {}, lease until {}",
                 if h.is_empty() { "unknown" } else { &h },
-                exp.map(rfc3339).unwrap_or_default()
+                exp.map(crate::kube::timestamp).unwrap_or_default()
             ),
         }
     }
@@ -330,11 +314,9 @@ impl<'k> Session<'k> {
                 said = p.name().to_owned();
             }
             std::thread::sleep(Duration::from_millis(500));
-            stage = match self
-                .kube
-                .poll(&self.path("stages", stage.name()))
-                .map_err(kube_err(format!("reading Stage {}", stage.name())))?
-            {
+            stage = match self.kube.poll(&self.path("stages", stage.name())).map_err(
+                crate::kube::context(format!("reading Stage {}", stage.name())),
+            )? {
                 Some(v) => typed(v, "Stage")?,
                 None => {
                     return Err(Error::StageNotFound {
@@ -381,7 +363,12 @@ impl<'k> Session<'k> {
                 Err(e) if e.conflict() => {
                     stage = self.get_stage(stage.name())?.0;
                 }
-                Err(e) => return Err(kube_err(format!("claiming Stage {}", stage.name()))(e)),
+                Err(e) => {
+                    return Err(crate::kube::context(format!(
+                        "claiming Stage {}",
+                        stage.name()
+                    ))(e));
+                }
             }
         }
     }
@@ -459,7 +446,7 @@ fn step_status(s: &str) -> Option<promote_api::types::PromotionStepStatus> {
 
 impl Progress for Recording<'_, '_> {
     fn start(&mut self, index: usize, total: usize, alias: &str, uses: &str) {
-        self.started_at = Some(rfc3339(now()));
+        self.started_at = Some(crate::kube::now());
         self.inner.start(index, total, alias, uses);
     }
 
@@ -474,7 +461,7 @@ impl Progress for Recording<'_, '_> {
         let entry = StepExecutionMetadata {
             alias: record.alias.clone(),
             started_at: self.started_at.take().and_then(|t| time(&t)),
-            finished_at: time(&rfc3339(now())),
+            finished_at: time(&crate::kube::now()),
             error_count: u32::from(matches!(record.status.as_str(), "Failed" | "Errored")),
             status: step_status(&record.status),
             message: record.message.clone(),
@@ -536,7 +523,14 @@ impl Session<'_> {
         if !m.stages.iter().any(|s| s.name() == stage.name()) {
             m.stages.push(stage.clone());
         }
-        let (_, f) = local::prepare(&m, self.ns(), stage_name, freight, alias, now())?;
+        let (_, f) = local::prepare(
+            &m,
+            self.ns(),
+            stage_name,
+            freight,
+            alias,
+            jiff::Timestamp::now(),
+        )?;
         let f = f.clone();
         let (steps, vars) = local::stage_steps(&stage, &m.stages, &m.tasks)?;
         runner::check_steps(stage_name, &steps)?;
@@ -550,7 +544,7 @@ impl Session<'_> {
         let created = self
             .kube
             .create(&self.path("promotions", ""), &object)
-            .map_err(kube_err(format!(
+            .map_err(crate::kube::context(format!(
                 "creating Promotion {name} for Stage {stage_name}"
             )))?;
         let promotion: Promotion = typed(created, "the created Promotion")?;
@@ -558,7 +552,7 @@ impl Session<'_> {
             eprintln!(
                 "Promotion {} created: Freight {}{} to Stage {}/{stage_name}",
                 promotion.name(),
-                short(f.name()),
+                promote_api::naming::short_name(f.name()),
                 f.alias().map(|a| format!(" ({a})")).unwrap_or_default(),
                 self.ns()
             );
@@ -569,7 +563,7 @@ impl Session<'_> {
                 // Lost the race (or timed out queueing): ours never ran; close it honestly.
                 let _ = self.kube.merge_patch(
                     &format!("{}/status", self.path("promotions", promotion.name())),
-                    &json!({"status": {"phase": "Aborted", "message": format!("not started: {e}"), "finishedAt": rfc3339(now())}}),
+                    &json!({"status": {"phase": "Aborted", "message": format!("not started: {e}"), "finishedAt": crate::kube::now()}}),
                 );
                 return Err(e);
             }
@@ -604,7 +598,7 @@ impl Session<'_> {
                 hint: format!(
                     "start a new one with kubectl promote stage/{} --freight {}",
                     promotion.spec.stage,
-                    short(&promotion.spec.freight)
+                    promote_api::naming::short_name(&promotion.spec.freight)
                 ),
             });
         }
@@ -614,7 +608,7 @@ impl Session<'_> {
                 promotion: name.to_owned(),
                 problem: format!(
                     "is still being run by {h} (lease until {})",
-                    exp.map(rfc3339).unwrap_or_default()
+                    exp.map(crate::kube::timestamp).unwrap_or_default()
                 ),
                 hint: "wait for it; a runner that stopped frees it when its lease expires".into(),
             });
@@ -623,7 +617,7 @@ impl Session<'_> {
             return Ok(resume_plan(&promotion));
         }
         // Take the lease, guarded by resourceVersion so two resumers cannot both win.
-        let expires = rfc3339(now() + self.opts.lease_ttl);
+        let expires = crate::kube::timestamp(jiff::Timestamp::now() + self.opts.lease_ttl);
         let taken = self
             .kube
             .merge_patch(
@@ -639,7 +633,7 @@ impl Session<'_> {
                         hint: "check with kubectl promote get promotions".into(),
                     }
                 } else {
-                    kube_err(format!("taking over Promotion {name}"))(e)
+                    crate::kube::context(format!("taking over Promotion {name}"))(e)
                 }
             })?;
         let promotion: Promotion = typed(taken, "Promotion")?;
@@ -691,7 +685,9 @@ impl Session<'_> {
         annotations.insert(LEASE_HOLDER.into(), json!(self.holder));
         annotations.insert(
             LEASE_EXPIRES.into(),
-            json!(rfc3339(now() + self.opts.lease_ttl)),
+            json!(crate::kube::timestamp(
+                jiff::Timestamp::now() + self.opts.lease_ttl
+            )),
         );
         annotations.insert(STAGE.into(), json!(stage));
         let label = promote_api::naming::stage_label(stage);
@@ -778,7 +774,7 @@ impl Session<'_> {
         let mut progress = StderrProgress::new(self.opts.quiet);
         progress.note(&format!(
             "Dry run: would create Promotion {name} (Freight {} to Stage {}/{})",
-            short(freight.name()),
+            promote_api::naming::short_name(freight.name()),
             self.ns(),
             stage.name()
         ));
@@ -812,7 +808,7 @@ impl Session<'_> {
             .as_ref()
             .and_then(|s| s.started_at.clone())
             .map(|t| json!(t))
-            .unwrap_or_else(|| json!(rfc3339(now())));
+            .unwrap_or_else(|| json!(crate::kube::now()));
         self.kube
             .merge_patch(
                 &status_path,
@@ -824,7 +820,7 @@ impl Session<'_> {
                     "freightCollection": collection,
                 }}),
             )
-            .map_err(kube_err(format!("starting Promotion {name}")))?;
+            .map_err(crate::kube::context(format!("starting Promotion {name}")))?;
         let ctx = PromotionContext {
             project: self.ns().to_owned(),
             stage: stage.name().to_owned(),
@@ -902,7 +898,7 @@ impl Session<'_> {
                 .merge_patch(&status_path, &json!({"status": {"message": msg}}));
             let _ = self.kube.merge_patch(
                 &self.path("promotions", &name),
-                &json!({"metadata": {"annotations": {LEASE_EXPIRES: rfc3339(now())}}}),
+                &json!({"metadata": {"annotations": {LEASE_EXPIRES: crate::kube::now()}}}),
             );
             summary.phase = "Interrupted".into();
             summary.message = msg;
@@ -938,7 +934,7 @@ impl Session<'_> {
             }
             let patch = json!({"metadata": {"annotations": {
                 LEASE_HOLDER: self.holder,
-                LEASE_EXPIRES: rfc3339(now() + self.opts.lease_ttl)}}});
+                LEASE_EXPIRES: crate::kube::timestamp(jiff::Timestamp::now() + self.opts.lease_ttl)}}});
             match self.kube.merge_patch(&path, &patch) {
                 Ok(v) => {
                     if v.pointer("/metadata/annotations")
@@ -972,7 +968,7 @@ impl Session<'_> {
         message: &str,
         apps: &[Value],
     ) -> Result<(), Error> {
-        let finished = rfc3339(now());
+        let finished = crate::kube::now();
         let status_path = format!("{}/status", self.path("promotions", name));
         let mut promo_status =
             json!({"phase": phase.to_string(), "message": message, "finishedAt": finished});
@@ -982,7 +978,7 @@ impl Session<'_> {
         let written = self
             .kube
             .merge_patch(&status_path, &json!({"status": promo_status}))
-            .map_err(kube_err(format!(
+            .map_err(crate::kube::context(format!(
                 "recording the result on Promotion {name}"
             )))?;
         let last_status = written.get("status").cloned().unwrap_or(Value::Null);
@@ -1022,7 +1018,7 @@ impl Session<'_> {
                 &format!("{}/status", self.path("stages", stage.name())),
                 &json!({"status": stage_status}),
             )
-            .map_err(kube_err(format!(
+            .map_err(crate::kube::context(format!(
                 "recording Promotion {name} on Stage {}",
                 stage.name()
             )))?;
@@ -1034,7 +1030,7 @@ impl Session<'_> {
                     &format!("{}/status", self.path("freights", freight.name())),
                     &json!({"status": fstatus}),
                 )
-                .map_err(kube_err(format!(
+                .map_err(crate::kube::context(format!(
                     "recording Stage {} on Freight {}",
                     stage.name(),
                     freight.name()

@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use promote_api::keys::{ABORT, ALIAS, LEASE_EXPIRES};
+use promote_api::keys::{ABORT, ALIAS};
 use promote_api::types::{Chart, Freight, FreightOrigin, GitCommit, Image, Promotion, Stage};
 use serde_json::{Value, json};
 
@@ -34,11 +34,6 @@ const KINDS: &[(&str, &[&str], &str)] = &[
     ("warehouses", &["warehouse", "warehouses"], "Warehouse"),
 ];
 
-fn kube_err(action: impl Into<String>) -> impl FnOnce(crate::kube::ApiFailure) -> Error {
-    let action = action.into();
-    move |failure| Error::Kube { action, failure }
-}
-
 /// LIST a Kargo kind in one namespace (or all with `None`), typed.
 pub fn list_typed<T: serde::de::DeserializeOwned>(
     kube: &Kube,
@@ -65,15 +60,7 @@ fn list_raw(
         None => format!("{}/{plural}", crate::kube::KARGO),
     };
     kube.list(&path, selector)
-        .map_err(kube_err(format!("listing {plural}")))
-}
-
-fn now() -> jiff::Timestamp {
-    jiff::Timestamp::now()
-}
-
-fn rfc3339(t: jiff::Timestamp) -> String {
-    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+        .map_err(crate::kube::context(format!("listing {plural}")))
 }
 
 /// kubectl's short ages: 45s, 12m, 3h, 5d.
@@ -85,7 +72,7 @@ fn age(obj: &Value) -> String {
     else {
         return "<unknown>".into();
     };
-    let s = (now().as_second() - t.as_second()).max(0);
+    let s = (jiff::Timestamp::now().as_second() - t.as_second()).max(0);
     match s {
         0..=119 => format!("{s}s"),
         120..=7199 => format!("{}m", s / 60),
@@ -96,10 +83,6 @@ fn age(obj: &Value) -> String {
 
 fn s<'a>(v: &'a Value, ptr: &str) -> &'a str {
     v.pointer(ptr).and_then(Value::as_str).unwrap_or_default()
-}
-
-fn short(name: &str) -> &str {
-    &name[..7.min(name.len())]
 }
 
 fn or_none(s: String) -> String {
@@ -167,7 +150,7 @@ fn rows(
                     .and_then(Value::as_object)
                     .map(|m| {
                         m.values()
-                            .map(|f| short(s(f, "/name")).to_owned())
+                            .map(|f| promote_api::naming::short_name(s(f, "/name")).to_owned())
                             .collect::<Vec<_>>()
                             .join(",")
                     })
@@ -194,13 +177,9 @@ fn rows(
             }
             "promotions" => {
                 row.push(s(o, "/spec/stage").to_owned());
-                row.push(short(s(o, "/spec/freight")).to_owned());
-                let lease_over = o
-                    .pointer("/metadata/annotations")
-                    .and_then(|a| a.get(LEASE_EXPIRES))
-                    .and_then(Value::as_str)
-                    .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-                    .is_some_and(|t| t <= now());
+                row.push(promote_api::naming::short_name(s(o, "/spec/freight")).to_owned());
+                let lease_over =
+                    crate::kube::lease_expiry(o).is_some_and(|t| t <= jiff::Timestamp::now());
                 row.push(match s(o, "/status/phase") {
                     // Nobody runs it any more: resume or abort a Running one; abort a Pending one
                     // (its runner stopped before it claimed the Stage).
@@ -386,7 +365,7 @@ fn get(
     let items = match name {
         Some(n) => match kube
             .get(&kargo_path(plural, ns, n))
-            .map_err(kube_err(format!("reading {kind_name} {n}")))?
+            .map_err(crate::kube::context(format!("reading {kind_name} {n}")))?
         {
             Some(v) => vec![v],
             None => {
@@ -451,7 +430,7 @@ fn approve(
     let stage = stage_name(stage).map_err(Error::Usage)?;
     if kube
         .get(&kargo_path("stages", ns, stage))
-        .map_err(kube_err(format!("reading Stage {stage}")))?
+        .map_err(crate::kube::context(format!("reading Stage {stage}")))?
         .is_none()
     {
         return Err(Error::StageNotFound {
@@ -461,7 +440,7 @@ fn approve(
         });
     }
     let f = resolve_freight(kube, ns, freight)?;
-    let patch = json!({"status": {"approvedFor": {stage: {"approvedAt": rfc3339(now())}}}});
+    let patch = json!({"status": {"approvedFor": {stage: {"approvedAt": crate::kube::now()}}}});
     if dry_run {
         return print_patch(
             cli,
@@ -476,7 +455,7 @@ fn approve(
         &format!("{}/status", kargo_path("freights", ns, f.name())),
         &patch,
     )
-    .map_err(kube_err(format!(
+    .map_err(crate::kube::context(format!(
         "approving Freight {} for Stage {stage}",
         f.name()
     )))?;
@@ -511,7 +490,7 @@ fn abort(cli: &Cli, kube: &Kube, ns: &str, name: &str, dry_run: bool) -> Result<
     let path = kargo_path("promotions", ns, name);
     let Some(v) = kube
         .get(&path)
-        .map_err(kube_err(format!("reading Promotion {name}")))?
+        .map_err(crate::kube::context(format!("reading Promotion {name}")))?
     else {
         return Err(Error::PromotionState {
             promotion: name.to_owned(),
@@ -542,21 +521,16 @@ fn abort(cli: &Cli, kube: &Kube, ns: &str, name: &str, dry_run: bool) -> Result<
         );
     }
     kube.merge_patch(&path, &patch)
-        .map_err(kube_err(format!("requesting abort of Promotion {name}")))?;
+        .map_err(crate::kube::context(format!(
+            "requesting abort of Promotion {name}"
+        )))?;
     // A live runner notices at its next lease renewal and records the abort itself; wait for it
     // a little, then close the Promotion ourselves when nobody runs it.
-    let lease_end = |p: &Promotion| {
-        p.metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(LEASE_EXPIRES))
-            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-    };
     let give_up = Instant::now() + Duration::from_secs(60);
     loop {
         let Some(v) = kube
             .get(&path)
-            .map_err(kube_err(format!("reading Promotion {name}")))?
+            .map_err(crate::kube::context(format!("reading Promotion {name}")))?
         else {
             return print_done(
                 cli,
@@ -564,6 +538,8 @@ fn abort(cli: &Cli, kube: &Kube, ns: &str, name: &str, dry_run: bool) -> Result<
                 "was deleted",
             );
         };
+        // A live runner (its lease still valid) stops itself at its next renewal.
+        let running = crate::kube::lease_expiry(&v).is_some_and(|t| t > jiff::Timestamp::now());
         let p: Promotion = serde_json::from_value(v)
             .map_err(|e| Error::Cluster(format!("cannot read Promotion: {e}")))?;
         if p.phase().is_terminal() {
@@ -580,24 +556,22 @@ fn abort(cli: &Cli, kube: &Kube, ns: &str, name: &str, dry_run: bool) -> Result<
                 ),
             );
         }
-        // A live runner (its lease still valid) stops itself at its next renewal.
-        let running = lease_end(&p).is_some_and(|t| t > now());
         if !running || Instant::now() >= give_up {
             let msg = format!("Promotion terminated by {actor}");
             kube.merge_patch(
                 &format!("{path}/status"),
-                &json!({"status": {"phase": "Aborted", "message": msg, "finishedAt": rfc3339(now())}}),
+                &json!({"status": {"phase": "Aborted", "message": msg, "finishedAt": crate::kube::now()}}),
             )
-            .map_err(kube_err(format!("aborting Promotion {name}")))?;
+            .map_err(crate::kube::context(format!("aborting Promotion {name}")))?;
             let stage_path = kargo_path("stages", ns, &p.spec.stage);
             if let Some(st) = kube.get(&stage_path).ok().flatten()
                 && s(&st, "/status/currentPromotion/name") == name
             {
                 kube.merge_patch(
                     &format!("{stage_path}/status"),
-                    &json!({"status": {"currentPromotion": null, "lastPromotion": {"name": name, "freight": {"name": p.spec.freight}, "status": {"phase": "Aborted", "message": msg}, "finishedAt": rfc3339(now())}}}),
+                    &json!({"status": {"currentPromotion": null, "lastPromotion": {"name": name, "freight": {"name": p.spec.freight}, "status": {"phase": "Aborted", "message": msg}, "finishedAt": crate::kube::now()}}}),
                 )
-                .map_err(kube_err(format!("freeing Stage {}", p.spec.stage)))?;
+                .map_err(crate::kube::context(format!("freeing Stage {}", p.spec.stage)))?;
             }
             return print_done(cli, &format!("promotion.kargo.akuity.io/{name}"), "aborted");
         }
@@ -609,7 +583,7 @@ fn history(cli: &Cli, kube: &Kube, ns: &str, target: &str) -> Result<(), Error> 
     let stage_name = stage_name(target).map_err(Error::Usage)?;
     let Some(v) = kube
         .get(&kargo_path("stages", ns, stage_name))
-        .map_err(kube_err(format!("reading Stage {stage_name}")))?
+        .map_err(crate::kube::context(format!("reading Stage {stage_name}")))?
     else {
         return Err(Error::StageNotFound {
             stage: stage_name.to_owned(),
@@ -660,7 +634,7 @@ fn history(cli: &Cli, kube: &Kube, ns: &str, target: &str) -> Result<(), Error> 
                             String::new()
                         },
                         s(p, "/metadata/name").to_owned(),
-                        short(f).to_owned(),
+                        promote_api::naming::short_name(f).to_owned(),
                         match s(p, "/status/phase") {
                             "" => "Pending".to_owned(),
                             x => x.to_owned(),
@@ -828,7 +802,7 @@ fn freight_create(
     }
     let created = kube
         .create(&kargo_path("freights", ns, ""), &obj)
-        .map_err(kube_err(format!("creating Freight {name}")))?;
+        .map_err(crate::kube::context(format!("creating Freight {name}")))?;
     match cli.global.output {
         Format::Json | Format::Yaml => {
             print_objects(&[created], true, cli.global.output, "Freight")
@@ -875,11 +849,12 @@ mod tests {
     #[test]
     fn stale_promotions_say_so() {
         let promo = |phase: &str, expires: &str| {
-            json!({"metadata": {"name": "p", "annotations": {LEASE_EXPIRES: expires}},
+            json!({"metadata": {"name": "p", "annotations": {promote_api::keys::LEASE_EXPIRES: expires}},
                    "spec": {"stage": "dev", "freight": "abcdef0123"}, "status": {"phase": phase}})
         };
         let past = "2020-01-01T00:00:00Z";
-        let future = rfc3339(now() + std::time::Duration::from_secs(60));
+        let future =
+            crate::kube::timestamp(jiff::Timestamp::now() + std::time::Duration::from_secs(60));
         let items = [
             promo("Running", past),
             promo("Running", &future),

@@ -75,6 +75,32 @@ fn failure(e: kube::Error) -> ApiFailure {
     }
 }
 
+/// Turn an API failure into the command's error, saying what was being done.
+pub fn context(action: impl Into<String>) -> impl FnOnce(ApiFailure) -> Error {
+    let action = action.into();
+    move |failure| Error::Kube { action, failure }
+}
+
+/// A timestamp as Kubernetes writes them (RFC 3339, seconds, UTC).
+pub fn timestamp(t: jiff::Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// Now, as Kubernetes writes it.
+pub fn now() -> String {
+    timestamp(jiff::Timestamp::now())
+}
+
+/// When a Promotion's runner lease ends (`promote.dev/lease-expires`), from its JSON.
+pub fn lease_expiry(promotion: &Value) -> Option<jiff::Timestamp> {
+    promotion
+        .pointer("/metadata/annotations")?
+        .get(promote_api::keys::LEASE_EXPIRES)?
+        .as_str()?
+        .parse()
+        .ok()
+}
+
 /// Path of a Kargo object (or collection when `name` is empty).
 pub fn kargo_path(plural: &str, ns: &str, name: &str) -> String {
     if name.is_empty() {

@@ -176,8 +176,8 @@ pub fn resolve_freight<'a>(
             .iter()
             .take(10)
             .map(|f| match f.alias() {
-                Some(a) => format!("{} ({a})", &f.name()[..7.min(f.name().len())]),
-                None => f.name()[..7.min(f.name().len())].to_owned(),
+                Some(a) => format!("{} ({a})", naming::short_name(f.name())),
+                None => naming::short_name(f.name()).to_owned(),
             })
             .collect::<Vec<_>>()
     };

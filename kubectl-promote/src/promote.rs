@@ -191,7 +191,7 @@ fn run_local(cli: &Cli, dir: &std::path::Path, stage_name: &str) -> Result<Summa
     let mut progress = StderrProgress::new(cli.quiet);
     progress.note(&format!(
         "Promoting Freight {}{} to Stage {project}/{stage_name} ({promotion}){}",
-        &freight.name()[..7.min(freight.name().len())],
+        promote_api::naming::short_name(freight.name()),
         freight
             .alias()
             .map(|a| format!(" ({a})"))

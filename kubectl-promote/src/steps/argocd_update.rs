@@ -258,12 +258,7 @@ pub(super) fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepE
                     )
                     .map_err(|e| fail(e.to_string()))
                 };
-                let quiet = rt.quiet;
-                let mut note = |m: String| {
-                    if !quiet {
-                        eprintln!("    {m}");
-                    }
-                };
+                let mut note = |m: String| rt.note(&m);
                 let status = super::argocd_sync::sync_and_wait(
                     cl,
                     app.clone(),
@@ -371,12 +366,7 @@ pub(super) fn run_wait(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, 
         } else {
             a.wait_for.clone()
         };
-        let quiet = rt.quiet;
-        let mut note = |m: String| {
-            if !quiet {
-                eprintln!("    {m}");
-            }
-        };
+        let mut note = |m: String| rt.note(&m);
         if let Some(cl) = &rt.cluster {
             for app in apps {
                 done.push(json!({"name": argocd::app_name(&app), "namespace": ns}));
