@@ -11,7 +11,7 @@ use promote_tests::{bare_repo, bin, git, reserved_port, workspace_root};
 use serde_json::Value;
 
 use crate::sandbox::{k, ok, start};
-use crate::webhook::{Webhook, certs, sh};
+use crate::webhook::{Webhook, install_webhook, sh};
 
 const STAGES: &[&str] = &["dev", "test", "prod"];
 
@@ -148,52 +148,8 @@ impl World {
         };
         let sb = start(&tmp.path().join("sb"), &endpoints).await;
         let kc = sb.kubeconfig_path();
-        let kc_s = kc.display().to_string();
         let hook = if webhook {
-            let certs_dir = tmp.path().join("certs");
-            let ca_bundle = certs(&certs_dir);
-            let sa_kc = tmp.path().join("webhook.kubeconfig");
-            std::fs::write(
-                &sa_kc,
-                sb.kubeconfig()
-                    .replace("current-context: admin", "current-context: promote-webhook"),
-            )
-            .unwrap();
-            ok(&kc, &["create", "namespace", "promote-system"]).await;
-            let crt = certs_dir.join("tls.crt").display().to_string();
-            let key = certs_dir.join("tls.key").display().to_string();
-            ok(
-                &kc,
-                &[
-                    "create",
-                    "secret",
-                    "tls",
-                    "promote-webhook-tls",
-                    "-n",
-                    "promote-system",
-                    "--cert",
-                    &crt,
-                    "--key",
-                    &key,
-                ],
-            )
-            .await;
-            let (good, out, err) = sh(
-                &workspace_root(),
-                r#"kubectl kustomize manifests/ | sed "s|caBundle: \"\"|caBundle: $CA_BUNDLE|" | kubectl apply -f -"#,
-                &[
-                    ("KUBECONFIG", kc_s.as_str()),
-                    ("CA_BUNDLE", ca_bundle.as_str()),
-                ],
-            );
-            assert!(good, "install failed:\n{err}\n{out}");
-            Some(Webhook::start(
-                tmp.path(),
-                port,
-                &certs_dir.join("tls.crt"),
-                &certs_dir.join("tls.key"),
-                &sa_kc,
-            ))
+            Some(install_webhook(&sb, tmp.path(), port).await.0)
         } else {
             let roles = workspace_root().join("manifests/rbac/roles.yaml");
             ok(&kc, &["apply", "-f", &roles.display().to_string()]).await;

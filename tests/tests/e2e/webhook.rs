@@ -118,6 +118,62 @@ pub(crate) fn certs(dir: &Path) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
+/// Install promote into the sandbox as the README says (certificates from `promote-webhook
+/// certs`, the TLS Secret, `manifests/` with the caBundle filled in) and run the webhook binary
+/// on `port` (the sandbox runs no Pods). Returns the webhook and what `kubectl apply` printed.
+pub(crate) async fn install_webhook(
+    sb: &promote_sandbox::Sandbox,
+    dir: &Path,
+    port: u16,
+) -> (Webhook, String) {
+    let kc = sb.kubeconfig_path();
+    let certs_dir = dir.join("certs");
+    let ca_bundle = certs(&certs_dir);
+    let sa_kc = dir.join("webhook.kubeconfig");
+    std::fs::write(
+        &sa_kc,
+        sb.kubeconfig()
+            .replace("current-context: admin", "current-context: promote-webhook"),
+    )
+    .unwrap();
+    ok(&kc, &["create", "namespace", "promote-system"]).await;
+    let (crt, key) = (certs_dir.join("tls.crt"), certs_dir.join("tls.key"));
+    let (crt_s, key_s) = (crt.display().to_string(), key.display().to_string());
+    ok(
+        &kc,
+        &[
+            "create",
+            "secret",
+            "tls",
+            "promote-webhook-tls",
+            "-n",
+            "promote-system",
+            "--cert",
+            &crt_s,
+            "--key",
+            &key_s,
+        ],
+    )
+    .await;
+    let kc_s = kc.display().to_string();
+    let (good, out, err) = sh(
+        &workspace_root(),
+        r#"kubectl kustomize manifests/ | sed "s|caBundle: \"\"|caBundle: $CA_BUNDLE|" | kubectl apply -f -"#,
+        &[
+            ("KUBECONFIG", kc_s.as_str()),
+            ("CA_BUNDLE", ca_bundle.as_str()),
+        ],
+    );
+    assert!(good, "install failed:\n{err}\n{out}");
+    assert!(
+        out.contains(
+            "validatingwebhookconfiguration.admissionregistration.k8s.io/promote-webhook created"
+        ),
+        "{out}"
+    );
+    (Webhook::start(dir, port, &crt, &key, &sa_kc), out)
+}
+
 pub(crate) fn sh(dir: &Path, script: &str, env: &[(&str, &str)]) -> (bool, String, String) {
     let out = Command::new("sh")
         .arg("-c")
@@ -296,60 +352,10 @@ async fn webhook_installed_from_the_manifests_decides_real_writes() {
     )
     .await;
     let kc = sb.kubeconfig_path();
-    let certs_dir = tmp.path().join("certs");
-    let ca_bundle = certs(&certs_dir);
-    let sa_kc = tmp.path().join("webhook.kubeconfig");
-    std::fs::write(
-        &sa_kc,
-        sb.kubeconfig()
-            .replace("current-context: admin", "current-context: promote-webhook"),
-    )
-    .unwrap();
-
-    // Install as the README says: the Secret, then the manifests with the caBundle filled in.
-    ok(&kc, &["create", "namespace", "promote-system"]).await;
-    ok(
-        &kc,
-        &[
-            "create",
-            "secret",
-            "tls",
-            "promote-webhook-tls",
-            "-n",
-            "promote-system",
-            "--cert",
-            &certs_dir.join("tls.crt").display().to_string(),
-            "--key",
-            &certs_dir.join("tls.key").display().to_string(),
-        ],
-    )
-    .await;
-    let kc_s = kc.display().to_string();
-    let (good, out, err) = sh(
-        &workspace_root(),
-        r#"kubectl kustomize manifests/ | sed "s|caBundle: \"\"|caBundle: $CA_BUNDLE|" | kubectl apply -f -"#,
-        &[
-            ("KUBECONFIG", kc_s.as_str()),
-            ("CA_BUNDLE", ca_bundle.as_str()),
-        ],
-    );
-    assert!(good, "install failed:\n{err}\n{out}");
-    assert!(
-        out.contains(
-            "validatingwebhookconfiguration.admissionregistration.k8s.io/promote-webhook created"
-        ),
-        "{out}"
-    );
+    let (hook, out) = install_webhook(&sb, tmp.path(), port).await;
     assert!(
         out.contains("deployment.apps/promote-webhook created"),
         "{out}"
-    );
-    let hook = Webhook::start(
-        tmp.path(),
-        port,
-        &certs_dir.join("tls.crt"),
-        &certs_dir.join("tls.key"),
-        &sa_kc,
     );
 
     let (good, _, err) = apply(&kc, "admin", PROJECT_YAML).await;
