@@ -57,6 +57,29 @@ pub fn sources(app: &Value) -> Vec<&Value> {
     app.pointer("/spec/source").into_iter().collect()
 }
 
+/// The revisions an object holding `revision` (single source) or `revisions` (multi-source)
+/// names: an operation's `sync`, a `syncResult`, `status.sync`. Index-aligned with [`sources`].
+pub fn revisions(app: &Value, holder: Option<&Value>) -> Vec<String> {
+    let Some(h) = holder else {
+        return Vec::new();
+    };
+    if is_multi_source(app) {
+        h.get("revisions")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .map(|r| r.as_str().unwrap_or_default().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    } else {
+        h.get("revision")
+            .and_then(Value::as_str)
+            .map(|r| vec![r.to_owned()])
+            .unwrap_or_default()
+    }
+}
+
 /// The Promotion named in an operation's `info`, if any.
 pub fn operation_promotion(operation: Option<&Value>) -> Option<&str> {
     operation?

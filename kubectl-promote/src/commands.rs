@@ -488,6 +488,10 @@ fn print_done(cli: &Cli, name: &str, what: &str) -> Result<(), Error> {
 
 fn abort(cli: &Cli, kube: &Kube, ns: &str, name: &str, dry_run: bool) -> Result<(), Error> {
     let path = kargo_path("promotions", ns, name);
+    let shown = format!("promotion.kargo.akuity.io/{name}");
+    let read = |v: Value| -> Result<Promotion, Error> {
+        serde_json::from_value(v).map_err(|e| Error::Cluster(format!("cannot read Promotion: {e}")))
+    };
     let Some(v) = kube
         .get(&path)
         .map_err(crate::kube::context(format!("reading Promotion {name}")))?
@@ -498,63 +502,47 @@ fn abort(cli: &Cli, kube: &Kube, ns: &str, name: &str, dry_run: bool) -> Result<
             hint: "list them with kubectl promote get promotions".into(),
         });
     };
-    let p: Promotion = serde_json::from_value(v)
-        .map_err(|e| Error::Cluster(format!("cannot read Promotion: {e}")))?;
+    let p = read(v)?;
     if p.phase().is_terminal() {
         return print_done(
             cli,
-            &format!("promotion.kargo.akuity.io/{name}"),
+            &shown,
             &format!("is already {}; nothing to abort", p.phase()),
         );
+    }
+    let patch = json!({"metadata": {"annotations": {ABORT: "terminate"}}});
+    if dry_run {
+        return print_patch(cli, &patch, &format!("{shown} would be aborted (dry run)"));
     }
     let actor = kube
         .whoami()
         .ok()
         .flatten()
         .unwrap_or_else(|| "unknown".into());
-    let patch = json!({"metadata": {"annotations": {ABORT: "terminate"}}});
-    if dry_run {
-        return print_patch(
-            cli,
-            &patch,
-            &format!("promotion.kargo.akuity.io/{name} would be aborted (dry run)"),
-        );
-    }
-    kube.merge_patch(&path, &patch)
-        .map_err(crate::kube::context(format!(
-            "requesting abort of Promotion {name}"
-        )))?;
+    // The patch answers with the Promotion as it is now: the first look of the wait below.
+    let mut v = Some(
+        kube.merge_patch(&path, &patch)
+            .map_err(crate::kube::context(format!(
+                "requesting abort of Promotion {name}"
+            )))?,
+    );
     // A live runner notices at its next lease renewal and records the abort itself; wait for it
     // a little, then close the Promotion ourselves when nobody runs it.
     let give_up = Instant::now() + Duration::from_secs(60);
     loop {
-        let Some(v) = kube
-            .get(&path)
-            .map_err(crate::kube::context(format!("reading Promotion {name}")))?
-        else {
-            return print_done(
-                cli,
-                &format!("promotion.kargo.akuity.io/{name}"),
-                "was deleted",
-            );
+        let Some(now) = v.take() else {
+            return print_done(cli, &shown, "was deleted");
         };
         // A live runner (its lease still valid) stops itself at its next renewal.
-        let running = crate::kube::lease_expiry(&v).is_some_and(|t| t > jiff::Timestamp::now());
-        let p: Promotion = serde_json::from_value(v)
-            .map_err(|e| Error::Cluster(format!("cannot read Promotion: {e}")))?;
+        let running = crate::kube::lease_expiry(&now).is_some_and(|t| t > jiff::Timestamp::now());
+        let p = read(now)?;
         if p.phase().is_terminal() {
-            return print_done(
-                cli,
-                &format!("promotion.kargo.akuity.io/{name}"),
-                &format!(
-                    "{} ({})",
-                    p.phase(),
-                    p.status
-                        .as_ref()
-                        .map(|s| s.message.as_str())
-                        .unwrap_or_default()
-                ),
-            );
+            let message = p
+                .status
+                .as_ref()
+                .map(|s| s.message.as_str())
+                .unwrap_or_default();
+            return print_done(cli, &shown, &format!("{} ({message})", p.phase()));
         }
         if !running || Instant::now() >= give_up {
             let msg = format!("Promotion terminated by {actor}");
@@ -573,9 +561,12 @@ fn abort(cli: &Cli, kube: &Kube, ns: &str, name: &str, dry_run: bool) -> Result<
                 )
                 .map_err(crate::kube::context(format!("freeing Stage {}", p.spec.stage)))?;
             }
-            return print_done(cli, &format!("promotion.kargo.akuity.io/{name}"), "aborted");
+            return print_done(cli, &shown, "aborted");
         }
         std::thread::sleep(Duration::from_millis(500));
+        v = kube
+            .poll(&path)
+            .map_err(crate::kube::context(format!("reading Promotion {name}")))?;
     }
 }
 

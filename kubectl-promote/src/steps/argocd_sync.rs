@@ -38,29 +38,6 @@ fn info_promotion(op: Option<&Value>) -> Option<&str> {
     argocd::operation_promotion(op.filter(|o| !o.is_null()))
 }
 
-fn strings(v: Option<&Value>) -> Vec<String> {
-    v.and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .map(|r| r.as_str().unwrap_or_default().to_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Revisions in an object holding `revision` or `revisions` (syncResult, status.sync).
-fn revisions_of(app: &Value, holder: Option<&Value>) -> Vec<String> {
-    let Some(h) = holder else { return Vec::new() };
-    if argocd::is_multi_source(app) {
-        strings(h.get("revisions"))
-    } else {
-        h.get("revision")
-            .and_then(Value::as_str)
-            .map(|r| vec![r.to_owned()])
-            .unwrap_or_default()
-    }
-}
-
 /// Whether `got` holds every non-empty desired revision at its index.
 fn revisions_match(desired: &[String], got: &[String]) -> bool {
     desired
@@ -115,7 +92,7 @@ fn look(app: &Value, promotion: &str, desired: &[String]) -> Result<Look, StepEr
             let Some(result) = state.get("syncResult").filter(|r| !r.is_null()) else {
                 return Ok(Look::Sync); // completed without a sync result: sync again
             };
-            if revisions_match(desired, &revisions_of(app, Some(result))) {
+            if revisions_match(desired, &argocd::revisions(app, Some(result))) {
                 Ok(Look::Synced)
             } else {
                 Ok(Look::Sync)
@@ -150,7 +127,10 @@ fn healthy(app: &Value, desired: &[String]) -> Result<bool, StepError> {
         (Some(r), Some(f)) if r >= f => {}
         _ => return Ok(false),
     }
-    if !revisions_match(desired, &revisions_of(app, app.pointer("/status/sync"))) {
+    if !revisions_match(
+        desired,
+        &argocd::revisions(app, app.pointer("/status/sync")),
+    ) {
         return Ok(false);
     }
     let health = app
@@ -473,7 +453,7 @@ mod tests {
     #[test]
     fn multi_source_revisions_are_index_aligned() {
         let a = json!({"spec": {"sources": [{"repoURL": "a"}, {"repoURL": "b"}]}});
-        let got = revisions_of(&a, Some(&json!({"revisions": ["x", "y"]})));
+        let got = argocd::revisions(&a, Some(&json!({"revisions": ["x", "y"]})));
         assert!(revisions_match(&["".into(), "y".into()], &got));
         assert!(!revisions_match(&["y".into(), "".into()], &got));
     }

@@ -76,6 +76,11 @@ struct WaitConfig {
 
 const WAIT_FOR: &[&str] = &["health", "sync", "operation", "suspended", "degraded"];
 
+/// The namespace an app entry names, Argo CD's when it names none.
+fn app_namespace(ns: &str) -> &str {
+    if ns.is_empty() { DEFAULT_NAMESPACE } else { ns }
+}
+
 /// The Applications in `ns` named `name` or matching `selector`: from the cluster when there is
 /// one, else from the local manifests.
 fn select_apps(
@@ -216,11 +221,7 @@ pub(super) fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepE
     let mut missing = Vec::new();
     for app_cfg in &cfg.apps {
         check_app(app_cfg)?;
-        let ns = if app_cfg.namespace.is_empty() {
-            DEFAULT_NAMESPACE
-        } else {
-            &app_cfg.namespace
-        };
+        let ns = app_namespace(&app_cfg.namespace);
         let selected = select_apps(rt, ns, &app_cfg.name, app_cfg.selector.as_ref())?;
         if selected.is_empty() {
             missing.push(if app_cfg.name.is_empty() {
@@ -343,11 +344,7 @@ pub(super) fn run_wait(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, 
     let mut done = Vec::new();
     let mut statuses = Vec::new();
     for a in &cfg.apps {
-        let ns = if a.namespace.is_empty() {
-            DEFAULT_NAMESPACE
-        } else {
-            &a.namespace
-        };
+        let ns = app_namespace(&a.namespace);
         let apps = select_apps(rt, ns, &a.name, a.selector.as_ref())?;
         if apps.is_empty() {
             return Err(fail(if a.name.is_empty() {

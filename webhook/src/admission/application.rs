@@ -86,24 +86,7 @@ pub(super) async fn gather<C: Cluster>(
 
 /// The revisions the client asked for, index-aligned with the sources.
 fn requested_revisions(app: &Value) -> Vec<String> {
-    let sync = operation(Some(app)).and_then(|o| o.get("sync"));
-    let strings = |v: Option<&Value>| -> Vec<String> {
-        v.and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .map(|r| r.as_str().unwrap_or_default().to_owned())
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    if argocd::is_multi_source(app) {
-        strings(sync.and_then(|s| s.get("revisions")))
-    } else {
-        sync.and_then(|s| s.get("revision"))
-            .and_then(Value::as_str)
-            .map(|r| vec![r.to_owned()])
-            .unwrap_or_default()
-    }
+    argocd::revisions(app, operation(Some(app)).and_then(|o| o.get("sync")))
 }
 
 /// The operation promote writes for Promotion `p` on `app` (its sources as they will be after the
