@@ -116,6 +116,9 @@ pub struct Session<'k> {
     /// The user the server says we are.
     pub actor: Option<String>,
     holder: String,
+    /// The project's Git credentials, read once per session (`--downstream-from` runs several
+    /// promotions).
+    credentials: std::sync::OnceLock<std::sync::Arc<Vec<crate::credentials::ProjectCredential>>>,
     started: Instant,
 }
 
@@ -132,6 +135,7 @@ impl<'k> Session<'k> {
             opts,
             actor,
             holder,
+            credentials: std::sync::OnceLock::new(),
             started: Instant::now(),
         })
     }
@@ -735,7 +739,10 @@ impl Session<'_> {
             ctx,
             MirrorOptions {
                 cache_root: self.opts.cache_dir.clone(),
-                project_credentials: std::sync::Arc::new(self.project_credentials()),
+                project_credentials: self
+                    .credentials
+                    .get_or_init(|| std::sync::Arc::new(self.project_credentials()))
+                    .clone(),
                 ..Default::default()
             },
             dry_run,
