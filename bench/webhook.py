@@ -145,7 +145,7 @@ def main():
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--rate", type=float, default=2000)
     args = ap.parse_args()
-    sh("cargo", "build", "--release", "-q", "-p", "promote-webhook", "-p", "promote-sandbox", "--bins", "--example", "loadgen", cwd=ROOT)
+    sh("cargo", "build", "--release", "-q", "-p", "promote-webhook", "-p", "promote-sandbox", "--bins", "--example", "loadgen", "--example", "parsecost", cwd=ROOT)
     tmp = tempfile.mkdtemp(prefix="promote-webhook-bench-")
     procs = []
     try:
@@ -230,6 +230,8 @@ subjects: [{{ kind: User, name: "system:serviceaccount:promote-system:promote-we
             n = load(noop_port, certs, path, args.connections, args.seconds, args.rate)
             print(f"| {name} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['max_ms']:.2f} | {n['p99_ms']:.2f} | {r['errors']} |")
         print(f"\npeak RSS (VmHWM): real {rss_mb(real.pid):.1f} MB, no-op {rss_mb(noop.pid):.1f} MB")
+        cost = json.loads(sh(os.path.join(REL, "examples", "parsecost"), *[p for p, _ in paths.values()]))
+        print("\nin-process parse_review per body: " + ", ".join(f"{n} {cost[p]:.2f} us" for n, (p, _) in paths.items()))
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)

@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::admission::{self, Hook, Policy};
 use crate::cluster::{ACCESS_TTL, KubeCluster, StaticCluster};
-use crate::server::{self, LogFormat};
+use crate::server::{self, LogFormat, LogReviews};
 use crate::tls;
 
 /// Admission webhook for promote: enforces `kargo.akuity.io/authorized-stage` on Argo CD
@@ -81,12 +81,25 @@ pub struct ServeArgs {
         default_value = "json"
     )]
     pub log_format: LogFormat,
+    /// Which reviews are logged: `notable` leaves out Argo CD's routine Application writes
+    /// (allowed unchanged, not a promotion write), which can come thousands a second.
+    #[arg(
+        long,
+        env = "PROMOTE_WEBHOOK_LOG_REVIEWS",
+        value_enum,
+        default_value = "notable"
+    )]
+    pub log_reviews: LogReviews,
     /// Reviews decided at once; more wait (within their timeout).
     #[arg(long, env = "PROMOTE_WEBHOOK_MAX_CONCURRENCY", default_value_t = 256)]
     pub max_concurrency: usize,
     /// Largest request body, in MiB (an UPDATE review holds two Applications of up to 1.5 MiB).
     #[arg(long, env = "PROMOTE_WEBHOOK_BODY_LIMIT_MIB", default_value_t = 16)]
     pub body_limit_mib: usize,
+    /// Request bodies held in memory at once, in MiB: beyond it, large reviews wait their turn
+    /// unread (a body larger than the budget is read alone).
+    #[arg(long, env = "PROMOTE_WEBHOOK_BODY_BUDGET_MIB", default_value_t = 4)]
+    pub body_budget_mib: usize,
     /// Time allowed for a client to send request headers.
     #[arg(long, env = "PROMOTE_WEBHOOK_HEADER_READ_TIMEOUT", value_parser = duration, default_value = "5s")]
     pub header_read_timeout: Duration,
@@ -244,10 +257,12 @@ async fn serve(a: ServeArgs) -> Result<ExitCode, String> {
         reload_interval: a.reload_interval.max(Duration::from_millis(100)),
         max_concurrency: a.max_concurrency,
         body_limit: a.body_limit_mib.max(1) * 1024 * 1024,
+        body_budget: a.body_budget_mib.max(1) * 1024 * 1024,
         header_read_timeout: a.header_read_timeout,
         request_timeout: a.request_timeout,
         shutdown_grace: a.shutdown_grace,
         log_format: a.log_format,
+        log_reviews: a.log_reviews,
         policy,
         noop: a.bench_noop,
     };

@@ -10,13 +10,13 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum_server::Handle;
 use axum_server::tls_rustls::RustlsConfig;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::Semaphore;
 
 use crate::admission::{self, Hook, Policy, Verdict};
@@ -31,34 +31,113 @@ pub enum LogFormat {
     Text,
 }
 
-/// Write one log line to stderr. `fields` are key/value pairs (values are JSON).
-pub fn log(format: LogFormat, level: &str, msg: &str, fields: &[(&str, Value)]) {
-    let time = jiff::Timestamp::now().to_string();
-    let line = match format {
+/// Which reviews are logged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogReviews {
+    /// Every review.
+    All,
+    /// Every review except Argo CD's routine Application writes (allowed unchanged and not a
+    /// promotion write): denials, patches, promotion writes and every Kargo object review.
+    Notable,
+}
+
+/// A log field's value, borrowed (a log line allocates one buffer).
+#[derive(Clone, Copy, Debug)]
+pub enum Field<'a> {
+    Str(&'a str),
+    Bool(bool),
+    Num(f64),
+    Int(u64),
+}
+
+impl<'a> From<&'a str> for Field<'a> {
+    fn from(s: &'a str) -> Self {
+        Field::Str(s)
+    }
+}
+
+impl<'a> From<&'a String> for Field<'a> {
+    fn from(s: &'a String) -> Self {
+        Field::Str(s)
+    }
+}
+
+impl From<bool> for Field<'_> {
+    fn from(b: bool) -> Self {
+        Field::Bool(b)
+    }
+}
+
+impl From<u64> for Field<'_> {
+    fn from(n: u64) -> Self {
+        Field::Int(n)
+    }
+}
+
+impl From<f64> for Field<'_> {
+    fn from(n: f64) -> Self {
+        Field::Num(n)
+    }
+}
+
+impl Field<'_> {
+    fn write_json(self, out: &mut Vec<u8>) {
+        use std::io::Write as _;
+        let _ = match self {
+            Field::Str(s) => serde_json::to_writer(&mut *out, s).map_err(std::io::Error::other),
+            Field::Bool(b) => write!(out, "{b}"),
+            Field::Num(n) => serde_json::to_writer(&mut *out, &n).map_err(std::io::Error::other),
+            Field::Int(n) => write!(out, "{n}"),
+        };
+    }
+}
+
+/// Write one log line to stderr, in one write.
+pub fn log(format: LogFormat, level: &str, msg: &str, fields: &[(&str, Field<'_>)]) {
+    use std::io::Write as _;
+    let line = log_line(format, jiff::Timestamp::now(), level, msg, fields);
+    let _ = std::io::stderr().lock().write_all(&line);
+}
+
+/// One log line, newline included.
+fn log_line(
+    format: LogFormat,
+    time: jiff::Timestamp,
+    level: &str,
+    msg: &str,
+    fields: &[(&str, Field<'_>)],
+) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut out = Vec::with_capacity(256);
+    match format {
         LogFormat::Json => {
-            let mut obj = serde_json::Map::new();
-            obj.insert("time".into(), json!(time));
-            obj.insert("level".into(), json!(level));
-            obj.insert("msg".into(), json!(msg));
+            let _ = write!(out, "{{\"time\":\"{time}\",\"level\":");
+            Field::Str(level).write_json(&mut out);
+            out.extend_from_slice(b",\"msg\":");
+            Field::Str(msg).write_json(&mut out);
             for (k, v) in fields {
-                obj.insert((*k).to_owned(), v.clone());
+                out.push(b',');
+                Field::Str(k).write_json(&mut out);
+                out.push(b':');
+                v.write_json(&mut out);
             }
-            Value::Object(obj).to_string()
+            out.push(b'}');
         }
         LogFormat::Text => {
-            let mut s = format!("{time} {level:<5} {msg}");
+            let _ = write!(out, "{time} {level:<5} {msg}");
             for (k, v) in fields {
+                let _ = write!(out, " {k}=");
                 match v {
-                    Value::String(t) if !t.contains([' ', '"']) && !t.is_empty() => {
-                        s.push_str(&format!(" {k}={t}"))
+                    Field::Str(t) if !t.contains([' ', '"', '=']) && !t.is_empty() => {
+                        out.extend_from_slice(t.as_bytes())
                     }
-                    other => s.push_str(&format!(" {k}={other}")),
+                    other => other.write_json(&mut out),
                 }
             }
-            s
         }
-    };
-    eprintln!("{line}");
+    }
+    out.push(b'\n');
+    out
 }
 
 /// Settings of the server.
@@ -71,11 +150,14 @@ pub struct Options {
     pub reload_interval: Duration,
     pub max_concurrency: usize,
     pub body_limit: usize,
+    /// Bytes of request bodies held in memory at once.
+    pub body_budget: usize,
     pub header_read_timeout: Duration,
     /// Timeout of one review when the API server does not send `?timeout=`; also the maximum.
     pub request_timeout: Duration,
     pub shutdown_grace: Duration,
     pub log_format: LogFormat,
+    pub log_reviews: LogReviews,
     pub policy: Policy,
     /// Answer every review "allowed" without reading it: the ceiling benchmarks compare against.
     pub noop: bool,
@@ -89,10 +171,12 @@ pub struct AppState<C> {
     pub permits: Semaphore,
     pub request_timeout: Duration,
     pub log_format: LogFormat,
+    pub log_reviews: LogReviews,
+    pub bodies: Arc<BodyBudget>,
 }
 
-/// The review router (the HTTPS side), with the body limit applied.
-pub fn router<C: Cluster + 'static>(state: Arc<AppState<C>>, body_limit: usize) -> Router {
+/// The review router (the HTTPS side).
+pub fn router<C: Cluster + 'static>(state: Arc<AppState<C>>) -> Router {
     let mut r = Router::new();
     for hook in Hook::ALL {
         r = r.route(
@@ -100,30 +184,125 @@ pub fn router<C: Cluster + 'static>(state: Arc<AppState<C>>, body_limit: usize) 
             post(
                 move |state: State<Arc<AppState<C>>>,
                       query: Query<HashMap<String, String>>,
-                      body: Bytes| handle(hook, state, query, body),
+                      request: axum::extract::Request| {
+                    handle(hook, state, query, request)
+                },
             ),
         );
     }
-    r.fallback(not_found)
-        .layer(DefaultBodyLimit::max(body_limit))
-        .with_state(state)
+    r.fallback(not_found).with_state(state)
 }
 
-/// The same stack (TLS, HTTP/1.1, body limit, body read) with a handler that decides nothing.
-pub fn noop_router(body_limit: usize) -> Router {
+/// The same stack (TLS, HTTP/1.1, body limit and budget, body read) with a handler that decides
+/// nothing.
+pub fn noop_router(bodies: Arc<BodyBudget>) -> Router {
     let mut r = Router::new();
     for hook in Hook::ALL {
+        let bodies = bodies.clone();
         r = r.route(
             hook.path(),
-            post(|_body: Bytes| async {
-                (
-                    [(header::CONTENT_TYPE, "application/json")],
-                    r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"","allowed":true}}"#,
-                )
+            post(move |request: axum::extract::Request| {
+                let bodies = bodies.clone();
+                async move {
+                    if let Err(e) = bodies.read(request).await {
+                        return e;
+                    }
+                    (
+                        [(header::CONTENT_TYPE, "application/json")],
+                        r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"","allowed":true}}"#,
+                    )
+                        .into_response()
+                }
             }),
         );
     }
-    r.layer(DefaultBodyLimit::max(body_limit))
+    r
+}
+
+/// Request bodies: each read into one buffer of its declared length, at most `limit` bytes, and
+/// all bodies being read or decided together at most `budget` bytes (in KiB permits). Large
+/// reviews beyond the budget wait their turn unread, in the kernel's socket buffers, instead of
+/// all sitting in memory at once.
+pub struct BodyBudget {
+    limit: usize,
+    budget_kib: u32,
+    permits: Arc<Semaphore>,
+}
+
+/// A body read under the budget; the budget is returned when this is dropped.
+pub struct Body {
+    pub bytes: Bytes,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl BodyBudget {
+    /// `limit`: the largest body; `budget`: bytes of bodies held at once.
+    pub fn new(limit: usize, budget: usize) -> BodyBudget {
+        let budget_kib = u32::try_from(budget.div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .clamp(
+                1,
+                (Semaphore::MAX_PERMITS as u64).min(u64::from(u32::MAX)) as u32,
+            );
+        BodyBudget {
+            limit,
+            budget_kib,
+            permits: Arc::new(Semaphore::new(budget_kib as usize)),
+        }
+    }
+
+    /// Read the body of `request`. A body without a Content-Length reserves the whole limit.
+    pub async fn read(&self, request: axum::extract::Request) -> Result<Body, Response> {
+        use http_body_util::BodyExt;
+        let too_large = |len: usize| {
+            (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                axum::Json(json!({
+                    "error": format!("the request body ({len} bytes or more) is larger than this webhook accepts ({} bytes); hint: raise --body-limit-mib", self.limit)
+                })),
+            )
+                .into_response()
+        };
+        let declared = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if let Some(len) = declared.filter(|len| *len > self.limit) {
+            return Err(too_large(len));
+        }
+        let reserve = declared.unwrap_or(self.limit);
+        let kib = u32::try_from(reserve.div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.budget_kib);
+        let permit = self
+            .permits
+            .clone()
+            .acquire_many_owned(kib)
+            .await
+            .map_err(|_| StatusCode::SERVICE_UNAVAILABLE.into_response())?;
+        let mut buf = Vec::with_capacity(reserve.min(self.limit));
+        let mut body = request.into_body();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| {
+                (
+                    StatusCode::BAD_REQUEST,
+                    axum::Json(json!({ "error": format!("cannot read the request body: {e}") })),
+                )
+                    .into_response()
+            })?;
+            if let Ok(data) = frame.into_data() {
+                if buf.len() + data.len() > self.limit {
+                    return Err(too_large(buf.len() + data.len()));
+                }
+                buf.extend_from_slice(&data);
+            }
+        }
+        Ok(Body {
+            bytes: Bytes::from(buf),
+            _permit: permit,
+        })
+    }
 }
 
 async fn not_found(uri: Uri) -> Response {
@@ -149,11 +328,18 @@ async fn handle<C: Cluster + 'static>(
     hook: Hook,
     State(state): State<Arc<AppState<C>>>,
     Query(query): Query<HashMap<String, String>>,
-    body: Bytes,
+    request: axum::extract::Request,
 ) -> Response {
     let start = Instant::now();
     let path = hook.path();
-    let req = match admission::parse_review(&body) {
+    let body = match state.bodies.read(request).await {
+        Ok(b) => b,
+        Err(e) => {
+            state.metrics.bad_request(path);
+            return e;
+        }
+    };
+    let req = match admission::parse_review(&body.bytes) {
         Ok(r) => r,
         Err(e) => {
             state.metrics.bad_request(path);
@@ -161,7 +347,10 @@ async fn handle<C: Cluster + 'static>(
                 state.log_format,
                 "warn",
                 "bad request",
-                &[("path", json!(path)), ("error", json!(e.to_string()))],
+                &[
+                    ("path", path.into()),
+                    ("error", e.to_string().as_str().into()),
+                ],
             );
             return (
                 StatusCode::BAD_REQUEST,
@@ -195,30 +384,30 @@ async fn handle<C: Cluster + 'static>(
     state
         .metrics
         .review(path, req.operation.as_str(), verdict.allowed, took);
-    let mut fields = vec![
-        ("uid", json!(req.uid)),
-        ("path", json!(path)),
-        ("operation", json!(req.operation.as_str())),
-        ("kind", json!(req.kind.kind)),
-        ("namespace", json!(req.namespace)),
-        ("name", json!(req.object_name())),
-        ("user", json!(req.user_info.username)),
-        ("allowed", json!(verdict.allowed)),
-        ("patched", json!(!verdict.patch.is_empty())),
-        ("dryRun", json!(req.dry_run)),
-        (
-            "durationMs",
-            json!((took.as_secs_f64() * 1e6).round() / 1e3),
-        ),
-    ];
-    if !verdict.allowed {
-        fields.push(("code", json!(verdict.code)));
-        fields.push(("reason", json!(verdict.message)));
+    if state.log_reviews == LogReviews::All || !admission::is_routine(hook, &req, &verdict) {
+        let duration_ms = (took.as_secs_f64() * 1e6).round() / 1e3;
+        let mut fields = vec![
+            ("uid", (&req.uid).into()),
+            ("path", path.into()),
+            ("operation", req.operation.as_str().into()),
+            ("kind", (&req.kind.kind).into()),
+            ("namespace", (&req.namespace).into()),
+            ("name", req.object_name().into()),
+            ("user", (&req.user_info.username).into()),
+            ("allowed", verdict.allowed.into()),
+            ("patched", (!verdict.patch.is_empty()).into()),
+            ("dryRun", req.dry_run.into()),
+            ("durationMs", duration_ms.into()),
+        ];
+        if !verdict.allowed {
+            fields.push(("code", u64::from(verdict.code).into()));
+            fields.push(("reason", (&verdict.message).into()));
+        }
+        log(state.log_format, "info", "review", &fields);
     }
-    log(state.log_format, "info", "review", &fields);
     (
         [(header::CONTENT_TYPE, "application/json")],
-        verdict.to_review(&req.uid).to_string(),
+        verdict.to_review_bytes(&req.uid),
     )
         .into_response()
 }
@@ -281,7 +470,7 @@ pub async fn serve<C: Cluster + 'static>(opts: Options, cluster: C) -> anyhow::R
                         fmt,
                         "info",
                         "reloaded serving certificate",
-                        &[("cert", json!(files.cert.display().to_string()))],
+                        &[("cert", files.cert.display().to_string().as_str().into())],
                     );
                 }
                 Ok(None) => {}
@@ -292,7 +481,7 @@ pub async fn serve<C: Cluster + 'static>(opts: Options, cluster: C) -> anyhow::R
                             fmt,
                             "error",
                             "keeping the previous serving certificate",
-                            &[("error", json!(e))],
+                            &[("error", e.as_str().into())],
                         );
                         last_error = e;
                     }
@@ -301,6 +490,7 @@ pub async fn serve<C: Cluster + 'static>(opts: Options, cluster: C) -> anyhow::R
         }
     });
 
+    let bodies = Arc::new(BodyBudget::new(opts.body_limit, opts.body_budget));
     let state = Arc::new(AppState {
         cluster,
         policy: opts.policy.clone(),
@@ -308,11 +498,13 @@ pub async fn serve<C: Cluster + 'static>(opts: Options, cluster: C) -> anyhow::R
         permits: Semaphore::new(opts.max_concurrency.max(1)),
         request_timeout: opts.request_timeout,
         log_format: fmt,
+        log_reviews: opts.log_reviews,
+        bodies: bodies.clone(),
     });
     let app = if opts.noop {
-        noop_router(opts.body_limit)
+        noop_router(bodies)
     } else {
-        router(state, opts.body_limit)
+        router(state)
     };
 
     let listener = std::net::TcpListener::bind(opts.listen)
@@ -354,7 +546,7 @@ pub async fn serve<C: Cluster + 'static>(opts: Options, cluster: C) -> anyhow::R
             fmt,
             "info",
             "shutting down: finishing in-flight reviews",
-            &[("graceSeconds", json!(grace.as_secs()))],
+            &[("graceSeconds", grace.as_secs().into())],
         );
         shutdown_handle.graceful_shutdown(Some(grace));
     });
@@ -368,8 +560,8 @@ pub async fn serve<C: Cluster + 'static>(opts: Options, cluster: C) -> anyhow::R
                 "info",
                 "serving",
                 &[
-                    ("listen", json!(addr.to_string())),
-                    ("metricsListen", json!(ops_addr.to_string())),
+                    ("listen", addr.to_string().as_str().into()),
+                    ("metricsListen", ops_addr.to_string().as_str().into()),
                 ],
             );
         }
@@ -401,5 +593,44 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_lines_are_one_json_object_or_one_text_line() {
+        let time: jiff::Timestamp = "2026-11-24T12:00:00Z".parse().unwrap();
+        let fields = [
+            ("uid", Field::Str("u-1")),
+            ("reason", Field::Str("a \"quoted\"\nmessage")),
+            ("allowed", Field::Bool(false)),
+            ("code", Field::Int(403)),
+            ("durationMs", Field::Num(0.125)),
+            ("empty", Field::Str("")),
+        ];
+        let json = log_line(LogFormat::Json, time, "info", "review", &fields);
+        assert_eq!(json.iter().filter(|b| **b == b'\n').count(), 1);
+        let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(
+            v,
+            json!({"time": "2026-11-24T12:00:00Z", "level": "info", "msg": "review", "uid": "u-1",
+                   "reason": "a \"quoted\"\nmessage", "allowed": false, "code": 403,
+                   "durationMs": 0.125, "empty": ""})
+        );
+        let text = String::from_utf8(log_line(
+            LogFormat::Text,
+            time,
+            "warn",
+            "bad request",
+            &fields,
+        ))
+        .unwrap();
+        assert_eq!(
+            text,
+            "2026-11-24T12:00:00Z warn  bad request uid=u-1 reason=\"a \\\"quoted\\\"\\nmessage\" allowed=false code=403 durationMs=0.125 empty=\"\"\n"
+        );
     }
 }

@@ -9,6 +9,7 @@
 pub mod application;
 pub mod freight;
 pub mod promotion;
+mod scan;
 pub mod stage;
 #[cfg(test)]
 mod tests;
@@ -18,7 +19,7 @@ use std::collections::BTreeMap;
 use base64::Engine;
 use promote_api::types::{Freight, Promotion, PromotionTask, Stage};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::cluster::Cluster;
 
@@ -152,7 +153,7 @@ pub struct Gvk {
 }
 
 /// An AdmissionReview v1 request (the fields decisions use; objects stay open JSON).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Request {
     pub uid: String,
@@ -167,112 +168,18 @@ pub struct Request {
     pub operation: Operation,
     #[serde(default)]
     pub user_info: UserInfo,
-    /// The object after the request, without `status` other than `status.operationState` (see
-    /// [`slim_object`]).
-    #[serde(default, deserialize_with = "slim_object")]
+    /// The object after the request. Read by the fast path ([`scan`]), it has no `status` other
+    /// than `status.operationState` and no `metadata.managedFields`: no decision reads more of a
+    /// request object (Argo CD's operation state is the one status field an Application decision
+    /// needs), and that is where the bulk of a large Application lives. Patches computed on the
+    /// slim object address the same paths in the full one.
+    #[serde(default)]
     pub object: Option<Value>,
     /// The stored object before the request, slimmed the same way.
-    #[serde(default, deserialize_with = "slim_object")]
+    #[serde(default)]
     pub old_object: Option<Value>,
     #[serde(default)]
     pub dry_run: bool,
-}
-
-/// Deserialize an object keeping everything except `status`, of which only `operationState`
-/// is kept, and `metadata.managedFields`. No decision reads more of a request object's status
-/// (Argo CD's operation state is the one status field an Application decision needs), and status
-/// is where the bulk of a large Application lives (resources, history); managedFields are often
-/// the bulk of the rest. Skipping them without building values is what keeps a 2 MB review cheap.
-/// Patches computed on the slim object address the same paths in the full one.
-fn slim_object<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
-    use serde::de::{IgnoredAny, MapAccess, Visitor};
-    use std::fmt;
-
-    /// An object with some keys skipped unread: all but `keep` when `keep` is set, else `drop`.
-    #[derive(Clone, Copy)]
-    struct Filtered {
-        keep: Option<&'static [&'static str]>,
-        drop: &'static [&'static str],
-    }
-    impl Filtered {
-        fn wanted(self, k: &str) -> bool {
-            match self.keep {
-                Some(keep) => keep.contains(&k),
-                None => !self.drop.contains(&k),
-            }
-        }
-    }
-    impl<'de> Visitor<'de> for Filtered {
-        type Value = Value;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("an object")
-        }
-        fn visit_unit<E>(self) -> Result<Value, E> {
-            Ok(Value::Null)
-        }
-        fn visit_none<E>(self) -> Result<Value, E> {
-            Ok(Value::Null)
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-            let mut out = serde_json::Map::new();
-            while let Some(k) = map.next_key::<String>()? {
-                if self.wanted(&k) {
-                    let v = map.next_value::<Value>()?;
-                    out.insert(k, v);
-                } else {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-            Ok(Value::Object(out))
-        }
-    }
-    impl<'de> serde::de::DeserializeSeed<'de> for Filtered {
-        type Value = Value;
-        fn deserialize<D2: serde::Deserializer<'de>>(self, d: D2) -> Result<Value, D2::Error> {
-            d.deserialize_any(self)
-        }
-    }
-    const STATUS: Filtered = Filtered {
-        keep: Some(&["operationState"]),
-        drop: &[],
-    };
-    const METADATA: Filtered = Filtered {
-        keep: None,
-        drop: &["managedFields"],
-    };
-
-    struct Object;
-    impl<'de> Visitor<'de> for Object {
-        type Value = Option<Value>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("an object or null")
-        }
-        fn visit_unit<E>(self) -> Result<Option<Value>, E> {
-            Ok(None)
-        }
-        fn visit_none<E>(self) -> Result<Option<Value>, E> {
-            Ok(None)
-        }
-        fn visit_some<D2: serde::Deserializer<'de>>(
-            self,
-            d: D2,
-        ) -> Result<Option<Value>, D2::Error> {
-            d.deserialize_map(Object)
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<Value>, A::Error> {
-            let mut out = serde_json::Map::new();
-            while let Some(k) = map.next_key::<String>()? {
-                let v = match k.as_str() {
-                    "status" => map.next_value_seed(STATUS)?,
-                    "metadata" => map.next_value_seed(METADATA)?,
-                    _ => map.next_value::<Value>()?,
-                };
-                out.insert(k, v);
-            }
-            Ok(Some(Value::Object(out)))
-        }
-    }
-    d.deserialize_option(Object)
 }
 
 impl Request {
@@ -327,8 +234,17 @@ struct Envelope {
 
 /// Parse an AdmissionReview v1 body.
 pub fn parse_review(body: &[u8]) -> Result<Request, ReviewError> {
-    // One pass straight into the request (objects become JSON values once); only a body that
-    // does not fit is parsed again, loosely, to say precisely what is wrong with it.
+    // The fast reader takes every well-formed review; serde_json reads what it refuses (the same
+    // request, only slower), and a body that does not fit is parsed again, loosely, to say
+    // precisely what is wrong with it.
+    if let Some(req) = scan::review(body) {
+        return Ok(req);
+    }
+    parse_review_serde(body)
+}
+
+/// [`parse_review`] without the fast reader.
+fn parse_review_serde(body: &[u8]) -> Result<Request, ReviewError> {
     if let Ok(env) = serde_json::from_slice::<Envelope>(body)
         && env.api_version == "admission.k8s.io/v1"
         && env.kind == "AdmissionReview"
@@ -426,31 +342,70 @@ impl Verdict {
         Verdict::deny(500, "InternalError", message)
     }
 
+    /// The AdmissionReview v1 response for request `uid`, as JSON text (what the server sends).
+    pub fn to_review_bytes(&self, uid: &str) -> Vec<u8> {
+        serde_json::to_vec(&self.response(uid)).unwrap_or_default()
+    }
+
     /// The AdmissionReview v1 response for request `uid`. The patch is base64, as Kubernetes
     /// documents it.
     pub fn to_review(&self, uid: &str) -> Value {
-        let mut response = json!({ "uid": uid, "allowed": self.allowed });
-        if !self.allowed {
-            response["status"] = json!({
-                "code": self.code,
-                "reason": self.reason,
-                "message": self.message,
-            });
-        }
-        if !self.patch.is_empty() {
-            let bytes = serde_json::to_vec(&self.patch).unwrap_or_default();
-            response["patchType"] = json!("JSONPatch");
-            response["patch"] = json!(base64::engine::general_purpose::STANDARD.encode(bytes));
-        }
-        if !self.warnings.is_empty() {
-            response["warnings"] = json!(self.warnings);
-        }
-        json!({
-            "apiVersion": "admission.k8s.io/v1",
-            "kind": "AdmissionReview",
-            "response": response,
-        })
+        serde_json::to_value(self.response(uid)).unwrap_or_default()
     }
+
+    fn response<'a>(&'a self, uid: &'a str) -> ReviewOut<'a> {
+        let patch = (!self.patch.is_empty()).then(|| {
+            let bytes = serde_json::to_vec(&self.patch).unwrap_or_default();
+            base64::engine::general_purpose::STANDARD.encode(bytes)
+        });
+        ReviewOut {
+            api_version: "admission.k8s.io/v1",
+            kind: "AdmissionReview",
+            response: ResponseOut {
+                uid,
+                allowed: self.allowed,
+                status: (!self.allowed).then_some(StatusOut {
+                    code: self.code,
+                    reason: self.reason,
+                    message: &self.message,
+                }),
+                patch_type: patch.as_ref().map(|_| "JSONPatch"),
+                patch,
+                warnings: (!self.warnings.is_empty()).then_some(&self.warnings),
+            },
+        }
+    }
+}
+
+/// An AdmissionReview response, serialized without building a JSON value.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReviewOut<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    response: ResponseOut<'a>,
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ResponseOut<'a> {
+    uid: &'a str,
+    allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<StatusOut<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    warnings: Option<&'a Vec<String>>,
+}
+
+#[derive(serde::Serialize)]
+struct StatusOut<'a> {
+    code: u16,
+    reason: &'static str,
+    message: &'a str,
 }
 
 /// The JSON Patch turning `from` into `to` (empty when equal).
@@ -593,6 +548,18 @@ fn not_a_project(req: &Request) -> Verdict {
         promote_api::keys::PROJECT_LABEL,
         req.kind.kind
     ))
+}
+
+/// Whether a review is one of Argo CD's routine Application writes: allowed unchanged and not a
+/// promotion write (status updates, refreshes, operation clean-up). The server logs these only
+/// with `--log-reviews all`.
+pub fn is_routine(hook: Hook, req: &Request, verdict: &Verdict) -> bool {
+    matches!(hook, Hook::MutateApplication | Hook::ValidateApplication)
+        && verdict.allowed
+        && verdict.patch.is_empty()
+        && req.object.as_ref().is_none_or(|new| {
+            !promote_api::argocd::is_promotion_write(req.old_object.as_ref(), new)
+        })
 }
 
 /// Gather then decide: one review, end to end.

@@ -1196,3 +1196,59 @@ fn trusted_deleters_cost_no_lookups() {
     let facts = rt.block_on(gather(Hook::ValidatePromotion, &req, &c, &policy()));
     assert!(facts.access.is_some(), "people's deletes are checked");
 }
+
+#[test]
+fn routine_argocd_writes_are_told_apart_from_promotion_writes() {
+    let c = cluster(vec![promotion(PROMO, "test", Some("Running"))]);
+    let old = app(Some("kargo-demo:test"));
+    let mut status = old.clone();
+    status["status"] = json!({ "reconciledAt": "2026-11-24T12:00:00Z" });
+    let routine = request(
+        "Application",
+        "UPDATE",
+        Some(&old),
+        Some(&status),
+        CONTROLLER,
+    );
+    let (v, _) = admit(
+        &c,
+        "Application",
+        "UPDATE",
+        Some(&old),
+        Some(&status),
+        CONTROLLER,
+    );
+    assert!(v.allowed);
+    assert!(is_routine(Hook::ValidateApplication, &routine, &v));
+    assert!(is_routine(Hook::MutateApplication, &routine, &v));
+
+    // An allowed promotion write is not routine (it is logged), nor is a denial.
+    let write = with_op(old.clone(), client_op(PROMO));
+    let (v, stored) = admit(
+        &c,
+        "Application",
+        "UPDATE",
+        Some(&old),
+        Some(&write),
+        "alice",
+    );
+    assert!(v.allowed, "{}", v.message);
+    let req = request(
+        "Application",
+        "UPDATE",
+        Some(&old),
+        stored.as_ref(),
+        "alice",
+    );
+    assert!(!is_routine(Hook::ValidateApplication, &req, &v));
+    let (denied, _) = admit(&c, "Application", "UPDATE", Some(&old), Some(&write), "bob");
+    assert!(!denied.allowed);
+    let req = request("Application", "UPDATE", Some(&old), Some(&write), "bob");
+    assert!(!is_routine(Hook::ValidateApplication, &req, &denied));
+    // Kargo objects are never routine.
+    assert!(!is_routine(
+        Hook::ValidateStage,
+        &routine,
+        &Verdict::allow()
+    ));
+}

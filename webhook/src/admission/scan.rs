@@ -1,0 +1,565 @@
+//! A fast reader of AdmissionReview bodies.
+//!
+//! Most of a review's bytes are parts no decision reads: an Application's `status` (its resources,
+//! history and conditions) and `metadata.managedFields`, twice (object and oldObject). Building
+//! values for them is what made parsing expensive, and even skipping them token by token with
+//! `serde_json` costs about 0.5 ns per byte. This module walks the few levels a decision needs
+//! (envelope, request, object, metadata, status) key by key, hands every value a decision reads to
+//! `serde_json` (fully validated), and jumps over everything else with [`skip_container`], which
+//! finds the end of an object or array 64 bytes at a time with SIMD compares (the `wide` crate:
+//! safe code, SSE2 on every x86-64): one mask of quotes, backslashes, openers and closers per
+//! block, string interiors removed by a prefix XOR of the unescaped quotes, then bracket depth
+//! counted with popcounts.
+//!
+//! What is skipped is checked only structurally (strings terminated, brackets balanced outside
+//! strings), as simdjson's on-demand API does; the API server serializes these bodies itself.
+//! Anything this reader does not understand makes it return `None`, and [`super::parse_review`]
+//! then parses the body with `serde_json` alone, so a gap here can cost time, never a wrong answer.
+
+use std::borrow::Cow;
+
+use serde_json::Value;
+use wide::u8x16;
+
+use super::{Gvk, Operation, Request, UserInfo};
+
+/// The reader's position in a body. Every method returns `None` on input it does not accept.
+struct Cursor<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn peek(&mut self) -> Option<u8> {
+        while let Some(c) = self.b.get(self.i) {
+            if !matches!(c, b' ' | b'\t' | b'\n' | b'\r') {
+                return Some(*c);
+            }
+            self.i += 1;
+        }
+        None
+    }
+
+    fn eat(&mut self, c: u8) -> Option<()> {
+        (self.peek()? == c).then(|| self.i += 1)
+    }
+
+    /// A JSON string at the cursor, unescaped (borrowed when it has no escapes).
+    fn string(&mut self) -> Option<Cow<'a, str>> {
+        self.eat(b'"')?;
+        let start = self.i;
+        let end = string_end(self.b, start)?;
+        self.i = end + 1;
+        let inner = self.b.get(start..end)?;
+        if inner.contains(&b'\\') {
+            let quoted = self.b.get(start - 1..=end)?;
+            serde_json::from_slice::<String>(quoted)
+                .ok()
+                .map(Cow::Owned)
+        } else {
+            // serde_json rejects control characters in strings; so do we.
+            if inner.iter().any(|c| *c < 0x20) {
+                return None;
+            }
+            std::str::from_utf8(inner).ok().map(Cow::Borrowed)
+        }
+    }
+
+    /// The raw text of the value at the cursor, which is skipped.
+    fn value(&mut self) -> Option<&'a [u8]> {
+        let first = self.peek()?;
+        let start = self.i;
+        let end = match first {
+            b'"' => string_end(self.b, start + 1)? + 1,
+            b'{' | b'[' => skip_container(self.b, start)?,
+            _ => {
+                // A number, true, false or null: up to the next delimiter, validated by serde_json
+                // by whoever reads it (skipped scalars are checked here, they are short).
+                let len = self.b[start..]
+                    .iter()
+                    .position(|c| matches!(c, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'))
+                    .unwrap_or(self.b.len() - start);
+                let token = &self.b[start..start + len];
+                serde_json::from_slice::<serde::de::IgnoredAny>(token).ok()?;
+                start + len
+            }
+        };
+        self.i = end;
+        self.b.get(start..end)
+    }
+
+    /// Read an object: `f` is called with each key and must consume its value.
+    fn object(&mut self, mut f: impl FnMut(&mut Self, Cow<'a, str>) -> Option<()>) -> Option<()> {
+        self.eat(b'{')?;
+        if self.peek()? == b'}' {
+            self.i += 1;
+            return Some(());
+        }
+        loop {
+            let key = self.string()?;
+            self.eat(b':')?;
+            f(self, key)?;
+            match self.peek()? {
+                b',' => self.i += 1,
+                b'}' => {
+                    self.i += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// The value at the cursor, parsed by serde_json.
+    fn parse<T: serde::de::DeserializeOwned>(&mut self) -> Option<T> {
+        serde_json::from_slice(self.value()?).ok()
+    }
+
+    fn is_null(&mut self) -> Option<bool> {
+        if self.peek()? == b'n' && self.b.get(self.i..self.i + 4) == Some(b"null") {
+            self.value()?;
+            return Some(true);
+        }
+        Some(false)
+    }
+}
+
+/// The index of the closing quote of a string whose contents start at `i`.
+fn string_end(b: &[u8], mut i: usize) -> Option<usize> {
+    loop {
+        i += memchr::memchr2(b'"', b'\\', b.get(i..)?)?;
+        if b[i] == b'"' {
+            return Some(i);
+        }
+        // A backslash escapes the next byte (for \uXXXX the hex digits are no quote either).
+        i += 2;
+    }
+}
+
+/// The masks of one 64-byte block, one bit per byte: quotes, backslashes, openers (`{`, `[`)
+/// and closers (`}`, `]`). OR-ing 0x20 maps `[` to `{` and `]` to `}` (and nothing else to them).
+fn masks(block: &[u8; 64]) -> [u64; 4] {
+    let (quote, backslash) = (u8x16::splat(b'"'), u8x16::splat(b'\\'));
+    let (open, close, bit5) = (u8x16::splat(b'{'), u8x16::splat(b'}'), u8x16::splat(0x20));
+    let mut m = [0u64; 4];
+    let (lanes, _) = block.as_chunks::<16>();
+    for (k, lane) in lanes.iter().enumerate() {
+        let v = u8x16::new(*lane);
+        let folded = v | bit5;
+        let shift = 16 * k;
+        m[0] |= u64::from(v.simd_eq(quote).to_bitmask()) << shift;
+        m[1] |= u64::from(v.simd_eq(backslash).to_bitmask()) << shift;
+        m[2] |= u64::from(folded.simd_eq(open).to_bitmask()) << shift;
+        m[3] |= u64::from(folded.simd_eq(close).to_bitmask()) << shift;
+    }
+    m
+}
+
+/// Each bit set when an odd number of bits at or below it are set in `x` (inside a string, for
+/// a mask of quotes).
+fn prefix_xor(mut x: u64) -> u64 {
+    x ^= x << 1;
+    x ^= x << 2;
+    x ^= x << 4;
+    x ^= x << 8;
+    x ^= x << 16;
+    x ^= x << 32;
+    x
+}
+
+/// The end (one past the closing bracket) of the object or array whose opening bracket is at
+/// `start`, or `None` when it never closes.
+pub(crate) fn skip_container(b: &[u8], start: usize) -> Option<usize> {
+    let mut pos = start;
+    let mut depth: u32 = 0;
+    // All ones when the previous block ended inside a string.
+    let mut in_string: u64 = 0;
+    // Whether the first byte of this block is escaped by a backslash ending the previous one.
+    let mut carry_escape = false;
+    let mut tail = [b' '; 64];
+    while pos < b.len() {
+        let rest = &b[pos..];
+        let block: &[u8; 64] = match rest.first_chunk::<64>() {
+            Some(block) => block,
+            None => {
+                // The last, partial block, padded with spaces (which mean nothing here).
+                tail[..rest.len()].copy_from_slice(rest);
+                &tail
+            }
+        };
+        let [quote, backslash, open, close] = masks(block);
+        let mut escaped = u64::from(carry_escape);
+        carry_escape = false;
+        let mut bs = backslash;
+        while bs != 0 {
+            let p = bs.trailing_zeros();
+            bs &= bs - 1;
+            if escaped & (1 << p) != 0 {
+                continue;
+            }
+            if p == 63 {
+                carry_escape = true;
+            } else {
+                escaped |= 1 << (p + 1);
+            }
+        }
+        let quotes = quote & !escaped;
+        let strings = prefix_xor(quotes) ^ in_string;
+        in_string = ((strings >> 63) & 1).wrapping_neg();
+        let opens = open & !strings;
+        let closes = close & !strings;
+        if closes.count_ones() >= depth {
+            let mut all = opens | closes;
+            while all != 0 {
+                let p = all.trailing_zeros();
+                all &= all - 1;
+                if opens & (1 << p) != 0 {
+                    depth += 1;
+                } else {
+                    depth = depth.checked_sub(1)?;
+                    if depth == 0 {
+                        return Some(pos + p as usize + 1);
+                    }
+                }
+            }
+        } else {
+            depth = depth + opens.count_ones() - closes.count_ones();
+        }
+        pos += 64;
+    }
+    None
+}
+
+/// Read an AdmissionReview v1 body. `None` when it is not one this reader accepts (the caller
+/// then parses it with serde_json, which also explains what is wrong).
+pub(crate) fn review(body: &[u8]) -> Option<Request> {
+    let mut c = Cursor { b: body, i: 0 };
+    let mut api_version = None;
+    let mut kind = None;
+    let mut request = None;
+    c.object(|c, key| {
+        match &*key {
+            "apiVersion" if api_version.is_none() => api_version = Some(c.string()?),
+            "kind" if kind.is_none() => kind = Some(c.string()?),
+            "request" if request.is_none() => request = Some(read_request(c)?),
+            "apiVersion" | "kind" | "request" => return None,
+            _ => {
+                c.value()?;
+            }
+        }
+        Some(())
+    })?;
+    if c.peek().is_some() {
+        return None;
+    }
+    if api_version.as_deref() != Some("admission.k8s.io/v1")
+        || kind.as_deref() != Some("AdmissionReview")
+    {
+        return None;
+    }
+    request.filter(|r: &Request| !r.uid.is_empty())
+}
+
+fn read_request(c: &mut Cursor<'_>) -> Option<Request> {
+    let mut uid: Option<String> = None;
+    let mut kind: Option<Gvk> = None;
+    let mut sub_resource: Option<String> = None;
+    let mut name: Option<String> = None;
+    let mut namespace: Option<String> = None;
+    let mut operation: Option<Operation> = None;
+    let mut user_info: Option<UserInfo> = None;
+    let mut object: Option<Option<Value>> = None;
+    let mut old_object: Option<Option<Value>> = None;
+    let mut dry_run: Option<bool> = None;
+    /// Set a field once; a repeated field is refused (serde's derive refuses it too).
+    fn once<T>(slot: &mut Option<T>, v: Option<T>) -> Option<()> {
+        if slot.is_some() {
+            return None;
+        }
+        *slot = Some(v?);
+        Some(())
+    }
+    c.object(|c, key| match &*key {
+        "uid" => once(&mut uid, c.parse()),
+        "kind" => once(&mut kind, c.parse()),
+        "subResource" => once(&mut sub_resource, c.parse()),
+        "name" => once(&mut name, c.parse()),
+        "namespace" => once(&mut namespace, c.parse()),
+        "operation" => once(&mut operation, c.parse()),
+        "userInfo" => once(&mut user_info, c.parse()),
+        "object" => once(&mut object, slim_object(c)),
+        "oldObject" => once(&mut old_object, slim_object(c)),
+        "dryRun" => once(&mut dry_run, c.parse()),
+        _ => c.value().map(drop),
+    })?;
+    Some(Request {
+        uid: uid?,
+        kind: kind.unwrap_or_default(),
+        sub_resource: sub_resource.unwrap_or_default(),
+        name: name.unwrap_or_default(),
+        namespace: namespace.unwrap_or_default(),
+        operation: operation?,
+        user_info: user_info.unwrap_or_default(),
+        object: object.flatten(),
+        old_object: old_object.flatten(),
+        dry_run: dry_run.unwrap_or_default(),
+    })
+}
+
+/// An object without `status` other than `status.operationState`, and without
+/// `metadata.managedFields` (see [`Request::object`]); `Some(None)` for `null`.
+fn slim_object(c: &mut Cursor<'_>) -> Option<Option<Value>> {
+    if c.is_null()? {
+        return Some(None);
+    }
+    let mut out = serde_json::Map::new();
+    c.object(|c, key| {
+        let v = match &*key {
+            "status" => filtered(c, |k| k == "operationState")?,
+            "metadata" => filtered(c, |k| k != "managedFields")?,
+            _ => c.parse()?,
+        };
+        out.insert(key.into_owned(), v);
+        Some(())
+    })?;
+    Some(Some(Value::Object(out)))
+}
+
+/// An object (or `null`) keeping only the keys `keep` accepts.
+fn filtered(c: &mut Cursor<'_>, keep: impl Fn(&str) -> bool) -> Option<Value> {
+    if c.is_null()? {
+        return Some(Value::Null);
+    }
+    if c.peek()? != b'{' {
+        // Not an object: serde's visitor refuses it too.
+        return None;
+    }
+    let mut out = serde_json::Map::new();
+    c.object(|c, key| {
+        if keep(&key) {
+            out.insert(key.into_owned(), c.parse()?);
+        } else {
+            c.value()?;
+        }
+        Some(())
+    })?;
+    Some(Value::Object(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A small deterministic generator (xorshift), so failures reproduce.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    /// Strings full of what confuses a structural scanner: quotes, backslash runs, brackets,
+    /// control characters (escaped by serde_json), non-ASCII.
+    fn string(r: &mut Rng) -> String {
+        const PIECES: &[&str] = &[
+            "a",
+            "\"",
+            "\\",
+            "\\\\",
+            "{",
+            "}",
+            "[",
+            "]",
+            "\\\"",
+            "é",
+            "😀",
+            "\n",
+            "\u{1}",
+            " ",
+            ",",
+            ":",
+            "guestbook",
+            "\\\\\\",
+        ];
+        let len = r.below(12);
+        (0..len)
+            .map(|_| PIECES[r.below(PIECES.len() as u64) as usize])
+            .collect()
+    }
+
+    fn value(r: &mut Rng, depth: u32) -> Value {
+        match r.below(if depth > 4 { 5 } else { 8 }) {
+            0 => Value::Null,
+            1 => json!(r.below(2) == 0),
+            2 => json!(r.next() as i64 / 1000),
+            3 => json!(1.5e-3),
+            4 => json!(string(r)),
+            5 | 6 => Value::Object(
+                (0..r.below(6))
+                    .map(|_| (string(r), value(r, depth + 1)))
+                    .collect(),
+            ),
+            _ => Value::Array((0..r.below(6)).map(|_| value(r, depth + 1)).collect()),
+        }
+    }
+
+    #[test]
+    fn skip_container_finds_the_end_serde_finds() {
+        let mut r = Rng(0x9e37_79b9_7f4a_7c15);
+        for round in 0..4000 {
+            let v = match value(&mut r, 0) {
+                v @ (Value::Object(_) | Value::Array(_)) => v,
+                other => json!([other, {"k": other}]),
+            };
+            let text = if round % 2 == 0 {
+                serde_json::to_string(&v).unwrap()
+            } else {
+                serde_json::to_string_pretty(&v).unwrap()
+            };
+            // Shift the value across block boundaries and follow it with more JSON.
+            let pad = " ".repeat(r.below(130) as usize);
+            let body = format!("{pad}{text},\"tail\"]}}");
+            assert_eq!(
+                skip_container(body.as_bytes(), pad.len()),
+                Some(pad.len() + text.len()),
+                "round {round}: {body}"
+            );
+        }
+    }
+
+    #[test]
+    fn skip_container_handles_escapes_at_block_edges() {
+        // A backslash run ending exactly at each position around the 64-byte edge.
+        for at in 55..75 {
+            for run in 1..6 {
+                let mut s = String::from("[\"");
+                s.push_str(&"x".repeat(at - 2));
+                s.push_str(&"\\".repeat(run));
+                if run % 2 == 1 {
+                    // An odd run escapes the quote that follows; a bracket then stays inside.
+                    s.push_str("\"]");
+                }
+                s.push_str("\"]");
+                let v: Value = serde_json::from_str(&s).unwrap();
+                let body = format!("{s} trailing");
+                assert_eq!(
+                    skip_container(body.as_bytes(), 0),
+                    Some(s.len()),
+                    "at {at}, run {run}: {s} ({v})"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn skip_container_refuses_what_never_closes() {
+        for bad in [
+            "{",
+            "[[]",
+            r#"{"a": "}"#,
+            r#"["\"]"#,
+            &format!("[{}", "\"x\",".repeat(100)),
+        ] {
+            assert_eq!(skip_container(bad.as_bytes(), 0), None, "{bad}");
+        }
+    }
+
+    fn slim(v: &mut Value) {
+        if let Some(status) = v.get_mut("status").and_then(Value::as_object_mut) {
+            status.retain(|k, _| k == "operationState");
+        }
+        if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.remove("managedFields");
+        }
+    }
+
+    fn review_body(r: &mut Rng, object: &Value, old: &Value) -> String {
+        serde_json::to_string(&json!({
+            "kind": "AdmissionReview",
+            "apiVersion": "admission.k8s.io/v1",
+            "request": {
+                "uid": format!("uid-{}", string(r)),
+                "kind": {"group": "argoproj.io", "version": "v1alpha1", "kind": "Application"},
+                "resource": {"group": "argoproj.io", "version": "v1alpha1", "resource": "applications"},
+                "requestKind": {"group": "argoproj.io", "version": "v1alpha1", "kind": "Application"},
+                "name": string(r),
+                "namespace": "argocd",
+                "operation": "UPDATE",
+                "userInfo": {"username": string(r), "groups": ["system:authenticated"], "extra": {"k": [string(r)]}},
+                "object": object,
+                "oldObject": old,
+                "dryRun": r.below(2) == 0,
+                "options": {"kind": "UpdateOptions", "apiVersion": "meta.k8s.io/v1"}
+            }
+        }))
+        .unwrap()
+    }
+
+    fn application(r: &mut Rng) -> Value {
+        json!({
+            "apiVersion": "argoproj.io/v1alpha1",
+            "kind": "Application",
+            "metadata": {
+                "name": string(r),
+                "annotations": {"kargo.akuity.io/authorized-stage": string(r), "last": string(r)},
+                "managedFields": [value(r, 0), value(r, 0)],
+            },
+            "spec": value(r, 1),
+            "operation": value(r, 2),
+            "status": {
+                "resources": [value(r, 0), value(r, 0), value(r, 0)],
+                "operationState": value(r, 1),
+                "sync": value(r, 1),
+            },
+        })
+    }
+
+    #[test]
+    fn review_reads_what_serde_reads() {
+        let mut r = Rng(42);
+        for round in 0..1500 {
+            let (object, old) = (application(&mut r), application(&mut r));
+            let body = review_body(&mut r, &object, &old);
+            let fast = review(body.as_bytes()).unwrap_or_else(|| panic!("round {round}: {body}"));
+            let mut slow = super::super::parse_review_serde(body.as_bytes()).unwrap();
+            for o in [&mut slow.object, &mut slow.old_object]
+                .into_iter()
+                .flatten()
+            {
+                slim(o);
+            }
+            assert_eq!(fast, slow, "round {round}");
+        }
+    }
+
+    #[test]
+    fn review_leaves_to_serde_what_it_does_not_accept() {
+        let ok = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","operation":"CREATE","object":{"status":{"a":[1]}},"oldObject":null}}"#;
+        let req = review(ok.as_bytes()).unwrap();
+        assert_eq!(req.object, Some(json!({"status": {}})));
+        assert_eq!(req.old_object, None);
+        for bad in [
+            // Trailing data, a repeated field, a wrong type, an unterminated skipped value.
+            &format!("{ok} x"),
+            r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","uid":"v","operation":"CREATE"}}"#,
+            r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","operation":"CREATE","object":{"status":[]}}}"#,
+            r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","operation":"CREATE","object":{"status":{"a":[1}}}}"#,
+            r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","operation":"CREATE","x":tru}}"#,
+            r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"","operation":"CREATE"}}"#,
+            r#"{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview","request":{"uid":"u","operation":"CREATE"}}"#,
+            "{\"apiVersion\":\"admission.k8s.io/v1\",\"kind\":\"AdmissionReview\",\"request\":{\"uid\":\"a\u{1}\",\"operation\":\"CREATE\"}}",
+        ] {
+            assert_eq!(review(bad.as_bytes()), None, "{bad}");
+        }
+        // Escaped keys and values are unescaped like serde does.
+        let escaped = r#"{"apiVersion":"admission.k8s.io\/v1","kind":"AdmissionReview","request":{"u\u0069d":"\u00e9","operation":"DELETE"}}"#;
+        assert_eq!(review(escaped.as_bytes()).unwrap().uid, "é");
+    }
+}
