@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -28,7 +28,7 @@ pub trait Cluster: Send + Sync {
         &self,
         ns: &str,
         name: &str,
-    ) -> impl Future<Output = Result<Option<Promotion>, String>> + Send;
+    ) -> impl Future<Output = Result<Option<Arc<Promotion>>, String>> + Send;
     fn stage(
         &self,
         ns: &str,
@@ -60,16 +60,72 @@ pub trait Cluster: Send + Sync {
 pub const ACCESS_TTL: Duration = Duration::from_secs(10);
 const ACCESS_CACHE_MAX: usize = 10_000;
 
-type AccessKey = (String, Vec<String>, String, String);
+/// A cached SubjectAccessReview answer: who asked (the whole UserInfo, since authorizers may read
+/// groups, uid and extra), about which Stage, the answer, and when it was given.
+struct AccessEntry {
+    user: UserInfo,
+    ns: String,
+    stage: String,
+    answer: Access,
+    at: Instant,
+}
+
+/// SubjectAccessReview answers by a hash of the question; a hit allocates nothing.
+#[derive(Default)]
+struct AccessCache {
+    hasher: std::hash::RandomState,
+    entries: HashMap<u64, Vec<AccessEntry>>,
+    len: usize,
+}
+
+impl AccessCache {
+    fn key(&self, user: &UserInfo, ns: &str, stage: &str) -> u64 {
+        use std::hash::BuildHasher;
+        self.hasher.hash_one((user, ns, stage))
+    }
+
+    fn get(&self, user: &UserInfo, ns: &str, stage: &str, ttl: Duration) -> Option<&Access> {
+        self.entries
+            .get(&self.key(user, ns, stage))?
+            .iter()
+            .find(|e| e.at.elapsed() < ttl && &e.user == user && e.ns == ns && e.stage == stage)
+            .map(|e| &e.answer)
+    }
+
+    fn insert(&mut self, user: &UserInfo, ns: &str, stage: &str, answer: Access, ttl: Duration) {
+        if self.len >= ACCESS_CACHE_MAX {
+            self.entries.values_mut().for_each(|v| v.retain(|e| e.at.elapsed() < ttl));
+            self.entries.retain(|_, v| !v.is_empty());
+            self.len = self.entries.values().map(Vec::len).sum();
+            if self.len >= ACCESS_CACHE_MAX {
+                self.entries.clear();
+                self.len = 0;
+            }
+        }
+        let key = self.key(user, ns, stage);
+        let list = self.entries.entry(key).or_default();
+        let before = list.len();
+        list.retain(|e| !(&e.user == user && e.ns == ns && e.stage == stage));
+        self.len -= before - list.len();
+        list.push(AccessEntry {
+            user: user.clone(),
+            ns: ns.to_owned(),
+            stage: stage.to_owned(),
+            answer,
+            at: Instant::now(),
+        });
+        self.len += 1;
+    }
+}
 
 /// The cluster behind a kube client.
 pub struct KubeCluster {
     client: Client,
-    access: Mutex<HashMap<AccessKey, (Access, Instant)>>,
+    access: Mutex<AccessCache>,
     ttl: Duration,
     promotions: Option<(
         kube::runtime::reflector::Store<Promotion>,
-        std::sync::Arc<AtomicBool>,
+        Arc<AtomicBool>,
     )>,
 }
 
@@ -85,7 +141,7 @@ impl KubeCluster {
     pub fn new(client: Client, ttl: Duration) -> Self {
         KubeCluster {
             client,
-            access: Mutex::new(HashMap::new()),
+            access: Mutex::new(AccessCache::default()),
             ttl,
             promotions: None,
         }
@@ -97,7 +153,7 @@ impl KubeCluster {
         use futures::StreamExt;
         use kube::runtime::{WatchStreamExt, reflector, watcher};
         let (store, writer) = reflector::store();
-        let ready = std::sync::Arc::new(AtomicBool::new(false));
+        let ready = Arc::new(AtomicBool::new(false));
         let api: Api<Promotion> = Api::all(self.client.clone());
         let feed = reflector(writer, watcher(api, watcher::Config::default()))
             .default_backoff()
@@ -178,14 +234,14 @@ impl KubeCluster {
 }
 
 impl Cluster for KubeCluster {
-    async fn promotion(&self, ns: &str, name: &str) -> Result<Option<Promotion>, String> {
+    async fn promotion(&self, ns: &str, name: &str) -> Result<Option<Arc<Promotion>>, String> {
         if let Some((store, ready)) = &self.promotions
             && ready.load(Ordering::SeqCst)
             && let Some(p) = store.get(&kube::runtime::reflector::ObjectRef::new(name).within(ns))
         {
-            return Ok(Some((*p).clone()));
+            return Ok(Some(p));
         }
-        self.get(ns, name, "Promotion").await
+        Ok(self.get(ns, name, "Promotion").await?.map(Arc::new))
     }
     async fn stage(&self, ns: &str, name: &str) -> Result<Option<Stage>, String> {
         self.get(ns, name, "Stage").await
@@ -208,15 +264,8 @@ impl Cluster for KubeCluster {
         self.list(ns, &lp, "Freight").await
     }
     async fn may_promote(&self, user: &UserInfo, ns: &str, stage: &str) -> Access {
-        let key = (
-            user.username.clone(),
-            user.groups.clone(),
-            ns.to_owned(),
-            stage.to_owned(),
-        );
         if let Ok(cache) = self.access.lock()
-            && let Some((answer, at)) = cache.get(&key)
-            && at.elapsed() < self.ttl
+            && let Some(answer) = cache.get(user, ns, stage, self.ttl)
         {
             return answer.clone();
         }
@@ -225,14 +274,7 @@ impl Cluster for KubeCluster {
         if !matches!(answer, Access::Error(_))
             && let Ok(mut cache) = self.access.lock()
         {
-            if cache.len() >= ACCESS_CACHE_MAX {
-                let ttl = self.ttl;
-                cache.retain(|_, (_, at)| at.elapsed() < ttl);
-                if cache.len() >= ACCESS_CACHE_MAX {
-                    cache.clear();
-                }
-            }
-            cache.insert(key, (answer.clone(), Instant::now()));
+            cache.insert(user, ns, stage, answer.clone(), self.ttl);
         }
         answer
     }
@@ -340,8 +382,8 @@ fn in_namespace<K: kube::Resource + Clone>(list: &[K], ns: &str) -> Vec<K> {
 }
 
 impl Cluster for StaticCluster {
-    async fn promotion(&self, ns: &str, name: &str) -> Result<Option<Promotion>, String> {
-        Ok(find(&self.promotions, ns, name))
+    async fn promotion(&self, ns: &str, name: &str) -> Result<Option<Arc<Promotion>>, String> {
+        Ok(find(&self.promotions, ns, name).map(Arc::new))
     }
     async fn stage(&self, ns: &str, name: &str) -> Result<Option<Stage>, String> {
         Ok(find(&self.stages, ns, name))
@@ -380,5 +422,45 @@ impl Cluster for StaticCluster {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(name: &str, groups: &[&str]) -> UserInfo {
+        UserInfo {
+            username: name.into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            ..UserInfo::default()
+        }
+    }
+
+    #[test]
+    fn access_answers_are_reused_only_for_the_same_question_within_the_ttl() {
+        let ttl = Duration::from_secs(60);
+        let mut c = AccessCache::default();
+        let alice = user("alice", &["dev"]);
+        c.insert(&alice, "p", "test", Access::Allowed, ttl);
+        assert_eq!(c.get(&alice, "p", "test", ttl), Some(&Access::Allowed));
+        // Another Stage, project, group set or extra is another question.
+        assert_eq!(c.get(&alice, "p", "prod", ttl), None);
+        assert_eq!(c.get(&alice, "q", "test", ttl), None);
+        assert_eq!(c.get(&user("alice", &["ops"]), "p", "test", ttl), None);
+        let mut scoped = alice.clone();
+        scoped.extra.insert("scopes".into(), vec!["read".into()]);
+        assert_eq!(c.get(&scoped, "p", "test", ttl), None);
+        // A new answer replaces the old one; an expired answer is not used.
+        c.insert(&alice, "p", "test", Access::Denied("no".into()), ttl);
+        assert_eq!(c.get(&alice, "p", "test", ttl), Some(&Access::Denied("no".into())));
+        assert_eq!(c.len, 1);
+        assert_eq!(c.get(&alice, "p", "test", Duration::ZERO), None);
+        // The cache stays bounded.
+        for i in 0..ACCESS_CACHE_MAX + 5 {
+            c.insert(&user(&format!("u{i}"), &[]), "p", "s", Access::Allowed, ttl);
+        }
+        assert!(c.len <= ACCESS_CACHE_MAX);
+        assert_eq!(c.len, c.entries.values().map(Vec::len).sum::<usize>());
     }
 }

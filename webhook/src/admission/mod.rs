@@ -134,7 +134,7 @@ impl Operation {
 }
 
 /// The requesting user, as the API server authenticated it.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
 #[serde(default)]
 pub struct UserInfo {
     pub username: String,
@@ -427,7 +427,7 @@ pub enum Access {
 #[derive(Clone, Debug, Default)]
 pub struct Facts {
     /// The Promotion an Application write names (Application hooks).
-    pub promotion: Option<Promotion>,
+    pub promotion: Option<std::sync::Arc<Promotion>>,
     /// The Stage of a Promotion (Promotion hooks).
     pub stage: Option<Stage>,
     /// The project's Stages (legacy upstream origins, Freight in use).
