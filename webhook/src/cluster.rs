@@ -8,8 +8,8 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::authorization::v1::{
@@ -94,7 +94,9 @@ impl AccessCache {
 
     fn insert(&mut self, user: &UserInfo, ns: &str, stage: &str, answer: Access, ttl: Duration) {
         if self.len >= ACCESS_CACHE_MAX {
-            self.entries.values_mut().for_each(|v| v.retain(|e| e.at.elapsed() < ttl));
+            self.entries
+                .values_mut()
+                .for_each(|v| v.retain(|e| e.at.elapsed() < ttl));
             self.entries.retain(|_, v| !v.is_empty());
             self.len = self.entries.values().map(Vec::len).sum();
             if self.len >= ACCESS_CACHE_MAX {
@@ -123,10 +125,7 @@ pub struct KubeCluster {
     client: Client,
     access: Mutex<AccessCache>,
     ttl: Duration,
-    promotions: Option<(
-        kube::runtime::reflector::Store<Promotion>,
-        Arc<AtomicBool>,
-    )>,
+    promotions: Option<(kube::runtime::reflector::Store<Promotion>, Arc<AtomicBool>)>,
 }
 
 fn kube_err(what: &str, e: kube::Error) -> String {
@@ -453,7 +452,10 @@ mod tests {
         assert_eq!(c.get(&scoped, "p", "test", ttl), None);
         // A new answer replaces the old one; an expired answer is not used.
         c.insert(&alice, "p", "test", Access::Denied("no".into()), ttl);
-        assert_eq!(c.get(&alice, "p", "test", ttl), Some(&Access::Denied("no".into())));
+        assert_eq!(
+            c.get(&alice, "p", "test", ttl),
+            Some(&Access::Denied("no".into()))
+        );
         assert_eq!(c.len, 1);
         assert_eq!(c.get(&alice, "p", "test", Duration::ZERO), None);
         // The cache stays bounded.

@@ -232,15 +232,87 @@ struct Envelope {
     request: Option<Request>,
 }
 
+/// An AdmissionReview read up to its objects, which are read by [`Review::into_request`] (or not
+/// at all, for Argo CD's routine Application writes: [`Review::is_routine_application_write`]).
+pub struct Review<'a> {
+    body: &'a [u8],
+    read: ReviewRead<'a>,
+}
+
+enum ReviewRead<'a> {
+    /// Read by the fast reader; the objects are still raw text.
+    Scanned(scan::Scanned<'a>),
+    /// Read by serde_json (the fast reader refused the body), objects included.
+    Parsed(Request),
+}
+
+/// Read an AdmissionReview v1 body, leaving its objects for later.
+pub fn read_review(body: &[u8]) -> Result<Review<'_>, ReviewError> {
+    let read = match scan::review(body) {
+        Some(s) => ReviewRead::Scanned(s),
+        None => ReviewRead::Parsed(parse_review_serde(body)?),
+    };
+    Ok(Review { body, read })
+}
+
+impl Review<'_> {
+    /// The request, whose `object` and `oldObject` may not be read yet.
+    pub fn head(&self) -> &Request {
+        match &self.read {
+            ReviewRead::Scanned(s) => &s.head,
+            ReviewRead::Parsed(r) => r,
+        }
+    }
+
+    /// Whether this is an Application write no Application decision can refuse or change: the
+    /// new object has no sync operation (a status write, or Argo CD clearing a finished
+    /// operation) and the Application is not locked down; read without building the objects.
+    /// Both Application hooks then allow it unchanged and read nothing from the cluster (a test
+    /// checks this against the full decisions), so the server answers it at once. This is the
+    /// bulk of the traffic when `matchConditions` are unavailable: Argo CD's status writes.
+    pub fn is_routine_application_write(&self) -> bool {
+        let ReviewRead::Scanned(s) = &self.read else {
+            return false;
+        };
+        if s.head.kind.kind != "Application" {
+            return false;
+        }
+        let unlocked = match s.old_object.or(s.object) {
+            None => true,
+            Some(raw) => {
+                matches!(scan::label(raw, promote_api::keys::LOCKDOWN), Some(l) if l.as_deref() != Some("true"))
+            }
+        };
+        unlocked
+            && s.object
+                .is_none_or(|r| scan::absent(r, "operation") == Some(true))
+    }
+
+    /// The whole request, objects read.
+    pub fn into_request(self) -> Result<Request, ReviewError> {
+        match self.read {
+            ReviewRead::Parsed(r) => Ok(r),
+            ReviewRead::Scanned(s) => {
+                let slim = |raw: Option<&[u8]>| raw.map(scan::slim_object);
+                match (slim(s.object), slim(s.old_object)) {
+                    (Some(None), _) | (_, Some(None)) => parse_review_serde(self.body),
+                    (object, old_object) => Ok(Request {
+                        object: object.flatten(),
+                        old_object: old_object.flatten(),
+                        ..s.head
+                    }),
+                }
+            }
+        }
+    }
+}
+
 /// Parse an AdmissionReview v1 body.
 pub fn parse_review(body: &[u8]) -> Result<Request, ReviewError> {
     // The fast reader takes every well-formed review; serde_json reads what it refuses (the same
     // request, only slower), and a body that does not fit is parsed again, loosely, to say
     // precisely what is wrong with it.
-    if let Some(req) = scan::review(body) {
-        return Ok(req);
-    }
-    parse_review_serde(body)
+    read_review(body)?.into_request()
 }
 
 /// [`parse_review`] without the fast reader.

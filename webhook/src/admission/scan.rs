@@ -230,9 +230,17 @@ pub(crate) fn skip_container(b: &[u8], start: usize) -> Option<usize> {
     None
 }
 
+/// An AdmissionReview read up to its objects: the request without `object` and `oldObject`, and
+/// their raw text (`None` when absent or `null`), to be read when a decision needs them.
+pub(crate) struct Scanned<'a> {
+    pub head: Request,
+    pub object: Option<&'a [u8]>,
+    pub old_object: Option<&'a [u8]>,
+}
+
 /// Read an AdmissionReview v1 body. `None` when it is not one this reader accepts (the caller
 /// then parses it with serde_json, which also explains what is wrong).
-pub(crate) fn review(body: &[u8]) -> Option<Request> {
+pub(crate) fn review(body: &[u8]) -> Option<Scanned<'_>> {
     let mut c = Cursor { b: body, i: 0 };
     let mut api_version = None;
     let mut kind = None;
@@ -257,10 +265,10 @@ pub(crate) fn review(body: &[u8]) -> Option<Request> {
     {
         return None;
     }
-    request.filter(|r: &Request| !r.uid.is_empty())
+    request.filter(|r: &Scanned<'_>| !r.head.uid.is_empty())
 }
 
-fn read_request(c: &mut Cursor<'_>) -> Option<Request> {
+fn read_request<'a>(c: &mut Cursor<'a>) -> Option<Scanned<'a>> {
     let mut uid: Option<String> = None;
     let mut kind: Option<Gvk> = None;
     let mut sub_resource: Option<String> = None;
@@ -268,8 +276,8 @@ fn read_request(c: &mut Cursor<'_>) -> Option<Request> {
     let mut namespace: Option<String> = None;
     let mut operation: Option<Operation> = None;
     let mut user_info: Option<UserInfo> = None;
-    let mut object: Option<Option<Value>> = None;
-    let mut old_object: Option<Option<Value>> = None;
+    let mut object: Option<Option<&'a [u8]>> = None;
+    let mut old_object: Option<Option<&'a [u8]>> = None;
     let mut dry_run: Option<bool> = None;
     /// Set a field once; a repeated field is refused (serde's derive refuses it too).
     fn once<T>(slot: &mut Option<T>, v: Option<T>) -> Option<()> {
@@ -287,31 +295,44 @@ fn read_request(c: &mut Cursor<'_>) -> Option<Request> {
         "namespace" => once(&mut namespace, c.parse()),
         "operation" => once(&mut operation, c.parse()),
         "userInfo" => once(&mut user_info, c.parse()),
-        "object" => once(&mut object, slim_object(c)),
-        "oldObject" => once(&mut old_object, slim_object(c)),
+        "object" => once(&mut object, raw_object(c)),
+        "oldObject" => once(&mut old_object, raw_object(c)),
         "dryRun" => once(&mut dry_run, c.parse()),
         _ => c.value().map(drop),
     })?;
-    Some(Request {
-        uid: uid?,
-        kind: kind.unwrap_or_default(),
-        sub_resource: sub_resource.unwrap_or_default(),
-        name: name.unwrap_or_default(),
-        namespace: namespace.unwrap_or_default(),
-        operation: operation?,
-        user_info: user_info.unwrap_or_default(),
+    Some(Scanned {
+        head: Request {
+            uid: uid?,
+            kind: kind.unwrap_or_default(),
+            sub_resource: sub_resource.unwrap_or_default(),
+            name: name.unwrap_or_default(),
+            namespace: namespace.unwrap_or_default(),
+            operation: operation?,
+            user_info: user_info.unwrap_or_default(),
+            object: None,
+            old_object: None,
+            dry_run: dry_run.unwrap_or_default(),
+        },
         object: object.flatten(),
         old_object: old_object.flatten(),
-        dry_run: dry_run.unwrap_or_default(),
     })
 }
 
-/// An object without `status` other than `status.operationState`, and without
-/// `metadata.managedFields` (see [`Request::object`]); `Some(None)` for `null`.
-fn slim_object(c: &mut Cursor<'_>) -> Option<Option<Value>> {
+/// The raw text of an object (skipped, checked structurally), `Some(None)` for `null`.
+fn raw_object<'a>(c: &mut Cursor<'a>) -> Option<Option<&'a [u8]>> {
     if c.is_null()? {
         return Some(None);
     }
+    if c.peek()? != b'{' {
+        return None;
+    }
+    c.value().map(Some)
+}
+
+/// An object without `status` other than `status.operationState`, and without
+/// `metadata.managedFields` (see [`Request::object`]), from its raw text.
+pub(crate) fn slim_object(raw: &[u8]) -> Option<Value> {
+    let mut c = Cursor { b: raw, i: 0 };
     let mut out = serde_json::Map::new();
     c.object(|c, key| {
         let v = match &*key {
@@ -322,7 +343,60 @@ fn slim_object(c: &mut Cursor<'_>) -> Option<Option<Value>> {
         out.insert(key.into_owned(), v);
         Some(())
     })?;
-    Some(Some(Value::Object(out)))
+    if c.peek().is_some() {
+        return None;
+    }
+    Some(Value::Object(out))
+}
+
+/// Whether an object's top-level `key` is absent or `null`, read without building the object.
+/// `None` when the object cannot be read.
+pub(crate) fn absent(raw: &[u8], key: &str) -> Option<bool> {
+    let mut c = Cursor { b: raw, i: 0 };
+    let mut absent = true;
+    c.object(|c, k| {
+        if k == key && !c.is_null()? {
+            absent = false;
+        }
+        c.value().map(drop)
+    })?;
+    Some(absent)
+}
+
+/// The value of label `name` of an object, if it is a string, read without building the object.
+/// `None` when the object cannot be read.
+pub(crate) fn label(raw: &[u8], name: &str) -> Option<Option<String>> {
+    /// Into key `want` of the object at the cursor (anything else is skipped).
+    fn walk<'a>(
+        c: &mut Cursor<'a>,
+        want: &str,
+        inner: &mut dyn FnMut(&mut Cursor<'a>) -> Option<()>,
+    ) -> Option<()> {
+        if c.peek()? != b'{' {
+            return c.value().map(drop);
+        }
+        c.object(|c, k| {
+            if k == want {
+                inner(c)
+            } else {
+                c.value().map(drop)
+            }
+        })
+    }
+    let mut c = Cursor { b: raw, i: 0 };
+    let mut found = None;
+    c.object(|c, k| {
+        if k != "metadata" {
+            return c.value().map(drop);
+        }
+        walk(c, "labels", &mut |c| {
+            walk(c, name, &mut |c| {
+                found = c.parse::<Value>()?.as_str().map(str::to_owned);
+                Some(())
+            })
+        })
+    })?;
+    Some(found)
 }
 
 /// An object (or `null`) keeping only the keys `keep` accepts.
@@ -471,6 +545,20 @@ mod tests {
         }
     }
 
+    /// The fast reader's whole request, objects read.
+    fn read(body: &[u8]) -> Option<Request> {
+        let s = review(body)?;
+        let slim = |r: Option<&[u8]>| match r {
+            None => Some(None),
+            Some(r) => slim_object(r).map(Some),
+        };
+        Some(Request {
+            object: slim(s.object)?,
+            old_object: slim(s.old_object)?,
+            ..s.head
+        })
+    }
+
     fn slim(v: &mut Value) {
         if let Some(status) = v.get_mut("status").and_then(Value::as_object_mut) {
             status.retain(|k, _| k == "operationState");
@@ -527,7 +615,7 @@ mod tests {
         for round in 0..1500 {
             let (object, old) = (application(&mut r), application(&mut r));
             let body = review_body(&mut r, &object, &old);
-            let fast = review(body.as_bytes()).unwrap_or_else(|| panic!("round {round}: {body}"));
+            let fast = read(body.as_bytes()).unwrap_or_else(|| panic!("round {round}: {body}"));
             let mut slow = super::super::parse_review_serde(body.as_bytes()).unwrap();
             for o in [&mut slow.object, &mut slow.old_object]
                 .into_iter()
@@ -542,7 +630,7 @@ mod tests {
     #[test]
     fn review_leaves_to_serde_what_it_does_not_accept() {
         let ok = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u","operation":"CREATE","object":{"status":{"a":[1]}},"oldObject":null}}"#;
-        let req = review(ok.as_bytes()).unwrap();
+        let req = read(ok.as_bytes()).unwrap();
         assert_eq!(req.object, Some(json!({"status": {}})));
         assert_eq!(req.old_object, None);
         for bad in [
@@ -556,10 +644,10 @@ mod tests {
             r#"{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview","request":{"uid":"u","operation":"CREATE"}}"#,
             "{\"apiVersion\":\"admission.k8s.io/v1\",\"kind\":\"AdmissionReview\",\"request\":{\"uid\":\"a\u{1}\",\"operation\":\"CREATE\"}}",
         ] {
-            assert_eq!(review(bad.as_bytes()), None, "{bad}");
+            assert_eq!(read(bad.as_bytes()), None, "{bad}");
         }
         // Escaped keys and values are unescaped like serde does.
         let escaped = r#"{"apiVersion":"admission.k8s.io\/v1","kind":"AdmissionReview","request":{"u\u0069d":"\u00e9","operation":"DELETE"}}"#;
-        assert_eq!(review(escaped.as_bytes()).unwrap().uid, "é");
+        assert_eq!(read(escaped.as_bytes()).unwrap().uid, "é");
     }
 }

@@ -1252,3 +1252,107 @@ fn routine_argocd_writes_are_told_apart_from_promotion_writes() {
         &Verdict::allow()
     ));
 }
+
+/// The server answers writes that `is_routine_application_write` accepts without running the
+/// decisions; every such write must be one both Application hooks allow unchanged.
+#[test]
+fn routine_application_writes_are_exactly_what_both_hooks_allow_unchanged() {
+    let c = cluster(vec![
+        promotion(PROMO, "test", Some("Running")),
+        promotion(OLD_PROMO, "test", Some("Succeeded")),
+    ]);
+    let ops = [
+        None,
+        Some(Value::Null),
+        Some(client_op(PROMO)),
+        Some(client_op(OLD_PROMO)),
+        Some(json!({ "sync": { "revision": "cccc" } })),
+    ];
+    let locks = [
+        None,
+        Some(json!("true")),
+        Some(json!("false")),
+        Some(json!(true)),
+    ];
+    let variant = |op: &Option<Value>, lock: &Option<Value>, status: bool| {
+        let mut a = app(Some("kargo-demo:test"));
+        if let Some(op) = op {
+            a["operation"] = op.clone();
+        }
+        if let Some(l) = lock {
+            a["metadata"]["labels"] = json!({ "promote.dev/lockdown": l, "team": "a" });
+        }
+        if status {
+            a["status"]["reconciledAt"] = json!("2026-11-24T12:00:00Z");
+        }
+        a
+    };
+    let (mut routine, mut full) = (0, 0);
+    for old_op in &ops {
+        for new_op in &ops {
+            for lock in &locks {
+                for (who, retarget) in [
+                    (CONTROLLER, false),
+                    ("alice", false),
+                    ("bob", false),
+                    ("bob", true),
+                ] {
+                    let old = variant(old_op, lock, false);
+                    let mut new = variant(new_op, lock, true);
+                    if retarget {
+                        new["spec"]["source"]["targetRevision"] = json!("feature");
+                    }
+                    for (operation, old, new) in [
+                        ("UPDATE", Some(&old), Some(&new)),
+                        ("CREATE", None, Some(&new)),
+                        ("DELETE", Some(&old), None),
+                    ] {
+                        let body = json!({
+                            "apiVersion": "admission.k8s.io/v1",
+                            "kind": "AdmissionReview",
+                            "request": {
+                                "uid": "u", "kind": { "group": "argoproj.io", "version": "v1alpha1", "kind": "Application" },
+                                "name": "guestbook-test", "namespace": "argocd", "operation": operation,
+                                "userInfo": user(who), "object": new, "oldObject": old,
+                            }
+                        })
+                        .to_string();
+                        if !read_review(body.as_bytes())
+                            .unwrap()
+                            .is_routine_application_write()
+                        {
+                            full += 1;
+                            continue;
+                        }
+                        routine += 1;
+                        let (v, stored) = admit(&c, "Application", operation, old, new, who);
+                        let case = format!(
+                            "{operation} by {who}, ops {old_op:?} -> {new_op:?}, lock {lock:?}"
+                        );
+                        assert!(v.allowed && v.patch.is_empty(), "{case}: {}", v.message);
+                        assert_eq!(stored.as_ref(), new, "{case}: the mutating hook changed it");
+                        let req = request("Application", operation, old, new, who);
+                        assert!(is_routine(Hook::ValidateApplication, &req, &v), "{case}");
+                    }
+                }
+            }
+        }
+    }
+    // Both kinds occur: status writes without operations are routine, the rest is decided.
+    assert!(
+        routine >= 50 && full >= 500,
+        "routine {routine}, full {full}"
+    );
+    // Argo CD's plain status write is routine.
+    let old = app(Some("kargo-demo:test"));
+    let new = variant(&None, &None, true);
+    let body = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+        "uid": "u", "kind": { "group": "argoproj.io", "version": "v1alpha1", "kind": "Application" },
+        "operation": "UPDATE", "userInfo": user(CONTROLLER), "object": new, "oldObject": old }})
+    .to_string();
+    assert!(
+        read_review(body.as_bytes())
+            .unwrap()
+            .is_routine_application_write()
+    );
+}
