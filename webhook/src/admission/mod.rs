@@ -279,13 +279,11 @@ impl Review<'_> {
         }
         let unlocked = match s.old_object.or(s.object) {
             None => true,
-            Some(raw) => {
-                matches!(scan::label(raw, promote_api::keys::LOCKDOWN), Some(l) if l.as_deref() != Some("true"))
-            }
+            Some(o) => o.metadata.is_none_or(|m| {
+                matches!(scan::label(m, promote_api::keys::LOCKDOWN), Some(l) if l.as_deref() != Some("true"))
+            }),
         };
-        unlocked
-            && s.object
-                .is_none_or(|r| scan::absent(r, "operation") == Some(true))
+        unlocked && s.object.is_none_or(|o| !o.operation)
     }
 
     /// The whole request, objects read.
@@ -293,7 +291,8 @@ impl Review<'_> {
         match self.read {
             ReviewRead::Parsed(r) => Ok(r),
             ReviewRead::Scanned(s) => {
-                let slim = |raw: Option<&[u8]>| raw.map(scan::slim_object);
+                let slim =
+                    |raw: Option<scan::RawObject<'_>>| raw.map(|o| scan::slim_object(o.text));
                 match (slim(s.object), slim(s.old_object)) {
                     (Some(None), _) | (_, Some(None)) => parse_review_serde(self.body),
                     (object, old_object) => Ok(Request {

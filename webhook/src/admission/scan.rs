@@ -234,8 +234,18 @@ pub(crate) fn skip_container(b: &[u8], start: usize) -> Option<usize> {
 /// their raw text (`None` when absent or `null`), to be read when a decision needs them.
 pub(crate) struct Scanned<'a> {
     pub head: Request,
-    pub object: Option<&'a [u8]>,
-    pub old_object: Option<&'a [u8]>,
+    pub object: Option<RawObject<'a>>,
+    pub old_object: Option<RawObject<'a>>,
+}
+
+/// A request object's raw text, with what the routine-write check reads, noted while skipping it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RawObject<'a> {
+    pub text: &'a [u8],
+    /// Whether a top-level `operation` is present and not `null` (the last one, if repeated).
+    pub operation: bool,
+    /// The raw text of `metadata`.
+    pub metadata: Option<&'a [u8]>,
 }
 
 /// Read an AdmissionReview v1 body. `None` when it is not one this reader accepts (the caller
@@ -276,8 +286,8 @@ fn read_request<'a>(c: &mut Cursor<'a>) -> Option<Scanned<'a>> {
     let mut namespace: Option<String> = None;
     let mut operation: Option<Operation> = None;
     let mut user_info: Option<UserInfo> = None;
-    let mut object: Option<Option<&'a [u8]>> = None;
-    let mut old_object: Option<Option<&'a [u8]>> = None;
+    let mut object: Option<Option<RawObject<'a>>> = None;
+    let mut old_object: Option<Option<RawObject<'a>>> = None;
     let mut dry_run: Option<bool> = None;
     /// Set a field once; a repeated field is refused (serde's derive refuses it too).
     fn once<T>(slot: &mut Option<T>, v: Option<T>) -> Option<()> {
@@ -318,15 +328,32 @@ fn read_request<'a>(c: &mut Cursor<'a>) -> Option<Scanned<'a>> {
     })
 }
 
-/// The raw text of an object (skipped, checked structurally), `Some(None)` for `null`.
-fn raw_object<'a>(c: &mut Cursor<'a>) -> Option<Option<&'a [u8]>> {
+/// An object's raw text (its values skipped, checked structurally) and the parts the routine
+/// check reads; `Some(None)` for `null`.
+fn raw_object<'a>(c: &mut Cursor<'a>) -> Option<Option<RawObject<'a>>> {
     if c.is_null()? {
         return Some(None);
     }
     if c.peek()? != b'{' {
         return None;
     }
-    c.value().map(Some)
+    let start = c.i;
+    let (mut operation, mut metadata) = (false, None);
+    c.object(|c, key| {
+        match &*key {
+            "operation" => operation = !c.is_null()? && c.value().is_some(),
+            "metadata" => metadata = Some(c.value()?),
+            _ => {
+                c.value()?;
+            }
+        }
+        Some(())
+    })?;
+    Some(Some(RawObject {
+        text: c.b.get(start..c.i)?,
+        operation,
+        metadata,
+    }))
 }
 
 /// An object without `status` other than `status.operationState`, and without
@@ -349,51 +376,26 @@ pub(crate) fn slim_object(raw: &[u8]) -> Option<Value> {
     Some(Value::Object(out))
 }
 
-/// Whether an object's top-level `key` is absent or `null`, read without building the object.
-/// `None` when the object cannot be read.
-pub(crate) fn absent(raw: &[u8], key: &str) -> Option<bool> {
-    let mut c = Cursor { b: raw, i: 0 };
-    let mut absent = true;
+/// The value of label `name` in an object's raw `metadata`, if it is a string. `None` when the
+/// metadata cannot be read.
+pub(crate) fn label(metadata: &[u8], name: &str) -> Option<Option<String>> {
+    let mut c = Cursor { b: metadata, i: 0 };
+    let mut found = None;
+    if c.peek()? != b'{' {
+        c.value()?;
+        return Some(None);
+    }
     c.object(|c, k| {
-        if k == key && !c.is_null()? {
-            absent = false;
-        }
-        c.value().map(drop)
-    })?;
-    Some(absent)
-}
-
-/// The value of label `name` of an object, if it is a string, read without building the object.
-/// `None` when the object cannot be read.
-pub(crate) fn label(raw: &[u8], name: &str) -> Option<Option<String>> {
-    /// Into key `want` of the object at the cursor (anything else is skipped).
-    fn walk<'a>(
-        c: &mut Cursor<'a>,
-        want: &str,
-        inner: &mut dyn FnMut(&mut Cursor<'a>) -> Option<()>,
-    ) -> Option<()> {
-        if c.peek()? != b'{' {
+        if k != "labels" || c.peek()? != b'{' {
             return c.value().map(drop);
         }
         c.object(|c, k| {
-            if k == want {
-                inner(c)
+            if k == name {
+                found = c.parse::<Value>()?.as_str().map(str::to_owned);
+                Some(())
             } else {
                 c.value().map(drop)
             }
-        })
-    }
-    let mut c = Cursor { b: raw, i: 0 };
-    let mut found = None;
-    c.object(|c, k| {
-        if k != "metadata" {
-            return c.value().map(drop);
-        }
-        walk(c, "labels", &mut |c| {
-            walk(c, name, &mut |c| {
-                found = c.parse::<Value>()?.as_str().map(str::to_owned);
-                Some(())
-            })
         })
     })?;
     Some(found)
@@ -548,9 +550,9 @@ mod tests {
     /// The fast reader's whole request, objects read.
     fn read(body: &[u8]) -> Option<Request> {
         let s = review(body)?;
-        let slim = |r: Option<&[u8]>| match r {
+        let slim = |r: Option<RawObject<'_>>| match r {
             None => Some(None),
-            Some(r) => slim_object(r).map(Some),
+            Some(r) => slim_object(r.text).map(Some),
         };
         Some(Request {
             object: slim(s.object)?,
