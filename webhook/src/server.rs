@@ -229,6 +229,19 @@ pub struct BodyBudget {
     permits: Arc<Semaphore>,
 }
 
+/// Read and discard up to `cap` bytes of a refused body, so that the client, which is still
+/// sending it, gets to read the answer (a connection closed under a writing client loses it).
+async fn drain(mut body: axum::body::Body, cap: usize) {
+    use http_body_util::BodyExt;
+    let mut seen = 0usize;
+    while seen <= cap {
+        match body.frame().await {
+            Some(Ok(frame)) => seen += frame.data_ref().map_or(0, |d| d.len()),
+            _ => break,
+        }
+    }
+}
+
 /// A body read under the budget; the budget is returned when this is dropped.
 pub struct Body {
     pub bytes: Bytes,
@@ -269,6 +282,7 @@ impl BodyBudget {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok());
         if let Some(len) = declared.filter(|len| *len > self.limit) {
+            drain(request.into_body(), self.limit.saturating_mul(4)).await;
             return Err(too_large(len));
         }
         let reserve = declared.unwrap_or(self.limit);
@@ -293,7 +307,10 @@ impl BodyBudget {
             })?;
             if let Ok(data) = frame.into_data() {
                 if buf.len() + data.len() > self.limit {
-                    return Err(too_large(buf.len() + data.len()));
+                    let len = buf.len() + data.len();
+                    drop(buf);
+                    drain(body, self.limit.saturating_mul(4)).await;
+                    return Err(too_large(len));
                 }
                 buf.extend_from_slice(&data);
             }
