@@ -639,6 +639,50 @@ async fn wait_for_signal() {
 mod tests {
     use super::*;
 
+    fn post(body: Vec<u8>, declare: bool) -> axum::extract::Request {
+        let mut b = axum::http::Request::post("/x");
+        if declare {
+            b = b.header(header::CONTENT_LENGTH, body.len());
+        }
+        b.body(axum::body::Body::from(body)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn bodies_wait_for_the_budget_and_oversized_ones_get_413() {
+        let budget = Arc::new(BodyBudget::new(64 * 1024, 8 * 1024));
+        let first = budget.read(post(vec![b'a'; 6 * 1024], true)).await.unwrap();
+        assert_eq!(first.bytes.len(), 6 * 1024);
+        // A second 6 KiB body does not fit next to the first: it waits until the first is gone.
+        let b2 = budget.clone();
+        let second = tokio::spawn(async move { b2.read(post(vec![b'b'; 6 * 1024], true)).await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!second.is_finished());
+        drop(first);
+        let second = tokio::time::timeout(Duration::from_secs(5), second)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(&second.bytes[..2], b"bb");
+        // A body larger than the budget (but within the limit) is read alone.
+        drop(second);
+        let alone = budget
+            .read(post(vec![b'c'; 20 * 1024], true))
+            .await
+            .unwrap();
+        assert_eq!(alone.bytes.len(), 20 * 1024);
+        drop(alone);
+        // Over the limit: declared, or found while reading a body without a length.
+        for declare in [true, false] {
+            let Err(r) = budget.read(post(vec![b'd'; 65 * 1024], declare)).await else {
+                panic!("an oversized body was accepted (declared: {declare})");
+            };
+            assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        }
+        // The budget is whole again.
+        assert_eq!(budget.permits.available_permits(), 8);
+    }
+
     #[test]
     fn log_lines_are_one_json_object_or_one_text_line() {
         let time: jiff::Timestamp = "2026-11-24T12:00:00Z".parse().unwrap();
