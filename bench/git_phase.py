@@ -156,6 +156,12 @@ def connectivity_check_seconds(traces):
     return total
 
 
+def git_daemon():
+    """The git-daemon program itself: `git daemon` runs it as a child, and killing the wrapper
+    would leave the server running."""
+    return os.path.join(sh("git", "--exec-path").strip(), "git-daemon")
+
+
 def timed(fn):
     t = time.perf_counter()
     fn()
@@ -180,7 +186,7 @@ def main():
         size = sh("du", "-sh", repo).split()[0]
         print(f"# repository: {args.files} files, {args.commits} commits, {size} packed (built in {time.perf_counter() - t0:.1f}s)", file=sys.stderr)
         port = free_port()
-        daemon = subprocess.Popen(["git", "daemon", "--reuseaddr", "--export-all", "--enable=receive-pack", "--listen=127.0.0.1", f"--port={port}", f"--base-path={root}", root], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        daemon = subprocess.Popen([git_daemon(), "--reuseaddr", "--export-all", "--enable=receive-pack", "--listen=127.0.0.1", f"--port={port}", f"--base-path={root}", root], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.5)
         url = f"git://127.0.0.1:{port}/gitops.git"
         results = {k: [] for k in "abcd"}
@@ -227,7 +233,7 @@ def main():
             traces = os.path.join(root, "trace2")
             os.makedirs(traces)
             port2 = free_port()
-            traced = subprocess.Popen(["git", "daemon", "--reuseaddr", "--export-all", "--enable=receive-pack", "--listen=127.0.0.1", f"--port={port2}", f"--base-path={root}", root], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ, GIT_TRACE2_EVENT=traces))
+            traced = subprocess.Popen([git_daemon(), "--reuseaddr", "--export-all", "--enable=receive-pack", "--listen=127.0.0.1", f"--port={port2}", f"--base-path={root}", root], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ, GIT_TRACE2_EVENT=traces))
             time.sleep(0.5)
             runs = {}
             for name, repo_name in [("short", "gitops.git"), ("long", "gitops-long.git")]:
