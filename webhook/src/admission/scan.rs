@@ -652,4 +652,39 @@ mod tests {
         let escaped = r#"{"apiVersion":"admission.k8s.io\/v1","kind":"AdmissionReview","request":{"u\u0069d":"\u00e9","operation":"DELETE"}}"#;
         assert_eq!(read(escaped.as_bytes()).unwrap().uid, "é");
     }
+
+    #[test]
+    fn broken_bodies_are_refused_without_panicking() {
+        let mut r = Rng(7);
+        let (object, old) = (application(&mut r), application(&mut r));
+        let body = review_body(&mut r, &object, &old).into_bytes();
+        // Every truncation, and random bytes overwritten with JSON's structural characters.
+        for len in 0..body.len() {
+            let cut = &body[..len];
+            assert!(review(cut).is_none() || len == body.len());
+            let _ = super::super::parse_review(cut);
+        }
+        const NASTY: &[u8] = b"{}[]\":,\\ \x000e-\xff";
+        for _ in 0..3000 {
+            let mut b = body.clone();
+            for _ in 0..1 + r.below(4) {
+                let at = r.below(b.len() as u64) as usize;
+                b[at] = NASTY[r.below(NASTY.len() as u64) as usize];
+            }
+            if let Ok(review) = super::super::read_review(&b) {
+                let _ = review.is_routine_application_write();
+                let _ = review.into_request();
+            }
+            // Where serde_json reads the body too, both read the same request.
+            if let (Some(fast), Ok(mut slow)) = (read(&b), super::super::parse_review_serde(&b)) {
+                for o in [&mut slow.object, &mut slow.old_object]
+                    .into_iter()
+                    .flatten()
+                {
+                    slim(o);
+                }
+                assert_eq!(fast, slow, "{}", String::from_utf8_lossy(&b));
+            }
+        }
+    }
 }
