@@ -293,14 +293,21 @@ impl Shell {
         println!("\n# {text}");
     }
 
-    /// Run `line` with sh; its output goes to the terminal. Returns whether it succeeded.
-    fn run(&self, line: &str) -> Result<bool, SandboxError> {
+    /// `sh -c line` in the demo directory with the demo's environment, printed as typed.
+    fn sh(&self, line: &str) -> Command {
         println!("$ {line}");
-        let status = Command::new("sh")
-            .arg("-c")
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
             .arg(line)
             .current_dir(&self.dir)
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        cmd
+    }
+
+    /// Run `line` with sh; its output goes to the terminal. Returns whether it succeeded.
+    fn run(&self, line: &str) -> Result<bool, SandboxError> {
+        let status = self
+            .sh(line)
             .env_remove("KUBERNETES_SERVICE_HOST")
             .stdin(Stdio::null())
             .status()
@@ -319,12 +326,8 @@ impl Shell {
 
     /// Run and capture stdout (printed too).
     fn capture(&self, line: &str) -> Result<String, SandboxError> {
-        println!("$ {line}");
-        let out = Command::new("sh")
-            .arg("-c")
-            .arg(line)
-            .current_dir(&self.dir)
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        let out = self
+            .sh(line)
             .stderr(Stdio::inherit())
             .output()
             .map_err(io(Path::new("sh")))?;
@@ -357,6 +360,35 @@ fn git(dir: &Path, args: &[&str]) -> Result<(), SandboxError> {
 }
 
 /// Build the GitOps repository and serve it with `git daemon` (push enabled) on 127.0.0.1.
+/// A `git daemon` serving every repository under `root` on 127.0.0.1:`port`, pushes enabled.
+/// It runs the git-daemon program itself where git has one: `git daemon` starts it as a child
+/// process, which killing `git` would leave behind.
+pub fn git_daemon_command(root: &Path, port: u16) -> Command {
+    let exec_path = Command::new("git")
+        .arg("--exec-path")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let daemon = Path::new(&exec_path).join("git-daemon");
+    let mut cmd = if daemon.is_file() {
+        Command::new(daemon)
+    } else {
+        let mut c = Command::new("git");
+        c.arg("daemon");
+        c
+    };
+    cmd.args([
+        "--reuseaddr",
+        "--export-all",
+        "--enable=receive-pack",
+        "--listen=127.0.0.1",
+    ])
+    .arg(format!("--port={port}"))
+    .arg(format!("--base-path={}", root.display()))
+    .arg(root);
+    cmd
+}
+
 fn git_server(dir: &Path) -> Result<(Guard, String), SandboxError> {
     let root = dir.join("git");
     let seed = dir.join("git-seed");
@@ -409,29 +441,8 @@ fn git_server(dir: &Path) -> Result<(Guard, String), SandboxError> {
     std::fs::remove_dir_all(&seed).map_err(io(&seed))?;
     let port = free_port()?;
     let log = std::fs::File::create(dir.join("git-daemon.log")).map_err(io(dir))?;
-    // Run git-daemon itself: `git daemon` starts it as a child process, which killing `git` would
-    // leave behind.
-    let exec_path = Command::new("git")
-        .arg("--exec-path")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default();
-    let daemon = Path::new(&exec_path).join("git-daemon");
-    let mut cmd = if daemon.is_file() {
-        Command::new(daemon)
-    } else {
-        let mut c = Command::new("git");
-        c.arg("daemon");
-        c
-    };
+    let mut cmd = git_daemon_command(&root, port);
     let child = cmd
-        .arg("--reuseaddr")
-        .arg("--export-all")
-        .arg("--enable=receive-pack")
-        .arg("--listen=127.0.0.1")
-        .arg(format!("--port={port}"))
-        .arg(format!("--base-path={}", root.display()))
-        .arg(&root)
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()

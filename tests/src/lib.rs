@@ -145,30 +145,7 @@ impl Drop for Server {
 /// `git daemon` serving every repository under `root` (push enabled), on 127.0.0.1.
 pub fn git_daemon(root: &Path) -> Server {
     let port = free_port();
-    // Run git-daemon itself: `git daemon` starts it as a child process, which killing `git` would
-    // leave behind.
-    let exec_path = Command::new("git")
-        .arg("--exec-path")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default();
-    let daemon = Path::new(&exec_path).join("git-daemon");
-    let (program, first): (PathBuf, &[&str]) = if daemon.is_file() {
-        (daemon, &[])
-    } else {
-        (PathBuf::from("git"), &["daemon"])
-    };
-    let child = Command::new(program)
-        .args(first)
-        .args([
-            "--reuseaddr",
-            "--export-all",
-            "--enable=receive-pack",
-            "--listen=127.0.0.1",
-        ])
-        .arg(format!("--port={port}"))
-        .arg(format!("--base-path={}", root.display()))
-        .arg(root)
+    let child = promote_sandbox::demo::git_daemon_command(root, port)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
