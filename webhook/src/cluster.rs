@@ -70,12 +70,13 @@ struct AccessEntry {
     at: Instant,
 }
 
-/// SubjectAccessReview answers by a hash of the question; a hit allocates nothing.
+/// SubjectAccessReview answers by a hash of the question; a hit allocates nothing. An entry
+/// keeps its whole question and is used only when that matches, so two questions with the same
+/// hash just take turns in one slot.
 #[derive(Default)]
 struct AccessCache {
     hasher: std::hash::RandomState,
-    entries: HashMap<u64, Vec<AccessEntry>>,
-    len: usize,
+    entries: HashMap<u64, AccessEntry>,
 }
 
 impl AccessCache {
@@ -86,37 +87,26 @@ impl AccessCache {
 
     fn get(&self, user: &UserInfo, ns: &str, stage: &str, ttl: Duration) -> Option<&Access> {
         self.entries
-            .get(&self.key(user, ns, stage))?
-            .iter()
-            .find(|e| e.at.elapsed() < ttl && &e.user == user && e.ns == ns && e.stage == stage)
+            .get(&self.key(user, ns, stage))
+            .filter(|e| e.at.elapsed() < ttl && &e.user == user && e.ns == ns && e.stage == stage)
             .map(|e| &e.answer)
     }
 
     fn insert(&mut self, user: &UserInfo, ns: &str, stage: &str, answer: Access, ttl: Duration) {
-        if self.len >= ACCESS_CACHE_MAX {
-            self.entries
-                .values_mut()
-                .for_each(|v| v.retain(|e| e.at.elapsed() < ttl));
-            self.entries.retain(|_, v| !v.is_empty());
-            self.len = self.entries.values().map(Vec::len).sum();
-            if self.len >= ACCESS_CACHE_MAX {
+        if self.entries.len() >= ACCESS_CACHE_MAX {
+            self.entries.retain(|_, e| e.at.elapsed() < ttl);
+            if self.entries.len() >= ACCESS_CACHE_MAX {
                 self.entries.clear();
-                self.len = 0;
             }
         }
-        let key = self.key(user, ns, stage);
-        let list = self.entries.entry(key).or_default();
-        let before = list.len();
-        list.retain(|e| !(&e.user == user && e.ns == ns && e.stage == stage));
-        self.len -= before - list.len();
-        list.push(AccessEntry {
+        let entry = AccessEntry {
             user: user.clone(),
             ns: ns.to_owned(),
             stage: stage.to_owned(),
             answer,
             at: Instant::now(),
-        });
-        self.len += 1;
+        };
+        self.entries.insert(self.key(user, ns, stage), entry);
     }
 }
 
@@ -456,13 +446,12 @@ mod tests {
             c.get(&alice, "p", "test", ttl),
             Some(&Access::Denied("no".into()))
         );
-        assert_eq!(c.len, 1);
+        assert_eq!(c.entries.len(), 1);
         assert_eq!(c.get(&alice, "p", "test", Duration::ZERO), None);
         // The cache stays bounded.
         for i in 0..ACCESS_CACHE_MAX + 5 {
             c.insert(&user(&format!("u{i}"), &[]), "p", "s", Access::Allowed, ttl);
         }
-        assert!(c.len <= ACCESS_CACHE_MAX);
-        assert_eq!(c.len, c.entries.values().map(Vec::len).sum::<usize>());
+        assert!(c.entries.len() <= ACCESS_CACHE_MAX);
     }
 }

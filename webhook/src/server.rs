@@ -205,7 +205,7 @@ pub fn noop_router(bodies: Arc<BodyBudget>) -> Router {
                 let bodies = bodies.clone();
                 async move {
                     if let Err(e) = bodies.read(request).await {
-                        return e;
+                        return e.into_response();
                     }
                     (
                         [(header::CONTENT_TYPE, "application/json")],
@@ -242,6 +242,27 @@ async fn drain(mut body: axum::body::Body, cap: usize) {
     }
 }
 
+/// A request refused before any decision (a body too large or unreadable, not a review): HTTP
+/// status and a JSON `{"error": ...}`.
+#[derive(Debug)]
+pub struct Refusal {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(json!({ "error": self.message }))).into_response()
+    }
+}
+
+/// `bytes` in KiB permits of the budget semaphore (at least 1).
+fn kib(bytes: usize) -> u32 {
+    u32::try_from(bytes.div_ceil(1024))
+        .unwrap_or(u32::MAX)
+        .max(1)
+}
+
 /// A body read under the budget; the budget is returned when this is dropped.
 pub struct Body {
     pub bytes: Bytes,
@@ -251,12 +272,7 @@ pub struct Body {
 impl BodyBudget {
     /// `limit`: the largest body; `budget`: bytes of bodies held at once.
     pub fn new(limit: usize, budget: usize) -> BodyBudget {
-        let budget_kib = u32::try_from(budget.div_ceil(1024))
-            .unwrap_or(u32::MAX)
-            .clamp(
-                1,
-                (Semaphore::MAX_PERMITS as u64).min(u64::from(u32::MAX)) as u32,
-            );
+        let budget_kib = kib(budget);
         BodyBudget {
             limit,
             budget_kib,
@@ -265,16 +281,14 @@ impl BodyBudget {
     }
 
     /// Read the body of `request`. A body without a Content-Length reserves the whole limit.
-    pub async fn read(&self, request: axum::extract::Request) -> Result<Body, Response> {
+    pub async fn read(&self, request: axum::extract::Request) -> Result<Body, Refusal> {
         use http_body_util::BodyExt;
-        let too_large = |len: usize| {
-            (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                axum::Json(json!({
-                    "error": format!("the request body ({len} bytes or more) is larger than this webhook accepts ({} bytes); hint: raise --body-limit-mib", self.limit)
-                })),
-            )
-                .into_response()
+        let too_large = |len: usize| Refusal {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            message: format!(
+                "the request body ({len} bytes or more) is larger than this webhook accepts ({} bytes); hint: raise --body-limit-mib",
+                self.limit
+            ),
         };
         let declared = request
             .headers()
@@ -286,24 +300,21 @@ impl BodyBudget {
             return Err(too_large(len));
         }
         let reserve = declared.unwrap_or(self.limit);
-        let kib = u32::try_from(reserve.div_ceil(1024))
-            .unwrap_or(u32::MAX)
-            .clamp(1, self.budget_kib);
         let permit = self
             .permits
             .clone()
-            .acquire_many_owned(kib)
+            .acquire_many_owned(kib(reserve).min(self.budget_kib))
             .await
-            .map_err(|_| StatusCode::SERVICE_UNAVAILABLE.into_response())?;
+            .map_err(|_| Refusal {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                message: "the webhook is shutting down".into(),
+            })?;
         let mut buf = Vec::with_capacity(reserve.min(self.limit));
         let mut body = request.into_body();
         while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| {
-                (
-                    StatusCode::BAD_REQUEST,
-                    axum::Json(json!({ "error": format!("cannot read the request body: {e}") })),
-                )
-                    .into_response()
+            let frame = frame.map_err(|e| Refusal {
+                status: StatusCode::BAD_REQUEST,
+                message: format!("cannot read the request body: {e}"),
             })?;
             if let Ok(data) = frame.into_data() {
                 if buf.len() + data.len() > self.limit {
@@ -349,14 +360,8 @@ async fn handle<C: Cluster + 'static>(
 ) -> Response {
     let start = Instant::now();
     let path = hook.path();
-    let body = match state.bodies.read(request).await {
-        Ok(b) => b,
-        Err(e) => {
-            state.metrics.bad_request(path);
-            return e;
-        }
-    };
-    let bad_request = |e: admission::ReviewError| {
+    // Refused before any decision: counted, logged and answered with a JSON error.
+    let refuse = |r: Refusal| {
         state.metrics.bad_request(path);
         log(
             state.log_format,
@@ -364,27 +369,30 @@ async fn handle<C: Cluster + 'static>(
             "bad request",
             &[
                 ("path", path.into()),
-                ("error", e.to_string().as_str().into()),
+                ("status", u64::from(r.status.as_u16()).into()),
+                ("error", r.message.as_str().into()),
             ],
         );
-        (
-            StatusCode::BAD_REQUEST,
-            axum::Json(json!({ "error": e.to_string() })),
-        )
-            .into_response()
+        r.into_response()
+    };
+    let not_a_review = |e: admission::ReviewError| Refusal {
+        status: StatusCode::BAD_REQUEST,
+        message: e.to_string(),
+    };
+    let body = match state.bodies.read(request).await {
+        Ok(b) => b,
+        Err(r) => return refuse(r),
     };
     let review = match admission::read_review(&body.bytes) {
         Ok(r) => r,
-        Err(e) => return bad_request(e),
+        Err(e) => return refuse(not_a_review(e)),
     };
-    if hook.accepts("Application") && review.is_routine_application_write() {
-        // Allowed unchanged by both Application hooks without reading the objects.
-        let verdict = Verdict::allow();
+    if let Some(verdict) = review.settled(hook) {
         return answer(&state, hook, review.head(), &verdict, start);
     }
     let req = match review.into_request() {
         Ok(r) => r,
-        Err(e) => return bad_request(e),
+        Err(e) => return refuse(not_a_review(e)),
     };
     // Leave a little of the API server's budget for the answer to travel back.
     let budget = query_timeout(&query, state.request_timeout)
@@ -677,7 +685,8 @@ mod tests {
             let Err(r) = budget.read(post(vec![b'd'; 65 * 1024], declare)).await else {
                 panic!("an oversized body was accepted (declared: {declare})");
             };
-            assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+            assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+            assert!(r.message.contains("--body-limit-mib"), "{}", r.message);
         }
         // The budget is whole again.
         assert_eq!(budget.permits.available_permits(), 8);

@@ -168,7 +168,7 @@ pub struct Request {
     pub operation: Operation,
     #[serde(default)]
     pub user_info: UserInfo,
-    /// The object after the request. Read by the fast path ([`scan`]), it has no `status` other
+    /// The object after the request. Read by the fast reader (`admission::scan`), it has no `status` other
     /// than `status.operationState` and no `metadata.managedFields`: no decision reads more of a
     /// request object (Argo CD's operation state is the one status field an Application decision
     /// needs), and that is where the bulk of a large Application lives. Patches computed on the
@@ -233,7 +233,7 @@ struct Envelope {
 }
 
 /// An AdmissionReview read up to its objects, which are read by [`Review::into_request`] (or not
-/// at all, for Argo CD's routine Application writes: [`Review::is_routine_application_write`]).
+/// at all, for Argo CD's routine Application writes: [`Review::settled`]).
 pub struct Review<'a> {
     body: &'a [u8],
     read: ReviewRead<'a>,
@@ -264,18 +264,20 @@ impl Review<'_> {
         }
     }
 
-    /// Whether this is an Application write no Application decision can refuse or change: the
-    /// new object has no sync operation (a status write, or Argo CD clearing a finished
-    /// operation) and the Application is not locked down; read without building the objects.
-    /// Both Application hooks then allow it unchanged and read nothing from the cluster (a test
-    /// checks this against the full decisions), so the server answers it at once. This is the
-    /// bulk of the traffic when `matchConditions` are unavailable: Argo CD's status writes.
-    pub fn is_routine_application_write(&self) -> bool {
+    /// The verdict of a review that needs no decision: an Application write that no Application
+    /// hook can refuse or change. Its new object has no sync operation (a status write, or Argo
+    /// CD clearing a finished operation) and the Application is not locked down, which the fast
+    /// reader noted while skipping the objects, so neither object is built and nothing is read
+    /// from the cluster. A test checks every such write against both full decisions. This is the
+    /// bulk of the traffic when `matchConditions` are unavailable.
+    pub fn settled(&self, hook: Hook) -> Option<Verdict> {
         let ReviewRead::Scanned(s) = &self.read else {
-            return false;
+            return None;
         };
-        if s.head.kind.kind != "Application" {
-            return false;
+        if !matches!(hook, Hook::MutateApplication | Hook::ValidateApplication)
+            || s.head.kind.kind != "Application"
+        {
+            return None;
         }
         let unlocked = match s.old_object.or(s.object) {
             None => true,
@@ -283,7 +285,7 @@ impl Review<'_> {
                 matches!(scan::label(m, promote_api::keys::LOCKDOWN), Some(l) if l.as_deref() != Some("true"))
             }),
         };
-        unlocked && s.object.is_none_or(|o| !o.operation)
+        (unlocked && s.object.is_none_or(|o| !o.operation)).then(Verdict::allow)
     }
 
     /// The whole request, objects read.

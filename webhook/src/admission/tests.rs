@@ -1253,7 +1253,7 @@ fn routine_argocd_writes_are_told_apart_from_promotion_writes() {
     ));
 }
 
-/// The server answers writes that `is_routine_application_write` accepts without running the
+/// The server answers writes that `Review::settled` settles without running the
 /// decisions; every such write must be one both Application hooks allow unchanged.
 #[test]
 fn routine_application_writes_are_exactly_what_both_hooks_allow_unchanged() {
@@ -1317,10 +1317,10 @@ fn routine_application_writes_are_exactly_what_both_hooks_allow_unchanged() {
                             }
                         })
                         .to_string();
-                        if !read_review(body.as_bytes())
-                            .unwrap()
-                            .is_routine_application_write()
-                        {
+                        let review = read_review(body.as_bytes()).unwrap();
+                        let settled = review.settled(Hook::ValidateApplication);
+                        assert_eq!(settled, review.settled(Hook::MutateApplication));
+                        if settled.is_none() {
                             full += 1;
                             continue;
                         }
@@ -1350,9 +1350,12 @@ fn routine_application_writes_are_exactly_what_both_hooks_allow_unchanged() {
         "uid": "u", "kind": { "group": "argoproj.io", "version": "v1alpha1", "kind": "Application" },
         "operation": "UPDATE", "userInfo": user(CONTROLLER), "object": new, "oldObject": old }})
     .to_string();
-    assert!(
-        read_review(body.as_bytes())
-            .unwrap()
-            .is_routine_application_write()
+    let review = read_review(body.as_bytes()).unwrap();
+    assert_eq!(
+        review.settled(Hook::ValidateApplication),
+        Some(Verdict::allow())
     );
+    // Only the Application hooks settle it; any other hook decides (and refuses the kind).
+    assert_eq!(review.settled(Hook::ValidatePromotion), None);
+    assert_eq!(review.settled(Hook::ValidateProjectNamespace), None);
 }
