@@ -60,7 +60,7 @@ def app(name, size, operation=None, annotation="kargo-demo:test"):
                    "resources": []},
     }
     i = 0
-    while len(json.dumps(a)) < size:
+    while len(api_json(a)) < size:
         a["status"]["resources"].append({"group": "apps", "version": "v1", "kind": "Deployment",
                                          "namespace": "guestbook", "name": f"guestbook-{i:06d}",
                                          "status": "Synced", "health": {"status": "Healthy"}})
@@ -71,13 +71,18 @@ def app(name, size, operation=None, annotation="kargo-demo:test"):
 
 
 def review(old, new, user):
-    return json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+    # Serialized as kube-apiserver serializes reviews (Go's encoding/json: compact, keys sorted).
+    return api_json({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
         "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
         "kind": {"group": "argoproj.io", "version": "v1alpha1", "kind": "Application"},
         "resource": {"group": "argoproj.io", "version": "v1alpha1", "resource": "applications"},
         "name": new["metadata"]["name"], "namespace": "argocd", "operation": "UPDATE",
         "userInfo": {"username": user, "groups": ["system:authenticated"]},
         "object": new, "oldObject": old, "dryRun": False}})
+
+
+def api_json(v):
+    return json.dumps(v, sort_keys=True, separators=(",", ":"))
 
 
 def bodies(tmp):

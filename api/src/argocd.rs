@@ -60,10 +60,15 @@ pub fn sources(app: &Value) -> Vec<&Value> {
 /// The revisions an object holding `revision` (single source) or `revisions` (multi-source)
 /// names: an operation's `sync`, a `syncResult`, `status.sync`. Index-aligned with [`sources`].
 pub fn revisions(app: &Value, holder: Option<&Value>) -> Vec<String> {
+    revisions_in(is_multi_source(app), holder)
+}
+
+/// [`revisions`] for an Application whose multi-sourcedness is known.
+pub fn revisions_in(multi_source: bool, holder: Option<&Value>) -> Vec<String> {
     let Some(h) = holder else {
         return Vec::new();
     };
-    if is_multi_source(app) {
+    if multi_source {
         h.get("revisions")
             .and_then(Value::as_array)
             .map(|a| {
@@ -82,9 +87,13 @@ pub fn revisions(app: &Value, holder: Option<&Value>) -> Vec<String> {
 
 /// The Promotion named in an operation's `info`, if any.
 pub fn operation_promotion(operation: Option<&Value>) -> Option<&str> {
-    operation?
-        .get("info")?
-        .as_array()?
+    promotion_in_info(operation?.get("info")?)
+}
+
+/// The Promotion named in an operation's `info` list: the value of its first entry named
+/// `kargo.akuity.io/promotion`, if that is a string.
+pub fn promotion_in_info(info: &Value) -> Option<&str> {
+    info.as_array()?
         .iter()
         .find(|i| i.get("name").and_then(Value::as_str) == Some(PROMOTION_INFO))?
         .get("value")?
@@ -307,65 +316,264 @@ pub struct SyncRequest<'a> {
     pub actor: Option<&'a str>,
 }
 
+/// What of an Application its sync operation is built from (besides its sources).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct OperationBasis<'a> {
+    /// Whether the Application is multi-source ([`is_multi_source`]).
+    pub multi_source: bool,
+    /// `spec.syncPolicy.syncOptions`, when present.
+    pub sync_options: Option<&'a Value>,
+    /// `spec.syncPolicy.retry`, when present (copied as is, `null` included).
+    pub retry: Option<&'a Value>,
+}
+
+impl<'a> OperationBasis<'a> {
+    /// The basis of an Application object.
+    pub fn of(app: &'a Value) -> OperationBasis<'a> {
+        OperationBasis {
+            multi_source: is_multi_source(app),
+            sync_options: app.pointer("/spec/syncPolicy/syncOptions"),
+            retry: app.pointer("/spec/syncPolicy/retry"),
+        }
+    }
+}
+
+/// The `operation` promote writes for a promotion sync: the fields of Argo CD's `Operation`
+/// that promote sets. Fields are declared in sorted key order at every level, so
+/// [`SyncOperation::to_api_json`] writes the bytes the Kubernetes API server writes for the
+/// same value (Go's `encoding/json`: compact, keys sorted, `<`, `>` and `&` escaped).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SyncOperation<'a> {
+    /// Reason, Promotion and project.
+    pub info: [InfoItem<'a>; 3],
+    /// Who asked for the sync.
+    #[serde(rename = "initiatedBy")]
+    pub initiated_by: Initiator<'a>,
+    /// `spec.syncPolicy.retry`, copied as is (`null` included) when present.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry: Option<&'a Value>,
+    /// Revisions and sync options.
+    pub sync: SyncSpec<'a>,
+}
+
+/// One `operation.info` entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct InfoItem<'a> {
+    /// Entry name.
+    pub name: &'a str,
+    /// Entry value.
+    pub value: &'a str,
+}
+
+/// `operation.initiatedBy`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Initiator<'a> {
+    /// `true` for promotions without a human actor.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub automated: Option<bool>,
+    /// The actor, or [`AUTOMATED_USER`].
+    pub username: &'a str,
+}
+
+/// `operation.sync`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SyncSpec<'a> {
+    /// The revision of a single-source Application.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revision: Option<&'a str>,
+    /// One revision per source of a multi-source Application.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revisions: Option<Vec<&'a str>>,
+    /// `spec.syncPolicy.syncOptions`, when a non-empty list.
+    #[serde(rename = "syncOptions", skip_serializing_if = "Option::is_none")]
+    pub sync_options: Option<&'a Value>,
+}
+
+impl SyncOperation<'_> {
+    /// The operation as JSON.
+    pub fn to_value(&self) -> Value {
+        let mut initiated_by = Map::new();
+        if let Some(a) = self.initiated_by.automated {
+            initiated_by.insert("automated".into(), Value::Bool(a));
+        }
+        initiated_by.insert("username".into(), json!(self.initiated_by.username));
+        let mut sync = Map::new();
+        if let Some(r) = self.sync.revision {
+            sync.insert("revision".into(), json!(r));
+        }
+        if let Some(r) = &self.sync.revisions {
+            sync.insert("revisions".into(), json!(r));
+        }
+        if let Some(o) = self.sync.sync_options {
+            sync.insert("syncOptions".into(), o.clone());
+        }
+        let mut op = Map::new();
+        op.insert(
+            "info".into(),
+            Value::Array(
+                self.info
+                    .iter()
+                    .map(|i| json!({ "name": i.name, "value": i.value }))
+                    .collect(),
+            ),
+        );
+        op.insert("initiatedBy".into(), Value::Object(initiated_by));
+        if let Some(r) = self.retry {
+            op.insert("retry".into(), r.clone());
+        }
+        op.insert("sync".into(), Value::Object(sync));
+        Value::Object(op)
+    }
+
+    /// The operation as the API server serializes it (see the type's documentation). Values
+    /// copied from the Application (`retry`, `syncOptions`) keep their own key order, which is
+    /// sorted when they were read from the API server.
+    pub fn to_api_json(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(512);
+        let mut ser = serde_json::Serializer::with_formatter(&mut out, GoJson);
+        // Serializing these types into memory cannot fail (no maps with non-string keys).
+        if self.serialize(&mut ser).is_err() {
+            out.clear();
+        }
+        out
+    }
+
+    /// Whether `text` is [`SyncOperation::to_api_json`], compared as it is written (nothing is
+    /// allocated).
+    pub fn is_api_json(&self, text: &[u8]) -> bool {
+        let mut cmp = Compare {
+            rest: text,
+            same: true,
+        };
+        let written = self.serialize(&mut serde_json::Serializer::with_formatter(
+            &mut cmp, GoJson,
+        ));
+        written.is_ok() && cmp.same && cmp.rest.is_empty()
+    }
+}
+
+/// A writer that only compares what is written with `expected`.
+struct Compare<'a> {
+    rest: &'a [u8],
+    same: bool,
+}
+
+impl std::io::Write for Compare<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self.rest.strip_prefix(buf) {
+            Some(rest) if self.same => self.rest = rest,
+            _ => self.same = false,
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A compact `serde_json` formatter writing strings as Go's `encoding/json` does (Go 1.22 and
+/// later, which write `\b` and `\f` like serde_json): `<`, `>`, `&`, U+2028 and U+2029 as `\u`
+/// escapes.
+struct GoJson;
+
+impl serde_json::ser::Formatter for GoJson {
+    fn write_string_fragment<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> std::io::Result<()> {
+        let mut rest = fragment;
+        while let Some(at) = rest.find(['<', '>', '&', '\u{2028}', '\u{2029}']) {
+            writer.write_all(&rest.as_bytes()[..at])?;
+            let c = rest[at..].chars().next().unwrap_or_default();
+            write!(writer, "\\u{:04x}", u32::from(c))?;
+            rest = &rest[at + c.len_utf8()..];
+        }
+        writer.write_all(rest.as_bytes())
+    }
+}
+
 /// Build the authoritative `operation` for a promotion sync.
 ///
 /// `sources` are the sources the Application will have after the update and `desired` the desired
 /// revisions index-aligned with them. Single-source Applications get `sync.revision` (when a
 /// revision is desired); multi-source ones get `sync.revisions` with one entry per source, empty
 /// slots filled from that source's `targetRevision` (Argo CD needs every position).
+pub fn sync_operation<'a>(
+    basis: OperationBasis<'a>,
+    sources: &'a [Value],
+    desired: &'a [String],
+    req: &SyncRequest<'a>,
+) -> SyncOperation<'a> {
+    let initiated_by = match req.actor {
+        Some(user) => Initiator {
+            automated: None,
+            username: user,
+        },
+        None => Initiator {
+            automated: Some(true),
+            username: AUTOMATED_USER,
+        },
+    };
+    let mut sync = SyncSpec {
+        revision: None,
+        revisions: None,
+        sync_options: basis
+            .sync_options
+            .filter(|o| o.as_array().is_some_and(|a| !a.is_empty())),
+    };
+    if basis.multi_source {
+        if desired.iter().any(|d| !d.is_empty()) {
+            sync.revisions = Some(
+                sources
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| {
+                        let d = desired.get(i).map(String::as_str).unwrap_or_default();
+                        if d.is_empty() {
+                            s.get("targetRevision")
+                                .and_then(Value::as_str)
+                                .unwrap_or_default()
+                        } else {
+                            d
+                        }
+                    })
+                    .collect(),
+            );
+        }
+    } else if let Some(d) = desired.first().filter(|d| !d.is_empty()) {
+        sync.revision = Some(d);
+    }
+    SyncOperation {
+        info: [
+            InfoItem {
+                name: "Reason",
+                value: REASON,
+            },
+            InfoItem {
+                name: PROMOTION_INFO,
+                value: req.promotion,
+            },
+            InfoItem {
+                name: PROJECT_INFO,
+                value: req.project,
+            },
+        ],
+        initiated_by,
+        retry: basis.retry,
+        sync,
+    }
+}
+
+/// [`sync_operation`] as JSON.
 pub fn build_operation(
-    app: &Value,
+    basis: OperationBasis<'_>,
     sources: &[Value],
     desired: &[String],
     req: &SyncRequest<'_>,
 ) -> Value {
-    let initiated_by = match req.actor {
-        Some(user) => json!({ "username": user }),
-        None => json!({ "username": AUTOMATED_USER, "automated": true }),
-    };
-    let mut sync = Map::new();
-    if is_multi_source(app) {
-        let revisions: Vec<Value> = sources
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                let d = desired.get(i).map(String::as_str).unwrap_or_default();
-                if d.is_empty() {
-                    json!(
-                        s.get("targetRevision")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default()
-                    )
-                } else {
-                    json!(d)
-                }
-            })
-            .collect();
-        if desired.iter().any(|d| !d.is_empty()) {
-            sync.insert("revisions".into(), Value::Array(revisions));
-        }
-    } else if let Some(d) = desired.first().filter(|d| !d.is_empty()) {
-        sync.insert("revision".into(), json!(d));
-    }
-    if let Some(opts) = app
-        .pointer("/spec/syncPolicy/syncOptions")
-        .filter(|o| o.as_array().is_some_and(|a| !a.is_empty()))
-    {
-        sync.insert("syncOptions".into(), opts.clone());
-    }
-    let mut op = json!({
-        "initiatedBy": initiated_by,
-        "info": [
-            { "name": "Reason", "value": REASON },
-            { "name": PROMOTION_INFO, "value": req.promotion },
-            { "name": PROJECT_INFO, "value": req.project },
-        ],
-        "sync": Value::Object(sync),
-    });
-    if let Some(retry) = app.pointer("/spec/syncPolicy/retry") {
-        op["retry"] = retry.clone();
-    }
-    op
+    sync_operation(basis, sources, desired, req).to_value()
 }
 
 /// What an `argocd-update` sends for one Application.
@@ -400,7 +608,7 @@ pub fn build_sync_patch(
     }
     let new_sources = updated_sources(app, updates)?;
     let desired = desired_revisions(app, updates);
-    let operation = build_operation(app, &new_sources, &desired, req);
+    let operation = build_operation(OperationBasis::of(app), &new_sources, &desired, req);
     let mut patch = json!({
         "metadata": { "annotations": { ARGOCD_REFRESH: "hard" } },
         "operation": operation,
@@ -549,6 +757,73 @@ mod tests {
     }
 
     #[test]
+    fn sync_operations_serialize_as_the_api_server_does() {
+        let multi = multi();
+        let sources: Vec<Value> = sources(&multi).into_iter().cloned().collect();
+        let odd = SyncRequest {
+            promotion: "p<1>&\u{2028}",
+            project: "demo",
+            actor: Some("a\u{8}b\u{c}c\"d\\e\n\u{1}"),
+        };
+        let single = single();
+        for (app, desired, req) in [
+            (&single, vec!["abc".to_owned()], req()),
+            (
+                &single,
+                vec![String::new()],
+                SyncRequest {
+                    actor: None,
+                    ..req()
+                },
+            ),
+            (&multi, vec!["1.3.0".to_owned(), String::new()], odd.clone()),
+        ] {
+            let op = sync_operation(OperationBasis::of(app), &sources, &desired, &req);
+            let bytes = op.to_api_json();
+            let text = String::from_utf8(bytes.clone()).unwrap();
+            // Same value as to_value, compact, keys sorted at every level.
+            let parsed: Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(parsed, op.to_value(), "{text}");
+            fn sorted(v: &Value) -> bool {
+                match v {
+                    Value::Object(m) => {
+                        m.keys().zip(m.keys().skip(1)).all(|(a, b)| a < b) && m.values().all(sorted)
+                    }
+                    Value::Array(a) => a.iter().all(sorted),
+                    _ => true,
+                }
+            }
+            assert!(
+                sorted(&parsed) && !text.contains(": ") && !text.contains(", "),
+                "{text}"
+            );
+            // The comparison without allocation agrees, and refuses any other text.
+            assert!(op.is_api_json(&bytes));
+            assert!(!op.is_api_json(&bytes[..bytes.len() - 1]));
+            assert!(!op.is_api_json(&[bytes.as_slice(), b" "].concat()));
+            assert!(!op.is_api_json(b""));
+            let mut changed = bytes.clone();
+            changed[bytes.len() / 2] ^= 1;
+            assert!(!op.is_api_json(&changed));
+        }
+        // Go's escaping of the characters it treats specially.
+        let op = sync_operation(OperationBasis::default(), &[], &[], &odd);
+        let text = String::from_utf8(op.to_api_json()).unwrap();
+        assert!(
+            text.contains(r#""value":"p\u003c1\u003e\u0026\u2028""#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#""username":"a\bb\fc\"d\\e\n\u0001""#),
+            "{text}"
+        );
+        assert_eq!(
+            text,
+            r#"{"info":[{"name":"Reason","value":"Promotion triggered a sync of this Application resource."},{"name":"kargo.akuity.io/promotion","value":"p\u003c1\u003e\u0026\u2028"},{"name":"kargo.akuity.io/project","value":"demo"}],"initiatedBy":{"username":"a\bb\fc\"d\\e\n\u0001"},"sync":{}}"#
+        );
+    }
+
+    #[test]
     fn single_source_revision_when_exact() {
         let app = single();
         let updates = vec![SourceUpdate {
@@ -640,7 +915,7 @@ mod tests {
     #[test]
     fn promotion_write_detection() {
         let mut new = single();
-        new["operation"] = build_operation(&new, &[], &[], &req());
+        new["operation"] = build_operation(OperationBasis::of(&new), &[], &[], &req());
         assert!(is_promotion_write(Some(&single()), &new));
         assert!(is_promotion_write(None, &new));
         assert!(

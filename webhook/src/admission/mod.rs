@@ -13,6 +13,7 @@ mod scan;
 pub mod stage;
 #[cfg(test)]
 mod tests;
+pub mod view;
 
 use std::collections::BTreeMap;
 
@@ -168,11 +169,11 @@ pub struct Request {
     pub operation: Operation,
     #[serde(default)]
     pub user_info: UserInfo,
-    /// The object after the request. Read by the fast reader (`admission::scan`), it has no `status` other
-    /// than `status.operationState` and no `metadata.managedFields`: no decision reads more of a
-    /// request object (Argo CD's operation state is the one status field an Application decision
-    /// needs), and that is where the bulk of a large Application lives. Patches computed on the
-    /// slim object address the same paths in the full one.
+    /// The object after the request; `None` for Applications, which come as [`Request::app`].
+    /// Read by the fast reader (`admission::scan`), it has no `status` other than
+    /// `status.operationState` and no `metadata.managedFields`: no decision reads more of a
+    /// request object, and that is where the bulk of a large object lives. Patches computed on
+    /// the slim object address the same paths in the full one.
     #[serde(default)]
     pub object: Option<Value>,
     /// The stored object before the request, slimmed the same way.
@@ -180,6 +181,13 @@ pub struct Request {
     pub old_object: Option<Value>,
     #[serde(default)]
     pub dry_run: bool,
+    /// For an Application (request kind `Application`): what the Application hooks read of the
+    /// object after the request. Its JSON tree is never built.
+    #[serde(skip)]
+    pub app: Option<view::AppView>,
+    /// For an Application: the same of the stored object before the request.
+    #[serde(skip)]
+    pub old_app: Option<view::AppView>,
 }
 
 impl Request {
@@ -187,6 +195,9 @@ impl Request {
     pub fn object_name(&self) -> &str {
         if !self.name.is_empty() {
             return &self.name;
+        }
+        if let Some(app) = self.app.as_ref().or(self.old_app.as_ref()) {
+            return &app.name;
         }
         self.object
             .as_ref()
@@ -199,6 +210,23 @@ impl Request {
     /// The object as the request leaves it: `object`, or `oldObject` for a DELETE.
     pub fn current(&self) -> Option<&Value> {
         self.object.as_ref().or(self.old_object.as_ref())
+    }
+
+    fn is_application(&self) -> bool {
+        self.kind.kind == "Application"
+    }
+
+    /// An Application request's objects as views (see [`Request::app`]); other requests as they
+    /// are.
+    fn into_views(mut self) -> Request {
+        if self.is_application() {
+            self.app = self.object.take().map(|o| view::AppView::from_value(&o));
+            self.old_app = self
+                .old_object
+                .take()
+                .map(|o| view::AppView::from_value(&o));
+        }
+        self
     }
 }
 
@@ -285,18 +313,33 @@ impl Review<'_> {
                 matches!(scan::label(m, promote_api::keys::LOCKDOWN), Some(l) if l.as_deref() != Some("true"))
             }),
         };
-        (unlocked && s.object.is_none_or(|o| !o.operation)).then(Verdict::allow)
+        (unlocked && s.object.is_none_or(|o| o.operation.is_none())).then(Verdict::allow)
     }
 
     /// The whole request, objects read.
     pub fn into_request(self) -> Result<Request, ReviewError> {
         match self.read {
-            ReviewRead::Parsed(r) => Ok(r),
+            ReviewRead::Parsed(r) => Ok(r.into_views()),
+            ReviewRead::Scanned(s) if s.head.is_application() => {
+                let view = |raw: Option<scan::RawObject<'_>>| raw.map(|o| scan::app_view(&o));
+                match (view(s.object), view(s.old_object)) {
+                    (Some(None), _) | (_, Some(None)) => {
+                        parse_review_serde(self.body).map(Request::into_views)
+                    }
+                    (app, old_app) => Ok(Request {
+                        app: app.flatten(),
+                        old_app: old_app.flatten(),
+                        ..s.head
+                    }),
+                }
+            }
             ReviewRead::Scanned(s) => {
                 let slim =
                     |raw: Option<scan::RawObject<'_>>| raw.map(|o| scan::slim_object(o.text));
                 match (slim(s.object), slim(s.old_object)) {
-                    (Some(None), _) | (_, Some(None)) => parse_review_serde(self.body),
+                    (Some(None), _) | (_, Some(None)) => {
+                        parse_review_serde(self.body).map(Request::into_views)
+                    }
                     (object, old_object) => Ok(Request {
                         object: object.flatten(),
                         old_object: old_object.flatten(),
@@ -630,9 +673,10 @@ pub fn is_routine(hook: Hook, req: &Request, verdict: &Verdict) -> bool {
     matches!(hook, Hook::MutateApplication | Hook::ValidateApplication)
         && verdict.allowed
         && verdict.patch.is_empty()
-        && req.object.as_ref().is_none_or(|new| {
-            !promote_api::argocd::is_promotion_write(req.old_object.as_ref(), new)
-        })
+        && req
+            .app
+            .as_ref()
+            .is_none_or(|new| !view::is_promotion_write(req.old_app.as_ref(), new))
 }
 
 /// Gather then decide: one review, end to end.
@@ -707,10 +751,14 @@ pub(crate) fn user_label(u: &UserInfo) -> String {
 pub(crate) fn promote_denied(
     access: Option<&Access>,
     user: &UserInfo,
-    what: &str,
+    what: impl FnOnce() -> String,
     project: &str,
     stage: &str,
 ) -> Option<Verdict> {
+    if matches!(access, Some(Access::Allowed)) {
+        return None;
+    }
+    let what = what();
     let grant = format!(
         "hint: bind a Role in namespace \"{project}\" granting verb \"promote\" on resource \"stages\" (apiGroup kargo.akuity.io) to {who}, e.g. kubectl create role promoter -n {project} --verb=promote --resource=stages.kargo.akuity.io --resource-name={stage}",
         who = user_label(user)

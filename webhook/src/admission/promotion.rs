@@ -213,7 +213,13 @@ pub fn validate(req: &Request, facts: &Facts, policy: &Policy) -> Verdict {
             "Promotion \"{name}\" in namespace \"{ns}\": spec.stage: Required value: name the Stage to promote to"
         ));
     }
-    if let Some(denied) = promote_denied(facts.access.as_ref(), &req.user_info, verb, ns, stage) {
+    if let Some(denied) = promote_denied(
+        facts.access.as_ref(),
+        &req.user_info,
+        || verb.to_owned(),
+        ns,
+        stage,
+    ) {
         return denied;
     }
     if let Some(e) = &facts.error {

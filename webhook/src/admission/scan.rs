@@ -24,6 +24,10 @@ use std::borrow::Cow;
 use serde_json::Value;
 use wide::u8x16;
 
+use promote_api::argocd::promotion_in_info;
+use promote_api::keys::{ARGOCD_REFRESH, AUTHORIZED_STAGE, LOCKDOWN, PROJECT_INFO, PROMOTION_INFO};
+
+use super::view::{Annotations, AppView, OperationState, OperationView, RawJson};
 use super::{Gvk, Operation, Request, UserInfo};
 
 /// The reader's position in a body. Every method returns `None` on input it does not accept.
@@ -51,6 +55,21 @@ impl<'a> Cursor<'a> {
     fn string(&mut self) -> Option<Cow<'a, str>> {
         self.eat(b'"')?;
         let start = self.i;
+        // Short printable-ASCII strings without escapes (most keys): one pass over the bytes.
+        let short = self
+            .b
+            .get(start..)?
+            .iter()
+            .take(32)
+            .position(|c| *c == b'"' || *c == b'\\' || !(0x20..0x80).contains(c));
+        if let Some(n) = short
+            && self.b.get(start + n) == Some(&b'"')
+        {
+            self.i = start + n + 1;
+            return std::str::from_utf8(self.b.get(start..start + n)?)
+                .ok()
+                .map(Cow::Borrowed);
+        }
         let end = string_end(self.b, start)?;
         self.i = end + 1;
         let inner = self.b.get(start..end)?;
@@ -116,6 +135,35 @@ impl<'a> Cursor<'a> {
     /// The value at the cursor, parsed by serde_json.
     fn parse<T: serde::de::DeserializeOwned>(&mut self) -> Option<T> {
         serde_json::from_slice(self.value()?).ok()
+    }
+
+    /// The value at the cursor when it is a string (parsed by serde_json; any other value is
+    /// checked and read as `None`).
+    fn string_value(&mut self) -> Option<Option<String>> {
+        Some(match self.parse::<Value>()? {
+            Value::String(s) => Some(s),
+            _ => None,
+        })
+    }
+
+    /// The value at the cursor when it is a string, borrowed when it has no escapes (any other
+    /// value is checked and read as `None`).
+    fn str_value(&mut self) -> Option<Option<Cow<'a, str>>> {
+        if self.peek()? == b'"' {
+            return self.string().map(Some);
+        }
+        self.parse::<serde::de::IgnoredAny>()?;
+        Some(None)
+    }
+
+    /// The value at the cursor as text, `None` for `null`; checked by serde_json.
+    fn raw_json(&mut self) -> Option<Option<RawJson>> {
+        if self.is_null()? {
+            return Some(None);
+        }
+        let text = std::str::from_utf8(self.value()?).ok()?;
+        serde_json::from_str::<serde::de::IgnoredAny>(text).ok()?;
+        Some(Some(RawJson::from_checked(text)))
     }
 
     fn is_null(&mut self) -> Option<bool> {
@@ -241,14 +289,20 @@ pub(crate) struct Scanned<'a> {
     pub old_object: Option<RawObject<'a>>,
 }
 
-/// A request object's raw text, with what the routine-write check reads, noted while skipping it.
+/// A request object's raw text, with the raw text of the members the routine-write check and
+/// the Application view read, noted while skipping it (the last of repeated keys, as serde_json
+/// keeps).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct RawObject<'a> {
     pub text: &'a [u8],
-    /// Whether a top-level `operation` is present and not `null` (the last one, if repeated).
-    pub operation: bool,
-    /// The raw text of `metadata`.
+    /// `operation`, when present and not `null`.
+    pub operation: Option<&'a [u8]>,
+    /// `metadata`.
     pub metadata: Option<&'a [u8]>,
+    /// `spec`.
+    pub spec: Option<&'a [u8]>,
+    /// `status.operationState`, when `status` is an object with that key.
+    pub operation_state: Option<&'a [u8]>,
 }
 
 /// Read an AdmissionReview v1 body. `None` when it is not one this reader accepts (the caller
@@ -325,6 +379,8 @@ fn read_request<'a>(c: &mut Cursor<'a>) -> Option<Scanned<'a>> {
             object: None,
             old_object: None,
             dry_run: dry_run.unwrap_or_default(),
+            app: None,
+            old_app: None,
         },
         object: object.flatten(),
         old_object: old_object.flatten(),
@@ -332,7 +388,7 @@ fn read_request<'a>(c: &mut Cursor<'a>) -> Option<Scanned<'a>> {
 }
 
 /// An object's raw text (its values skipped, checked structurally) and the parts the routine
-/// check reads; `Some(None)` for `null`.
+/// check and the Application view read; `Some(None)` for `null`.
 fn raw_object<'a>(c: &mut Cursor<'a>) -> Option<Option<RawObject<'a>>> {
     if c.is_null()? {
         return Some(None);
@@ -341,11 +397,23 @@ fn raw_object<'a>(c: &mut Cursor<'a>) -> Option<Option<RawObject<'a>>> {
         return None;
     }
     let start = c.i;
-    let (mut operation, mut metadata) = (false, None);
+    let (mut operation, mut metadata, mut spec, mut operation_state) = (None, None, None, None);
     c.object(|c, key| {
         match &*key {
-            "operation" => operation = !c.is_null()? && c.value().is_some(),
+            "operation" => operation = if c.is_null()? { None } else { Some(c.value()?) },
             "metadata" => metadata = Some(c.value()?),
+            "spec" => spec = Some(c.value()?),
+            "status" => {
+                // Walked member by member (not skipped whole) to find the operation state.
+                operation_state = None;
+                members(c, |c, key| {
+                    let v = c.value()?;
+                    if key == "operationState" {
+                        operation_state = Some(v);
+                    }
+                    Some(())
+                })?;
+            }
             _ => {
                 c.value()?;
             }
@@ -356,6 +424,8 @@ fn raw_object<'a>(c: &mut Cursor<'a>) -> Option<Option<RawObject<'a>>> {
         text: c.b.get(start..c.i)?,
         operation,
         metadata,
+        spec,
+        operation_state,
     }))
 }
 
@@ -402,6 +472,284 @@ pub(crate) fn label(metadata: &[u8], name: &str) -> Option<Option<String>> {
         })
     })?;
     Some(found)
+}
+
+/// The [`AppView`] of an Application from the raw members [`raw_object`] noted: the fields it
+/// holds are parsed by serde_json, everything else is skipped (checked structurally). `None`
+/// when the text is not one this reader accepts. Repeated keys count as serde_json counts them:
+/// the last one wins.
+pub(crate) fn app_view(o: &RawObject<'_>) -> Option<AppView> {
+    let mut v = AppView::default();
+    if let Some(text) = o.metadata {
+        let mut m = Metadata::default();
+        read_all(text, |c| {
+            members(c, |c, key| match &*key {
+                "name" => {
+                    m.name = c.string_value()?;
+                    Some(())
+                }
+                "namespace" => {
+                    m.namespace = c.string_value()?;
+                    Some(())
+                }
+                "annotations" => {
+                    m.annotations = annotations(c)?;
+                    Some(())
+                }
+                "labels" => {
+                    m.lockdown = None;
+                    members(c, |c, key| {
+                        if key == LOCKDOWN {
+                            m.lockdown = c.string_value()?;
+                            Some(())
+                        } else {
+                            c.value().map(drop)
+                        }
+                    })
+                    .map(drop)
+                }
+                _ => c.value().map(drop),
+            })
+        })?;
+        (v.name, v.namespace) = (m.name.unwrap_or_default(), m.namespace.unwrap_or_default());
+        (v.annotations, v.lockdown) = (m.annotations, m.lockdown);
+    }
+    if let Some(text) = o.spec {
+        let mut s = Spec::default();
+        read_all(text, |c| {
+            members(c, |c, key| match &*key {
+                "source" => {
+                    s.source = c.raw_json()?;
+                    Some(())
+                }
+                "sources" => {
+                    s.sources = c.raw_json()?;
+                    s.multi_source = s.sources.as_ref().is_some_and(|r| {
+                        let t = r.text().trim_start();
+                        t.starts_with('[') && !t[1..].trim_start().starts_with(']')
+                    });
+                    Some(())
+                }
+                "syncPolicy" => {
+                    (s.sync_options, s.retry) = (None, None);
+                    members(c, |c, key| match &*key {
+                        "syncOptions" => {
+                            s.sync_options = Some(c.parse()?);
+                            Some(())
+                        }
+                        "retry" => {
+                            s.retry = Some(c.parse()?);
+                            Some(())
+                        }
+                        _ => c.value().map(drop),
+                    })
+                    .map(drop)
+                }
+                _ => c.value().map(drop),
+            })
+        })?;
+        (v.source, v.sources, v.multi_source) = (s.source, s.sources, s.multi_source);
+        (v.sync_options, v.retry) = (s.sync_options, s.retry);
+    }
+    if let Some(text) = o.operation {
+        v.operation = Some(operation_view(text)?);
+    }
+    if let Some(text) = o.operation_state {
+        v.operation_state = Some(read_all(text, operation_state)?);
+    }
+    Some(v)
+}
+
+/// The view of an `operation` (not `null`) from its raw text: `info` and `sync` are walked for
+/// what the view holds, the text is checked by serde_json and kept.
+fn operation_view(text: &[u8]) -> Option<OperationView> {
+    let raw = read_all(text, Cursor::raw_json)??;
+    let mut v = OperationView {
+        raw,
+        promotion: None,
+        project: None,
+        revision: None,
+        revisions: None,
+    };
+    read_all(text, |c| {
+        members(c, |c, key| match &*key {
+            "info" => {
+                (v.promotion, v.project) = info(c)?;
+                Some(())
+            }
+            "sync" => {
+                (v.revision, v.revisions) = (None, None);
+                members(c, |c, key| match &*key {
+                    "revision" => {
+                        v.revision = c.string_value()?;
+                        Some(())
+                    }
+                    "revisions" => {
+                        let mut list = Vec::new();
+                        let is_list = elements(c, |c| {
+                            list.push(c.string_value()?.unwrap_or_default());
+                            Some(())
+                        })?;
+                        v.revisions = is_list.then_some(list);
+                        Some(())
+                    }
+                    _ => c.value().map(drop),
+                })
+                .map(drop)
+            }
+            _ => c.value().map(drop),
+        })
+    })?;
+    Some(v)
+}
+
+/// The Promotion and the project an operation's `info` names: the value of the first entry with
+/// each name, when that is a string (`promote_api::argocd::promotion_in_info`).
+fn info(c: &mut Cursor<'_>) -> Option<(Option<String>, Option<String>)> {
+    // `Some(value)` once the first entry with the name is seen.
+    let (mut promotion, mut project): (Option<Option<String>>, Option<Option<String>>) =
+        (None, None);
+    elements(c, |c| {
+        let (mut name, mut value) = (None, None);
+        members(c, |c, key| match &*key {
+            "name" => {
+                name = c.str_value()?;
+                Some(())
+            }
+            "value" => {
+                value = Some(c.str_value()?);
+                Some(())
+            }
+            _ => c.value().map(drop),
+        })?;
+        let slot = match name.as_deref() {
+            Some(PROMOTION_INFO) => &mut promotion,
+            Some(PROJECT_INFO) => &mut project,
+            _ => return Some(()),
+        };
+        if slot.is_none() {
+            *slot = Some(value.flatten().map(Cow::into_owned));
+        }
+        Some(())
+    })?;
+    Some((promotion.flatten(), project.flatten()))
+}
+
+/// Call `f` with each element of the array at the cursor; any other value is skipped. Whether it
+/// was an array.
+fn elements<'a>(
+    c: &mut Cursor<'a>,
+    mut f: impl FnMut(&mut Cursor<'a>) -> Option<()>,
+) -> Option<bool> {
+    if c.peek()? != b'[' {
+        c.value()?;
+        return Some(false);
+    }
+    c.i += 1;
+    if c.peek()? == b']' {
+        c.i += 1;
+        return Some(true);
+    }
+    loop {
+        f(c)?;
+        match c.peek()? {
+            b',' => c.i += 1,
+            b']' => {
+                c.i += 1;
+                return Some(true);
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// Read the one value `text` holds with `f`.
+fn read_all<'a, T>(text: &'a [u8], f: impl FnOnce(&mut Cursor<'a>) -> Option<T>) -> Option<T> {
+    let mut c = Cursor { b: text, i: 0 };
+    let out = f(&mut c)?;
+    c.peek().is_none().then_some(out)
+}
+
+/// What an Application's `metadata` holds for its view (one occurrence of the key).
+#[derive(Default)]
+struct Metadata {
+    name: Option<String>,
+    namespace: Option<String>,
+    annotations: Annotations,
+    lockdown: Option<String>,
+}
+
+/// What an Application's `spec` holds for its view (one occurrence of the key).
+#[derive(Default)]
+struct Spec {
+    source: Option<RawJson>,
+    sources: Option<RawJson>,
+    multi_source: bool,
+    sync_options: Option<Value>,
+    retry: Option<Value>,
+}
+
+/// Call `f` with each member of the object at the cursor; any other value is skipped. Whether it
+/// was an object.
+fn members<'a>(
+    c: &mut Cursor<'a>,
+    f: impl FnMut(&mut Cursor<'a>, Cow<'a, str>) -> Option<()>,
+) -> Option<bool> {
+    if c.peek()? == b'{' {
+        c.object(f)?;
+        Some(true)
+    } else {
+        c.value()?;
+        Some(false)
+    }
+}
+
+fn annotations(c: &mut Cursor<'_>) -> Option<Annotations> {
+    let (mut authorized_stage, mut refresh) = (None, None);
+    let is_object = members(c, |c, key| match &*key {
+        AUTHORIZED_STAGE => {
+            authorized_stage = c.string_value()?;
+            Some(())
+        }
+        ARGOCD_REFRESH => {
+            refresh = Some(c.string_value()?);
+            Some(())
+        }
+        _ => c.value().map(drop),
+    })?;
+    Some(if is_object {
+        Annotations::Map {
+            authorized_stage,
+            refresh,
+        }
+    } else {
+        Annotations::NotAnObject
+    })
+}
+
+fn operation_state(c: &mut Cursor<'_>) -> Option<OperationState> {
+    let mut state = OperationState::default();
+    members(c, |c, key| match &*key {
+        "phase" => {
+            state.phase = c.string_value()?;
+            Some(())
+        }
+        "operation" => {
+            state.promotion = None;
+            members(c, |c, key| {
+                if key == "info" {
+                    let info: Value = c.parse()?;
+                    state.promotion = promotion_in_info(&info).map(str::to_owned);
+                    Some(())
+                } else {
+                    c.value().map(drop)
+                }
+            })
+            .map(drop)
+        }
+        _ => c.value().map(drop),
+    })?;
+    Some(state)
 }
 
 /// An object (or `null`) keeping only the keys `keep` accepts.
@@ -687,6 +1035,241 @@ mod tests {
                     slim(o);
                 }
                 assert_eq!(fast, slow, "{}", String::from_utf8_lossy(&b));
+            }
+        }
+    }
+
+    /// One of `choices`, or a random value.
+    fn one_of(r: &mut Rng, choices: Vec<Value>) -> Value {
+        let n = choices.len() as u64;
+        match r.below(n + 1) {
+            i if i < n => choices[i as usize].clone(),
+            _ => value(r, 3),
+        }
+    }
+
+    /// Insert `key` unless the dice say it is absent.
+    macro_rules! maybe {
+        ($r:expr, $m:expr, $key:expr, $v:expr) => {{
+            let v = $v;
+            if $r.below(4) != 0 {
+                $m.insert($key.to_owned(), v);
+            }
+        }};
+    }
+
+    /// An Application shaped like the ones the hooks see, with every field the view reads
+    /// present, absent, `null`, of another type or random.
+    fn viewed_application(r: &mut Rng) -> Value {
+        use promote_api::keys::{ARGOCD_REFRESH, AUTHORIZED_STAGE, LOCKDOWN};
+        let info = |r: &mut Rng| {
+            let promo = one_of(r, vec![json!("p1"), json!("p2"), json!(7)]);
+            let project = one_of(r, vec![json!("kargo-demo"), json!("d\u{e9}mo \\ \"x\"")]);
+            let mut entries = vec![
+                json!({"name": "Reason", "value": "x"}),
+                json!({"name": "kargo.akuity.io/promotion", "value": promo}),
+                json!("junk"),
+                json!({"name": "kargo.akuity.io/promotion", "value": "second"}),
+                json!({"name": "kargo.akuity.io/project", "value": project}),
+                json!({"value": "p3", "name": "kargo.akuity.io/project"}),
+                json!({"name": 1, "value": "p4"}),
+            ];
+            let n = entries.len() as u64;
+            for _ in 0..r.below(8) {
+                let (i, j) = (r.below(n) as usize, r.below(n) as usize);
+                entries.swap(i, j);
+            }
+            let k = r.below(n + 1) as usize;
+            Value::Array(entries.into_iter().take(k).collect())
+        };
+        let sync = |r: &mut Rng| {
+            let mut sync = serde_json::Map::new();
+            let any = json!(string(r));
+            let revision = one_of(r, vec![any, json!("main"), Value::Null]);
+            maybe!(r, sync, "revision", revision);
+            let revisions = one_of(r, vec![json!(["1.0", "", 3, null]), json!([]), json!("x")]);
+            maybe!(r, sync, "revisions", revisions);
+            maybe!(r, sync, "prune", json!(true));
+            Value::Object(sync)
+        };
+        let mut a = serde_json::Map::new();
+        let mut meta = serde_json::Map::new();
+        let name = json!(string(r));
+        maybe!(r, meta, "name", one_of(r, vec![name, json!("guestbook")]));
+        maybe!(r, meta, "namespace", one_of(r, vec![json!("argocd")]));
+        let mut ann = serde_json::Map::new();
+        maybe!(r, ann, "other", json!(string(r)));
+        let stage = json!(string(r));
+        maybe!(
+            r,
+            ann,
+            AUTHORIZED_STAGE,
+            one_of(r, vec![json!("kargo-demo:test"), stage])
+        );
+        maybe!(
+            r,
+            ann,
+            ARGOCD_REFRESH,
+            one_of(r, vec![json!("hard"), json!("normal")])
+        );
+        maybe!(
+            r,
+            meta,
+            "annotations",
+            one_of(r, vec![Value::Object(ann), Value::Null])
+        );
+        let mut labels = serde_json::Map::new();
+        maybe!(
+            r,
+            labels,
+            LOCKDOWN,
+            one_of(r, vec![json!("true"), json!("false"), json!(true)])
+        );
+        maybe!(r, meta, "labels", one_of(r, vec![Value::Object(labels)]));
+        maybe!(r, meta, "managedFields", json!([value(r, 1)]));
+        maybe!(r, a, "metadata", one_of(r, vec![Value::Object(meta)]));
+        let mut spec = serde_json::Map::new();
+        maybe!(r, spec, "project", json!("default"));
+        let source = json!({"repoURL": string(r), "targetRevision": "main"});
+        maybe!(r, spec, "source", one_of(r, vec![source, Value::Null]));
+        maybe!(
+            r,
+            spec,
+            "sources",
+            one_of(
+                r,
+                vec![
+                    json!([]),
+                    json!([{"repoURL": "a", "targetRevision": "1.0"}, {"repoURL": "b"}]),
+                    Value::Null
+                ]
+            )
+        );
+        let mut policy = serde_json::Map::new();
+        maybe!(r, policy, "automated", json!({}));
+        maybe!(
+            r,
+            policy,
+            "syncOptions",
+            one_of(
+                r,
+                vec![json!(["CreateNamespace=true"]), json!([]), Value::Null]
+            )
+        );
+        maybe!(
+            r,
+            policy,
+            "retry",
+            one_of(r, vec![json!({"limit": 3}), Value::Null])
+        );
+        maybe!(
+            r,
+            spec,
+            "syncPolicy",
+            one_of(r, vec![Value::Object(policy), Value::Null])
+        );
+        maybe!(r, a, "spec", one_of(r, vec![Value::Object(spec)]));
+        let mut op = serde_json::Map::new();
+        let entries = info(r);
+        maybe!(r, op, "info", one_of(r, vec![entries]));
+        let sync = sync(r);
+        maybe!(r, op, "sync", one_of(r, vec![sync]));
+        maybe!(
+            r,
+            a,
+            "operation",
+            one_of(r, vec![Value::Object(op.clone()), Value::Null])
+        );
+        let mut state = serde_json::Map::new();
+        maybe!(
+            r,
+            state,
+            "phase",
+            one_of(
+                r,
+                vec![json!("Running"), json!("Succeeded"), json!("Terminating")]
+            )
+        );
+        maybe!(
+            r,
+            state,
+            "operation",
+            one_of(r, vec![Value::Object(op), Value::Null])
+        );
+        let mut status = serde_json::Map::new();
+        maybe!(r, status, "resources", json!([value(r, 1), value(r, 1)]));
+        maybe!(
+            r,
+            status,
+            "operationState",
+            one_of(r, vec![Value::Object(state), Value::Null])
+        );
+        maybe!(
+            r,
+            a,
+            "status",
+            one_of(r, vec![Value::Object(status), Value::Null])
+        );
+        Value::Object(a)
+    }
+
+    /// The view of an object's text, through both readers' passes.
+    fn view_of(text: &[u8]) -> Option<AppView> {
+        app_view(&read_all(text, raw_object)??)
+    }
+
+    #[test]
+    fn app_view_reads_what_the_reference_reads() {
+        let mut r = Rng(0x51ed_2701);
+        for round in 0..6000 {
+            let app = viewed_application(&mut r);
+            let text = if round % 3 == 0 {
+                serde_json::to_string_pretty(&app).unwrap()
+            } else {
+                serde_json::to_string(&app).unwrap()
+            };
+            let fast = view_of(text.as_bytes()).unwrap_or_else(|| panic!("round {round}: {text}"));
+            assert_eq!(fast, AppView::from_value(&app), "round {round}: {text}");
+        }
+        // Repeated keys: the last one wins, as in serde_json's map.
+        for text in [
+            r#"{"metadata":{"name":"a","labels":{"promote.dev/lockdown":"true"}},"metadata":{"name":"b"}}"#,
+            r#"{"metadata":{"labels":{"promote.dev/lockdown":"true"},"labels":{"a":"b"}}}"#,
+            r#"{"status":{"operationState":{"phase":"Running"}},"status":{"sync":{}},"operation":{},"operation":null}"#,
+            r#"{"spec":{"sources":[1],"sources":[],"syncPolicy":{"retry":1},"syncPolicy":{}}}"#,
+            r#"{"operation":{"info":[]},"operation":null,"status":{"operationState":{"phase":"Running","phase":1}}}"#,
+            r#"{"metadata":{"annotations":{"argocd.argoproj.io/refresh":"hard","argocd.argoproj.io/refresh":2}}}"#,
+            r#"{"status":{"operationState":{"operation":{"info":[{"name":"kargo.akuity.io/promotion","value":"p"}]},"operation":[]}}}"#,
+        ] {
+            let value: Value = serde_json::from_str(text).unwrap();
+            assert_eq!(
+                view_of(text.as_bytes()),
+                Some(AppView::from_value(&value)),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn app_view_agrees_with_serde_on_broken_objects() {
+        let mut r = Rng(99);
+        const NASTY: &[u8] = b"{}[]\":,\\ \x000e-\xffn";
+        for _ in 0..3000 {
+            let mut b = serde_json::to_vec(&viewed_application(&mut r)).unwrap();
+            for _ in 0..1 + r.below(3) {
+                let at = r.below(b.len() as u64) as usize;
+                b[at] = NASTY[r.below(NASTY.len() as u64) as usize];
+            }
+            let fast = view_of(&b);
+            if let Ok(value) = serde_json::from_slice::<Value>(&b)
+                && value.is_object()
+            {
+                assert_eq!(
+                    fast,
+                    Some(AppView::from_value(&value)),
+                    "{}",
+                    String::from_utf8_lossy(&b)
+                );
             }
         }
     }

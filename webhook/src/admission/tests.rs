@@ -1070,14 +1070,15 @@ fn response_snapshots() {
 
 #[test]
 fn request_objects_keep_only_the_operation_state_of_status_and_no_managed_fields() {
-    let mut a = app(Some("kargo-demo:test"));
-    a["status"]["resources"] = json!([{ "kind": "Deployment", "name": "x" }]);
-    a["metadata"]["managedFields"] =
-        json!([{ "manager": "argocd-controller", "fieldsV1": { "f:status": {} } }]);
-    let req = request("Application", "UPDATE", Some(&a), Some(&a), "alice");
+    let mut p = promotion(PROMO, "test", Some("Running"));
+    p["status"]["freight"] = json!({ "name": FREIGHT });
+    p["status"]["operationState"] = json!({ "phase": "x" });
+    p["metadata"]["managedFields"] =
+        json!([{ "manager": "kargo", "fieldsV1": { "f:status": {} } }]);
+    let req = request("Promotion", "UPDATE", Some(&p), Some(&p), "alice");
     let obj = req.object.unwrap();
     assert!(obj["metadata"].get("managedFields").is_none());
-    assert_eq!(obj["metadata"]["annotations"], a["metadata"]["annotations"]);
+    assert_eq!(obj["metadata"]["annotations"], p["metadata"]["annotations"]);
     assert_eq!(
         obj["status"]
             .as_object()
@@ -1086,14 +1087,42 @@ fn request_objects_keep_only_the_operation_state_of_status_and_no_managed_fields
             .collect::<Vec<_>>(),
         vec!["operationState"]
     );
-    assert_eq!(obj["status"]["operationState"]["phase"], json!("Succeeded"));
-    assert_eq!(obj["spec"], a["spec"]);
-    let mut b = app(None);
+    assert_eq!(obj["spec"], p["spec"]);
+    let mut b = promotion(PROMO, "test", None);
     b["status"] = Value::Null;
-    let req = request("Application", "UPDATE", Some(&b), Some(&b), "alice");
+    let req = request("Promotion", "UPDATE", Some(&b), Some(&b), "alice");
     assert_eq!(req.object.unwrap()["status"], Value::Null);
-    let req = request("Application", "DELETE", Some(&b), None, "alice");
+    let req = request("Promotion", "DELETE", Some(&b), None, "alice");
     assert!(req.object.is_none());
+}
+
+#[test]
+fn application_requests_carry_views_of_their_objects() {
+    let mut a = app(Some("kargo-demo:test"));
+    a["status"]["resources"] = json!([{ "kind": "Deployment", "name": "x" }]);
+    a["metadata"]["labels"] = json!({ "promote.dev/lockdown": "true" });
+    let new = with_op(a.clone(), client_op(PROMO));
+    let req = request("Application", "UPDATE", Some(&a), Some(&new), "alice");
+    assert_eq!((req.object.as_ref(), req.old_object.as_ref()), (None, None));
+    let (view, old) = (req.app.as_ref().unwrap(), req.old_app.as_ref().unwrap());
+    assert_eq!(view, &super::view::AppView::from_value(&new));
+    assert_eq!(old, &super::view::AppView::from_value(&a));
+    assert_eq!(req.object_name(), "guestbook-test");
+    assert_eq!(view.authorized_stage(), Some("kargo-demo:test"));
+    assert!(view.locked() && !view.multi_source && !view.operation_in_progress());
+    assert_eq!(view.promotion(), Some(PROMO));
+    assert_eq!(old.promotion(), None);
+    assert_eq!(
+        old.operation_state.as_ref().unwrap().phase.as_deref(),
+        Some("Succeeded")
+    );
+    assert_eq!(
+        view.source.as_ref().unwrap().value(),
+        Some(a["spec"]["source"].clone())
+    );
+    assert_eq!(view.sync_options, Some(json!(["CreateNamespace=true"])));
+    let req = request("Application", "DELETE", Some(&a), None, "alice");
+    assert!(req.app.is_none() && req.old_app.is_some());
 }
 
 #[test]
@@ -1358,4 +1387,100 @@ fn routine_application_writes_are_exactly_what_both_hooks_allow_unchanged() {
     // Only the Application hooks settle it; any other hook decides (and refuses the kind).
     assert_eq!(review.settled(Hook::ValidatePromotion), None);
     assert_eq!(review.settled(Hook::ValidateProjectNamespace), None);
+}
+
+/// A value with its object keys sorted at every level, as Go's `encoding/json` writes maps.
+fn sorted_keys(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            Value::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), sorted_keys(&m[k])))
+                    .collect(),
+            )
+        }
+        Value::Array(a) => Value::Array(a.iter().map(sorted_keys).collect()),
+        other => other.clone(),
+    }
+}
+
+#[test]
+fn promotion_writes_as_the_api_server_sends_them_match_by_their_bytes() {
+    let c = cluster(vec![promotion(PROMO, "test", Some("Running"))]);
+    let old = app(Some("kargo-demo:test"));
+    // What the mutating hook leaves, stored and sent back by the API server: keys sorted, compact.
+    let (_, stored) = admit(
+        &c,
+        "Application",
+        "UPDATE",
+        Some(&old),
+        Some(&with_op(old.clone(), client_op(PROMO))),
+        "alice",
+    );
+    let stored = sorted_keys(&stored.unwrap());
+    let body = serde_json::to_string(&sorted_keys(&json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "u1",
+            "kind": { "group": "argoproj.io", "version": "v1alpha1", "kind": "Application" },
+            "name": "guestbook-test",
+            "namespace": "argocd",
+            "operation": "UPDATE",
+            "userInfo": user("alice"),
+            "object": stored,
+            "oldObject": sorted_keys(&old),
+        }
+    })))
+    .unwrap();
+    let req = parse_review(body.as_bytes()).unwrap();
+    let sent = req.app.as_ref().unwrap().operation.as_ref().unwrap();
+    // The text kept is the body's own, and it is exactly what promote writes.
+    assert!(body.contains(sent.raw.text()));
+    let sources = [];
+    let desired = ["bbbb".to_owned()];
+    let expected = promote_api::argocd::sync_operation(
+        promote_api::argocd::OperationBasis::of(&stored),
+        &sources,
+        &desired,
+        &promote_api::argocd::SyncRequest {
+            promotion: PROMO,
+            project: PROJECT,
+            actor: Some("alice"),
+        },
+    );
+    assert!(
+        expected.is_api_json(sent.raw.text().as_bytes()),
+        "{}",
+        sent.raw.text()
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let v = rt.block_on(review(Hook::ValidateApplication, &req, &c, &policy()));
+    check("sorted, compact", &v, &Ok(()));
+    let m = rt.block_on(review(Hook::MutateApplication, &req, &c, &policy()));
+    assert!(m.allowed && m.patch.is_empty(), "{:?}", m.patch);
+    // One byte of difference falls back to comparing values, and a real difference is refused.
+    let spaced = body.replace(r#""username":"alice"}"#, r#""username": "alice"}"#);
+    assert_ne!(spaced, body);
+    let req = parse_review(spaced.as_bytes()).unwrap();
+    check(
+        "spaced",
+        &rt.block_on(review(Hook::ValidateApplication, &req, &c, &policy())),
+        &Ok(()),
+    );
+    let other = body.replace(
+        r#""initiatedBy":{"username":"alice"}"#,
+        r#""initiatedBy":{"username":"mallory"}"#,
+    );
+    assert_ne!(other, body);
+    let req = parse_review(other.as_bytes()).unwrap();
+    check(
+        "spoofed",
+        &rt.block_on(review(Hook::ValidateApplication, &req, &c, &policy())),
+        &Err((403, "is not the one promote derives")),
+    );
 }
