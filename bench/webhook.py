@@ -14,7 +14,11 @@ The load generator (webhook/examples/loadgen.rs) uses keep-alive connections and
 
 For each: closed-loop throughput and latency at 64 connections, real vs no-op, interleaved; then
 open-loop latency at a fixed rate (default 2,000 reviews/s) for the 10 KB reviews; then the
-webhook's peak RSS (VmHWM). Prints Markdown tables.
+webhook's peak RSS (VmHWM); then, in process, the cost of reading each review and of one review
+through the router next to the no-op router (webhook/examples/parsecost.rs and routecost.rs).
+Reviews are serialized as kube-apiserver serializes them: compact, with the objects' keys sorted
+(Go's encoding/json on unstructured objects; the envelope is sorted too, which no reader notices).
+Prints Markdown tables.
 
 usage: bench/webhook.py [--seconds 10] [--connections 64] [--rate 2000]
 """
@@ -71,7 +75,8 @@ def app(name, size, operation=None, annotation="kargo-demo:test"):
 
 
 def review(old, new, user):
-    # Serialized as kube-apiserver serializes reviews (Go's encoding/json: compact, keys sorted).
+    # Serialized as kube-apiserver serializes reviews (Go's encoding/json: compact, the objects'
+    # keys sorted).
     return api_json({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
         "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
         "kind": {"group": "argoproj.io", "version": "v1alpha1", "kind": "Application"},
@@ -150,7 +155,7 @@ def main():
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--rate", type=float, default=2000)
     args = ap.parse_args()
-    sh("cargo", "build", "--release", "-q", "-p", "promote-webhook", "-p", "promote-sandbox", "--bins", "--example", "loadgen", "--example", "parsecost", cwd=ROOT)
+    sh("cargo", "build", "--release", "-q", "-p", "promote-webhook", "-p", "promote-sandbox", "--bins", "--example", "loadgen", "--example", "parsecost", "--example", "routecost", cwd=ROOT)
     tmp = tempfile.mkdtemp(prefix="promote-webhook-bench-")
     procs = []
     try:
@@ -237,6 +242,12 @@ subjects: [{{ kind: User, name: "system:serviceaccount:promote-system:promote-we
         print(f"\npeak RSS (VmHWM): real {rss_mb(real.pid):.1f} MB, no-op {rss_mb(noop.pid):.1f} MB")
         cost = json.loads(sh(os.path.join(REL, "examples", "parsecost"), *[p for p, _ in paths.values()]))
         print("\nin-process parse_review per body: " + ", ".join(f"{n} {cost[p]:.2f} us" for n, (p, _) in paths.items()))
+        # The router alone (no TLS, HTTP or load generator), its logs discarded.
+        small = [paths[n][0] for n in ["promotion", "status"]]
+        route = json.loads(subprocess.run([os.path.join(REL, "examples", "routecost"), *small], check=True,
+                                          capture_output=True, text=True).stdout)
+        print("in-process router per review (real / no-op): " + ", ".join(
+            f"{n} {route[paths[n][0]]['real_us']:.2f} / {route[paths[n][0]]['noop_us']:.2f} us" for n in ["promotion", "status"]))
     finally:
         for p in procs:
             p.send_signal(signal.SIGTERM)

@@ -398,12 +398,22 @@ async fn handle<C: Cluster + 'static>(
     let budget = query_timeout(&query, state.request_timeout)
         .saturating_sub(Duration::from_millis(100))
         .max(Duration::from_millis(100));
-    let mut policy = state.policy.clone();
-    policy.now = jiff::Timestamp::now();
-    policy.ulid = ulid::Ulid::new();
+    // The clock and a fresh ULID only for the hooks that read them; the others decide with the
+    // shared policy as it is (no per-review copy).
+    let fresh;
+    let policy = if hook.reads_clock() {
+        fresh = Policy {
+            now: jiff::Timestamp::now(),
+            ulid: ulid::Ulid::new(),
+            ..state.policy.clone()
+        };
+        &fresh
+    } else {
+        &state.policy
+    };
     let decided = tokio::time::timeout(budget, async {
         let _permit = state.permits.acquire().await;
-        admission::review(hook, &req, &state.cluster, &policy).await
+        admission::review(hook, &req, &state.cluster, policy).await
     })
     .await;
     let mut verdict = decided.unwrap_or_else(|_| {

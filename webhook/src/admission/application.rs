@@ -64,7 +64,7 @@ pub(super) async fn gather<C: Cluster>(
     let Some(new) = &req.app else {
         return Ok(facts);
     };
-    let old = req.old_app.as_ref();
+    let old = req.old_app.as_deref();
     if !is_promotion_write(old, new) || old.is_none() {
         return Ok(facts);
     }
@@ -133,7 +133,7 @@ pub fn mutate(req: &Request, facts: &Facts) -> Verdict {
     let Some(new) = &req.app else {
         return Verdict::allow();
     };
-    if !is_promotion_write(req.old_app.as_ref(), new) {
+    if !is_promotion_write(req.old_app.as_deref(), new) {
         return Verdict::allow();
     }
     let Some(p) = facts
@@ -196,7 +196,7 @@ pub fn validate(req: &Request, facts: &Facts, policy: &Policy) -> Verdict {
     let Some(new) = &req.app else {
         return Verdict::allow();
     };
-    let old = req.old_app.as_ref();
+    let old = req.old_app.as_deref();
     if is_promotion_write(old, new) {
         return validate_promotion_write(req, new, old, facts);
     }

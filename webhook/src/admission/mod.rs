@@ -77,6 +77,18 @@ impl Hook {
         }
     }
 
+    /// Whether the hook's decisions read [`Policy::now`] or [`Policy::ulid`] (Promotions and
+    /// Freight); the server sets them per review only for these.
+    pub fn reads_clock(self) -> bool {
+        matches!(
+            self,
+            Hook::MutatePromotion
+                | Hook::ValidatePromotion
+                | Hook::MutateFreight
+                | Hook::ValidateFreight
+        )
+    }
+
     /// Whether the hook may return a patch.
     pub fn is_mutating(self) -> bool {
         matches!(
@@ -184,10 +196,10 @@ pub struct Request {
     /// For an Application (request kind `Application`): what the Application hooks read of the
     /// object after the request. Its JSON tree is never built.
     #[serde(skip)]
-    pub app: Option<view::AppView>,
+    pub app: Option<Box<view::AppView>>,
     /// For an Application: the same of the stored object before the request.
     #[serde(skip)]
-    pub old_app: Option<view::AppView>,
+    pub old_app: Option<Box<view::AppView>>,
 }
 
 impl Request {
@@ -220,11 +232,14 @@ impl Request {
     /// are.
     fn into_views(mut self) -> Request {
         if self.is_application() {
-            self.app = self.object.take().map(|o| view::AppView::from_value(&o));
+            self.app = self
+                .object
+                .take()
+                .map(|o| Box::new(view::AppView::from_value(&o)));
             self.old_app = self
                 .old_object
                 .take()
-                .map(|o| view::AppView::from_value(&o));
+                .map(|o| Box::new(view::AppView::from_value(&o)));
         }
         self
     }
@@ -327,8 +342,8 @@ impl Review<'_> {
                         parse_review_serde(self.body).map(Request::into_views)
                     }
                     (app, old_app) => Ok(Request {
-                        app: app.flatten(),
-                        old_app: old_app.flatten(),
+                        app: app.flatten().map(Box::new),
+                        old_app: old_app.flatten().map(Box::new),
                         ..s.head
                     }),
                 }
@@ -544,14 +559,15 @@ pub enum Access {
 pub struct Facts {
     /// The Promotion an Application write names (Application hooks).
     pub promotion: Option<std::sync::Arc<Promotion>>,
-    /// The Stage of a Promotion (Promotion hooks).
-    pub stage: Option<Stage>,
+    /// The Stage of a Promotion (Promotion hooks). Boxed, as is the Freight: facts live in every
+    /// review's future, which is moved whole.
+    pub stage: Option<Box<Stage>>,
     /// The project's Stages (legacy upstream origins, Freight in use).
     pub stages: Vec<Stage>,
     /// The project's PromotionTasks (task steps inflated into Promotions).
     pub tasks: Vec<PromotionTask>,
     /// The Freight a Promotion names.
-    pub freight: Option<Freight>,
+    pub freight: Option<Box<Freight>>,
     /// Freight carrying the same alias as the reviewed Freight.
     pub same_alias: Vec<Freight>,
     /// An alias free in the project, for new Freight that has none.
@@ -571,9 +587,10 @@ pub struct Policy {
     /// Users whose DELETEs of Promotions and Freight pass unchecked (the garbage collector and
     /// the namespace controller clean up after deleted Stages and namespaces).
     pub trusted_deleters: std::sync::Arc<[String]>,
-    /// Now, for Freight availability (soak times).
+    /// Now, for Freight availability (soak times). Read only by the hooks whose
+    /// [`Hook::reads_clock`] is true.
     pub now: jiff::Timestamp,
-    /// A fresh ULID for Promotion names the mutating hook generates.
+    /// A fresh ULID for Promotion names the mutating hook generates (same rule).
     pub ulid: ulid::Ulid,
 }
 
@@ -676,7 +693,7 @@ pub fn is_routine(hook: Hook, req: &Request, verdict: &Verdict) -> bool {
         && req
             .app
             .as_ref()
-            .is_none_or(|new| !view::is_promotion_write(req.old_app.as_ref(), new))
+            .is_none_or(|new| !view::is_promotion_write(req.old_app.as_deref(), new))
 }
 
 /// Gather then decide: one review, end to end.

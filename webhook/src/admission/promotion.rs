@@ -65,7 +65,7 @@ pub(super) async fn gather<C: Cluster>(
     if req.operation != Operation::Create {
         return Ok(facts);
     }
-    facts.stage = cluster.stage(ns, stage).await?;
+    facts.stage = cluster.stage(ns, stage).await?.map(Box::new);
     if let Some(s) = &facts.stage {
         if promote_api::legacy::is_legacy(s) {
             facts.stages = cluster.stages(ns).await?;
@@ -80,7 +80,7 @@ pub(super) async fn gather<C: Cluster>(
             .and_then(Value::as_str)
             .unwrap_or_default();
         if !freight.is_empty() {
-            facts.freight = cluster.freight(ns, freight).await?;
+            facts.freight = cluster.freight(ns, freight).await?.map(Box::new);
         }
     }
     Ok(facts)

@@ -55,16 +55,8 @@ impl<'a> Cursor<'a> {
     fn string(&mut self) -> Option<Cow<'a, str>> {
         self.eat(b'"')?;
         let start = self.i;
-        // Short printable-ASCII strings without escapes (most keys): one pass over the bytes.
-        let short = self
-            .b
-            .get(start..)?
-            .iter()
-            .take(32)
-            .position(|c| *c == b'"' || *c == b'\\' || !(0x20..0x80).contains(c));
-        if let Some(n) = short
-            && self.b.get(start + n) == Some(&b'"')
-        {
+        // Printable-ASCII strings without escapes (most keys): found 8 bytes at a time.
+        if let Some(n) = plain_len(self.b.get(start..)?) {
             self.i = start + n + 1;
             return std::str::from_utf8(self.b.get(start..start + n)?)
                 .ok()
@@ -140,10 +132,7 @@ impl<'a> Cursor<'a> {
     /// The value at the cursor when it is a string (parsed by serde_json; any other value is
     /// checked and read as `None`).
     fn string_value(&mut self) -> Option<Option<String>> {
-        Some(match self.parse::<Value>()? {
-            Value::String(s) => Some(s),
-            _ => None,
-        })
+        Some(self.str_value()?.map(Cow::into_owned))
     }
 
     /// The value at the cursor when it is a string, borrowed when it has no escapes (any other
@@ -156,14 +145,14 @@ impl<'a> Cursor<'a> {
         Some(None)
     }
 
-    /// The value at the cursor as text, `None` for `null`; checked by serde_json.
+    /// The value at the cursor as text, `None` for `null`. Like every skipped value it is checked
+    /// structurally only (see [`RawJson`] for why that is enough).
     fn raw_json(&mut self) -> Option<Option<RawJson>> {
         if self.is_null()? {
             return Some(None);
         }
         let text = std::str::from_utf8(self.value()?).ok()?;
-        serde_json::from_str::<serde::de::IgnoredAny>(text).ok()?;
-        Some(Some(RawJson::from_checked(text)))
+        Some(Some(RawJson::from_text(text)))
     }
 
     fn is_null(&mut self) -> Option<bool> {
@@ -173,6 +162,42 @@ impl<'a> Cursor<'a> {
         }
         Some(false)
     }
+}
+
+/// One bit (the high bit of the byte) per byte of `x` equal to `c`; exact up to the lowest set
+/// bit (a borrow may set higher ones), which is all [`plain_len`] reads.
+fn bytes_equal(x: u64, c: u8) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let v = x ^ (ONES * u64::from(c));
+    v.wrapping_sub(ONES) & !v & (ONES << 7)
+}
+
+/// The length of a string's contents starting `b` when they are printable ASCII without
+/// escapes, up to 64 bytes (then its closing quote is `b[len]`); `None` otherwise. Eight bytes
+/// at a time: the lowest byte that is a quote, a backslash, a control character or not ASCII
+/// decides.
+fn plain_len(b: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let mut i = 0;
+    while i < 64 {
+        let Some(chunk) = b.get(i..i + 8).and_then(|c| <[u8; 8]>::try_from(c).ok()) else {
+            // Fewer than 8 bytes left: one at a time.
+            let n = b
+                .get(i..)?
+                .iter()
+                .position(|c| *c == b'"' || *c == b'\\' || !(0x20..0x80).contains(c))?;
+            return (b.get(i + n) == Some(&b'"')).then_some(i + n);
+        };
+        let x = u64::from_le_bytes(chunk);
+        let control = x.wrapping_sub(ONES * 0x20) & !x & (ONES << 7);
+        let special = bytes_equal(x, b'"') | bytes_equal(x, b'\\') | control | (x & (ONES << 7));
+        if special != 0 {
+            let at = i + (special.trailing_zeros() / 8) as usize;
+            return (b.get(at) == Some(&b'"')).then_some(at);
+        }
+        i += 8;
+    }
+    None
 }
 
 /// The index of the closing quote of a string whose contents start at `i`.
@@ -259,22 +284,20 @@ pub(crate) fn skip_container(b: &[u8], start: usize) -> Option<usize> {
         in_string = ((strings >> 63) & 1).wrapping_neg();
         let opens = open & !strings;
         let closes = close & !strings;
-        if closes.count_ones() >= depth {
-            let mut all = opens | closes;
-            while all != 0 {
-                let p = all.trailing_zeros();
-                all &= all - 1;
-                if opens & (1 << p) != 0 {
-                    depth += 1;
-                } else {
-                    depth = depth.checked_sub(1)?;
-                    if depth == 0 {
-                        return Some(pos + p as usize + 1);
-                    }
+        // Brackets one by one (a block holds a few): cheaper than counting them, as x86-64's
+        // baseline has no popcount instruction.
+        let mut all = opens | closes;
+        while all != 0 {
+            let p = all.trailing_zeros();
+            all &= all - 1;
+            if opens & (1 << p) != 0 {
+                depth += 1;
+            } else {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some(pos + p as usize + 1);
                 }
             }
-        } else {
-            depth = depth + opens.count_ones() - closes.count_ones();
         }
         pos += 64;
     }
@@ -881,6 +904,31 @@ mod tests {
                     Some(s.len()),
                     "at {at}, run {run}: {s} ({v})"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn plain_len_finds_what_a_byte_loop_finds() {
+        let mut r = Rng(0x2545_f491);
+        const BYTES: &[u8] = b"aZ09 ~\"\\\x00\x1f\x7f\x80\xc3\xa9\xff";
+        for _ in 0..20_000 {
+            let len = r.below(90) as usize;
+            let b: Vec<u8> = (0..len)
+                .map(|_| match r.below(4) {
+                    0 => BYTES[r.below(BYTES.len() as u64) as usize],
+                    _ => b'a' + r.below(26) as u8,
+                })
+                .collect();
+            let naive = b
+                .iter()
+                .position(|c| *c == b'"' || *c == b'\\' || !(0x20..0x80).contains(c))
+                .filter(|n| b[*n] == b'"' && *n < 64 + 8);
+            let fast = plain_len(&b);
+            // The fast one gives up after 64 bytes; whatever it finds, the loop finds too.
+            match fast {
+                Some(n) => assert_eq!(Some(n), naive, "{b:?}"),
+                None => assert!(naive.is_none_or(|n| n >= 64), "{b:?}"),
             }
         }
     }

@@ -1104,7 +1104,7 @@ fn application_requests_carry_views_of_their_objects() {
     let new = with_op(a.clone(), client_op(PROMO));
     let req = request("Application", "UPDATE", Some(&a), Some(&new), "alice");
     assert_eq!((req.object.as_ref(), req.old_object.as_ref()), (None, None));
-    let (view, old) = (req.app.as_ref().unwrap(), req.old_app.as_ref().unwrap());
+    let (view, old) = (req.app.as_deref().unwrap(), req.old_app.as_deref().unwrap());
     assert_eq!(view, &super::view::AppView::from_value(&new));
     assert_eq!(old, &super::view::AppView::from_value(&a));
     assert_eq!(req.object_name(), "guestbook-test");
@@ -1436,7 +1436,7 @@ fn promotion_writes_as_the_api_server_sends_them_match_by_their_bytes() {
     })))
     .unwrap();
     let req = parse_review(body.as_bytes()).unwrap();
-    let sent = req.app.as_ref().unwrap().operation.as_ref().unwrap();
+    let sent = req.app.as_deref().unwrap().operation.as_ref().unwrap();
     // The text kept is the body's own, and it is exactly what promote writes.
     assert!(body.contains(sent.raw.text()));
     let sources = [];
@@ -1476,6 +1476,30 @@ fn promotion_writes_as_the_api_server_sends_them_match_by_their_bytes() {
         r#""initiatedBy":{"username":"alice"}"#,
         r#""initiatedBy":{"username":"mallory"}"#,
     );
+    // An operation whose text is not JSON (a raw control character in a value no field reads:
+    // only a structural check passes it) is never taken for the one promote derives.
+    let broken = body.replace(
+        r#""initiatedBy":{"username":"alice"}"#,
+        "\"initiatedBy\":{\"username\":\"alice\",\"x\":{\"y\":\"\u{1}\"}}",
+    );
+    assert_ne!(broken, body);
+    let req = parse_review(broken.as_bytes()).unwrap();
+    assert_eq!(
+        req.app
+            .as_ref()
+            .unwrap()
+            .operation
+            .as_ref()
+            .unwrap()
+            .raw
+            .value(),
+        None
+    );
+    check(
+        "not JSON",
+        &rt.block_on(review(Hook::ValidateApplication, &req, &c, &policy())),
+        &Err((403, "is not the one promote derives")),
+    );
     assert_ne!(other, body);
     let req = parse_review(other.as_bytes()).unwrap();
     check(
@@ -1483,4 +1507,55 @@ fn promotion_writes_as_the_api_server_sends_them_match_by_their_bytes() {
         &rt.block_on(review(Hook::ValidateApplication, &req, &c, &policy())),
         &Err((403, "is not the one promote derives")),
     );
+}
+
+#[test]
+fn hooks_that_do_not_read_the_clock_decide_the_same_at_any_time() {
+    let c = cluster(vec![promotion(PROMO, "test", Some("Running"))]);
+    let old = app(Some("kargo-demo:test"));
+    let requests = [
+        request(
+            "Application",
+            "UPDATE",
+            Some(&old),
+            Some(&with_op(old.clone(), client_op(PROMO))),
+            "alice",
+        ),
+        request("Application", "UPDATE", Some(&old), Some(&old), CONTROLLER),
+        request("Stage", "CREATE", None, Some(&stage("x", true)), "alice"),
+        // Not a Kargo-style name: the mutating hook names it with a fresh ULID.
+        request(
+            "Promotion",
+            "CREATE",
+            None,
+            Some(&promotion_request("mine", "test")),
+            "alice",
+        ),
+        request("Freight", "CREATE", None, Some(&freight(&[])), "alice"),
+    ];
+    let later = Policy {
+        now: "2126-01-01T00:00:00Z".parse().unwrap(),
+        ulid: ulid::Ulid::from_parts(4_000_000_000_000, 99),
+        ..policy()
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let mut differ = 0;
+    for hook in Hook::ALL {
+        for req in &requests {
+            let a = rt.block_on(review(hook, req, &c, &policy()));
+            let b = rt.block_on(review(hook, req, &c, &later));
+            if a != b {
+                differ += 1;
+                assert!(
+                    hook.reads_clock(),
+                    "{hook:?} read the clock for {}",
+                    req.kind.kind
+                );
+            }
+        }
+    }
+    // The clock does change some Promotion and Freight decisions (else this test proves nothing).
+    assert!(differ > 0);
 }

@@ -114,12 +114,17 @@ pub struct OperationState {
 
 /// A JSON value kept as its text and parsed when needed. Two are equal when their texts are, or
 /// else when their values are.
+///
+/// The fast reader checks the text structurally only (strings terminated, brackets balanced), as
+/// it does every value it skips; the API server never sends anything else. A text that is not
+/// JSON has no value: it equals only the very same text, never an operation promote derives,
+/// so every decision that compares it refuses or replaces it.
 #[derive(Clone, Debug)]
 pub struct RawJson(Box<str>);
 
 impl RawJson {
-    /// From text already checked to be one JSON value.
-    pub(crate) fn from_checked(text: &str) -> RawJson {
+    /// From the text of one value.
+    pub(crate) fn from_text(text: &str) -> RawJson {
         RawJson(text.into())
     }
 
@@ -133,7 +138,7 @@ impl RawJson {
         RawJson(v.to_string().into())
     }
 
-    /// The value (`None` only if the text is not JSON, which the readers rule out).
+    /// The value (`None` if the text is not JSON).
     pub fn value(&self) -> Option<Value> {
         serde_json::from_str(&self.0).ok()
     }
