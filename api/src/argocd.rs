@@ -483,6 +483,13 @@ impl serde_json::ser::Formatter for GoJson {
         writer: &mut W,
         fragment: &str,
     ) -> std::io::Result<()> {
+        // Most fragments hold none of these (U+2028 and U+2029 start with byte 0xE2).
+        if !fragment
+            .bytes()
+            .any(|b| matches!(b, b'<' | b'>' | b'&' | 0xE2))
+        {
+            return writer.write_all(fragment.as_bytes());
+        }
         let mut rest = fragment;
         while let Some(at) = rest.find(['<', '>', '&', '\u{2028}', '\u{2029}']) {
             writer.write_all(&rest.as_bytes()[..at])?;
