@@ -7,15 +7,17 @@ alice `promote`, then runs promote-webhook twice on 127.0.0.1 over TLS: the real
 `--bench-noop` (same TLS, HTTP/1.1, body limit and body read; answers "allowed" without deciding).
 The load generator (webhook/examples/loadgen.rs) uses keep-alive connections and three reviews:
 
-  promotion  a 10 KB Application UPDATE setting a promotion's operation (Promotion GET +
-             cached SubjectAccessReview + full decision)
+  promotion  a 10 KB Application UPDATE setting a promotion's operation (the Promotion from
+             the watch cache, a cached SubjectAccessReview, the full decision)
   status     a 10 KB Application status write by Argo CD (decided without any lookup)
   large      a 1 MB Application status write (2 MB review: object + oldObject)
 
-For each: closed-loop throughput and latency at 64 connections, real vs no-op, interleaved; then
-open-loop latency at a fixed rate (default 2,000 reviews/s) for the 10 KB reviews; then the
-webhook's peak RSS (VmHWM); then, in process, the cost of reading each review and of one review
-through the router next to the no-op router (webhook/examples/parsecost.rs and routecost.rs).
+For each: closed-loop throughput, latency and the server's CPU time per review (utime + stime from
+/proc/<pid>/stat, which the load generator sharing the cores does not blur) at 64 connections,
+real vs no-op, interleaved; then open-loop latency at a fixed rate (default 2,000 reviews/s) for
+the 10 KB reviews; then the webhook's peak RSS (VmHWM); then, in process, the cost of reading each
+review and of one review through the router next to the no-op router (webhook/examples/parsecost.rs
+and routecost.rs).
 Reviews are serialized as kube-apiserver serializes them: compact, with the objects' keys sorted
 (Go's encoding/json on unstructured objects; the envelope is sorted too, which no reader notices).
 Prints Markdown tables.
@@ -134,11 +136,23 @@ def start_webhook(tmp, certs, kubeconfig, noop):
     sys.exit("webhook did not start")
 
 
-def load(port, certs, body, conns, seconds, rate=0):
+def cpu_seconds(pid):
+    # utime + stime of the whole process (all threads), fields 14 and 15 of /proc/<pid>/stat.
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load(port, certs, body, conns, seconds, rate=0, pid=None):
+    before = cpu_seconds(pid) if pid else 0.0
     out = sh(os.path.join(REL, "examples", "loadgen"), "--url", f"https://{HOST}:{port}/validate-argoproj-io-v1alpha1-application",
              "--resolve", f"{HOST}=127.0.0.1:{port}", "--ca", f"{certs}/ca.crt", "--body", body,
              "--connections", str(conns), "--seconds", str(seconds), "--rate", str(rate))
-    return json.loads(out)
+    r = json.loads(out)
+    if pid and r["requests"]:
+        # The warm-up requests (one per connection) are in the CPU time too.
+        r["cpu_us"] = (cpu_seconds(pid) - before) / (r["requests"] + conns) * 1e6
+    return r
 
 
 def rss_mb(pid):
@@ -221,16 +235,16 @@ subjects: [{{ kind: User, name: "system:serviceaccount:promote-system:promote-we
             sys.exit(f"the benchmark's promotion review is not allowed: {out.stdout}{out.stderr}")
 
         print(f"## closed loop, {args.connections} keep-alive connections, {args.seconds:.0f} s each (real and no-op interleaved)\n")
-        print("| review | size | real rps | no-op rps | real/no-op | real p50 ms | real p99 ms | no-op p99 ms |")
-        print("|---|---|---|---|---|---|---|---|")
+        print("| review | size | real rps | no-op rps | real/no-op | real p50 ms | real p99 ms | no-op p99 ms | server CPU per review, real / no-op |")
+        print("|---|---|---|---|---|---|---|---|---|")
         for name in ["promotion", "status", "large"]:
             path, size = paths[name]
             conns = args.connections if name != "large" else min(args.connections, 16)
-            r = load(real_port, certs, path, conns, args.seconds)
-            n = load(noop_port, certs, path, conns, args.seconds)
+            r = load(real_port, certs, path, conns, args.seconds, pid=real.pid)
+            n = load(noop_port, certs, path, conns, args.seconds, pid=noop.pid)
             if r["errors"] or n["errors"]:
                 print(f"<!-- errors: real {r['errors']} no-op {n['errors']} -->")
-            print(f"| {name} | {size/1024:.0f} KB | {r['rps']:.0f} | {n['rps']:.0f} | {r['rps']/max(n['rps'],1):.2f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {n['p99_ms']:.2f} |")
+            print(f"| {name} | {size/1024:.0f} KB | {r['rps']:.0f} | {n['rps']:.0f} | {r['rps']/max(n['rps'],1):.2f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {n['p99_ms']:.2f} | {r['cpu_us']:.1f} / {n['cpu_us']:.1f} µs |")
         print(f"\n## open loop at {args.rate:.0f} reviews/s, {args.connections} connections, {args.seconds:.0f} s\n")
         print("| review | real p50 ms | real p99 ms | real max ms | no-op p99 ms | errors |")
         print("|---|---|---|---|---|---|")

@@ -3,6 +3,11 @@
 //! measured from each request's scheduled time, so a stalled server is not hidden). Prints one
 //! JSON line: requests, errors, rps, p50/p99/max in milliseconds.
 //!
+//! Every connection is opened (TLS handshake included) before the clock starts, and the open loop
+//! is paced by a thread of its own sleeping to each scheduled time: tokio's timer ticks once per
+//! millisecond, so pacing with it added up to a millisecond of the load generator's own lag to
+//! every latency at 2,000 requests/s (the no-op server measured 2.1 ms p99 that way).
+//!
 //! usage: loadgen --url URL --ca FILE --body FILE [--resolve HOST=IP:PORT] [--connections 64]
 //!        [--rate 0] [--seconds 10]
 use std::sync::Arc;
@@ -53,6 +58,20 @@ async fn main() -> Result<(), Error> {
     }
     let client = b.build()?;
 
+    // Open every connection first, so handshakes are not measured as latency.
+    let warm: Vec<_> = (0..conns)
+        .map(|_| {
+            client
+                .post(&url)
+                .header("Content-Type", "application/json")
+                .body(body.clone())
+                .send()
+        })
+        .collect();
+    for r in futures::future::join_all(warm).await {
+        r?.bytes().await?;
+    }
+
     let start = Instant::now();
     let end = start + Duration::from_secs_f64(seconds);
     let (tx, rx) = tokio::sync::mpsc::channel::<Instant>(conns * 4);
@@ -96,16 +115,21 @@ async fn main() -> Result<(), Error> {
     }
     if rate > 0.0 {
         let interval = Duration::from_secs_f64(1.0 / rate);
-        let mut next = Instant::now();
-        while next < end {
-            tokio::time::sleep_until(next.into()).await;
-            if tx.send(next).await.is_err() {
-                break;
+        std::thread::spawn(move || {
+            let mut next = Instant::now();
+            while next < end {
+                if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
+                if tx.blocking_send(next).is_err() {
+                    break;
+                }
+                next += interval;
             }
-            next += interval;
-        }
+        });
+    } else {
+        drop(tx);
     }
-    drop(tx);
     let mut all = Vec::new();
     let mut errors = 0;
     for w in workers {

@@ -6,6 +6,12 @@
 //!
 //! usage: routecost FILE... (each an AdmissionReview for the Application validating hook)
 //! prints: {"FILE": {"real_us": .., "noop_us": ..}, ...}
+//!
+//! With `ROUTECOST_ITERATIONS=N` and `ROUTECOST_ROUTER=real|noop` it instead sends each body
+//! exactly N times through that one router, untimed, and prints nothing: run under
+//! `valgrind --tool=callgrind` with two values of N, the difference of the instruction totals
+//! divided by the difference of N is the instruction count of one review, which the machine's
+//! load does not change.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -43,38 +49,40 @@ impl Cluster for Warm {
     }
 }
 
+/// One review through `app`.
+async fn one(app: &axum::Router, body: &[u8]) -> Result<(), String> {
+    let req = axum::http::Request::post(Hook::ValidateApplication.path())
+        .header("content-type", "application/json")
+        .header("content-length", body.len())
+        .body(Body::from(body.to_vec()))
+        .map_err(|e| e.to_string())?;
+    let resp = tower::ServiceExt::oneshot(app.clone(), req)
+        .await
+        .map_err(|e| e.to_string())?;
+    if !resp.status().is_success() {
+        return Err(format!("HTTP {}", resp.status()));
+    }
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .map_err(|e| e.to_string())?;
+    std::hint::black_box(bytes);
+    Ok(())
+}
+
 /// Microseconds per review through `app`, over at least half a second.
 fn per_review(
     rt: &tokio::runtime::Runtime,
     app: &axum::Router,
     body: &[u8],
 ) -> Result<f64, String> {
-    let one = || async {
-        let req = axum::http::Request::post(Hook::ValidateApplication.path())
-            .header("content-type", "application/json")
-            .header("content-length", body.len())
-            .body(Body::from(body.to_vec()))
-            .map_err(|e| e.to_string())?;
-        let resp = tower::ServiceExt::oneshot(app.clone(), req)
-            .await
-            .map_err(|e| e.to_string())?;
-        if !resp.status().is_success() {
-            return Err(format!("HTTP {}", resp.status()));
-        }
-        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
-            .await
-            .map_err(|e| e.to_string())?;
-        std::hint::black_box(bytes);
-        Ok::<(), String>(())
-    };
     rt.block_on(async {
         for _ in 0..1000 {
-            one().await?;
+            one(app, body).await?;
         }
         let (mut n, start) = (0u64, Instant::now());
         while start.elapsed() < Duration::from_millis(500) {
             for _ in 0..100 {
-                one().await?;
+                one(app, body).await?;
             }
             n += 100;
         }
@@ -108,6 +116,27 @@ fn main() -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
+    if let Ok(n) = std::env::var("ROUTECOST_ITERATIONS") {
+        let n: u64 = n
+            .parse()
+            .map_err(|e| format!("ROUTECOST_ITERATIONS={n}: {e}"))?;
+        let app = match std::env::var("ROUTECOST_ROUTER").as_deref() {
+            Ok("noop") => &noop,
+            Ok("real") | Err(_) => &real,
+            Ok(other) => return Err(format!("ROUTECOST_ROUTER={other}: use real or noop")),
+        };
+        for path in std::env::args().skip(1) {
+            let body = std::fs::read(&path).map_err(|e| format!("{path}: {e}"))?;
+            rt.block_on(async {
+                for _ in 0..n {
+                    one(app, &body).await?;
+                }
+                Ok::<(), String>(())
+            })
+            .map_err(|e| format!("{path}: {e}"))?;
+        }
+        return Ok(());
+    }
     let mut out = serde_json::Map::new();
     for path in std::env::args().skip(1) {
         let body = std::fs::read(&path).map_err(|e| format!("{path}: {e}"))?;
