@@ -30,6 +30,9 @@ use promote_api::keys::{ARGOCD_REFRESH, AUTHORIZED_STAGE, LOCKDOWN, PROJECT_INFO
 use super::view::{Annotations, AppView, OperationState, OperationView, RawJson};
 use super::{Gvk, Operation, Request, UserInfo};
 
+/// An object key: its bytes, valid UTF-8 (see [`Cursor::key`]).
+type Key<'a> = Cow<'a, [u8]>;
+
 /// The reader's position in a body. Every method returns `None` on input it does not accept.
 struct Cursor<'a> {
     b: &'a [u8],
@@ -102,15 +105,33 @@ impl<'a> Cursor<'a> {
         self.b.get(start..end)
     }
 
+    /// An object key at the cursor, unescaped, as bytes (valid UTF-8). Most keys are short
+    /// printable ASCII without escapes: those are borrowed as they are, with no UTF-8 check to
+    /// run (at about 100 instructions per call, `str::from_utf8` on the dozens of keys of a
+    /// review cost more than the rest of reading them).
+    fn key(&mut self) -> Option<Key<'a>> {
+        if self.peek()? == b'"'
+            && let Some(n) = plain_len(self.b.get(self.i + 1..)?)
+        {
+            let start = self.i + 1;
+            self.i = start + n + 1;
+            return self.b.get(start..start + n).map(Cow::Borrowed);
+        }
+        Some(match self.string()? {
+            Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
+            Cow::Owned(s) => Cow::Owned(s.into_bytes()),
+        })
+    }
+
     /// Read an object: `f` is called with each key and must consume its value.
-    fn object(&mut self, mut f: impl FnMut(&mut Self, Cow<'a, str>) -> Option<()>) -> Option<()> {
+    fn object(&mut self, mut f: impl FnMut(&mut Self, Key<'a>) -> Option<()>) -> Option<()> {
         self.eat(b'{')?;
         if self.peek()? == b'}' {
             self.i += 1;
             return Some(());
         }
         loop {
-            let key = self.string()?;
+            let key = self.key()?;
             self.eat(b':')?;
             f(self, key)?;
             match self.peek()? {
@@ -212,21 +233,28 @@ fn string_end(b: &[u8], mut i: usize) -> Option<usize> {
     }
 }
 
-/// The masks of one 64-byte block, one bit per byte: quotes, backslashes, openers (`{`, `[`)
-/// and closers (`}`, `]`). OR-ing 0x20 maps `[` to `{` and `]` to `}` (and nothing else to them).
-fn masks(block: &[u8; 64]) -> [u64; 4] {
+/// The masks of one 64-byte block, one bit per byte: quotes, backslashes and brackets (`{`, `[`,
+/// `}`, `]`; OR-ing 0x20 maps `[` to `{` and `]` to `}`, and nothing else to them). Backslashes
+/// are rare outside long strings, so their mask is built only when the block has one: two
+/// classes per lane instead of four (a mask per class and lane is the bulk of a block's cost).
+fn masks(block: &[u8; 64]) -> [u64; 3] {
     let (quote, backslash) = (u8x16::splat(b'"'), u8x16::splat(b'\\'));
     let (open, close, bit5) = (u8x16::splat(b'{'), u8x16::splat(b'}'), u8x16::splat(0x20));
-    let mut m = [0u64; 4];
     let (lanes, _) = block.as_chunks::<16>();
+    let mut m = [0u64; 3];
+    let mut escapes = u8x16::splat(0);
     for (k, lane) in lanes.iter().enumerate() {
         let v = u8x16::new(*lane);
         let folded = v | bit5;
         let shift = 16 * k;
         m[0] |= u64::from(v.simd_eq(quote).to_bitmask()) << shift;
-        m[1] |= u64::from(v.simd_eq(backslash).to_bitmask()) << shift;
-        m[2] |= u64::from(folded.simd_eq(open).to_bitmask()) << shift;
-        m[3] |= u64::from(folded.simd_eq(close).to_bitmask()) << shift;
+        m[2] |= u64::from((folded.simd_eq(open) | folded.simd_eq(close)).to_bitmask()) << shift;
+        escapes |= v.simd_eq(backslash);
+    }
+    if escapes.to_bitmask() != 0 {
+        for (k, lane) in lanes.iter().enumerate() {
+            m[1] |= u64::from(u8x16::new(*lane).simd_eq(backslash).to_bitmask()) << (16 * k);
+        }
     }
     m
 }
@@ -263,7 +291,7 @@ pub(crate) fn skip_container(b: &[u8], start: usize) -> Option<usize> {
                 &tail
             }
         };
-        let [quote, backslash, open, close] = masks(block);
+        let [quote, backslash, brackets] = masks(block);
         let mut escaped = u64::from(carry_escape);
         carry_escape = false;
         let mut bs = backslash;
@@ -282,15 +310,14 @@ pub(crate) fn skip_container(b: &[u8], start: usize) -> Option<usize> {
         let quotes = quote & !escaped;
         let strings = prefix_xor(quotes) ^ in_string;
         in_string = ((strings >> 63) & 1).wrapping_neg();
-        let opens = open & !strings;
-        let closes = close & !strings;
         // Brackets one by one (a block holds a few): cheaper than counting them, as x86-64's
-        // baseline has no popcount instruction.
-        let mut all = opens | closes;
+        // baseline has no popcount instruction. Bit 1 tells an opener (`{` 0x7b, `[` 0x5b)
+        // from a closer (`}` 0x7d, `]` 0x5d).
+        let mut all = brackets & !strings;
         while all != 0 {
             let p = all.trailing_zeros();
             all &= all - 1;
-            if opens & (1 << p) != 0 {
+            if block[p as usize % 64] & 2 != 0 {
                 depth += 1;
             } else {
                 depth = depth.checked_sub(1)?;
@@ -337,10 +364,10 @@ pub(crate) fn review(body: &[u8]) -> Option<Scanned<'_>> {
     let mut request = None;
     c.object(|c, key| {
         match &*key {
-            "apiVersion" if api_version.is_none() => api_version = Some(c.string()?),
-            "kind" if kind.is_none() => kind = Some(c.string()?),
-            "request" if request.is_none() => request = Some(read_request(c)?),
-            "apiVersion" | "kind" | "request" => return None,
+            b"apiVersion" if api_version.is_none() => api_version = Some(c.string()?),
+            b"kind" if kind.is_none() => kind = Some(c.string()?),
+            b"request" if request.is_none() => request = Some(read_request(c)?),
+            b"apiVersion" | b"kind" | b"request" => return None,
             _ => {
                 c.value()?;
             }
@@ -378,16 +405,16 @@ fn read_request<'a>(c: &mut Cursor<'a>) -> Option<Scanned<'a>> {
         Some(())
     }
     c.object(|c, key| match &*key {
-        "uid" => once(&mut uid, c.parse()),
-        "kind" => once(&mut kind, c.parse()),
-        "subResource" => once(&mut sub_resource, c.parse()),
-        "name" => once(&mut name, c.parse()),
-        "namespace" => once(&mut namespace, c.parse()),
-        "operation" => once(&mut operation, c.parse()),
-        "userInfo" => once(&mut user_info, c.parse()),
-        "object" => once(&mut object, raw_object(c)),
-        "oldObject" => once(&mut old_object, raw_object(c)),
-        "dryRun" => once(&mut dry_run, c.parse()),
+        b"uid" => once(&mut uid, c.parse()),
+        b"kind" => once(&mut kind, c.parse()),
+        b"subResource" => once(&mut sub_resource, c.parse()),
+        b"name" => once(&mut name, c.parse()),
+        b"namespace" => once(&mut namespace, c.parse()),
+        b"operation" => once(&mut operation, c.parse()),
+        b"userInfo" => once(&mut user_info, c.parse()),
+        b"object" => once(&mut object, raw_object(c)),
+        b"oldObject" => once(&mut old_object, raw_object(c)),
+        b"dryRun" => once(&mut dry_run, c.parse()),
         _ => c.value().map(drop),
     })?;
     Some(Scanned {
@@ -423,15 +450,15 @@ fn raw_object<'a>(c: &mut Cursor<'a>) -> Option<Option<RawObject<'a>>> {
     let (mut operation, mut metadata, mut spec, mut operation_state) = (None, None, None, None);
     c.object(|c, key| {
         match &*key {
-            "operation" => operation = if c.is_null()? { None } else { Some(c.value()?) },
-            "metadata" => metadata = Some(c.value()?),
-            "spec" => spec = Some(c.value()?),
-            "status" => {
+            b"operation" => operation = if c.is_null()? { None } else { Some(c.value()?) },
+            b"metadata" => metadata = Some(c.value()?),
+            b"spec" => spec = Some(c.value()?),
+            b"status" => {
                 // Walked member by member (not skipped whole) to find the operation state.
                 operation_state = None;
                 members(c, |c, key| {
                     let v = c.value()?;
-                    if key == "operationState" {
+                    if *key == *b"operationState" {
                         operation_state = Some(v);
                     }
                     Some(())
@@ -459,11 +486,11 @@ pub(crate) fn slim_object(raw: &[u8]) -> Option<Value> {
     let mut out = serde_json::Map::new();
     c.object(|c, key| {
         let v = match &*key {
-            "status" => filtered(c, |k| k == "operationState")?,
-            "metadata" => filtered(c, |k| k != "managedFields")?,
+            b"status" => filtered(c, |k| k == b"operationState")?,
+            b"metadata" => filtered(c, |k| k != b"managedFields")?,
             _ => c.parse()?,
         };
-        out.insert(key.into_owned(), v);
+        out.insert(String::from_utf8(key.into_owned()).ok()?, v);
         Some(())
     })?;
     if c.peek().is_some() {
@@ -482,11 +509,11 @@ pub(crate) fn label(metadata: &[u8], name: &str) -> Option<Option<String>> {
         return Some(None);
     }
     c.object(|c, k| {
-        if k != "labels" || c.peek()? != b'{' {
+        if *k != *b"labels" || c.peek()? != b'{' {
             return c.value().map(drop);
         }
         c.object(|c, k| {
-            if k == name {
+            if *k == *name.as_bytes() {
                 found = c.parse::<Value>()?.as_str().map(str::to_owned);
                 Some(())
             } else {
@@ -507,22 +534,22 @@ pub(crate) fn app_view(o: &RawObject<'_>) -> Option<AppView> {
         let mut m = Metadata::default();
         read_all(text, |c| {
             members(c, |c, key| match &*key {
-                "name" => {
+                b"name" => {
                     m.name = c.string_value()?;
                     Some(())
                 }
-                "namespace" => {
+                b"namespace" => {
                     m.namespace = c.string_value()?;
                     Some(())
                 }
-                "annotations" => {
+                b"annotations" => {
                     m.annotations = annotations(c)?;
                     Some(())
                 }
-                "labels" => {
+                b"labels" => {
                     m.lockdown = None;
                     members(c, |c, key| {
-                        if key == LOCKDOWN {
+                        if *key == *LOCKDOWN.as_bytes() {
                             m.lockdown = c.string_value()?;
                             Some(())
                         } else {
@@ -541,11 +568,11 @@ pub(crate) fn app_view(o: &RawObject<'_>) -> Option<AppView> {
         let mut s = Spec::default();
         read_all(text, |c| {
             members(c, |c, key| match &*key {
-                "source" => {
+                b"source" => {
                     s.source = c.raw_json()?;
                     Some(())
                 }
-                "sources" => {
+                b"sources" => {
                     s.sources = c.raw_json()?;
                     s.multi_source = s.sources.as_ref().is_some_and(|r| {
                         let t = r.text().trim_start();
@@ -553,14 +580,14 @@ pub(crate) fn app_view(o: &RawObject<'_>) -> Option<AppView> {
                     });
                     Some(())
                 }
-                "syncPolicy" => {
+                b"syncPolicy" => {
                     (s.sync_options, s.retry) = (None, None);
                     members(c, |c, key| match &*key {
-                        "syncOptions" => {
+                        b"syncOptions" => {
                             s.sync_options = Some(c.parse()?);
                             Some(())
                         }
-                        "retry" => {
+                        b"retry" => {
                             s.retry = Some(c.parse()?);
                             Some(())
                         }
@@ -596,18 +623,18 @@ fn operation_view(text: &[u8]) -> Option<OperationView> {
     };
     read_all(text, |c| {
         members(c, |c, key| match &*key {
-            "info" => {
+            b"info" => {
                 (v.promotion, v.project) = info(c)?;
                 Some(())
             }
-            "sync" => {
+            b"sync" => {
                 (v.revision, v.revisions) = (None, None);
                 members(c, |c, key| match &*key {
-                    "revision" => {
+                    b"revision" => {
                         v.revision = c.string_value()?;
                         Some(())
                     }
-                    "revisions" => {
+                    b"revisions" => {
                         let mut list = Vec::new();
                         let is_list = elements(c, |c| {
                             list.push(c.string_value()?.unwrap_or_default());
@@ -635,11 +662,11 @@ fn info(c: &mut Cursor<'_>) -> Option<(Option<String>, Option<String>)> {
     elements(c, |c| {
         let (mut name, mut value) = (None, None);
         members(c, |c, key| match &*key {
-            "name" => {
+            b"name" => {
                 name = c.str_value()?;
                 Some(())
             }
-            "value" => {
+            b"value" => {
                 value = Some(c.str_value()?);
                 Some(())
             }
@@ -716,7 +743,7 @@ struct Spec {
 /// was an object.
 fn members<'a>(
     c: &mut Cursor<'a>,
-    f: impl FnMut(&mut Cursor<'a>, Cow<'a, str>) -> Option<()>,
+    f: impl FnMut(&mut Cursor<'a>, Key<'a>) -> Option<()>,
 ) -> Option<bool> {
     if c.peek()? == b'{' {
         c.object(f)?;
@@ -730,11 +757,11 @@ fn members<'a>(
 fn annotations(c: &mut Cursor<'_>) -> Option<Annotations> {
     let (mut authorized_stage, mut refresh) = (None, None);
     let is_object = members(c, |c, key| match &*key {
-        AUTHORIZED_STAGE => {
+        k if k == AUTHORIZED_STAGE.as_bytes() => {
             authorized_stage = c.string_value()?;
             Some(())
         }
-        ARGOCD_REFRESH => {
+        k if k == ARGOCD_REFRESH.as_bytes() => {
             refresh = Some(c.string_value()?);
             Some(())
         }
@@ -753,14 +780,14 @@ fn annotations(c: &mut Cursor<'_>) -> Option<Annotations> {
 fn operation_state(c: &mut Cursor<'_>) -> Option<OperationState> {
     let mut state = OperationState::default();
     members(c, |c, key| match &*key {
-        "phase" => {
+        b"phase" => {
             state.phase = c.string_value()?;
             Some(())
         }
-        "operation" => {
+        b"operation" => {
             state.promotion = None;
             members(c, |c, key| {
-                if key == "info" {
+                if *key == *b"info" {
                     let info: Value = c.parse()?;
                     state.promotion = promotion_in_info(&info).map(str::to_owned);
                     Some(())
@@ -776,7 +803,7 @@ fn operation_state(c: &mut Cursor<'_>) -> Option<OperationState> {
 }
 
 /// An object (or `null`) keeping only the keys `keep` accepts.
-fn filtered(c: &mut Cursor<'_>, keep: impl Fn(&str) -> bool) -> Option<Value> {
+fn filtered(c: &mut Cursor<'_>, keep: impl Fn(&[u8]) -> bool) -> Option<Value> {
     if c.is_null()? {
         return Some(Value::Null);
     }
@@ -787,7 +814,7 @@ fn filtered(c: &mut Cursor<'_>, keep: impl Fn(&str) -> bool) -> Option<Value> {
     let mut out = serde_json::Map::new();
     c.object(|c, key| {
         if keep(&key) {
-            out.insert(key.into_owned(), c.parse()?);
+            out.insert(String::from_utf8(key.into_owned()).ok()?, c.parse()?);
         } else {
             c.value()?;
         }
