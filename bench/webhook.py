@@ -22,7 +22,7 @@ Reviews are serialized as kube-apiserver serializes them: compact, with the obje
 (Go's encoding/json on unstructured objects; the envelope is sorted too, which no reader notices).
 Prints Markdown tables.
 
-usage: bench/webhook.py [--seconds 10] [--connections 64] [--rate 2000]
+usage: bench/webhook.py [--seconds 10] [--connections 64] [--rate 2000] [--rounds 3]
 """
 import argparse
 import json
@@ -155,6 +155,15 @@ def load(port, certs, body, conns, seconds, rate=0, pid=None):
     return r
 
 
+def median_run(runs):
+    # Each figure's median over the rounds (so one noisy round does not decide).
+    out = {}
+    for k in runs[0]:
+        v = sorted(r[k] for r in runs)
+        out[k] = v[len(v) // 2]
+    return out
+
+
 def rss_mb(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -168,6 +177,7 @@ def main():
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--rate", type=float, default=2000)
+    ap.add_argument("--rounds", type=int, default=3, help="closed-loop rounds per review, real and no-op alternated; medians are reported")
     args = ap.parse_args()
     sh("cargo", "build", "--release", "-q", "-p", "promote-webhook", "-p", "promote-sandbox", "--bins", "--example", "loadgen", "--example", "parsecost", "--example", "routecost", cwd=ROOT)
     tmp = tempfile.mkdtemp(prefix="promote-webhook-bench-")
@@ -234,14 +244,20 @@ subjects: [{{ kind: User, name: "system:serviceaccount:promote-system:promote-we
         if '"allowed": true' not in out.stdout:
             sys.exit(f"the benchmark's promotion review is not allowed: {out.stdout}{out.stderr}")
 
-        print(f"## closed loop, {args.connections} keep-alive connections, {args.seconds:.0f} s each (real and no-op interleaved)\n")
+        print(f"## closed loop, {args.connections} keep-alive connections, {args.rounds} rounds of {args.seconds:.0f} s each, real and no-op alternated (medians)\n")
         print("| review | size | real rps | no-op rps | real/no-op | real p50 ms | real p99 ms | no-op p99 ms | server CPU per review, real / no-op |")
         print("|---|---|---|---|---|---|---|---|---|")
         for name in ["promotion", "status", "large"]:
             path, size = paths[name]
             conns = args.connections if name != "large" else min(args.connections, 16)
-            r = load(real_port, certs, path, conns, args.seconds, pid=real.pid)
-            n = load(noop_port, certs, path, conns, args.seconds, pid=noop.pid)
+            rs, ns = [], []
+            for _ in range(args.rounds):
+                rs.append(load(real_port, certs, path, conns, args.seconds, pid=real.pid))
+                ns.append(load(noop_port, certs, path, conns, args.seconds, pid=noop.pid))
+            r, n = median_run(rs), median_run(ns)
+            if args.rounds > 1:
+                print(f"<!-- {name}: real/no-op rps by round {[round(a['rps'] / max(b['rps'], 1), 2) for a, b in zip(rs, ns)]}, "
+                      f"CPU no-op/real by round {[round(b['cpu_us'] / a['cpu_us'], 2) for a, b in zip(rs, ns)]} -->")
             if r["errors"] or n["errors"]:
                 print(f"<!-- errors: real {r['errors']} no-op {n['errors']} -->")
             print(f"| {name} | {size/1024:.0f} KB | {r['rps']:.0f} | {n['rps']:.0f} | {r['rps']/max(n['rps'],1):.2f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {n['p99_ms']:.2f} | {r['cpu_us']:.1f} / {n['cpu_us']:.1f} µs |")
