@@ -236,7 +236,8 @@ fn string_end(b: &[u8], mut i: usize) -> Option<usize> {
 /// The masks of one 64-byte block, one bit per byte: quotes, backslashes and brackets (`{`, `[`,
 /// `}`, `]`; OR-ing 0x20 maps `[` to `{` and `]` to `}`, and nothing else to them). Backslashes
 /// are rare outside long strings, so their mask is built only when the block has one: two
-/// classes per lane instead of four (a mask per class and lane is the bulk of a block's cost).
+/// classes per lane instead of four (each class and lane costs a compare, a movemask, a shift and
+/// an OR: about a third of a block's instructions went to the four classes).
 fn masks(block: &[u8; 64]) -> [u64; 3] {
     let (quote, backslash) = (u8x16::splat(b'"'), u8x16::splat(b'\\'));
     let (open, close, bit5) = (u8x16::splat(b'{'), u8x16::splat(b'}'), u8x16::splat(0x20));
