@@ -13,7 +13,7 @@ The load generator (webhook/examples/loadgen.rs) uses keep-alive connections and
   large      a 1 MB Application status write (2 MB review: object + oldObject)
 
 For each: closed-loop throughput, latency and the server's CPU time per review (utime + stime from
-/proc/<pid>/stat, which the load generator sharing the cores does not blur) at 64 connections,
+/proc/<pid>/stat, in which the load generator sharing the cores does not count) at 64 connections,
 real vs no-op, interleaved; then open-loop latency at a fixed rate (default 2,000 reviews/s) for
 the 10 KB reviews; then the webhook's peak RSS (VmHWM); then, in process, the cost of reading each
 review and of one review through the router next to the no-op router (webhook/examples/parsecost.rs
