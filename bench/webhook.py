@@ -14,7 +14,7 @@ The load generator (webhook/examples/loadgen.rs) uses keep-alive connections and
 
 For each: closed-loop throughput, latency and the server's CPU time per review (utime + stime from
 /proc/<pid>/stat, in which the load generator sharing the cores does not count) at 64 connections,
-real vs no-op, interleaved; then open-loop latency at a fixed rate (default 2,000 reviews/s) for
+real vs no-op alternated for --rounds; then open-loop latency at a fixed rate (default 2,000 reviews/s) for
 the 10 KB reviews; then the webhook's peak RSS (VmHWM); then, in process, the cost of reading each
 review and of one review through the router next to the no-op router (webhook/examples/parsecost.rs
 and routecost.rs).
