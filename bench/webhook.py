@@ -14,10 +14,10 @@ The load generator (webhook/examples/loadgen.rs) uses keep-alive connections and
 
 For each: closed-loop throughput, latency and the server's CPU time per review (utime + stime from
 /proc/<pid>/stat, in which the load generator sharing the cores does not count) at 64 connections,
-real vs no-op alternated for --rounds; then open-loop latency at a fixed rate (default 2,000 reviews/s) for
-the 10 KB reviews; then the webhook's peak RSS (VmHWM); then, in process, the cost of reading each
-review and of one review through the router next to the no-op router (webhook/examples/parsecost.rs
-and routecost.rs).
+real vs no-op alternated for --rounds; then open-loop latency at a fixed rate (default 2,000
+reviews/s) for the 10 KB reviews; then the webhook's peak RSS (VmHWM); then, in process, the cost
+of reading each review and of one review through the router next to the no-op router
+(webhook/examples/parsecost.rs and routecost.rs).
 Reviews are serialized as kube-apiserver serializes them: compact, with the objects' keys sorted
 (Go's encoding/json on unstructured objects; the envelope is sorted too, which no reader notices).
 Prints Markdown tables.
