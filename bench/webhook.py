@@ -149,7 +149,7 @@ def load(port, certs, body, conns, seconds, rate=0, pid=None):
              "--resolve", f"{HOST}=127.0.0.1:{port}", "--ca", f"{certs}/ca.crt", "--body", body,
              "--connections", str(conns), "--seconds", str(seconds), "--rate", str(rate))
     r = json.loads(out)
-    if pid and r["requests"]:
+    if pid:
         # The warm-up requests (one per connection) are in the CPU time too.
         r["cpu_us"] = (cpu_seconds(pid) - before) / (r["requests"] + conns) * 1e6
     return r
@@ -162,11 +162,7 @@ def median(xs):
 
 def median_run(runs):
     # Each figure's median over the rounds (so one noisy round does not decide).
-    out = {}
-    for k in runs[0]:
-        v = sorted(r[k] for r in runs)
-        out[k] = v[len(v) // 2]
-    return out
+    return {k: median([r[k] for r in runs]) for k in runs[0]}
 
 
 def rss_mb(pid):

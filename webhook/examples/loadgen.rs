@@ -25,6 +25,14 @@ fn arg(args: &[String], name: &str, default: &str) -> String {
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
+/// The one request this load generator sends.
+fn review(client: &reqwest::Client, url: &str, body: &bytes::Bytes) -> reqwest::RequestBuilder {
+    client
+        .post(url)
+        .header("Content-Type", "application/json")
+        .body(body.clone())
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let args: Vec<String> = std::env::args().collect();
@@ -60,13 +68,7 @@ async fn main() -> Result<(), Error> {
 
     // Open every connection first, so handshakes are not measured as latency.
     let warm: Vec<_> = (0..conns)
-        .map(|_| {
-            client
-                .post(&url)
-                .header("Content-Type", "application/json")
-                .body(body.clone())
-                .send()
-        })
+        .map(|_| review(&client, &url, &body).send())
         .collect();
     for r in futures::future::join_all(warm).await {
         r?.bytes().await?;
@@ -94,12 +96,7 @@ async fn main() -> Result<(), Error> {
                     }
                     Instant::now()
                 };
-                let r = client
-                    .post(&url)
-                    .header("Content-Type", "application/json")
-                    .body(body.clone())
-                    .send()
-                    .await;
+                let r = review(&client, &url, &body).send().await;
                 let ok = match r {
                     Ok(r) => r.status() == 200 && r.bytes().await.is_ok(),
                     Err(_) => false,

@@ -54,17 +54,29 @@ impl<'a> Cursor<'a> {
         (self.peek()? == c).then(|| self.i += 1)
     }
 
+    /// The contents of a string at the cursor when they are printable ASCII without escapes (most
+    /// keys and short values, found 8 bytes at a time by [`plain_len`]), which are consumed;
+    /// `None`, leaving the cursor where it was, for any other value.
+    // Always inlined: called apart, it cost 1.4% more instructions per promotion review (118,892
+    // against 117,242, bench/instructions.sh).
+    #[inline(always)]
+    fn plain(&mut self) -> Option<&'a [u8]> {
+        if self.peek()? != b'"' {
+            return None;
+        }
+        let start = self.i + 1;
+        let n = plain_len(self.b.get(start..)?)?;
+        self.i = start + n + 1;
+        self.b.get(start..start + n)
+    }
+
     /// A JSON string at the cursor, unescaped (borrowed when it has no escapes).
     fn string(&mut self) -> Option<Cow<'a, str>> {
+        if let Some(plain) = self.plain() {
+            return std::str::from_utf8(plain).ok().map(Cow::Borrowed);
+        }
         self.eat(b'"')?;
         let start = self.i;
-        // Printable-ASCII strings without escapes (most keys): found 8 bytes at a time.
-        if let Some(n) = plain_len(self.b.get(start..)?) {
-            self.i = start + n + 1;
-            return std::str::from_utf8(self.b.get(start..start + n)?)
-                .ok()
-                .map(Cow::Borrowed);
-        }
         let end = string_end(self.b, start)?;
         self.i = end + 1;
         let inner = self.b.get(start..end)?;
@@ -110,12 +122,8 @@ impl<'a> Cursor<'a> {
     /// run (at about 100 instructions per call, `str::from_utf8` on the dozens of keys of a
     /// review cost more than the rest of reading them).
     fn key(&mut self) -> Option<Key<'a>> {
-        if self.peek()? == b'"'
-            && let Some(n) = plain_len(self.b.get(self.i + 1..)?)
-        {
-            let start = self.i + 1;
-            self.i = start + n + 1;
-            return self.b.get(start..start + n).map(Cow::Borrowed);
+        if let Some(plain) = self.plain() {
+            return Some(Cow::Borrowed(plain));
         }
         Some(match self.string()? {
             Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
