@@ -590,8 +590,21 @@ pub struct SyncPatch {
     pub operation: Value,
     /// The desired revisions, index-aligned with the sources.
     pub desired_revisions: Vec<String>,
+    /// The Application's sources after the patch.
+    pub sources: Vec<Value>,
     /// The JSON merge patch to send (`application/merge-patch+json`).
     pub merge_patch: Value,
+}
+
+impl SyncPatch {
+    /// The plan the runner records on its Promotion before sending the patch
+    /// (`crate::trust::SYNC_PLAN`).
+    pub fn plan(&self) -> crate::trust::SyncPlan {
+        crate::trust::SyncPlan {
+            sources: self.sources.clone(),
+            revisions: self.desired_revisions.clone(),
+        }
+    }
 }
 
 /// Build the merge patch that updates sources, sets the refresh annotation, writes the operation
@@ -627,7 +640,7 @@ pub fn build_sync_patch(
     if new_sources.iter().zip(changed).any(|(a, b)| a != b) {
         if is_multi_source(app) {
             patch["spec"] = json!({ "sources": new_sources });
-        } else if let Some(s) = new_sources.into_iter().next() {
+        } else if let Some(s) = new_sources.first() {
             patch["spec"] = json!({ "source": s });
         }
     }
@@ -639,6 +652,7 @@ pub fn build_sync_patch(
     Ok(SyncPatch {
         operation: patch["operation"].clone(),
         desired_revisions: desired,
+        sources: new_sources,
         merge_patch: patch,
     })
 }

@@ -17,6 +17,7 @@ pub mod freight_id;
 pub mod legacy;
 pub mod naming;
 pub mod template;
+pub mod trust;
 pub mod types;
 pub mod urls;
 pub mod validation;

@@ -55,7 +55,7 @@ pub trait Progress {
 
 /// Steps whose effect lands outside this machine: on a resume they are not run again when the
 /// interrupted run recorded them as done (their recorded outputs are used instead).
-pub const REMOTE_STEPS: &[&str] = &["git-push", "git-open-pr", "argocd-update"];
+pub use promote_api::trust::REMOTE_STEPS;
 
 /// What an earlier (interrupted) run of the same Promotion recorded for a step.
 #[derive(Clone, Debug, Default)]

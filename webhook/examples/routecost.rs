@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use promote_api::types::{Freight, Promotion, PromotionTask, Stage};
 use promote_webhook::admission::{Access, Hook, Policy, UserInfo};
-use promote_webhook::cluster::Cluster;
+use promote_webhook::cluster::{Cluster, Verb};
 use promote_webhook::server::{AppState, BodyBudget, LogFormat, LogReviews, noop_router, router};
 
 /// A warm cache: one Promotion, everyone may promote.
@@ -44,8 +44,17 @@ impl Cluster for Warm {
     async fn freight_by_alias(&self, _: &str, _: &str) -> Result<Vec<Freight>, String> {
         Ok(Vec::new())
     }
-    async fn may_promote(&self, _: &UserInfo, _: &str, _: &str) -> Access {
+    async fn may(&self, _: &UserInfo, _: &str, _: Verb, _: &str) -> Access {
         Access::Allowed
+    }
+    async fn fresh_promotion(&self, _: &str, _: &str) -> Result<Option<Arc<Promotion>>, String> {
+        Ok(Some(self.0.clone()))
+    }
+    async fn promotions(&self, _: &str) -> Result<Vec<Arc<Promotion>>, String> {
+        Ok(vec![self.0.clone()])
+    }
+    async fn application(&self, _: &str, _: &str) -> Result<Option<serde_json::Value>, String> {
+        Ok(None)
     }
 }
 

@@ -179,6 +179,10 @@ pub struct ReviewArgs {
     /// Offline: assume the requesting user may `promote` every Stage.
     #[arg(long)]
     pub can_promote: bool,
+    /// Offline: assume the requesting user may `authorize` every Stage (change Applications'
+    /// `kargo.akuity.io/authorized-stage` annotations).
+    #[arg(long)]
+    pub can_authorize: bool,
     /// Evaluate the mutating webhook of the object's kind instead of the validating one.
     #[arg(long)]
     pub mutate: bool,
@@ -362,6 +366,9 @@ async fn review(a: ReviewArgs) -> Result<ExitCode, String> {
             };
             if a.can_promote {
                 cluster.promoters = Some(vec![("*".into(), "*".into(), "*".into())]);
+            }
+            if a.can_authorize {
+                cluster.authorizers = Some(vec![("*".into(), "*".into(), "*".into())]);
             }
             admission::review(hook, &req, &cluster, &policy).await
         }

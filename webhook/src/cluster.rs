@@ -53,7 +53,54 @@ pub trait Cluster: Send + Sync {
         user: &UserInfo,
         ns: &str,
         stage: &str,
+    ) -> impl Future<Output = Access> + Send {
+        self.may(user, ns, Verb::Promote, stage)
+    }
+    /// Whether `user` holds `verb` on Stage `stage` in `ns`.
+    fn may(
+        &self,
+        user: &UserInfo,
+        ns: &str,
+        verb: Verb,
+        stage: &str,
     ) -> impl Future<Output = Access> + Send;
+    /// A Promotion read from the API server, bypassing any cache (for state its runner wrote a
+    /// moment ago).
+    fn fresh_promotion(
+        &self,
+        ns: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<Arc<Promotion>>, String>> + Send;
+    /// The project's Promotions.
+    fn promotions(
+        &self,
+        ns: &str,
+    ) -> impl Future<Output = Result<Vec<Arc<Promotion>>, String>> + Send;
+    /// An Argo CD Application, as open JSON.
+    fn application(
+        &self,
+        ns: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<serde_json::Value>, String>> + Send;
+}
+
+/// The RBAC verbs on `stages` the webhook asks about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Verb {
+    /// `promote`: create and run Promotions of the Stage, approve Freight for it.
+    Promote,
+    /// `authorize`: add or remove the Stage in an Application's `authorized-stage` annotation.
+    Authorize,
+}
+
+impl Verb {
+    /// The verb as RBAC spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verb::Promote => "promote",
+            Verb::Authorize => promote_api::trust::AUTHORIZE_VERB,
+        }
+    }
 }
 
 /// How long a SubjectAccessReview answer is reused.
@@ -64,6 +111,7 @@ const ACCESS_CACHE_MAX: usize = 10_000;
 /// groups, uid and extra), about which Stage, the answer, and when it was given.
 struct AccessEntry {
     user: UserInfo,
+    verb: Verb,
     ns: String,
     stage: String,
     answer: Access,
@@ -80,19 +128,41 @@ struct AccessCache {
 }
 
 impl AccessCache {
-    fn key(&self, user: &UserInfo, ns: &str, stage: &str) -> u64 {
+    fn key(&self, user: &UserInfo, verb: Verb, ns: &str, stage: &str) -> u64 {
         use std::hash::BuildHasher;
-        self.hasher.hash_one((user, ns, stage))
+        self.hasher.hash_one((user, verb, ns, stage))
     }
 
-    fn get(&self, user: &UserInfo, ns: &str, stage: &str, ttl: Duration) -> Option<&Access> {
+    fn get(
+        &self,
+        user: &UserInfo,
+        verb: Verb,
+        ns: &str,
+        stage: &str,
+        ttl: Duration,
+    ) -> Option<&Access> {
         self.entries
-            .get(&self.key(user, ns, stage))
-            .filter(|e| e.at.elapsed() < ttl && &e.user == user && e.ns == ns && e.stage == stage)
+            .get(&self.key(user, verb, ns, stage))
+            .filter(|e| {
+                e.at.elapsed() < ttl
+                    && &e.user == user
+                    && e.verb == verb
+                    && e.ns == ns
+                    && e.stage == stage
+            })
             .map(|e| &e.answer)
     }
 
-    fn insert(&mut self, user: &UserInfo, ns: &str, stage: &str, answer: Access, ttl: Duration) {
+    #[allow(clippy::too_many_arguments)]
+    fn insert(
+        &mut self,
+        user: &UserInfo,
+        verb: Verb,
+        ns: &str,
+        stage: &str,
+        answer: Access,
+        ttl: Duration,
+    ) {
         if self.entries.len() >= ACCESS_CACHE_MAX {
             self.entries.retain(|_, e| e.at.elapsed() < ttl);
             if self.entries.len() >= ACCESS_CACHE_MAX {
@@ -101,12 +171,13 @@ impl AccessCache {
         }
         let entry = AccessEntry {
             user: user.clone(),
+            verb,
             ns: ns.to_owned(),
             stage: stage.to_owned(),
             answer,
             at: Instant::now(),
         };
-        self.entries.insert(self.key(user, ns, stage), entry);
+        self.entries.insert(self.key(user, verb, ns, stage), entry);
     }
 }
 
@@ -188,7 +259,7 @@ impl KubeCluster {
             .map_err(|e| kube_err(&format!("{what} in namespace \"{ns}\""), e))
     }
 
-    async fn review_access(&self, user: &UserInfo, ns: &str, stage: &str) -> Access {
+    async fn review_access(&self, user: &UserInfo, ns: &str, verb: Verb, stage: &str) -> Access {
         let sar = SubjectAccessReview {
             spec: SubjectAccessReviewSpec {
                 user: Some(user.username.clone()),
@@ -200,7 +271,7 @@ impl KubeCluster {
                     resource: Some("stages".into()),
                     name: Some(stage.into()),
                     namespace: Some(ns.into()),
-                    verb: Some("promote".into()),
+                    verb: Some(verb.as_str().into()),
                     ..Default::default()
                 }),
                 ..Default::default()
@@ -252,20 +323,56 @@ impl Cluster for KubeCluster {
         let lp = ListParams::default().labels(&format!("{}={alias}", promote_api::keys::ALIAS));
         self.list(ns, &lp, "Freight").await
     }
-    async fn may_promote(&self, user: &UserInfo, ns: &str, stage: &str) -> Access {
+    async fn may(&self, user: &UserInfo, ns: &str, verb: Verb, stage: &str) -> Access {
         if let Ok(cache) = self.access.lock()
-            && let Some(answer) = cache.get(user, ns, stage, self.ttl)
+            && let Some(answer) = cache.get(user, verb, ns, stage, self.ttl)
         {
             return answer.clone();
         }
-        let answer = self.review_access(user, ns, stage).await;
+        let answer = self.review_access(user, ns, verb, stage).await;
         // Errors are not cached: the next review asks again.
         if !matches!(answer, Access::Error(_))
             && let Ok(mut cache) = self.access.lock()
         {
-            cache.insert(user, ns, stage, answer.clone(), self.ttl);
+            cache.insert(user, verb, ns, stage, answer.clone(), self.ttl);
         }
         answer
+    }
+    async fn fresh_promotion(
+        &self,
+        ns: &str,
+        name: &str,
+    ) -> Result<Option<Arc<Promotion>>, String> {
+        Ok(self.get(ns, name, "Promotion").await?.map(Arc::new))
+    }
+    async fn promotions(&self, ns: &str) -> Result<Vec<Arc<Promotion>>, String> {
+        if let Some((store, ready)) = &self.promotions
+            && ready.load(Ordering::SeqCst)
+        {
+            return Ok(store
+                .state()
+                .into_iter()
+                .filter(|p| p.metadata.namespace.as_deref() == Some(ns))
+                .collect());
+        }
+        let list: Vec<Promotion> = self.list(ns, &ListParams::default(), "Promotions").await?;
+        Ok(list.into_iter().map(Arc::new).collect())
+    }
+    async fn application(&self, ns: &str, name: &str) -> Result<Option<serde_json::Value>, String> {
+        use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+        let ar = ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("argoproj.io", "v1alpha1", "Application"),
+            "applications",
+        );
+        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), ns, &ar);
+        let app = api.get_opt(name).await.map_err(|e| {
+            kube_err(
+                &format!("Argo CD Application \"{name}\" in namespace \"{ns}\""),
+                e,
+            )
+        })?;
+        app.map(|a| serde_json::to_value(a).map_err(|e| e.to_string()))
+            .transpose()
     }
 }
 
@@ -280,6 +387,10 @@ pub struct StaticCluster {
     /// answers every access question with an error explaining that offline reviews cannot check
     /// RBAC.
     pub promoters: Option<Vec<(String, String, String)>>,
+    /// The same for the `authorize` verb.
+    pub authorizers: Option<Vec<(String, String, String)>>,
+    /// Argo CD Applications (open JSON).
+    pub applications: Vec<serde_json::Value>,
 }
 
 fn ns_name(m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> (&str, &str) {
@@ -312,9 +423,14 @@ impl StaticCluster {
 
     /// Add one object (ignored unless it is a Kargo Promotion, Stage, PromotionTask or Freight).
     pub fn add(&mut self, value: serde_json::Value) -> Result<(), String> {
-        if value.get("apiVersion").and_then(serde_json::Value::as_str)
-            != Some(promote_api::API_VERSION)
+        let api_version = value.get("apiVersion").and_then(serde_json::Value::as_str);
+        if api_version == Some("argoproj.io/v1alpha1")
+            && value.get("kind").and_then(serde_json::Value::as_str) == Some("Application")
         {
+            self.applications.push(value);
+            return Ok(());
+        }
+        if api_version != Some(promote_api::API_VERSION) {
             return Ok(());
         }
         fn parse<T: DeserializeOwned>(v: serde_json::Value, kind: &str) -> Result<T, String> {
@@ -391,20 +507,45 @@ impl Cluster for StaticCluster {
         out.retain(|f| f.alias() == Some(alias));
         Ok(out)
     }
-    async fn may_promote(&self, user: &UserInfo, ns: &str, stage: &str) -> Access {
-        match &self.promoters {
-            None => Access::Error(
-                "an offline review cannot evaluate RBAC; pass --can-promote to assume the user may promote, or --kubeconfig to ask a cluster".into(),
-            ),
+    async fn fresh_promotion(
+        &self,
+        ns: &str,
+        name: &str,
+    ) -> Result<Option<Arc<Promotion>>, String> {
+        self.promotion(ns, name).await
+    }
+    async fn promotions(&self, ns: &str) -> Result<Vec<Arc<Promotion>>, String> {
+        Ok(in_namespace(&self.promotions, ns)
+            .into_iter()
+            .map(Arc::new)
+            .collect())
+    }
+    async fn application(&self, ns: &str, name: &str) -> Result<Option<serde_json::Value>, String> {
+        Ok(self
+            .applications
+            .iter()
+            .find(|a| {
+                promote_api::argocd::app_namespace(a) == ns
+                    && promote_api::argocd::app_name(a) == name
+            })
+            .cloned())
+    }
+    async fn may(&self, user: &UserInfo, ns: &str, verb: Verb, stage: &str) -> Access {
+        let (granted, flag) = match verb {
+            Verb::Promote => (&self.promoters, "--can-promote"),
+            Verb::Authorize => (&self.authorizers, "--can-authorize"),
+        };
+        match granted {
+            None => Access::Error(format!(
+                "an offline review cannot evaluate RBAC; pass {flag} to assume the user holds the \"{}\" verb, or --kubeconfig to ask a cluster",
+                verb.as_str()
+            )),
             Some(list) => {
-                if list
-                    .iter()
-                    .any(|(u, n, s)| {
-                        [(u, user.username.as_str()), (n, ns), (s, stage)]
-                            .iter()
-                            .all(|(pattern, value)| pattern.as_str() == "*" || pattern == value)
-                    })
-                {
+                if list.iter().any(|(u, n, s)| {
+                    [(u, user.username.as_str()), (n, ns), (s, stage)]
+                        .iter()
+                        .all(|(pattern, value)| pattern.as_str() == "*" || pattern == value)
+                }) {
                     Access::Allowed
                 } else {
                     Access::Denied(String::new())
@@ -431,27 +572,53 @@ mod tests {
         let ttl = Duration::from_secs(60);
         let mut c = AccessCache::default();
         let alice = user("alice", &["dev"]);
-        c.insert(&alice, "p", "test", Access::Allowed, ttl);
-        assert_eq!(c.get(&alice, "p", "test", ttl), Some(&Access::Allowed));
+        c.insert(&alice, Verb::Promote, "p", "test", Access::Allowed, ttl);
+        assert_eq!(
+            c.get(&alice, Verb::Promote, "p", "test", ttl),
+            Some(&Access::Allowed)
+        );
         // Another Stage, project, group set or extra is another question.
-        assert_eq!(c.get(&alice, "p", "prod", ttl), None);
-        assert_eq!(c.get(&alice, "q", "test", ttl), None);
-        assert_eq!(c.get(&user("alice", &["ops"]), "p", "test", ttl), None);
+        assert_eq!(c.get(&alice, Verb::Promote, "p", "prod", ttl), None);
+        assert_eq!(c.get(&alice, Verb::Promote, "q", "test", ttl), None);
+        assert_eq!(
+            c.get(&user("alice", &["ops"]), Verb::Promote, "p", "test", ttl),
+            None
+        );
         let mut scoped = alice.clone();
         scoped.extra.insert("scopes".into(), vec!["read".into()]);
-        assert_eq!(c.get(&scoped, "p", "test", ttl), None);
+        assert_eq!(c.get(&scoped, Verb::Promote, "p", "test", ttl), None);
         // A new answer replaces the old one; an expired answer is not used.
-        c.insert(&alice, "p", "test", Access::Denied("no".into()), ttl);
+        c.insert(
+            &alice,
+            Verb::Promote,
+            "p",
+            "test",
+            Access::Denied("no".into()),
+            ttl,
+        );
         assert_eq!(
-            c.get(&alice, "p", "test", ttl),
+            c.get(&alice, Verb::Promote, "p", "test", ttl),
             Some(&Access::Denied("no".into()))
         );
         assert_eq!(c.entries.len(), 1);
-        assert_eq!(c.get(&alice, "p", "test", Duration::ZERO), None);
+        assert_eq!(
+            c.get(&alice, Verb::Promote, "p", "test", Duration::ZERO),
+            None
+        );
         // The cache stays bounded.
         for i in 0..ACCESS_CACHE_MAX + 5 {
-            c.insert(&user(&format!("u{i}"), &[]), "p", "s", Access::Allowed, ttl);
+            c.insert(
+                &user(&format!("u{i}"), &[]),
+                Verb::Promote,
+                "p",
+                "s",
+                Access::Allowed,
+                ttl,
+            );
         }
         assert!(c.entries.len() <= ACCESS_CACHE_MAX);
+        // Another verb is another question.
+        c.insert(&alice, Verb::Promote, "p", "x", Access::Allowed, ttl);
+        assert_eq!(c.get(&alice, Verb::Authorize, "p", "x", ttl), None);
     }
 }

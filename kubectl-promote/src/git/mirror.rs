@@ -9,6 +9,9 @@ use sha1::{Digest, Sha1};
 
 use super::{GitError, Oid, Redactor};
 
+/// The Git transports promote allows (`GIT_ALLOW_PROTOCOL`, colon-separated).
+pub const ALLOWED_PROTOCOLS: &str = "file:git:http:https:ssh";
+
 /// How mirrors are created and how git is run.
 #[derive(Clone, Debug, Default)]
 pub struct MirrorOptions {
@@ -188,6 +191,9 @@ impl Mirror {
         let mut c = Command::new("git");
         c.arg("-C").arg(&self.dir);
         c.env("LC_ALL", "C");
+        // Only the transports promote supports (SECURITY.md): a repoURL from a Stage can never
+        // reach `ext::` (runs a command) or any other remote helper, whatever git's defaults.
+        c.env("GIT_ALLOW_PROTOCOL", ALLOWED_PROTOCOLS);
         if !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
             c.env("GIT_TERMINAL_PROMPT", "0");
         }

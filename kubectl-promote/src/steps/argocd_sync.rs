@@ -214,6 +214,23 @@ pub(super) fn sync_and_wait(
     authorize: &dyn Fn(&Value) -> Result<(), StepError>,
     note: &mut dyn FnMut(String),
 ) -> Result<Value, StepError> {
+    // The webhook admits the write only when it matches what the Promotion recorded first
+    // (SECURITY.md: revisions come from the runner's record, never from the write's text).
+    let record_plan = |patch: &argocd::SyncPatch, ns: &str, name: &str| {
+        let path = format!(
+            "{}/status",
+            crate::kube::kargo_path("promotions", req.project, req.promotion)
+        );
+        let body = serde_json::json!({"status": {"state": {promote_api::trust::SYNC_PLAN: {
+            promote_api::trust::app_key(ns, name): patch.plan()
+        }}}});
+        cl.kube.merge_patch(&path, &body).map(drop).map_err(|e| {
+            StepError::Cluster(format!(
+                "recording the sync plan for Argo CD Application {ns}/{name} on Promotion {}: {e}",
+                req.promotion
+            ))
+        })
+    };
     let ns = argocd::app_namespace(&app).to_owned();
     let name = argocd::app_name(&app).to_owned();
     let mut app = app;
@@ -241,6 +258,7 @@ pub(super) fn sync_and_wait(
             Look::Sync => {
                 let patch = argocd::build_sync_patch(&app, updates, req)
                     .map_err(|e| fail(e.to_string()))?;
+                record_plan(&patch, &ns, &name)?;
                 match cl
                     .kube
                     .merge_patch(&app_path(&ns, &name), &patch.merge_patch)

@@ -34,8 +34,10 @@ pub(super) fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepE
         .filter(|k| !k.is_empty())
         .or_else(|| co.signing_key.clone());
     let changed = co.checkout.pending_changes()?.len();
+    // Freight fields reach messages through expressions; control characters never do.
+    let message = promote_api::trust::sanitize(&cfg.message);
     match co.checkout.commit(
-        &cfg.message,
+        &message,
         author.as_ref().map(|(n, e)| (n.as_str(), e.as_str())),
         signing_key.as_deref(),
     )? {

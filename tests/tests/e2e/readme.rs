@@ -309,6 +309,11 @@ fn every_readme_command_runs() {
         &script(&readme, "kubectl create rolebinding carol-promotes"),
         &demo_env,
     );
+    r.sh(
+        &w,
+        &script(&readme, "kubectl create rolebinding owner-authorizes"),
+        &demo_env,
+    );
     // Without a cluster: the quick start script.
     let out = r.sh(
         &w,

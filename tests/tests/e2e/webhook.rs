@@ -193,6 +193,35 @@ async fn apply(kc: &Path, user: &str, yaml: &str) -> (bool, String, String) {
     k(kc, &["--context", user, "apply", "-f", "-"], Some(yaml)).await
 }
 
+/// `kubectl patch <kind> <name> --subresource=status` in the project, as `user`.
+async fn patch_status(
+    kc: &Path,
+    user: &str,
+    kind: &str,
+    name: &str,
+    patch: &Value,
+) -> (bool, String, String) {
+    k(
+        kc,
+        &[
+            "--context",
+            user,
+            "-n",
+            "kargo-demo",
+            "patch",
+            kind,
+            name,
+            "--subresource=status",
+            "--type",
+            "merge",
+            "-p",
+            &patch.to_string(),
+        ],
+        None,
+    )
+    .await
+}
+
 async fn patch_app(kc: &Path, user: &str, app: &str, patch: &Value) -> (bool, String, String) {
     k(
         kc,
@@ -248,7 +277,17 @@ metadata:
 roleRef: { apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: promote-viewer }
 subjects: [{ kind: User, name: bob, apiGroup: rbac.authorization.k8s.io }]
 ---
-# bob may write Promotion objects (RBAC) but lacks the promote verb the webhook checks.
+# alice owns the project's Stages: she may authorize Applications for them.
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: alice-authorizer
+  namespace: kargo-demo
+roleRef: { apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: promote-stage-authorizer }
+subjects: [{ kind: User, name: alice, apiGroup: rbac.authorization.k8s.io }]
+---
+# bob may write Promotion objects and every status the plugin writes (RBAC, as the installed
+# promoter role grants) but lacks the promote verb the webhook checks.
 apiVersion: rbac.authorization.k8s.io/v1
 kind: Role
 metadata:
@@ -256,8 +295,8 @@ metadata:
   namespace: kargo-demo
 rules:
   - apiGroups: ["kargo.akuity.io"]
-    resources: ["promotions"]
-    verbs: ["create", "update", "patch"]
+    resources: ["promotions", "promotions/status", "freights/status", "stages/status"]
+    verbs: ["get", "create", "update", "patch"]
 ---
 apiVersion: rbac.authorization.k8s.io/v1
 kind: RoleBinding
@@ -485,6 +524,115 @@ async fn webhook_installed_from_the_manifests_decides_real_writes() {
         !good && err.contains("a request cannot authorize itself"),
         "{err}"
     );
+    // The trust model (SECURITY.md): the writes the decisions trust, attacked with real kubectl
+    // by a user holding the installed roles' write rights.
+    // bob widens the annotation of an Application to a Stage he may promote.
+    let widen = json!({ "metadata": { "annotations": { "kargo.akuity.io/authorized-stage": "kargo-demo:test,kargo-demo:dev" } } });
+    let (good, _, err) = patch_app(&kc, "bob", "guestbook-test", &widen).await;
+    assert!(
+        !good
+            && err.contains(
+                "user \"bob\" may not change which Stages Argo CD Application \"guestbook-test\""
+            )
+            && err.contains("needs the \"authorize\" verb on stages/dev"),
+        "{err}"
+    );
+    // bob forges Argo CD's status of an Application under promotion control.
+    let forged = json!({ "status": { "health": { "status": "Healthy" }, "sync": { "status": "Synced", "revision": "0000000000000000000000000000000000000000" } } });
+    let (good, _, err) = patch_app(&kc, "bob", "guestbook-test", &forged).await;
+    assert!(
+        !good && err.contains("is written only by Argo CD's service accounts"),
+        "{err}"
+    );
+    // bob approves Freight for a Stage he may not promote, or marks it verified.
+    for patch in [
+        json!({ "status": { "approvedFor": { "test": {} } } }),
+        json!({ "status": { "verifiedIn": { "test": {} } } }),
+    ] {
+        let (good, _, err) = patch_status(&kc, "bob", "freight", &freight_name, &patch).await;
+        assert!(
+            !good && err.contains("user \"bob\" is not permitted to change status."),
+            "{err}"
+        );
+    }
+    // alice may promote test, but verification is evidence, not a statement.
+    let (good, _, err) = patch_status(
+        &kc,
+        "alice",
+        "freight",
+        &freight_name,
+        &json!({ "status": { "verifiedIn": { "test": {} } } }),
+    )
+    .await;
+    assert!(
+        !good
+            && err.contains("status.verifiedIn is evidence")
+            && err.contains("no Succeeded Promotion"),
+        "{err}"
+    );
+    let (good, _, err) = patch_status(
+        &kc,
+        "alice",
+        "freight",
+        &freight_name,
+        &json!({ "status": { "approvedFor": { "test": {} } } }),
+    )
+    .await;
+    assert!(good, "approval by a promoter: {err}");
+    // bob rewrites alice's Promotion and Stage status.
+    let (good, _, err) = patch_status(
+        &kc,
+        "bob",
+        "promotion",
+        &promo_name,
+        &json!({ "status": { "phase": "Running" } }),
+    )
+    .await;
+    assert!(
+        !good && err.contains("user \"bob\" is not permitted to update the status of Promotions"),
+        "{err}"
+    );
+    let (good, _, err) = patch_status(
+        &kc,
+        "bob",
+        "stage",
+        "test",
+        &json!({ "status": { "lastPromotion": { "name": promo_name } } }),
+    )
+    .await;
+    assert!(
+        !good && err.contains("user \"bob\" is not permitted to write the status of the Stage"),
+        "{err}"
+    );
+    let (good, _, err) = patch_status(&kc, "alice", "stage", "test", &json!({ "status": { "freightHistory": [{ "items": { "Warehouse/guestbook": { "name": freight_name, "origin": { "kind": "Warehouse", "name": "guestbook" } } } }] } })).await;
+    assert!(
+        !good && err.contains("changes freightHistory without recording a Succeeded Promotion"),
+        "{err}"
+    );
+    // A promotion write without the plan the Promotion's runner records first.
+    let (good, _, err) = patch_app(
+        &kc,
+        "alice",
+        "guestbook-test",
+        &promotion_op(&promo_name, "main"),
+    )
+    .await;
+    assert!(
+        !good && err.contains("has not recorded a sync plan"),
+        "{err}"
+    );
+    // alice runs the Promotion: she records the plan (as kubectl promote does) ...
+    let plan = json!({ "status": { "phase": "Running", "state": { "promote.dev/argocd-update": { "argocd/guestbook-test": {
+        "sources": [{ "repoURL": url, "path": "env/test", "targetRevision": "main" }],
+        "revisions": ["main"]
+    } } } } });
+    let (good, _, err) = patch_status(&kc, "alice", "promotion", &promo_name, &plan).await;
+    assert!(good, "{err}");
+    // ... and a promotion write that also repoints the Application is refused.
+    let mut repoint = promotion_op(&promo_name, "main");
+    repoint["spec"] = json!({ "source": { "path": "env/prod" } });
+    let (good, _, err) = patch_app(&kc, "alice", "guestbook-test", &repoint).await;
+    assert!(!good && err.contains("are not the ones Promotion"), "{err}");
     // The real thing: injected operation, then Argo CD syncs and clears it through the webhook's
     // matchConditions (its writes never reach the webhook).
     let mut sent = promotion_op(&promo_name, "main");
@@ -506,8 +654,8 @@ async fn webhook_installed_from_the_manifests_decides_real_writes() {
         done["status"]["operationState"]["syncResult"]["revision"],
         main_sha.as_str()
     );
-    // Replaying the same (now finished) Promotion's operation is refused.
-    sb.request("admin", "PUT", &format!("/apis/kargo.akuity.io/v1alpha1/namespaces/kargo-demo/promotions/{promo_name}/status"), Some(&{
+    // Replaying the same (now finished) Promotion's operation is refused. Its runner finishes it.
+    sb.request("alice", "PUT", &format!("/apis/kargo.akuity.io/v1alpha1/namespaces/kargo-demo/promotions/{promo_name}/status"), Some(&{
         let live = sb.request("admin", "GET", &format!("/apis/kargo.akuity.io/v1alpha1/namespaces/kargo-demo/promotions/{promo_name}"), None).await.unwrap();
         let mut l = live.clone();
         l["status"] = json!({ "phase": "Succeeded" });
@@ -521,6 +669,19 @@ async fn webhook_installed_from_the_manifests_decides_real_writes() {
     )
     .await;
     assert!(!good && err.contains("is already Succeeded"), "{err}");
+    // A finished Promotion's status is final, even for its runner.
+    let (good, _, err) = patch_status(
+        &kc,
+        "alice",
+        "promotion",
+        &promo_name,
+        &json!({ "status": { "phase": "Running" } }),
+    )
+    .await;
+    assert!(
+        !good && err.contains("a finished Promotion's status is final"),
+        "{err}"
+    );
     let logs = hook.logs();
     assert!(
         logs.lines().any(|l| l.contains(" review uid=")
@@ -534,9 +695,14 @@ async fn webhook_installed_from_the_manifests_decides_real_writes() {
 
     // The webhook goes down: Argo CD's own writes still pass; promotion writes fail closed.
     drop(hook);
-    let (good, _, err) = patch_app(&kc, "admin", "guestbook-test", &json!({ "operation": { "initiatedBy": { "username": "admin" }, "sync": { "revision": "main" } } })).await;
+    // Users' writes to Applications under promotion control fail closed too; a plain sync of
+    // any other Application does not need the webhook.
+    let plain = json!({ "operation": { "initiatedBy": { "username": "admin" }, "sync": { "revision": "main" } } });
+    let (good, _, err) = patch_app(&kc, "admin", "guestbook-test", &plain).await;
+    assert!(!good && err.contains("failed calling webhook"), "{err}");
+    let (good, _, err) = patch_app(&kc, "admin", "guestbook-other", &plain).await;
     assert!(good, "a plain sync must not need the webhook: {err}");
-    wait_for(&sb, "argocd", "guestbook-test", |a| {
+    wait_for(&sb, "argocd", "guestbook-other", |a| {
         a.get("operation").is_none()
             && a.pointer("/status/operationState/operation/initiatedBy/username")
                 .and_then(Value::as_str)

@@ -4,10 +4,16 @@
 //! (`kargo.akuity.io/promotion`) that the old object's operation did not name. It is allowed only
 //! when that Promotion exists and is not finished, its Stage is listed in the Application's
 //! `kargo.akuity.io/authorized-stage` annotation as it was *before* the request, the requesting
-//! user may `promote` the Stage, no other operation is pending or running, and the operation is
-//! exactly the one promote derives (the mutating hook writes it). Every other write passes,
-//! except changes to an already-authorized promotion operation and, on Applications labelled
-//! `promote.dev/lockdown: "true"`, changes to `operation` or sources by anyone but Argo CD.
+//! user runs the Promotion and may `promote` the Stage, no other operation is pending or running,
+//! the write's sources are the ones the Promotion recorded in its sync plan and nothing else
+//! changes, and the operation is exactly the one promote derives (the mutating hook writes it,
+//! revisions from the plan, `initiatedBy` the writer).
+//!
+//! The trust model (SECURITY.md) adds, for every other write: changing the annotation needs the
+//! `authorize` verb on each Stage added or removed; on Applications that authorize a Stage or are
+//! locked down, status is Argo CD's alone; on locked-down Applications (`promote.dev/lockdown:
+//! "true"`) nothing but Argo CD and promotion writes changes anything. Changes to an already
+//! authorized promotion operation are refused.
 //!
 //! The decisions read [`AppView`]s of the objects (see [`super::view`]), never their JSON trees.
 
@@ -15,13 +21,16 @@ use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, PatchOperation, RemoveOperation, ReplaceOperation};
 use promote_api::argocd::{SyncOperation, SyncRequest, sync_operation};
 use promote_api::authorized_stage;
-use promote_api::keys::{ARGOCD_REFRESH, LOCKDOWN};
+use promote_api::keys::{ARGOCD_REFRESH, AUTHORIZED_STAGE, LOCKDOWN};
+use promote_api::trust::SyncPlan;
 use promote_api::types::Promotion;
 use serde_json::{Value, json};
 
 use super::view::{Annotations, AppView, OperationView, RawJson, is_promotion_write};
-use super::{Facts, Hook, Operation, Policy, Request, Verdict, diff, promote_denied};
-use crate::cluster::Cluster;
+use super::{
+    Access, Facts, Grant, Hook, Operation, Policy, Request, Verdict, diff, promote_denied,
+};
+use crate::cluster::{Cluster, Verb};
 
 fn namespace<'a>(req: &'a Request, app: &'a AppView) -> &'a str {
     if app.namespace.is_empty() {
@@ -55,6 +64,37 @@ fn candidate_projects(new: &AppView, old: Option<&AppView>) -> Vec<String> {
     out
 }
 
+/// The `project:stage` entries of an annotation value (none when absent or malformed).
+fn entries(value: Option<&str>) -> Vec<(String, String)> {
+    value
+        .and_then(|v| authorized_stage::parse(v).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| (e.project, e.stage))
+        .collect()
+}
+
+/// The Stages a write adds to or removes from the `authorized-stage` annotation.
+fn annotation_changes(new: &AppView, old: Option<&AppView>) -> Vec<(String, String)> {
+    let before = old.and_then(AppView::authorized_stage);
+    let after = new.authorized_stage();
+    if before == after {
+        return Vec::new();
+    }
+    let (b, a) = (entries(before), entries(after));
+    let mut out: Vec<(String, String)> = Vec::new();
+    for e in b
+        .iter()
+        .filter(|e| !a.contains(e))
+        .chain(a.iter().filter(|e| !b.contains(e)))
+    {
+        if !out.contains(e) {
+            out.push(e.clone());
+        }
+    }
+    out
+}
+
 pub(super) async fn gather<C: Cluster>(
     hook: Hook,
     req: &Request,
@@ -65,6 +105,19 @@ pub(super) async fn gather<C: Cluster>(
         return Ok(facts);
     };
     let old = req.old_app.as_deref();
+    if hook == Hook::ValidateApplication {
+        for (project, stage) in annotation_changes(new, old) {
+            let access = cluster
+                .may(&req.user_info, &project, Verb::Authorize, &stage)
+                .await;
+            facts.grants.push(Grant {
+                verb: Verb::Authorize,
+                project,
+                stage,
+                access,
+            });
+        }
+    }
     if !is_promotion_write(old, new) || old.is_none() {
         return Ok(facts);
     }
@@ -75,6 +128,18 @@ pub(super) async fn gather<C: Cluster>(
         if let Some(p) = cluster.promotion(&project, name).await? {
             facts.promotion = Some(p);
             break;
+        }
+    }
+    let ns = namespace(req, new).to_owned();
+    if let Some(p) = facts.promotion.clone() {
+        facts.plan = promote_api::trust::sync_plan(&p, &ns, &new.name);
+        // The runner records the plan a moment before the write; a watch-fed cache may not
+        // have it yet.
+        if facts.plan.is_none()
+            && let Some(fresh) = cluster.fresh_promotion(p.project(), p.name()).await?
+        {
+            facts.plan = promote_api::trust::sync_plan(&fresh, &ns, &new.name);
+            facts.promotion = Some(fresh);
         }
     }
     if hook == Hook::ValidateApplication
@@ -90,30 +155,42 @@ pub(super) async fn gather<C: Cluster>(
     Ok(facts)
 }
 
-/// Call `f` with the operation promote writes for Promotion `p` on `app` (its sources as they
-/// will be after the write, the revisions the client requested).
+/// Call `f` with the operation promote writes for Promotion `p` on `app`, written by `writer`:
+/// its sources as they will be after the write, the revisions the Promotion's recorded plan
+/// names (the client's own request only when there is no plan, which the validating hook
+/// refuses), and the writer as `initiatedBy`, so Argo CD's history names who synced.
 fn with_authoritative<R>(
     app: &AppView,
     p: &Promotion,
+    plan: Option<&SyncPlan>,
+    writer: &str,
     f: impl FnOnce(&SyncOperation<'_>) -> R,
 ) -> R {
     let sources = app.multi_sources();
-    let requested = app
-        .operation
-        .as_ref()
-        .map(|o| o.requested_revisions(app.multi_source))
-        .unwrap_or_default();
+    let requested = match plan {
+        Some(plan) => plan.revisions.clone(),
+        None => app
+            .operation
+            .as_ref()
+            .map(|o| o.requested_revisions(app.multi_source))
+            .unwrap_or_default(),
+    };
     let req = SyncRequest {
         promotion: p.name(),
         project: p.project(),
-        actor: p.create_actor(),
+        actor: Some(writer).filter(|w| !w.is_empty()),
     };
     f(&sync_operation(app.basis(), &sources, &requested, &req))
 }
 
-/// The operation promote writes for Promotion `p` on `app`.
-pub fn authoritative_operation(app: &AppView, p: &Promotion) -> Value {
-    with_authoritative(app, p, |op| op.to_value())
+/// The operation promote writes for Promotion `p` on `app` when `writer` writes it.
+pub fn authoritative_operation(
+    app: &AppView,
+    p: &Promotion,
+    plan: Option<&SyncPlan>,
+    writer: &str,
+) -> Value {
+    with_authoritative(app, p, plan, writer, |op| op.to_value())
 }
 
 /// Whether `sent` is `expected`: the same bytes as the API server writes it (the usual case, no
@@ -179,7 +256,8 @@ pub fn mutate(req: &Request, facts: &Facts) -> Verdict {
         }));
     }
     if let Some(sent) = &new.operation {
-        with_authoritative(new, p, |expected| {
+        let writer = req.user_info.username.as_str();
+        with_authoritative(new, p, facts.plan.as_ref(), writer, |expected| {
             if !is_expected(sent, expected) {
                 patch.extend(diff(
                     &json!({ "operation": sent.raw.value() }),
@@ -197,11 +275,14 @@ pub fn validate(req: &Request, facts: &Facts, policy: &Policy) -> Verdict {
         return Verdict::allow();
     };
     let old = req.old_app.as_deref();
+    let app = &new.name;
+    let ns = namespace(req, new);
+    if let Some(denied) = annotation_denied(req, new, old, facts) {
+        return denied;
+    }
     if is_promotion_write(old, new) {
         return validate_promotion_write(req, new, old, facts);
     }
-    let app = &new.name;
-    let ns = namespace(req, new);
     fn operation(a: &AppView) -> Option<&RawJson> {
         a.operation.as_ref().map(|o| &o.raw)
     }
@@ -215,27 +296,93 @@ pub fn validate(req: &Request, facts: &Facts, policy: &Policy) -> Verdict {
             "the sync operation of Promotion \"{promo}\" on Argo CD Application \"{app}\" in namespace \"{ns}\" was authorized when it was written and cannot be changed; hint: wait for Argo CD to finish it, then promote again"
         ));
     }
+    if policy.lockdown_allow.contains(&req.user_info.username) {
+        return Verdict::allow();
+    }
+    let user = super::user_label(&req.user_info);
     let locked = old.unwrap_or(new).locked();
-    if locked && !policy.lockdown_allow.contains(&req.user_info.username) {
+    if locked {
         let what = if new_op != old_op {
             Some("its sync operation")
         } else if sources_of(new) != old.map(sources_of).unwrap_or_default() {
             Some("its sources")
+        } else if let Some(old) = old
+            && let Some(what) = old.rest_changed(new)
+        {
+            Some(what)
+        } else if req.app_status_changed {
+            Some("its status")
         } else {
             None
         };
         if let Some(what) = what {
             return Verdict::forbidden(format!(
-                "Argo CD Application \"{app}\" in namespace \"{ns}\" is locked down (label {LOCKDOWN}: \"true\"): {what} may change only through a promotion, and {} is not one of Argo CD's service accounts; hint: promote with kubectl promote stage/<stage> --freight <freight>, or remove the label",
-                super::user_label(&req.user_info)
+                "Argo CD Application \"{app}\" in namespace \"{ns}\" is locked down (label {LOCKDOWN}: \"true\"): {what} may change only through a promotion, and {user} is not one of Argo CD's service accounts; lockdown covers the whole Application, its own label included; hint: promote with kubectl promote stage/<stage> --freight <freight>, or ask an Argo CD administrator"
             ));
         }
+    }
+    if req.app_status_changed && old.is_some_and(under_control) {
+        return Verdict::forbidden(format!(
+            "Argo CD Application \"{app}\" in namespace \"{ns}\" is under promotion control ({AUTHORIZED_STAGE} or {LOCKDOWN}): its status (sync, health, history, reconciledAt, operationState) is written only by Argo CD's service accounts, and {user} is not one; promotions read it as Argo CD's evidence; hint: leave status to Argo CD (kubectl apply and patch of spec and metadata do not touch it; kubectl replace without status would)"
+        ));
     }
     Verdict::allow()
 }
 
+/// Whether promotions rely on the Application: it authorizes some Stage, or is locked down.
+fn under_control(app: &AppView) -> bool {
+    app.locked() || app.authorized_stage().is_some_and(|v| !v.trim().is_empty())
+}
+
+/// The refusal of a write that changes the `authorized-stage` annotation without the
+/// `authorize` verb on every Stage it adds or removes.
+fn annotation_denied(
+    req: &Request,
+    new: &AppView,
+    old: Option<&AppView>,
+    facts: &Facts,
+) -> Option<Verdict> {
+    let after = new.authorized_stage();
+    if old.and_then(AppView::authorized_stage) == after {
+        return None;
+    }
+    let (app, ns) = (&new.name, namespace(req, new));
+    if let Some(value) = after
+        && let Err(e) = authorized_stage::parse(value)
+    {
+        return Some(Verdict::invalid(format!(
+            "Argo CD Application \"{app}\" in namespace \"{ns}\": metadata.annotations[{AUTHORIZED_STAGE}]: {e}"
+        )));
+    }
+    let user = super::user_label(&req.user_info);
+    for (project, stage) in annotation_changes(new, old) {
+        let why = match facts.grant(Verb::Authorize, &project, &stage) {
+            Some(Access::Allowed) => continue,
+            Some(Access::Denied(r)) if r.is_empty() => String::new(),
+            Some(Access::Denied(r)) => format!(" ({r})"),
+            Some(Access::Error(e)) => format!(" (SubjectAccessReview failed: {e})"),
+            None => " (not checked)".to_owned(),
+        };
+        let verb = promote_api::trust::AUTHORIZE_VERB;
+        return Some(Verdict::forbidden(format!(
+            "{user} may not change which Stages Argo CD Application \"{app}\" in namespace \"{ns}\" authorizes: adding or removing \"{project}:{stage}\" in {AUTHORIZED_STAGE} needs the \"{verb}\" verb on stages/{stage} in project \"{project}\", which is not granted{why} (the patch right on Applications is not enough); hint: ask the project's owner, or bind a Role in namespace \"{project}\" granting verb \"{verb}\" on resource \"stages\" (apiGroup kargo.akuity.io), e.g. kubectl create role stage-authorizer -n {project} --verb={verb} --resource=stages.kargo.akuity.io --resource-name={stage}"
+        )));
+    }
+    None
+}
+
 fn sources_of(app: &AppView) -> (Option<&RawJson>, Option<&RawJson>) {
     (app.source.as_ref(), app.sources.as_ref())
+}
+
+/// Whether the Application's sources after the write are the ones the plan recorded.
+fn plan_matches(new: &AppView, plan: &SyncPlan) -> bool {
+    if new.multi_source {
+        new.sources.as_ref().and_then(RawJson::value) == Some(Value::Array(plan.sources.clone()))
+    } else {
+        plan.sources.len() == 1
+            && new.source.as_ref().and_then(RawJson::value).as_ref() == plan.sources.first()
+    }
 }
 
 fn validate_promotion_write(
@@ -325,11 +472,41 @@ fn validate_promotion_write(
             "Argo CD Application \"{app}\" in namespace \"{ns}\" already has a pending operation{who} that Argo CD has not started yet; hint: wait for Argo CD to run it, then promote again"
         ));
     }
-    if !new
-        .operation
-        .as_ref()
-        .is_some_and(|sent| with_authoritative(new, p, |expected| is_expected(sent, expected)))
+    let writer = req.user_info.username.as_str();
+    if let Some(runner) = promote_api::trust::runner(p)
+        && runner != writer
     {
+        return Verdict::forbidden(format!(
+            "{} may not sync Argo CD Application \"{app}\" in namespace \"{ns}\" for Promotion \"{promo}\": that Promotion is run by user \"{runner}\", and a promotion's sync is written by its runner; hint: promote with your own Promotion (kubectl promote stage/{stage} --freight <freight>), or take this one over with kubectl promote resume once its lease has expired",
+            super::user_label(&req.user_info)
+        ));
+    }
+    let Some(plan) = &facts.plan else {
+        return Verdict::forbidden(format!(
+            "Promotion \"{promo}\" has not recorded a sync plan for Argo CD Application \"{app}\" in namespace \"{ns}\" (status.state[\"{}\"]), so the revisions of this write cannot be checked; hint: syncs for promotions are written by kubectl promote, which records the plan on the Promotion first",
+            promote_api::trust::SYNC_PLAN
+        ));
+    };
+    if !plan_matches(new, plan) {
+        return Verdict::forbidden(format!(
+            "the sources written to Argo CD Application \"{app}\" in namespace \"{ns}\" are not the ones Promotion \"{promo}\" recorded in its sync plan; a promotion write may change only what its argocd-update step sets; hint: let kubectl promote write the sync"
+        ));
+    }
+    if let Some(what) = old.rest_changed(new) {
+        return Verdict::forbidden(format!(
+            "a promotion write to Argo CD Application \"{app}\" in namespace \"{ns}\" may change only its sources, its sync operation and the refresh annotation, but this one also changes {what}; hint: make other changes in a separate write (and, on locked-down Applications, through an Argo CD administrator)"
+        ));
+    }
+    if req.app_status_changed {
+        return Verdict::forbidden(format!(
+            "a promotion write to Argo CD Application \"{app}\" in namespace \"{ns}\" may clear status.operationState but change nothing else of its status; hint: leave status to Argo CD"
+        ));
+    }
+    if !new.operation.as_ref().is_some_and(|sent| {
+        with_authoritative(new, p, Some(plan), writer, |expected| {
+            is_expected(sent, expected)
+        })
+    }) {
         return Verdict::forbidden(format!(
             "the sync operation written to Argo CD Application \"{app}\" in namespace \"{ns}\" is not the one promote derives for Promotion \"{promo}\" (initiatedBy, info, revisions, syncOptions and retry are set from the Promotion and the Application, and nothing else may be added); hint: install promote's mutating webhook, or let kubectl promote write the operation"
         ));

@@ -7,15 +7,24 @@
 //! Validating: CREATE needs a valid Freight whose name is its content hash; UPDATE may not change
 //! `origin`, `commits`, `images`, `charts` or `artifacts`; the alias is unique in the project;
 //! DELETE is refused while a Stage's current Freight is this one.
+//!
+//! Status (`freights/status`, the trust model in SECURITY.md): every Stage whose entry in
+//! `approvedFor`, `verifiedIn` or `currentlyIn` a write changes needs the writer to hold
+//! `promote` on that Stage (Kargo's rule for approval), and a new or changed `verifiedIn` or
+//! `currentlyIn` entry is accepted only as evidence: a Succeeded Promotion of this Freight into
+//! that Stage whose Argo CD Applications' own status shows its sync Succeeded.
 
 use promote_api::freight_id::freight_id;
 use promote_api::keys::ALIAS;
-use promote_api::types::Freight;
+use promote_api::types::{Freight, Promotion};
 use promote_api::validation;
 use serde_json::{Value, json};
 
-use super::{Facts, Hook, Operation, Policy, Request, Verdict, diff, parse_object, set_meta};
-use crate::cluster::Cluster;
+use super::{
+    Facts, Grant, Hook, Operation, Policy, Request, Verdict, diff, parse_object, promote_denied,
+    set_meta,
+};
+use crate::cluster::{Cluster, Verb};
 
 pub(super) async fn gather<C: Cluster>(
     hook: Hook,
@@ -45,6 +54,9 @@ pub(super) async fn gather<C: Cluster>(
     if hook != Hook::ValidateFreight {
         return Ok(facts);
     }
+    if req.sub_resource == "status" {
+        return gather_status(req, cluster).await;
+    }
     match (&req.object, req.operation) {
         (Some(obj), Operation::Create | Operation::Update) => {
             if let Some(alias) = alias_of(obj) {
@@ -55,6 +67,175 @@ pub(super) async fn gather<C: Cluster>(
         _ => {}
     }
     Ok(facts)
+}
+
+/// The status maps a Freight status write may change only with `promote` on the Stage.
+const STAGE_MAPS: [&str; 3] = ["approvedFor", "verifiedIn", "currentlyIn"];
+/// Of those, the maps that record what happened, accepted only with evidence.
+const EVIDENCE_MAPS: [&str; 2] = ["verifiedIn", "currentlyIn"];
+
+fn status_map<'a>(obj: Option<&'a Value>, map: &str) -> Option<&'a serde_json::Map<String, Value>> {
+    obj?.get("status")?.get(map)?.as_object()
+}
+
+/// `(map, stage, added_or_changed)` for every Stage entry a status write changes.
+fn stage_changes(req: &Request) -> Vec<(&'static str, String, bool)> {
+    let (new, old) = (req.object.as_ref(), req.old_object.as_ref());
+    let mut out = Vec::new();
+    for map in STAGE_MAPS {
+        let (n, o) = (status_map(new, map), status_map(old, map));
+        let keys: std::collections::BTreeSet<&String> = n
+            .into_iter()
+            .flat_map(|m| m.keys())
+            .chain(o.into_iter().flat_map(|m| m.keys()))
+            .collect();
+        for k in keys {
+            let (nv, ov) = (n.and_then(|m| m.get(k)), o.and_then(|m| m.get(k)));
+            if nv != ov {
+                out.push((map, k.clone(), nv.is_some()));
+            }
+        }
+    }
+    out
+}
+
+async fn gather_status<C: Cluster>(req: &Request, cluster: &C) -> Result<Facts, String> {
+    let mut facts = Facts::default();
+    let ns = req.namespace.as_str();
+    let name = req.object_name();
+    let changes = stage_changes(req);
+    for (_, stage, _) in &changes {
+        if facts.grant(Verb::Promote, ns, stage).is_none() {
+            let access = cluster.may_promote(&req.user_info, ns, stage).await;
+            facts.grants.push(Grant {
+                verb: Verb::Promote,
+                project: ns.to_owned(),
+                stage: stage.clone(),
+                access,
+            });
+        }
+    }
+    let wanted: Vec<&String> = changes
+        .iter()
+        .filter(|(map, _, added)| *added && EVIDENCE_MAPS.contains(map))
+        .map(|(_, stage, _)| stage)
+        .collect();
+    if wanted.is_empty() {
+        return Ok(facts);
+    }
+    let promotions = cluster.promotions(ns).await?;
+    for stage in wanted {
+        if facts.evidence.contains_key(stage.as_str()) {
+            continue;
+        }
+        let mut verdict = Err(format!(
+            "no Succeeded Promotion of Freight \"{name}\" into Stage \"{stage}\" exists"
+        ));
+        for p in promotions.iter().filter(|p| {
+            p.spec.stage == *stage && p.spec.freight == name && promote_api::trust::succeeded(p)
+        }) {
+            verdict = confirmed_by_argocd(p, cluster).await?;
+            if verdict.is_ok() {
+                break;
+            }
+        }
+        facts.evidence.insert(stage.clone(), verdict);
+    }
+    Ok(facts)
+}
+
+/// Whether Argo CD's own status confirms Promotion `p`: each Application its `argocd-update`
+/// health check names shows `p`'s sync Succeeded. A Promotion that synced no Application has
+/// nothing for Argo CD to confirm; its record is its runner's, whose writes the Promotion
+/// hooks check.
+async fn confirmed_by_argocd<C: Cluster>(
+    p: &Promotion,
+    cluster: &C,
+) -> Result<Result<String, String>, String> {
+    let apps = p
+        .status
+        .iter()
+        .flat_map(|s| &s.health_checks)
+        .filter(|h| h.uses == "argocd-update")
+        .filter_map(|h| h.config.as_ref())
+        .filter_map(|c| c.get("apps").and_then(Value::as_array))
+        .flatten()
+        .map(|a| {
+            let field = |k: &str| {
+                a.get(k)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            (field("namespace"), field("name"))
+        })
+        .collect::<Vec<_>>();
+    for (ns, name) in apps {
+        let ns = if ns.is_empty() {
+            "argocd".to_owned()
+        } else {
+            ns
+        };
+        let Some(app) = cluster.application(&ns, &name).await? else {
+            return Ok(Err(format!(
+                "Argo CD Application \"{name}\" in namespace \"{ns}\", synced by Promotion \"{}\", does not exist",
+                p.name()
+            )));
+        };
+        let state = app.pointer("/status/operationState");
+        let ours = promote_api::argocd::operation_promotion(state.and_then(|s| s.get("operation")))
+            == Some(p.name());
+        let phase = state
+            .and_then(|s| s.get("phase"))
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if !ours || phase != "Succeeded" {
+            return Ok(Err(format!(
+                "Argo CD's status of Application \"{name}\" in namespace \"{ns}\" does not show Promotion \"{}\"'s sync Succeeded",
+                p.name()
+            )));
+        }
+    }
+    Ok(Ok(p.name().to_owned()))
+}
+
+/// Validating `freights/status`: see the module documentation.
+fn validate_status(req: &Request, facts: &Facts) -> Verdict {
+    let (name, ns) = (req.object_name(), req.namespace.as_str());
+    let user = super::user_label(&req.user_info);
+    for (map, stage, added) in stage_changes(req) {
+        if let Some(denied) = promote_denied(
+            facts.grant(Verb::Promote, ns, &stage),
+            &req.user_info,
+            || format!("change status.{map} of Freight \"{name}\""),
+            ns,
+            &stage,
+        ) {
+            return denied;
+        }
+        if added && EVIDENCE_MAPS.contains(&map) {
+            match facts.evidence.get(&stage) {
+                Some(Ok(_)) => {}
+                Some(Err(why)) => {
+                    return Verdict::forbidden(format!(
+                        "{user} may not record Freight \"{name}\" in namespace \"{ns}\" as {} Stage \"{stage}\": status.{map} is evidence, accepted only after a Succeeded promotion of this Freight into that Stage that Argo CD confirms, and {why}; hint: promote it with kubectl promote stage/{stage} --freight {}, or approve it for the Stage with kubectl promote approve",
+                        if map == "verifiedIn" {
+                            "verified in"
+                        } else {
+                            "current in"
+                        },
+                        promote_api::naming::short_name(name)
+                    ));
+                }
+                None => {
+                    return Verdict::internal(format!(
+                        "cannot check the evidence for Freight \"{name}\" in Stage \"{stage}\""
+                    ));
+                }
+            }
+        }
+    }
+    Verdict::allow()
 }
 
 fn alias_of(v: &Value) -> Option<&str> {
@@ -119,6 +300,12 @@ pub fn validate(req: &Request, facts: &Facts, policy: &Policy) -> Verdict {
         return Verdict::internal(format!(
             "cannot check Freight \"{name}\" in namespace \"{ns}\": {e}"
         ));
+    }
+    if req.sub_resource == "status" {
+        return match req.operation {
+            Operation::Update => validate_status(req, facts),
+            _ => Verdict::allow(),
+        };
     }
     match req.operation {
         Operation::Delete => {

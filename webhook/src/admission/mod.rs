@@ -200,6 +200,11 @@ pub struct Request {
     /// For an Application: the same of the stored object before the request.
     #[serde(skip)]
     pub old_app: Option<Box<view::AppView>>,
+    /// For an Application UPDATE: whether `status` other than `status.operationState` differs
+    /// between the two objects (compared while reading them; `status` is most of an
+    /// Application's bytes, so it is never kept).
+    #[serde(skip)]
+    pub app_status_changed: bool,
 }
 
 impl Request {
@@ -232,6 +237,10 @@ impl Request {
     /// are.
     fn into_views(mut self) -> Request {
         if self.is_application() {
+            self.app_status_changed = match (&self.object, &self.old_object) {
+                (Some(new), Some(old)) => view::status_rest(new) != view::status_rest(old),
+                _ => false,
+            };
             self.app = self
                 .object
                 .take()
@@ -309,26 +318,41 @@ impl Review<'_> {
 
     /// The verdict of a review that needs no decision: an Application write that no Application
     /// hook can refuse or change. Its new object has no sync operation (a status write, or Argo
-    /// CD clearing a finished operation) and the Application is not locked down, which the fast
-    /// reader noted while skipping the objects, so neither object is built and nothing is read
-    /// from the cluster. A test checks every such write against both full decisions. This is the
-    /// bulk of the traffic when `matchConditions` are unavailable.
-    pub fn settled(&self, hook: Hook) -> Option<Verdict> {
+    /// CD clearing a finished operation), it leaves the `authorized-stage` annotation as it was,
+    /// and it is Argo CD's own (a `policy.lockdown_allow` user) or the Application is neither
+    /// locked down nor authorizing any Stage; the fast reader noted all of that while skipping
+    /// the objects, so neither object is built and nothing is read from the cluster. A test
+    /// checks every such write against both full decisions. This is the bulk of the traffic when
+    /// `matchConditions` are unavailable.
+    pub fn settled(&self, hook: Hook, policy: &Policy) -> Option<Verdict> {
+        use promote_api::keys::{AUTHORIZED_STAGE, LOCKDOWN};
         let ReviewRead::Scanned(s) = &self.read else {
             return None;
         };
         if !matches!(hook, Hook::MutateApplication | Hook::ValidateApplication)
             || s.head.kind.kind != "Application"
+            || s.object.is_some_and(|o| o.operation.is_some())
         {
             return None;
         }
-        let unlocked = match s.old_object.or(s.object) {
-            None => true,
-            Some(o) => o.metadata.is_none_or(|m| {
-                matches!(scan::label(m, promote_api::keys::LOCKDOWN), Some(l) if l.as_deref() != Some("true"))
-            }),
+        let read = |o: Option<scan::RawObject<'_>>, field: &str, key: &str| match o
+            .and_then(|o| o.metadata)
+        {
+            None => Some(None),
+            Some(m) => scan::meta_entry(m, field, key),
         };
-        (unlocked && s.object.is_none_or(|o| o.operation.is_none())).then(Verdict::allow)
+        let after = read(s.object, "annotations", AUTHORIZED_STAGE)?;
+        let before = read(s.old_object, "annotations", AUTHORIZED_STAGE)?;
+        if after != before {
+            return None;
+        }
+        if policy.lockdown_allow.contains(&s.head.user_info.username) {
+            return Some(Verdict::allow());
+        }
+        let lock = read(s.old_object.or(s.object), "labels", LOCKDOWN)?;
+        let controlled = lock.as_deref() == Some("true")
+            || before.as_deref().is_some_and(|v| !v.trim().is_empty());
+        (!controlled).then(Verdict::allow)
     }
 
     /// The whole request, objects read.
@@ -344,13 +368,19 @@ impl Review<'_> {
                     (app, old_app) => Ok(Request {
                         app: app.flatten().map(Box::new),
                         old_app: old_app.flatten().map(Box::new),
+                        app_status_changed: match (s.object, s.old_object) {
+                            (Some(new), Some(old)) => !scan::same_status_rest(&new, &old),
+                            _ => false,
+                        },
                         ..s.head
                     }),
                 }
             }
             ReviewRead::Scanned(s) => {
-                let slim =
-                    |raw: Option<scan::RawObject<'_>>| raw.map(|o| scan::slim_object(o.text));
+                let keep_status = s.head.sub_resource == "status";
+                let slim = |raw: Option<scan::RawObject<'_>>| {
+                    raw.map(|o| scan::slim_object(o.text, keep_status))
+                };
                 match (slim(s.object), slim(s.old_object)) {
                     (Some(None), _) | (_, Some(None)) => {
                         parse_review_serde(self.body).map(Request::into_views)
@@ -574,8 +604,39 @@ pub struct Facts {
     pub free_alias: Option<String>,
     /// The SubjectAccessReview answer for `promote` on the Stage involved.
     pub access: Option<Access>,
+    /// SubjectAccessReview answers for other Stages a write touches (the Stages an
+    /// `authorized-stage` annotation change adds or removes, the Stages a Freight status write
+    /// touches).
+    pub grants: Vec<Grant>,
+    /// The sync plan the Promotion of an Application promotion write recorded for it.
+    pub plan: Option<promote_api::trust::SyncPlan>,
+    /// Per Stage, the evidence behind a Freight status write that records the Freight as
+    /// verified in or current in it: `Ok(promotion)` names the Succeeded Promotion Argo CD
+    /// confirmed, `Err(why)` says what is missing.
+    pub evidence: BTreeMap<String, Result<String, String>>,
+    /// Promotions a Stage status write references (by name; absent: not found).
+    pub referenced: BTreeMap<String, std::sync::Arc<Promotion>>,
     /// A lookup that failed; the decision fails closed with it.
     pub error: Option<String>,
+}
+
+/// One SubjectAccessReview answer: `verb` on `stages/<stage>` in namespace `project`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    pub verb: crate::cluster::Verb,
+    pub project: String,
+    pub stage: String,
+    pub access: Access,
+}
+
+impl Facts {
+    /// The answer for `verb` on `project:stage`, if it was asked.
+    pub fn grant(&self, verb: crate::cluster::Verb, project: &str, stage: &str) -> Option<&Access> {
+        self.grants
+            .iter()
+            .find(|g| g.verb == verb && g.project == project && g.stage == stage)
+            .map(|g| &g.access)
+    }
 }
 
 /// Settings of the decisions.
@@ -630,7 +691,8 @@ pub async fn gather<C: Cluster>(hook: Hook, req: &Request, cluster: &C, policy: 
             promotion::gather(hook, req, cluster).await
         }
         Hook::MutateFreight | Hook::ValidateFreight => freight::gather(hook, req, cluster).await,
-        Hook::ValidateStage | Hook::ValidateProjectNamespace => Ok(Facts::default()),
+        Hook::ValidateStage => stage::gather(req, cluster).await,
+        Hook::ValidateProjectNamespace => Ok(Facts::default()),
     };
     result.unwrap_or_else(|e| Facts {
         error: Some(e),
@@ -656,7 +718,7 @@ pub fn decide(hook: Hook, req: &Request, facts: &Facts, policy: &Policy) -> Verd
         Hook::ValidatePromotion => promotion::validate(req, facts, policy),
         Hook::MutateFreight => freight::mutate(req, facts),
         Hook::ValidateFreight => freight::validate(req, facts, policy),
-        Hook::ValidateStage => stage::validate(req),
+        Hook::ValidateStage => stage::validate(req, facts),
         Hook::ValidateProjectNamespace => not_a_project(req),
     }
 }

@@ -8,9 +8,18 @@
 //! Validating: CREATE, UPDATE and DELETE need the `promote` verb on `stages/<stage>`
 //! (SubjectAccessReview); CREATE needs an existing Stage with steps and a Freight available to it,
 //! and steps/vars equal to the derived ones; UPDATE may not change `spec`.
+//!
+//! The lease (annotations `promote.dev/lease-holder` and `-expires`, SECURITY.md): a Promotion is
+//! created with a lease only in its creator's name; the lease is renewed only by its holder and
+//! taken over only once it has expired, each time in the writer's own name.
+//! Status (`promotions/status`): written only by the Promotion's runner (its lease holder, else
+//! its creator), except that any promoter of the Stage may close it as `Aborted`; a finished
+//! Promotion's status never changes again; what a remote step (`git-push`, `git-open-pr`,
+//! `argocd-update`) recorded as Succeeded, its metadata and its outputs, is never rewritten.
 
 use promote_api::availability::{self, Availability};
-use promote_api::keys::{CREATE_ACTOR, SHARD, STAGE};
+use promote_api::keys::{CREATE_ACTOR, LEASE_EXPIRES, LEASE_HOLDER, SHARD, STAGE};
+use promote_api::trust::holder_user;
 use promote_api::types::{Promotion, Stage};
 use promote_api::{naming, template, validation};
 use serde_json::{Value, json};
@@ -204,6 +213,7 @@ pub fn validate(req: &Request, facts: &Facts, policy: &Policy) -> Verdict {
     let name = req.object_name();
     let verb = match req.operation {
         Operation::Create => "create Promotions",
+        Operation::Update if req.sub_resource == "status" => "update the status of Promotions",
         Operation::Update => "update Promotions",
         Operation::Delete => "delete Promotions",
         Operation::Connect => return Verdict::allow(),
@@ -227,8 +237,25 @@ pub fn validate(req: &Request, facts: &Facts, policy: &Policy) -> Verdict {
             "cannot check Promotion \"{name}\" in namespace \"{ns}\": {e}"
         ));
     }
+    let writer = req.user_info.username.as_str();
     match req.operation {
-        Operation::Create => validate_create(cur, facts, policy, ns, name),
+        Operation::Create => {
+            if let Some(holder) = annotation(cur, LEASE_HOLDER)
+                && holder_user(holder) != writer
+            {
+                return Verdict::forbidden(format!(
+                    "Promotion \"{name}\" in namespace \"{ns}\": its lease ({LEASE_HOLDER}: \"{holder}\") must be held by its creator, {}; hint: create Promotions with kubectl promote",
+                    super::user_label(&req.user_info)
+                ));
+            }
+            validate_create(cur, facts, policy, ns, name)
+        }
+        Operation::Update if req.sub_resource == "status" => {
+            let Some(old) = &req.old_object else {
+                return Verdict::allow();
+            };
+            validate_status(req, old, cur, ns, name)
+        }
         Operation::Update => {
             let old_spec = req.old_object.as_ref().and_then(|o| o.get("spec"));
             if old_spec != cur.get("spec") {
@@ -236,10 +263,147 @@ pub fn validate(req: &Request, facts: &Facts, policy: &Policy) -> Verdict {
                     "Promotion \"{name}\" in namespace \"{ns}\": spec: Forbidden: spec is immutable; hint: create a new Promotion (kubectl promote stage/{stage} --freight <freight>) instead of editing this one"
                 ));
             }
+            if let Some(old) = &req.old_object
+                && let Some(denied) = lease_denied(req, old, cur, policy, ns, name)
+            {
+                return denied;
+            }
             Verdict::allow()
         }
         _ => Verdict::allow(),
     }
+}
+
+fn annotation<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.pointer("/metadata/annotations")
+        .and_then(|a| a.get(key))
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+}
+
+/// The refusal of a lease change that is not a renewal by its holder or a takeover of an
+/// expired lease in the writer's own name.
+fn lease_denied(
+    req: &Request,
+    old: &Value,
+    new: &Value,
+    policy: &Policy,
+    ns: &str,
+    name: &str,
+) -> Option<Verdict> {
+    let writer = req.user_info.username.as_str();
+    let user = super::user_label(&req.user_info);
+    let (old_h, new_h) = (annotation(old, LEASE_HOLDER), annotation(new, LEASE_HOLDER));
+    let (old_e, new_e) = (
+        annotation(old, LEASE_EXPIRES),
+        annotation(new, LEASE_EXPIRES),
+    );
+    if old_h == new_h && old_e == new_e {
+        return None;
+    }
+    if let Some(h) = new_h
+        && holder_user(h) != writer
+    {
+        return Some(Verdict::forbidden(format!(
+            "{user} may not set the lease of Promotion \"{name}\" in namespace \"{ns}\" to \"{h}\": a lease is taken in the writer's own name; hint: take it over with kubectl promote resume"
+        )));
+    }
+    let old_h = old_h?;
+    if holder_user(old_h) == writer {
+        return None;
+    }
+    let expired = old_e
+        .and_then(|e| e.parse::<jiff::Timestamp>().ok())
+        .is_none_or(|e| e <= policy.now);
+    if expired {
+        return None;
+    }
+    Some(Verdict::conflict(format!(
+        "Promotion \"{name}\" in namespace \"{ns}\" is run by \"{old_h}\", whose lease runs until {}; {user} may take it over only once that lease has expired; hint: wait, or abort it with kubectl promote abort",
+        old_e.unwrap_or_default()
+    )))
+}
+
+/// Validating `promotions/status`: see the module documentation.
+fn validate_status(req: &Request, old: &Value, new: &Value, ns: &str, name: &str) -> Verdict {
+    let (old_s, new_s) = (old.get("status"), new.get("status"));
+    if old_s == new_s {
+        return Verdict::allow();
+    }
+    let user = super::user_label(&req.user_info);
+    let phase = |s: Option<&Value>| {
+        s.and_then(|s| s.get("phase"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let (old_phase, new_phase) = (phase(old_s), phase(new_s));
+    if matches!(
+        old_phase.as_str(),
+        "Succeeded" | "Failed" | "Errored" | "Aborted"
+    ) {
+        return Verdict::forbidden(format!(
+            "Promotion \"{name}\" in namespace \"{ns}\" is already {old_phase}: a finished Promotion's status is final and cannot be changed by {user}; hint: start a new promotion with kubectl promote stage/<stage>"
+        ));
+    }
+    let field = |s: Option<&Value>, k: &str| s.and_then(|s| s.get(k)).cloned();
+    let p: Option<Promotion> = serde_json::from_value(old.clone()).ok();
+    let runner = p
+        .as_ref()
+        .and_then(promote_api::trust::runner)
+        .unwrap_or_default()
+        .to_owned();
+    let writer = req.user_info.username.as_str();
+    if runner != writer {
+        // Closing a Promotion (an abort, or an abandoned one taken over) is any promoter's right;
+        // nothing it recorded may change with it.
+        let closes = new_phase == "Aborted"
+            && field(old_s, "state") == field(new_s, "state")
+            && field(old_s, "stepExecutionMetadata") == field(new_s, "stepExecutionMetadata");
+        if !closes {
+            return Verdict::forbidden(format!(
+                "{user} may not write the status of Promotion \"{name}\" in namespace \"{ns}\": it is run by {}, and only its runner records its progress (other promoters of the Stage may only close it as Aborted); hint: abort it with kubectl promote abort, or take it over with kubectl promote resume once its lease has expired",
+                if runner.is_empty() {
+                    "nobody".to_owned()
+                } else {
+                    format!("user \"{runner}\"")
+                }
+            ));
+        }
+    }
+    // What remote steps recorded as done stays as recorded.
+    let meta = |s: Option<&Value>| -> Vec<Value> {
+        field(s, "stepExecutionMetadata")
+            .and_then(|m| m.as_array().cloned())
+            .unwrap_or_default()
+    };
+    let (old_meta, new_meta) = (meta(old_s), meta(new_s));
+    let steps = p.as_ref().map(|p| p.spec.steps.clone()).unwrap_or_default();
+    for (i, step) in steps.iter().enumerate() {
+        if !promote_api::trust::REMOTE_STEPS.contains(&step.uses.as_str()) {
+            continue;
+        }
+        let alias = step.effective_alias(i);
+        let entry = |m: &[Value]| {
+            m.iter()
+                .find(|e| e.get("alias").and_then(Value::as_str) == Some(alias.as_str()))
+                .cloned()
+        };
+        let Some(recorded) = entry(&old_meta) else {
+            continue;
+        };
+        if recorded.get("status").and_then(Value::as_str) != Some("Succeeded") {
+            continue;
+        }
+        let state = |s: Option<&Value>| field(s, "state").and_then(|st| st.get(&alias).cloned());
+        if entry(&new_meta).as_ref() != Some(&recorded) || state(new_s) != state(old_s) {
+            return Verdict::forbidden(format!(
+                "Promotion \"{name}\" in namespace \"{ns}\": step \"{alias}\" ({}) is recorded as Succeeded, and what a step that changed something outside this cluster recorded is never rewritten; hint: start a new promotion to change it",
+                step.uses
+            ));
+        }
+    }
+    Verdict::allow()
 }
 
 fn validate_create(cur: &Value, facts: &Facts, policy: &Policy, ns: &str, name: &str) -> Verdict {

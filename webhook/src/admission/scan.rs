@@ -25,9 +25,9 @@ use serde_json::Value;
 use wide::u8x16;
 
 use promote_api::argocd::promotion_in_info;
-use promote_api::keys::{ARGOCD_REFRESH, AUTHORIZED_STAGE, LOCKDOWN, PROJECT_INFO, PROMOTION_INFO};
+use promote_api::keys::{LOCKDOWN, PROJECT_INFO, PROMOTION_INFO};
 
-use super::view::{Annotations, AppView, OperationState, OperationView, RawJson};
+use super::view::{AppView, OperationState, OperationView, RawJson};
 use super::{Gvk, Operation, Request, UserInfo};
 
 /// An object key: its bytes, valid UTF-8 (see [`Cursor::key`]).
@@ -362,6 +362,8 @@ pub(crate) struct RawObject<'a> {
     pub spec: Option<&'a [u8]>,
     /// `status.operationState`, when `status` is an object with that key.
     pub operation_state: Option<&'a [u8]>,
+    /// `status` (the last one).
+    pub status: Option<&'a [u8]>,
 }
 
 /// Read an AdmissionReview v1 body. `None` when it is not one this reader accepts (the caller
@@ -440,6 +442,7 @@ fn read_request<'a>(c: &mut Cursor<'a>) -> Option<Scanned<'a>> {
             dry_run: dry_run.unwrap_or_default(),
             app: None,
             old_app: None,
+            app_status_changed: false,
         },
         object: object.flatten(),
         old_object: old_object.flatten(),
@@ -457,6 +460,7 @@ fn raw_object<'a>(c: &mut Cursor<'a>) -> Option<Option<RawObject<'a>>> {
     }
     let start = c.i;
     let (mut operation, mut metadata, mut spec, mut operation_state) = (None, None, None, None);
+    let mut status = None;
     c.object(|c, key| {
         match &*key {
             b"operation" => operation = if c.is_null()? { None } else { Some(c.value()?) },
@@ -465,6 +469,7 @@ fn raw_object<'a>(c: &mut Cursor<'a>) -> Option<Option<RawObject<'a>>> {
             b"status" => {
                 // Walked member by member (not skipped whole) to find the operation state.
                 operation_state = None;
+                let start = c.i;
                 members(c, |c, key| {
                     let v = c.value()?;
                     if *key == *b"operationState" {
@@ -472,6 +477,7 @@ fn raw_object<'a>(c: &mut Cursor<'a>) -> Option<Option<RawObject<'a>>> {
                     }
                     Some(())
                 })?;
+                status = Some(c.b.get(start..c.i)?);
             }
             _ => {
                 c.value()?;
@@ -485,17 +491,52 @@ fn raw_object<'a>(c: &mut Cursor<'a>) -> Option<Option<RawObject<'a>>> {
         metadata,
         spec,
         operation_state,
+        status,
     }))
 }
 
-/// An object without `status` other than `status.operationState`, and without
-/// `metadata.managedFields` (see [`Request::object`]), from its raw text.
-pub(crate) fn slim_object(raw: &[u8]) -> Option<Value> {
+/// The raw members of a `status` other than `operationState` (the last of repeated keys).
+/// A member of an object: its key and its raw value.
+type Member<'a> = (Key<'a>, &'a [u8]);
+
+fn status_members(status: Option<&[u8]>) -> Option<Vec<Member<'_>>> {
+    let mut out: Vec<Member<'_>> = Vec::new();
+    let Some(text) = status else {
+        return Some(out);
+    };
+    read_all(text, |c| {
+        members(c, |c, key| {
+            let v = c.value()?;
+            if *key != *b"operationState" {
+                out.retain(|(k, _)| *k != key);
+                out.push((key, v));
+            }
+            Some(())
+        })
+    })?;
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Some(out)
+}
+
+/// Whether two Applications' `status`, without `operationState`, are the same text member by
+/// member. The API server writes both objects with the same encoder, so equal values are equal
+/// texts; a text that cannot be read counts as changed.
+pub(crate) fn same_status_rest(new: &RawObject<'_>, old: &RawObject<'_>) -> bool {
+    match (status_members(new.status), status_members(old.status)) {
+        (Some(a), Some(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// An object without `status` other than `status.operationState` (unless `keep_status`: the
+/// status-subresource hooks decide on it), and without `metadata.managedFields` (see
+/// [`Request::object`]), from its raw text.
+pub(crate) fn slim_object(raw: &[u8], keep_status: bool) -> Option<Value> {
     let mut c = Cursor { b: raw, i: 0 };
     let mut out = serde_json::Map::new();
     c.object(|c, key| {
         let v = match &*key {
-            b"status" => filtered(c, |k| k == b"operationState")?,
+            b"status" if !keep_status => filtered(c, |k| k == b"operationState")?,
             b"metadata" => filtered(c, |k| k != b"managedFields")?,
             _ => c.parse()?,
         };
@@ -508,9 +549,9 @@ pub(crate) fn slim_object(raw: &[u8]) -> Option<Value> {
     Some(Value::Object(out))
 }
 
-/// The value of label `name` in an object's raw `metadata`, if it is a string. `None` when the
-/// metadata cannot be read.
-pub(crate) fn label(metadata: &[u8], name: &str) -> Option<Option<String>> {
+/// The value of `metadata.<field>.<name>` (`field`: `labels` or `annotations`) in an object's raw
+/// `metadata`, if it is a string. `None` when the metadata cannot be read.
+pub(crate) fn meta_entry(metadata: &[u8], field: &str, name: &str) -> Option<Option<String>> {
     let mut c = Cursor { b: metadata, i: 0 };
     let mut found = None;
     if c.peek()? != b'{' {
@@ -518,7 +559,12 @@ pub(crate) fn label(metadata: &[u8], name: &str) -> Option<Option<String>> {
         return Some(None);
     }
     c.object(|c, k| {
-        if *k != *b"labels" || c.peek()? != b'{' {
+        if *k != *field.as_bytes() {
+            return c.value().map(drop);
+        }
+        // The last occurrence of the field wins, as serde_json reads it.
+        found = None;
+        if c.peek()? != b'{' {
             return c.value().map(drop);
         }
         c.object(|c, k| {
@@ -552,30 +598,39 @@ pub(crate) fn app_view(o: &RawObject<'_>) -> Option<AppView> {
                     Some(())
                 }
                 b"annotations" => {
-                    m.annotations = annotations(c)?;
+                    m.annotations = Some(c.parse()?);
                     Some(())
                 }
                 b"labels" => {
-                    m.lockdown = None;
-                    members(c, |c, key| {
-                        if *key == *LOCKDOWN.as_bytes() {
-                            m.lockdown = c.string_value()?;
-                            Some(())
-                        } else {
-                            c.value().map(drop)
-                        }
-                    })
-                    .map(drop)
+                    m.labels = Some(c.parse()?);
+                    Some(())
+                }
+                b"finalizers" => {
+                    m.finalizers = Some(c.parse()?);
+                    Some(())
                 }
                 _ => c.value().map(drop),
             })
         })?;
         (v.name, v.namespace) = (m.name.unwrap_or_default(), m.namespace.unwrap_or_default());
-        (v.annotations, v.lockdown) = (m.annotations, m.lockdown);
+        v.annotations = super::view::annotations_of(m.annotations.as_ref());
+        v.lockdown = m
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(LOCKDOWN))
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        v.guarded_meta = super::view::guarded_metadata(
+            m.labels.as_ref(),
+            m.annotations.as_ref(),
+            m.finalizers.as_ref(),
+        );
+    } else {
+        v.guarded_meta = super::view::guarded_metadata(None, None, None);
     }
     if let Some(text) = o.spec {
         let mut s = Spec::default();
-        read_all(text, |c| {
+        let is_object = read_all(text, |c| {
             members(c, |c, key| match &*key {
                 b"source" => {
                     s.source = c.raw_json()?;
@@ -590,23 +645,24 @@ pub(crate) fn app_view(o: &RawObject<'_>) -> Option<AppView> {
                     Some(())
                 }
                 b"syncPolicy" => {
-                    (s.sync_options, s.retry) = (None, None);
-                    members(c, |c, key| match &*key {
-                        b"syncOptions" => {
-                            s.sync_options = Some(c.parse()?);
-                            Some(())
-                        }
-                        b"retry" => {
-                            s.retry = Some(c.parse()?);
-                            Some(())
-                        }
-                        _ => c.value().map(drop),
-                    })
-                    .map(drop)
+                    let policy: Value = c.parse()?;
+                    s.sync_options = policy.get("syncOptions").cloned();
+                    s.retry = policy.get("retry").cloned();
+                    s.rest.insert("syncPolicy".to_owned(), policy);
+                    Some(())
                 }
-                _ => c.value().map(drop),
+                other => {
+                    let key = String::from_utf8(other.to_vec()).ok()?;
+                    let value: Value = c.parse()?;
+                    s.rest.insert(key, value);
+                    Some(())
+                }
             })
         })?;
+        v.spec_rest = Some(match is_object {
+            true => Value::Object(std::mem::take(&mut s.rest)),
+            false => serde_json::from_slice(text).ok()?,
+        });
         (v.source, v.sources, v.multi_source) = (s.source, s.sources, s.multi_source);
         (v.sync_options, v.retry) = (s.sync_options, s.retry);
     }
@@ -734,8 +790,9 @@ fn read_all<'a, T>(text: &'a [u8], f: impl FnOnce(&mut Cursor<'a>) -> Option<T>)
 struct Metadata {
     name: Option<String>,
     namespace: Option<String>,
-    annotations: Annotations,
-    lockdown: Option<String>,
+    annotations: Option<Value>,
+    labels: Option<Value>,
+    finalizers: Option<Value>,
 }
 
 /// What an Application's `spec` holds for its view (one occurrence of the key).
@@ -746,6 +803,8 @@ struct Spec {
     multi_source: bool,
     sync_options: Option<Value>,
     retry: Option<Value>,
+    /// Members other than `source` and `sources`.
+    rest: serde_json::Map<String, Value>,
 }
 
 /// Call `f` with each member of the object at the cursor; any other value is skipped. Whether it
@@ -761,29 +820,6 @@ fn members<'a>(
         c.value()?;
         Some(false)
     }
-}
-
-fn annotations(c: &mut Cursor<'_>) -> Option<Annotations> {
-    let (mut authorized_stage, mut refresh) = (None, None);
-    let is_object = members(c, |c, key| match &*key {
-        k if k == AUTHORIZED_STAGE.as_bytes() => {
-            authorized_stage = c.string_value()?;
-            Some(())
-        }
-        k if k == ARGOCD_REFRESH.as_bytes() => {
-            refresh = Some(c.string_value()?);
-            Some(())
-        }
-        _ => c.value().map(drop),
-    })?;
-    Some(if is_object {
-        Annotations::Map {
-            authorized_stage,
-            refresh,
-        }
-    } else {
-        Annotations::NotAnObject
-    })
 }
 
 fn operation_state(c: &mut Cursor<'_>) -> Option<OperationState> {
@@ -987,7 +1023,7 @@ mod tests {
         let s = review(body)?;
         let slim = |r: Option<RawObject<'_>>| match r {
             None => Some(None),
-            Some(r) => slim_object(r.text).map(Some),
+            Some(r) => slim_object(r.text, false).map(Some),
         };
         Some(Request {
             object: slim(s.object)?,
@@ -1107,7 +1143,10 @@ mod tests {
                 b[at] = NASTY[r.below(NASTY.len() as u64) as usize];
             }
             if let Ok(review) = super::super::read_review(&b) {
-                let _ = review.settled(super::super::Hook::ValidateApplication);
+                let _ = review.settled(
+                    super::super::Hook::ValidateApplication,
+                    &super::super::Policy::default(),
+                );
                 let _ = review.into_request();
             }
             // Where serde_json reads the body too, both read the same request.

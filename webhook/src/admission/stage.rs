@@ -1,15 +1,195 @@
 //! Stages: structural validation (every problem at once, as field paths), with the legacy
 //! `promotionMechanisms` format checked through its translation into steps.
+//!
+//! Status (`stages/status`, SECURITY.md): a Stage's status changes only as the consequence of a
+//! Promotion the writer runs, and only by a writer who may `promote` the Stage: a *claim* sets
+//! `currentPromotion` to a running Promotion of this Stage whose runner is the writer; a *record*
+//! sets `lastPromotion` to a finished Promotion of this Stage the writer ran (its phase as
+//! recorded), and only a record of a Succeeded Promotion may put its Freight at the head of
+//! `freightHistory`. `health` and every other field change only with a claim or a record.
 
-use promote_api::types::Stage;
+use std::sync::Arc;
+
+use promote_api::types::{Promotion, Stage};
 use promote_api::{legacy, validation};
+use serde_json::Value;
 
-use super::{Operation, Request, Verdict, parse_object};
+use super::{Facts, Operation, Request, Verdict, parse_object, promote_denied};
+use crate::cluster::Cluster;
 
-/// Validating: CREATE and UPDATE must leave a valid Stage.
-pub fn validate(req: &Request) -> Verdict {
+fn promotion_ref<'a>(obj: Option<&'a Value>, field: &str) -> Option<&'a str> {
+    obj?.get("status")?
+        .get(field)?
+        .get("name")?
+        .as_str()
+        .filter(|n| !n.is_empty())
+}
+
+pub(super) async fn gather<C: Cluster>(req: &Request, cluster: &C) -> Result<Facts, String> {
+    let mut facts = Facts::default();
+    if req.sub_resource != "status" || req.operation != Operation::Update {
+        return Ok(facts);
+    }
+    let (new, old) = (req.object.as_ref(), req.old_object.as_ref());
+    if new.and_then(|o| o.get("status")) == old.and_then(|o| o.get("status")) {
+        return Ok(facts);
+    }
+    let ns = req.namespace.as_str();
+    facts.access = Some(
+        cluster
+            .may_promote(&req.user_info, ns, req.object_name())
+            .await,
+    );
+    let names = [
+        promotion_ref(new, "currentPromotion"),
+        promotion_ref(new, "lastPromotion"),
+        promotion_ref(old, "currentPromotion"),
+    ];
+    for name in names.into_iter().flatten() {
+        if facts.referenced.contains_key(name) {
+            continue;
+        }
+        if let Some(p) = cluster.fresh_promotion(ns, name).await? {
+            facts.referenced.insert(name.to_owned(), p);
+        }
+    }
+    Ok(facts)
+}
+
+/// Validating `stages/status`: see the module documentation.
+fn validate_status(req: &Request, facts: &Facts) -> Verdict {
+    let (new, old) = (req.object.as_ref(), req.old_object.as_ref());
+    let status = |o: Option<&Value>| o.and_then(|o| o.get("status")).cloned();
+    let (new_s, old_s) = (status(new), status(old));
+    if new_s == old_s {
+        return Verdict::allow();
+    }
+    let (stage, ns) = (req.object_name(), req.namespace.as_str());
+    if let Some(e) = &facts.error {
+        return Verdict::internal(format!(
+            "cannot check the status of Stage \"{stage}\" in namespace \"{ns}\": {e}"
+        ));
+    }
+    if let Some(denied) = promote_denied(
+        facts.access.as_ref(),
+        &req.user_info,
+        || "write the status of the Stage".to_owned(),
+        ns,
+        stage,
+    ) {
+        return denied;
+    }
+    let writer = req.user_info.username.as_str();
+    let user = super::user_label(&req.user_info);
+    let field = |s: &Option<Value>, k: &str| s.as_ref().and_then(|s| s.get(k)).cloned();
+    let changed = |k: &str| field(&new_s, k) != field(&old_s, k);
+    let deny = |what: String| {
+        Verdict::forbidden(format!(
+            "{user} may not write the status of Stage \"{stage}\" in namespace \"{ns}\": {what}; a Stage's status changes only as the consequence of a Promotion its writer runs; hint: promote with kubectl promote stage/{stage} --freight <freight>"
+        ))
+    };
+    let held = |name: &str, running: bool| -> Result<&Arc<Promotion>, String> {
+        let Some(p) = facts.referenced.get(name) else {
+            return Err(format!("Promotion \"{name}\" does not exist"));
+        };
+        if p.spec.stage != stage {
+            return Err(format!(
+                "Promotion \"{name}\" is for Stage \"{}\"",
+                p.spec.stage
+            ));
+        }
+        if p.phase().is_terminal() == running {
+            return Err(format!("Promotion \"{name}\" is {}", p.phase()));
+        }
+        match promote_api::trust::runner(p) {
+            Some(r) if r == writer => Ok(p),
+            Some(r) => Err(format!("Promotion \"{name}\" is run by user \"{r}\"")),
+            None => Err(format!("Promotion \"{name}\" names no runner")),
+        }
+    };
+    let claim = promotion_ref(new, "currentPromotion")
+        .filter(|n| Some(*n) != promotion_ref(old, "currentPromotion"));
+    if let Some(name) = claim
+        && let Err(why) = held(name, true)
+    {
+        return deny(format!("it claims the Stage for {why}"));
+    }
+    let mut record = None;
+    if changed("lastPromotion") {
+        let Some(name) = promotion_ref(new, "lastPromotion") else {
+            return deny("it removes lastPromotion".to_owned());
+        };
+        let p = match held(name, false) {
+            Ok(p) => p,
+            Err(why) => return deny(format!("it records {why}")),
+        };
+        let recorded = new_s
+            .as_ref()
+            .and_then(|s| s.pointer("/lastPromotion/status/phase"))
+            .and_then(Value::as_str);
+        if recorded.is_some_and(|r| r != p.phase().to_string()) {
+            return deny(format!(
+                "it records Promotion \"{name}\" as {} but it is {}",
+                recorded.unwrap_or_default(),
+                p.phase()
+            ));
+        }
+        record = Some(p);
+    }
+    if changed("freightHistory") {
+        let head_has = |freight: &str| {
+            new_s
+                .as_ref()
+                .and_then(|s| s.pointer("/freightHistory/0/items"))
+                .and_then(Value::as_object)
+                .is_some_and(|items| {
+                    items
+                        .values()
+                        .any(|r| r.get("name").and_then(Value::as_str) == Some(freight))
+                })
+        };
+        match record {
+            Some(p) if promote_api::trust::succeeded(p) && head_has(&p.spec.freight) => {}
+            _ => {
+                return deny(
+                    "it changes freightHistory without recording a Succeeded Promotion of the Freight at its head".to_owned(),
+                );
+            }
+        }
+    }
+    if claim.is_none() && record.is_none() {
+        if changed("currentPromotion") {
+            // Clearing a Stage whose current Promotion is no longer running is housekeeping.
+            let running = promotion_ref(old, "currentPromotion")
+                .and_then(|n| facts.referenced.get(n))
+                .is_some_and(|p| !p.phase().is_terminal());
+            if running {
+                return deny("it clears currentPromotion while that Promotion runs".to_owned());
+            }
+        }
+        let others: Vec<String> = new_s
+            .iter()
+            .chain(old_s.iter())
+            .filter_map(Value::as_object)
+            .flat_map(|m| m.keys().cloned())
+            .filter(|k| k != "currentPromotion" && changed(k))
+            .collect();
+        if let Some(k) = others.first() {
+            return deny(format!(
+                "it changes status.{k} without claiming the Stage or recording a Promotion"
+            ));
+        }
+    }
+    Verdict::allow()
+}
+
+/// Validating: CREATE and UPDATE must leave a valid Stage; status writes as above.
+pub fn validate(req: &Request, facts: &Facts) -> Verdict {
     if !matches!(req.operation, Operation::Create | Operation::Update) {
         return Verdict::allow();
+    }
+    if req.sub_resource == "status" {
+        return validate_status(req, facts);
     }
     let Some(obj) = &req.object else {
         return Verdict::allow();

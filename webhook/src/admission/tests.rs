@@ -28,8 +28,13 @@ fn promotion(name: &str, stage: &str, phase: Option<&str>) -> Value {
             "steps": [{ "uses": "argocd-update", "config": { "apps": [{ "name": "guestbook-test" }] } }]
         }
     });
+    // What kubectl promote records before its write (promote_api::trust::SYNC_PLAN).
+    p["status"] = json!({ "state": { "promote.dev/argocd-update": { "argocd/guestbook-test": {
+        "sources": [{ "repoURL": "https://git.example.com/gitops.git", "path": "env/test", "targetRevision": "main" }],
+        "revisions": ["bbbb"]
+    } } } });
     if let Some(phase) = phase {
-        p["status"] = json!({ "phase": phase });
+        p["status"]["phase"] = json!(phase);
     }
     p
 }
@@ -156,6 +161,7 @@ fn cluster(promotions: Vec<Value>) -> StaticCluster {
     }
     c.add(freight(&["dev"])).unwrap();
     c.promoters = Some(vec![("alice".into(), PROJECT.into(), "*".into())]);
+    c.authorizers = Some(vec![("alice".into(), PROJECT.into(), "*".into())]);
     c
 }
 
@@ -388,7 +394,8 @@ fn application_authorization_table() {
         new,
         user: "alice",
         operation: "UPDATE",
-        want: Ok(()),
+        // A promotion write changes nothing but its sources, operation and refresh annotation.
+        want: Err((403, "may change only its sources, its sync operation")),
     });
     // The Promotion.
     for (name, cl, want) in [
@@ -587,14 +594,199 @@ fn application_authorization_table() {
     let mut relabel = old.clone();
     relabel["metadata"]["labels"]["team"] = json!("web");
     cases.push(Case {
-        name: "lockdown: other changes pass",
+        name: "lockdown: other labels are covered too",
         cluster: c.clone(),
         old: Some(old.clone()),
         new: relabel,
         user: "carol",
         operation: "UPDATE",
-        want: Ok(()),
+        want: Err((403, "its labels, annotations or finalizers may change only")),
     });
+    // Lockdown covers the whole Application (issue 16): its own label, destination, project,
+    // automated sync and status; a refresh request stays anyone's.
+    let mut unlock = old.clone();
+    unlock["metadata"]["labels"]
+        .as_object_mut()
+        .unwrap()
+        .remove("promote.dev/lockdown");
+    let mut redirect = old.clone();
+    redirect["spec"]["destination"]["namespace"] = json!("elsewhere");
+    let mut reproject = old.clone();
+    reproject["spec"]["project"] = json!("other");
+    let mut automate = old.clone();
+    automate["spec"]["syncPolicy"]["automated"] = json!({ "prune": true });
+    let mut forged = old.clone();
+    forged["status"]["health"]["status"] = json!("Degraded");
+    let mut refresh = old.clone();
+    refresh["metadata"]["annotations"]["argocd.argoproj.io/refresh"] = json!("hard");
+    for (name, new, want) in [
+        (
+            "lockdown: removing its own label",
+            unlock,
+            Err((403, "its labels, annotations or finalizers")),
+        ),
+        (
+            "lockdown: destination",
+            redirect,
+            Err((403, "its spec may change only")),
+        ),
+        (
+            "lockdown: project",
+            reproject,
+            Err((403, "its spec may change only")),
+        ),
+        (
+            "lockdown: automated sync",
+            automate,
+            Err((403, "its spec may change only")),
+        ),
+        (
+            "lockdown: status",
+            forged,
+            Err((403, "its status may change only")),
+        ),
+        ("lockdown: refresh passes", refresh, Ok(())),
+    ] {
+        cases.push(Case {
+            name,
+            cluster: c.clone(),
+            old: Some(old.clone()),
+            new,
+            user: "carol",
+            operation: "UPDATE",
+            want,
+        });
+    }
+    // Application status of an Application that authorizes a Stage: Argo CD's alone.
+    let open = app(Some("kargo-demo:test"));
+    let mut faked = open.clone();
+    faked["status"]["operationState"]["phase"] = json!("Succeeded");
+    faked["status"]["sync"]["revision"] = json!("cccc");
+    faked["status"]["reconciledAt"] = json!("2026-12-01T00:00:00Z");
+    for (name, who, want) in [
+        (
+            "status forged by a user",
+            "bob",
+            Err((
+                403,
+                "its status (sync, health, history, reconciledAt, operationState) is written only by Argo CD",
+            )),
+        ),
+        ("status written by Argo CD", CONTROLLER, Ok(())),
+    ] {
+        cases.push(Case {
+            name,
+            cluster: c.clone(),
+            old: Some(open.clone()),
+            new: faked.clone(),
+            user: who,
+            operation: "UPDATE",
+            want,
+        });
+    }
+    // The authorized-stage annotation changes only with the authorize verb.
+    let mut widened = open.clone();
+    widened["metadata"]["annotations"]["kargo.akuity.io/authorized-stage"] =
+        json!("kargo-demo:test,kargo-demo:dev");
+    let mut malformed = open.clone();
+    malformed["metadata"]["annotations"]["kargo.akuity.io/authorized-stage"] =
+        json!("kargo-demo:*");
+    for (name, who, new, want) in [
+        (
+            "annotation widened without the verb",
+            "bob",
+            widened.clone(),
+            Err((403, "needs the \"authorize\" verb on stages/dev")),
+        ),
+        (
+            "annotation widened by an authorizer",
+            "alice",
+            widened.clone(),
+            Ok(()),
+        ),
+        (
+            "annotation widened by Argo CD",
+            CONTROLLER,
+            widened,
+            Err((403, "needs the \"authorize\" verb")),
+        ),
+        (
+            "annotation malformed",
+            "alice",
+            malformed,
+            Err((422, "authorized-stage")),
+        ),
+        (
+            "annotation added at creation without the verb",
+            "bob",
+            app(Some("kargo-demo:test")),
+            Err((403, "needs the \"authorize\" verb on stages/test")),
+        ),
+    ] {
+        let create = name.contains("creation");
+        cases.push(Case {
+            name,
+            cluster: c.clone(),
+            old: (!create).then(|| open.clone()),
+            new,
+            user: who,
+            operation: if create { "CREATE" } else { "UPDATE" },
+            want,
+        });
+    }
+    // A promotion write is exactly the Promotion's recorded plan, written by its runner.
+    let mut repath = with_op(open.clone(), client_op(PROMO));
+    repath["spec"]["source"]["path"] = json!("env/prod");
+    let mut other_rev = client_op(PROMO);
+    other_rev["sync"]["revision"] = json!("evil");
+    let mut p_bob = promotion(PROMO, "test", Some("Running"));
+    p_bob["metadata"]["annotations"]["promote.dev/lease-holder"] = json!("bob@laptop/7");
+    let mut p_noplan = promotion(PROMO, "test", Some("Running"));
+    p_noplan["status"].as_object_mut().unwrap().remove("state");
+    let mut redest = with_op(open.clone(), client_op(PROMO));
+    redest["spec"]["destination"]["namespace"] = json!("elsewhere");
+    for (name, cl, new, want) in [
+        (
+            "promotion write changing source.path",
+            c.clone(),
+            repath,
+            Err((403, "are not the ones Promotion")),
+        ),
+        (
+            "promotion write changing destination",
+            c.clone(),
+            redest,
+            Err((403, "also changes its spec")),
+        ),
+        (
+            "promotion write asking another revision",
+            c.clone(),
+            with_op(open.clone(), other_rev),
+            Ok(()),
+        ),
+        (
+            "someone else's Promotion",
+            cluster(vec![p_bob]),
+            with_op(open.clone(), client_op(PROMO)),
+            Err((403, "is run by user \"bob\"")),
+        ),
+        (
+            "Promotion without a plan",
+            cluster(vec![p_noplan]),
+            with_op(open.clone(), client_op(PROMO)),
+            Err((403, "has not recorded a sync plan")),
+        ),
+    ] {
+        cases.push(Case {
+            name,
+            cluster: cl,
+            old: Some(open.clone()),
+            new,
+            user: "alice",
+            operation: "UPDATE",
+            want,
+        });
+    }
     cases.push(Case {
         name: "lockdown: promotion passes",
         cluster: c.clone(),
@@ -720,7 +912,15 @@ fn application_mutation_injects_the_authoritative_operation_idempotently() {
 
 #[test]
 fn application_mutation_multi_source() {
-    let c = cluster(vec![promotion(PROMO, "test", Some("Running"))]);
+    let mut p = promotion(PROMO, "test", Some("Running"));
+    p["status"]["state"]["promote.dev/argocd-update"]["argocd/guestbook-test"] = json!({
+        "sources": [
+            { "repoURL": "https://charts.example.com", "chart": "guestbook", "targetRevision": "1.2.0" },
+            { "repoURL": "https://git.example.com/gitops.git", "path": "env/test", "targetRevision": "main", "ref": "values" }
+        ],
+        "revisions": ["1.3.0", ""]
+    });
+    let c = cluster(vec![p]);
     let mut old = app(Some("kargo-demo:test"));
     let spec = old["spec"].as_object_mut().unwrap();
     spec.remove("source");
@@ -1347,8 +1547,11 @@ fn routine_application_writes_are_exactly_what_both_hooks_allow_unchanged() {
                         })
                         .to_string();
                         let review = read_review(body.as_bytes()).unwrap();
-                        let settled = review.settled(Hook::ValidateApplication);
-                        assert_eq!(settled, review.settled(Hook::MutateApplication));
+                        let settled = review.settled(Hook::ValidateApplication, &Policy::default());
+                        assert_eq!(
+                            settled,
+                            review.settled(Hook::MutateApplication, &Policy::default())
+                        );
                         if settled.is_none() {
                             full += 1;
                             continue;
@@ -1367,9 +1570,10 @@ fn routine_application_writes_are_exactly_what_both_hooks_allow_unchanged() {
             }
         }
     }
-    // Both kinds occur: status writes without operations are routine, the rest is decided.
+    // Both kinds occur: status writes without operations are routine, the rest is decided
+    // (users' writes to Applications under promotion control are always decided).
     assert!(
-        routine >= 50 && full >= 500,
+        routine >= 30 && full >= 500,
         "routine {routine}, full {full}"
     );
     // Argo CD's plain status write is routine.
@@ -1381,12 +1585,18 @@ fn routine_application_writes_are_exactly_what_both_hooks_allow_unchanged() {
     .to_string();
     let review = read_review(body.as_bytes()).unwrap();
     assert_eq!(
-        review.settled(Hook::ValidateApplication),
+        review.settled(Hook::ValidateApplication, &Policy::default()),
         Some(Verdict::allow())
     );
     // Only the Application hooks settle it; any other hook decides (and refuses the kind).
-    assert_eq!(review.settled(Hook::ValidatePromotion), None);
-    assert_eq!(review.settled(Hook::ValidateProjectNamespace), None);
+    assert_eq!(
+        review.settled(Hook::ValidatePromotion, &Policy::default()),
+        None
+    );
+    assert_eq!(
+        review.settled(Hook::ValidateProjectNamespace, &Policy::default()),
+        None
+    );
 }
 
 /// A value with its object keys sorted at every level, as Go's `encoding/json` writes maps.
@@ -1558,4 +1768,207 @@ fn hooks_that_do_not_read_the_clock_decide_the_same_at_any_time() {
     }
     // The clock does change some Promotion and Freight decisions (else this test proves nothing).
     assert!(differ > 0);
+}
+
+/// A `<kind>/status` UPDATE through the validating hook.
+fn validate_status(c: &StaticCluster, kind: &str, old: &Value, new: &Value, who: &str) -> Verdict {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let review_json = json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "u",
+            "kind": { "group": "kargo.akuity.io", "version": "v1alpha1", "kind": kind },
+            "subResource": "status",
+            "name": new["metadata"]["name"], "namespace": PROJECT, "operation": "UPDATE",
+            "userInfo": user(who), "object": new, "oldObject": old,
+        }
+    });
+    let req = parse_review(review_json.to_string().as_bytes()).unwrap();
+    rt.block_on(review(
+        Hook::for_kind(kind, false).unwrap(),
+        &req,
+        c,
+        &policy(),
+    ))
+}
+
+#[test]
+fn promotion_status_and_lease_rules() {
+    let mut running = promotion(PROMO, "test", Some("Running"));
+    running["metadata"]["annotations"]["promote.dev/lease-holder"] = json!("alice@laptop/1");
+    running["metadata"]["annotations"]["promote.dev/lease-expires"] = json!("2999-01-01T00:00:00Z");
+    running["spec"]["steps"] = json!([{ "uses": "git-push", "as": "push" }]);
+    running["status"]["stepExecutionMetadata"] =
+        json!([{ "alias": "push", "status": "Succeeded" }]);
+    running["status"]["state"]["push"] = json!({ "commit": "aaaa" });
+    let mut c = cluster(vec![running.clone()]);
+    c.promoters = Some(vec![("*".into(), PROJECT.into(), "*".into())]);
+    let with_status = |f: &dyn Fn(&mut Value)| {
+        let mut v = running.clone();
+        f(&mut v);
+        v
+    };
+    let progress = with_status(&|v| v["status"]["currentStep"] = json!(1));
+    let rewrite = with_status(&|v| v["status"]["state"]["push"] = json!({ "commit": "evil" }));
+    let abort = with_status(&|v| v["status"]["phase"] = json!("Aborted"));
+    let abort_rewrite = with_status(&|v| {
+        v["status"]["phase"] = json!("Aborted");
+        v["status"]["state"]["push"] = json!({ "commit": "evil" });
+    });
+    for (name, new, who, want) in [
+        ("runner records progress", &progress, "alice", Ok(())),
+        (
+            "another promoter records progress",
+            &progress,
+            "carol",
+            Err((403, "only its runner records its progress")),
+        ),
+        (
+            "runner rewrites a recorded push",
+            &rewrite,
+            "alice",
+            Err((403, "is recorded as Succeeded")),
+        ),
+        ("another promoter aborts", &abort, "carol", Ok(())),
+        (
+            "an abort that rewrites",
+            &abort_rewrite,
+            "carol",
+            Err((403, "only its runner")),
+        ),
+    ] {
+        check(
+            name,
+            &validate_status(&c, "Promotion", &running, new, who),
+            &want,
+        );
+    }
+    let finished = with_status(&|v| v["status"]["phase"] = json!("Succeeded"));
+    let rewound = with_status(&|v| v["status"]["phase"] = json!("Running"));
+    check(
+        "finished is final",
+        &validate_status(&c, "Promotion", &finished, &rewound, "alice"),
+        &Err((403, "status is final")),
+    );
+    // The lease: taken in the writer's own name, over only once expired.
+    let mut steal = running.clone();
+    steal["metadata"]["annotations"]["promote.dev/lease-holder"] = json!("carol@box/2");
+    let v = validate_only(
+        &c,
+        "Promotion",
+        "UPDATE",
+        Some(&running),
+        Some(&steal),
+        "carol",
+    );
+    check(
+        "takeover of a live lease",
+        &v,
+        &Err((409, "may take it over only once that lease has expired")),
+    );
+    let mut expired = running.clone();
+    expired["metadata"]["annotations"]["promote.dev/lease-expires"] = json!("2000-01-01T00:00:00Z");
+    let v = validate_only(
+        &c,
+        "Promotion",
+        "UPDATE",
+        Some(&expired),
+        Some(&steal),
+        "carol",
+    );
+    check("takeover of an expired lease", &v, &Ok(()));
+    let v = validate_only(
+        &c,
+        "Promotion",
+        "UPDATE",
+        Some(&expired),
+        Some(&steal),
+        "alice",
+    );
+    check(
+        "a lease in someone else's name",
+        &v,
+        &Err((403, "a lease is taken in the writer's own name")),
+    );
+}
+
+#[test]
+fn stage_status_rules() {
+    let mut running = promotion(PROMO, "test", Some("Running"));
+    running["metadata"]["annotations"]["promote.dev/lease-holder"] = json!("alice@laptop/1");
+    let mut done = promotion(OLD_PROMO, "test", Some("Succeeded"));
+    done["metadata"]["annotations"]["promote.dev/lease-holder"] = json!("alice@laptop/1");
+    let mut c = cluster(vec![running, done]);
+    c.promoters = Some(vec![("*".into(), PROJECT.into(), "*".into())]);
+    let old = stage("test", true);
+    let with = |status: Value| {
+        let mut s = old.clone();
+        s["status"] = status;
+        s
+    };
+    let item = json!({ "items": { "Warehouse/my-warehouse": { "name": FREIGHT } } });
+    let other = json!({ "items": { "Warehouse/my-warehouse": { "name": "0000000000000000000000000000000000000000" } } });
+    for (name, new, who, want) in [
+        (
+            "claim by the runner",
+            with(json!({ "currentPromotion": { "name": PROMO } })),
+            "alice",
+            Ok(()),
+        ),
+        (
+            "claim for someone else's Promotion",
+            with(json!({ "currentPromotion": { "name": PROMO } })),
+            "carol",
+            Err((403, "is run by user \"alice\"")),
+        ),
+        (
+            "claim for a finished Promotion",
+            with(json!({ "currentPromotion": { "name": OLD_PROMO } })),
+            "alice",
+            Err((403, "is Succeeded")),
+        ),
+        (
+            "record by the runner",
+            with(
+                json!({ "lastPromotion": { "name": OLD_PROMO, "status": { "phase": "Succeeded" } }, "freightHistory": [item.clone()], "health": { "status": "Healthy" } }),
+            ),
+            "alice",
+            Ok(()),
+        ),
+        (
+            "record with the wrong phase",
+            with(
+                json!({ "lastPromotion": { "name": OLD_PROMO, "status": { "phase": "Failed" } } }),
+            ),
+            "alice",
+            Err((403, "but it is Succeeded")),
+        ),
+        (
+            "history of other Freight",
+            with(json!({ "lastPromotion": { "name": OLD_PROMO }, "freightHistory": [other] })),
+            "alice",
+            Err((403, "changes freightHistory")),
+        ),
+        (
+            "health alone",
+            with(json!({ "health": { "status": "Healthy" } })),
+            "alice",
+            Err((403, "status.health without claiming")),
+        ),
+        (
+            "a non-promoter",
+            with(json!({ "currentPromotion": { "name": PROMO } })),
+            "bob",
+            Err((403, "is not permitted to write the status of the Stage")),
+        ),
+    ] {
+        c.promoters = Some(vec![
+            ("alice".into(), PROJECT.into(), "*".into()),
+            ("carol".into(), PROJECT.into(), "*".into()),
+        ]);
+        check(name, &validate_status(&c, "Stage", &old, &new, who), &want);
+    }
 }

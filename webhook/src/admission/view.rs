@@ -38,6 +38,85 @@ pub struct AppView {
     pub retry: Option<Value>,
     /// `status.operationState`, when `status` is an object with that key (`null` included).
     pub operation_state: Option<OperationState>,
+    /// `spec` without `source` and `sources` (`None` when there is no `spec`): what lockdown and
+    /// the promotion-write scope compare besides the sources.
+    pub spec_rest: Option<Value>,
+    /// The metadata lockdown covers ([`guarded_metadata`]).
+    pub guarded_meta: Value,
+}
+
+/// Annotations that carry no configuration and that anyone may change: Argo CD's refresh
+/// requests and kubectl's record of the last applied manifest.
+pub const UNGUARDED_ANNOTATIONS: [&str; 3] = [
+    ARGOCD_REFRESH,
+    "argocd.argoproj.io/refresh-timestamp",
+    "kubectl.kubernetes.io/last-applied-configuration",
+];
+
+/// The metadata of an Application that lockdown covers: labels (its own label included),
+/// annotations other than [`UNGUARDED_ANNOTATIONS`], and finalizers.
+pub fn guarded_metadata(
+    labels: Option<&Value>,
+    annotations: Option<&Value>,
+    finalizers: Option<&Value>,
+) -> Value {
+    let annotations = match annotations {
+        Some(Value::Object(map)) => Value::Object(
+            map.iter()
+                .filter(|(k, _)| !UNGUARDED_ANNOTATIONS.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        Some(other) => other.clone(),
+        None => Value::Null,
+    };
+    serde_json::json!({
+        "labels": labels.cloned().unwrap_or(Value::Null),
+        "annotations": annotations,
+        "finalizers": finalizers.cloned().unwrap_or(Value::Null),
+    })
+}
+
+/// `spec` without `source` and `sources`.
+pub fn spec_rest(spec: &Value) -> Value {
+    match spec {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .filter(|(k, _)| !matches!(k.as_str(), "source" | "sources"))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// The members of an Application's `status` other than `operationState`, whose change by anyone
+/// but Argo CD is refused on Applications under promotion control.
+pub fn status_rest(app: &Value) -> Vec<(&str, &Value)> {
+    match app.get("status") {
+        Some(Value::Object(map)) => {
+            let mut out: Vec<(&str, &Value)> = map
+                .iter()
+                .filter(|(k, _)| k.as_str() != "operationState")
+                .map(|(k, v)| (k.as_str(), v))
+                .collect();
+            out.sort_by(|a, b| a.0.cmp(b.0));
+            out
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// The annotations view of an `annotations` value.
+pub fn annotations_of(annotations: Option<&Value>) -> Annotations {
+    match annotations {
+        None => Annotations::Missing,
+        Some(Value::Object(map)) => Annotations::Map {
+            authorized_stage: map.get(AUTHORIZED_STAGE).and_then(string),
+            refresh: map.get(ARGOCD_REFRESH).map(string),
+        },
+        Some(_) => Annotations::NotAnObject,
+    }
 }
 
 /// `metadata.annotations` of an Application.
@@ -162,14 +241,8 @@ impl AppView {
     /// The view of an Application object.
     pub fn from_value(app: &Value) -> AppView {
         let meta = app.get("metadata");
-        let annotations = match meta.and_then(|m| m.get("annotations")) {
-            None => Annotations::Missing,
-            Some(Value::Object(map)) => Annotations::Map {
-                authorized_stage: map.get(AUTHORIZED_STAGE).and_then(string),
-                refresh: map.get(ARGOCD_REFRESH).map(string),
-            },
-            Some(_) => Annotations::NotAnObject,
-        };
+        let field = |k: &str| meta.and_then(|m| m.get(k));
+        let annotations = annotations_of(field("annotations"));
         let basis = OperationBasis::of(app);
         AppView {
             name: app
@@ -209,6 +282,24 @@ impl AppView {
                     promotion: operation_promotion(state.get("operation").and_then(not_null))
                         .map(str::to_owned),
                 }),
+            spec_rest: app.get("spec").map(spec_rest),
+            guarded_meta: guarded_metadata(
+                field("labels"),
+                field("annotations"),
+                field("finalizers"),
+            ),
+        }
+    }
+
+    /// Whether a write from `self` (the old object) to `new` changes what lockdown covers
+    /// besides `operation` and the sources: the rest of `spec` and the guarded metadata.
+    pub fn rest_changed(&self, new: &AppView) -> Option<&'static str> {
+        if self.spec_rest != new.spec_rest {
+            Some("its spec")
+        } else if self.guarded_meta != new.guarded_meta {
+            Some("its labels, annotations or finalizers")
+        } else {
+            None
         }
     }
 
