@@ -13,9 +13,12 @@
 //! Precedence: userinfo in the URL, then the project's Secret, then the environment, then git's
 //! own (ssh-agent, keys, helpers).
 //!
-//! Credentials reach git through `GIT_CONFIG_*` environment variables (`http.extraHeader`), never
-//! through command-line arguments (visible in `ps`) or files. Every secret is registered with the
-//! redactor so it cannot leak into output, errors or logs.
+//! Credentials reach git through `GIT_CONFIG_*` environment variables, never through
+//! command-line arguments (visible in `ps`) or files: a credential helper scoped to the remote's
+//! `scheme://host[:port]` (`credential.<url>.helper`), so git sends them only when that server
+//! challenges it (HTTP 401), and never to another host a redirect points at. Credentials are never
+//! sent over plain `http://` except to loopback addresses. Every secret is registered with the
+//! redactor (with its base64 forms) so it cannot leak into output, errors or logs (SECURITY.md).
 
 use crate::git::MirrorOptions;
 
@@ -25,6 +28,68 @@ pub const ENV_USERNAME: &str = "PROMOTE_GIT_USERNAME";
 pub const ENV_PASSWORD: &str = "PROMOTE_GIT_PASSWORD";
 /// A token used as the password (username defaults to `promote`).
 pub const ENV_TOKEN: &str = "PROMOTE_GIT_TOKEN";
+/// Hosts (`host` or `host:port`, comma-separated) beyond a provider's public ones that may receive
+/// tokens taken from the environment: self-hosted GitHub Enterprise, GitLab or Gitea, and the
+/// `PROMOTE_GIT_*` credentials.
+pub const ENV_TOKEN_HOSTS: &str = "PROMOTE_TOKEN_HOSTS";
+/// Environment variables the credential helper reads (set on git's process only).
+const HELPER_USERNAME: &str = "PROMOTE_CREDENTIAL_USERNAME";
+const HELPER_PASSWORD: &str = "PROMOTE_CREDENTIAL_PASSWORD";
+
+/// `scheme://authority` and the authority (`host[:port]`) of an http(s) URL.
+pub fn origin(url: &str) -> Option<(String, String)> {
+    let (scheme, rest) = url.split_once("://")?;
+    if scheme != "http" && scheme != "https" {
+        return None;
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    (!authority.is_empty()).then(|| (format!("{scheme}://{authority}"), authority.to_owned()))
+}
+
+/// Whether an authority (`host[:port]`) is a loopback address, where plain http crosses no network.
+pub fn is_loopback(authority: &str) -> bool {
+    let host = match authority.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Why a credential may not go to `url`, if it may not: plain http to a host that is not
+/// loopback.
+pub fn insecure_transport(url: &str) -> Option<String> {
+    let (_, authority) = origin(url)?;
+    (url.starts_with("http://") && !is_loopback(&authority))
+        .then(|| format!("refusing to send credentials over plain http to {authority}; use https"))
+}
+
+/// Whether `authority` is one of the hosts listed in `PROMOTE_TOKEN_HOSTS`.
+pub fn opted_in(authority: &str) -> bool {
+    std::env::var(ENV_TOKEN_HOSTS).is_ok_and(|list| {
+        list.split(',')
+            .map(str::trim)
+            .any(|h| !h.is_empty() && (h == authority || authority.split(':').next() == Some(h)))
+    })
+}
+
+/// Register a secret and the forms it travels in (base64, alone and as `user:secret`).
+pub fn redact_all(redactor: &mut crate::git::Redactor, user: &str, secret: &str) {
+    use ::base64::Engine;
+    redactor.add(secret);
+    for text in [secret.to_owned(), format!("{user}:{secret}")] {
+        for engine in [
+            &::base64::engine::general_purpose::STANDARD,
+            &::base64::engine::general_purpose::STANDARD_NO_PAD,
+            &::base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        ] {
+            redactor.add(&engine.encode(text.as_bytes()));
+        }
+    }
+}
 
 /// Split `https://user:pass@host/path` into the URL without userinfo and the credentials.
 pub fn split_userinfo(url: &str) -> (String, Option<(String, String)>) {
@@ -158,41 +223,74 @@ pub fn for_url(url: &str, base: &MirrorOptions) -> (String, MirrorOptions) {
         };
         (user.to_owned(), c.password.clone())
     });
-    let creds = from_url.or(from_secret).or_else(|| {
+    let from_env = || {
         let pass = std::env::var(ENV_PASSWORD)
             .ok()
             .or_else(|| std::env::var(ENV_TOKEN).ok())?;
         let user = std::env::var(ENV_USERNAME).unwrap_or_else(|_| "promote".to_owned());
         Some((user, pass))
-    });
+    };
+    // Credentials from the environment belong to no particular host: only to those the user
+    // listed. The URL's own userinfo and a matching project Secret are bound to this remote.
+    let bound = from_url.or(from_secret);
+    let creds = match bound {
+        Some(c) => Some(c),
+        None => match origin(&clean) {
+            Some((_, authority)) if opted_in(&authority) => from_env(),
+            Some((_, authority)) if from_env().is_some() => {
+                opts.unsent = Some(format!(
+                    "{ENV_USERNAME}/{ENV_PASSWORD} (or {ENV_TOKEN}) are not sent to {authority}: list it in {ENV_TOKEN_HOSTS}={authority} if they belong to it"
+                ));
+                None
+            }
+            _ => None,
+        },
+    };
     if let Some((user, pass)) = creds
-        && (clean.starts_with("https://") || clean.starts_with("http://"))
+        && let Some((origin, _)) = origin(&clean)
     {
-        let token = base64(format!("{user}:{pass}").as_bytes());
-        opts.redactor.add(&pass);
-        opts.redactor.add(&token);
-        // Append after any GIT_CONFIG_* entries the user already has (e.g. signing settings).
-        let inherited = std::env::var("GIT_CONFIG_COUNT")
-            .ok()
-            .and_then(|c| c.parse::<usize>().ok())
-            .unwrap_or(0);
-        let n = inherited
-            + opts
-                .env
-                .iter()
-                .filter(|(k, _)| k.starts_with("GIT_CONFIG_KEY_"))
-                .count();
-        opts.env.retain(|(k, _)| k != "GIT_CONFIG_COUNT");
-        opts.env
-            .push((format!("GIT_CONFIG_KEY_{n}"), "http.extraHeader".to_owned()));
-        opts.env.push((
-            format!("GIT_CONFIG_VALUE_{n}"),
-            format!("Authorization: Basic {token}"),
-        ));
-        opts.env
-            .push(("GIT_CONFIG_COUNT".to_owned(), (n + 1).to_string()));
+        redact_all(&mut opts.redactor, &user, &pass);
+        if let Some(why) = insecure_transport(&clean) {
+            opts.refused = Some(why);
+        } else {
+            add_helper(&mut opts, &origin, &user, &pass);
+        }
     }
     (clean, opts)
+}
+
+/// Configure git (through `GIT_CONFIG_*`) to answer `origin`'s challenges, and only its, with
+/// `user` and `pass`. The values travel in the environment of git's process, read by the helper.
+fn add_helper(opts: &mut MirrorOptions, origin: &str, user: &str, pass: &str) {
+    // Append after any GIT_CONFIG_* entries the user already has (e.g. signing settings).
+    let inherited = std::env::var("GIT_CONFIG_COUNT")
+        .ok()
+        .and_then(|c| c.parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut n = inherited
+        + opts
+            .env
+            .iter()
+            .filter(|(k, _)| k.starts_with("GIT_CONFIG_KEY_"))
+            .count();
+    opts.env.retain(|(k, _)| k != "GIT_CONFIG_COUNT");
+    let key = format!("credential.{origin}.helper");
+    // The empty helper resets the list, so these credentials come before the user's own helpers
+    // for this remote (they were given for it on purpose).
+    let helper = format!(
+        "!f() {{ test \"$1\" = get && printf 'username=%s\\npassword=%s\\n' \"${HELPER_USERNAME}\" \"${HELPER_PASSWORD}\"; }}; f"
+    );
+    for value in [String::new(), helper] {
+        opts.env.push((format!("GIT_CONFIG_KEY_{n}"), key.clone()));
+        opts.env.push((format!("GIT_CONFIG_VALUE_{n}"), value));
+        n += 1;
+    }
+    opts.env
+        .push(("GIT_CONFIG_COUNT".to_owned(), n.to_string()));
+    opts.env
+        .retain(|(k, _)| k != HELPER_USERNAME && k != HELPER_PASSWORD);
+    opts.env.push((HELPER_USERNAME.to_owned(), user.to_owned()));
+    opts.env.push((HELPER_PASSWORD.to_owned(), pass.to_owned()));
 }
 
 /// Use a Secret's SSH key for git over SSH: written once per process to a private temporary
@@ -286,8 +384,22 @@ mod tests {
                 ..Default::default()
             },
         );
-        assert!(opts.env.iter().any(|(_, v)| v == &format!("Authorization: Basic {}", base64(b"bot:tok3n-secret"))));
+        assert!(
+            opts.env
+                .iter()
+                .any(|(k, v)| k == "GIT_CONFIG_VALUE_1" && v.starts_with("!f()"))
+                && opts
+                    .env
+                    .iter()
+                    .any(|(k, v)| k == "GIT_CONFIG_KEY_1" && v == "credential.https://h.helper")
+                && opts
+                    .env
+                    .iter()
+                    .any(|(k, v)| k == HELPER_PASSWORD && v == "tok3n-secret")
+        );
         assert_eq!(opts.redactor.clean("tok3n-secret"), "***");
+        assert_eq!(opts.redactor.clean(&base64(b"bot:tok3n-secret")), "***");
+        assert_eq!(opts.redactor.clean(&base64(b"tok3n-secret")), "***");
     }
 
     #[test]
@@ -300,8 +412,39 @@ mod tests {
         assert!(
             opts.env
                 .iter()
-                .any(|(k, v)| k == "GIT_CONFIG_KEY_0" && v == "http.extraHeader")
+                .any(|(k, v)| k == "GIT_CONFIG_KEY_0" && v == "credential.https://h.example.helper")
         );
         assert_eq!(opts.redactor.clean("x CANARY-token-9 y"), "x *** y");
+        // Never over plain http to another machine; loopback crosses no network.
+        let (_, opts) = for_url(
+            "http://u:CANARY@git.example.com/r.git",
+            &MirrorOptions::default(),
+        );
+        assert!(
+            opts.refused
+                .as_deref()
+                .is_some_and(|r| r.contains("plain http to git.example.com"))
+        );
+        assert!(!opts.env.iter().any(|(_, v)| v.contains("CANARY")));
+        let (_, opts) = for_url(
+            "http://u:CANARY@127.0.0.1:8080/r.git",
+            &MirrorOptions::default(),
+        );
+        assert!(opts.refused.is_none());
+        assert!(is_loopback("[::1]:80") && is_loopback("localhost") && !is_loopback("10.0.0.1:80"));
+    }
+
+    #[test]
+    fn origins_name_scheme_host_and_port() {
+        // Environment credentials are bound to PROMOTE_TOKEN_HOSTS entries by this authority
+        // (the end-to-end tests set the variable on the plugin's process).
+        assert_eq!(
+            origin("https://u:p@git.example.com:8443/x.git"),
+            Some((
+                "https://git.example.com:8443".to_owned(),
+                "git.example.com:8443".to_owned()
+            ))
+        );
+        assert_eq!(origin("ssh://git@host/x"), None);
     }
 }

@@ -158,6 +158,36 @@ pub fn run_steps(
             .filter(|r| r.status == "Succeeded" && REMOTE_STEPS.contains(&step.uses.as_str()))
             .filter(|_| failed.is_none())
         {
+            // A recorded push is checked against the remote before it is trusted: the recorded
+            // commit must be on the recorded branch (SECURITY.md).
+            let verified = if step.uses == "git-push" {
+                step_config(step, &alias, &promo_vars, false, false, rt).and_then(|cfg| {
+                    steps::verify_recorded_push(
+                        cfg.as_ref().unwrap_or(&Value::Null),
+                        rec.outputs.as_ref().unwrap_or(&Value::Null),
+                        rt,
+                    )
+                })
+            } else {
+                Ok(())
+            };
+            if let Err(e) = verified {
+                let msg = e.to_string();
+                failed = Some((
+                    PromotionPhase::Errored,
+                    format!("step {alias} ({}): {msg}", step.uses),
+                ));
+                let record = StepRecord {
+                    alias,
+                    uses: step.uses.clone(),
+                    status: "Errored".into(),
+                    message: msg,
+                    duration_ms: started.elapsed().as_millis() as u64,
+                };
+                progress.finish(i, total, &record, &rt.outputs);
+                records.push(record);
+                continue;
+            }
             if let Some(o) = &rec.outputs {
                 rt.outputs.insert(alias.clone(), o.clone());
             }
@@ -165,8 +195,12 @@ pub fn run_steps(
                 alias,
                 uses: step.uses.clone(),
                 status: "Succeeded".into(),
-                message: "done before the interruption (recorded on the Promotion); not run again"
-                    .into(),
+                message: if step.uses == "git-push" {
+                    "done before the interruption (recorded on the Promotion, and the commit is on the remote); not run again"
+                } else {
+                    "done before the interruption (recorded on the Promotion); not run again"
+                }
+                .into(),
                 duration_ms: 0,
             };
             progress.finish(i, total, &record, &rt.outputs);
@@ -270,6 +304,22 @@ fn run_one(
     earlier_failed: bool,
     rt: &mut Runtime<'_>,
 ) -> Result<Option<steps::StepResult>, steps::StepError> {
+    match step_config(step, alias, promo_vars, earlier_failed, true, rt)? {
+        Some(cfg) => steps::run(&step.uses, alias, &cfg, rt).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// A step's configuration with its expressions evaluated; `None` when its `if` (checked only
+/// with `check_if`) says it does not run.
+fn step_config(
+    step: &PromotionStep,
+    alias: &str,
+    promo_vars: &Map<String, Value>,
+    earlier_failed: bool,
+    check_if: bool,
+    rt: &mut Runtime<'_>,
+) -> Result<Option<Value>, steps::StepError> {
     let vars = eval_vars(promo_vars, &step.vars, rt, Some(&rt.outputs.clone()))?;
     let mut env = Map::new();
     env.insert("ctx".into(), rt.ctx.ctx_value());
@@ -288,7 +338,9 @@ fn run_one(
         ctx: rt.ctx,
         failed: earlier_failed,
     };
-    if step.if_.is_empty() {
+    if !check_if {
+        // The caller runs the step whatever its condition (a recorded step being checked).
+    } else if step.if_.is_empty() {
         if earlier_failed {
             return Ok(None);
         }
@@ -303,7 +355,7 @@ fn run_one(
         &env,
         &failed_fn,
     )?;
-    steps::run(&step.uses, alias, &cfg, rt).map(Some)
+    Ok(Some(cfg))
 }
 
 /// The promotion's functions plus `success()`/`failure()` knowing about earlier failures.

@@ -27,6 +27,11 @@ pub struct MirrorOptions {
     pub project_credentials: std::sync::Arc<Vec<crate::credentials::ProjectCredential>>,
     /// Private key files written for git (deleted when the last copy of the options goes).
     pub key_files: Vec<std::sync::Arc<tempfile::TempPath>>,
+    /// Why credentials given for this remote were not handed to git (plain http to another
+    /// machine); opening the mirror fails with it.
+    pub refused: Option<String>,
+    /// Credentials from the environment that were not sent to this remote, and why (a note).
+    pub unsent: Option<String>,
 }
 
 /// Result of a push.

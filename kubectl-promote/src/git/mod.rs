@@ -60,6 +60,11 @@ pub enum GitError {
     /// A path escapes the work tree or is otherwise unusable.
     #[error("invalid path {path:?}: {reason}")]
     Path { path: String, reason: String },
+    /// Credentials were given for a remote they may not be sent to.
+    #[error(
+        "{repo}: {reason}; hint: use the https:// URL of the repository (credentials go over plain http only to loopback addresses)"
+    )]
+    Credentials { repo: String, reason: String },
 }
 
 #[cfg(test)]

@@ -3,8 +3,11 @@
 //! The API address follows the repository's host: `api.github.com` for github.com, else
 //! `<scheme>://<host>/api/v3` (GitHub Enterprise), `/api/v4` (GitLab), `/api/v1` (Gitea), so a
 //! local fake of a provider's REST API is reached by pointing `repoURL` at it. Tokens come from
-//! `GITHUB_TOKEN`, `GITLAB_TOKEN`, `GITEA_TOKEN`, else `PROMOTE_GIT_PASSWORD`/`PROMOTE_GIT_TOKEN`,
-//! else the repoURL's userinfo. Output: `pr` (`{id, url}`).
+//! the repoURL's userinfo, else `GITHUB_TOKEN`, `GITLAB_TOKEN`, `GITEA_TOKEN`, else
+//! `PROMOTE_GIT_PASSWORD`/`PROMOTE_GIT_TOKEN`. A token from the environment goes only to its
+//! provider's public host (github.com, gitlab.com) or to a host listed in `PROMOTE_TOKEN_HOSTS`,
+//! never over plain http except to loopback, and never appears in errors (SECURITY.md).
+//! Output: `pr` (`{id, url}`).
 
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -62,18 +65,49 @@ fn parse_repo(url: &str) -> Result<Repo, String> {
     })
 }
 
-fn token(provider: &str, url: &str) -> Option<String> {
+/// The public hosts a provider's token from the environment belongs to.
+fn provider_hosts(provider: &str) -> &'static [&'static str] {
+    match provider {
+        "github" => &["github.com", "api.github.com"],
+        "gitlab" => &["gitlab.com"],
+        _ => &[],
+    }
+}
+
+/// The token for the provider at `repo`, or why none may be sent there (`Ok(None)`: none given).
+fn token(provider: &str, url: &str, repo: &Repo) -> Result<Option<String>, String> {
+    if let Some((_, pass)) = split_userinfo(url).1.filter(|(_, p)| !p.is_empty()) {
+        return Ok(Some(pass));
+    }
     let var = match provider {
         "github" => "GITHUB_TOKEN",
         "gitlab" => "GITLAB_TOKEN",
         _ => "GITEA_TOKEN",
     };
-    std::env::var(var)
-        .ok()
-        .or_else(|| std::env::var(crate::credentials::ENV_PASSWORD).ok())
-        .or_else(|| std::env::var(crate::credentials::ENV_TOKEN).ok())
-        .or_else(|| split_userinfo(url).1.map(|(_, p)| p))
-        .filter(|t| !t.is_empty())
+    let Some((name, tok)) = [
+        var,
+        crate::credentials::ENV_PASSWORD,
+        crate::credentials::ENV_TOKEN,
+    ]
+    .into_iter()
+    .find_map(|v| {
+        std::env::var(v)
+            .ok()
+            .filter(|t| !t.is_empty())
+            .map(|t| (v, t))
+    }) else {
+        return Ok(None);
+    };
+    let authority = repo.base.split_once("://").map_or("", |(_, a)| a);
+    if !provider_hosts(provider).contains(&repo.host.as_str())
+        && !crate::credentials::opted_in(authority)
+    {
+        return Err(format!(
+            "git-open-pr: {name} is not sent to {authority}, which is not {provider}'s public host; hint: if {authority} is your {provider} server, list it in {}={authority}",
+            crate::credentials::ENV_TOKEN_HOSTS
+        ));
+    }
+    Ok(Some(tok))
 }
 
 struct Api {
@@ -113,6 +147,14 @@ impl Api {
         })?;
         let status = resp.status();
         let text = resp.body_mut().read_to_string().unwrap_or_default();
+        if status.as_u16() == 401 || status.as_u16() == 403 {
+            // What a server answers to a refused credential may echo it (in any encoding): never
+            // printed.
+            return Err(fail(format!(
+                "git-open-pr: {method} {} answered {status}; hint: check the token's scopes and that it belongs to this server",
+                self.redactor.clean(url)
+            )));
+        }
         if !status.is_success() {
             return Err(fail(self.redactor.clean(&format!(
                 "git-open-pr: {method} {url} answered {status}: {}",
@@ -171,10 +213,13 @@ pub(super) fn run(
     } else {
         cfg.title.clone()
     };
-    let tok = token(&provider, &cfg.repo_url);
+    let tok = token(&provider, &cfg.repo_url, &repo).map_err(fail)?;
     let mut redactor = rt.mirror_opts.redactor.clone();
     if let Some(t) = &tok {
-        redactor.add(t);
+        crate::credentials::redact_all(&mut redactor, "", t);
+        if let Some(why) = crate::credentials::insecure_transport(&repo.base) {
+            return Err(fail(format!("git-open-pr: {why}")));
+        }
     }
     let auth = tok.map(|t| match provider.as_str() {
         "gitlab" => format!("Bearer {t}"),

@@ -343,6 +343,15 @@ impl<'a> Runtime<'a> {
             return Ok(m.clone());
         }
         let (clean_url, opts) = crate::credentials::for_url(url, &self.mirror_opts);
+        if let Some(reason) = opts.refused.clone() {
+            return Err(GitError::Credentials {
+                repo: clean_url,
+                reason,
+            });
+        }
+        if let Some(note) = &opts.unsent {
+            self.note(note);
+        }
         let m = Arc::new(Mirror::open(&clean_url, opts)?);
         self.mirrors.insert(key, m.clone());
         Ok(m)
@@ -444,4 +453,32 @@ fn join(dir: &str, name: &str) -> String {
     } else {
         format!("{dir}/{name}")
     }
+}
+/// Check a push an earlier run recorded (`git-push` outputs `commit` and `branch`) against the
+/// remote: the commit must be on the branch, else the record is not trusted.
+pub fn verify_recorded_push(
+    cfg: &Value,
+    outputs: &Value,
+    rt: &mut Runtime<'_>,
+) -> Result<(), StepError> {
+    let field = |k: &str| outputs.get(k).and_then(Value::as_str).unwrap_or_default();
+    let (commit, branch) = (field("commit"), field("branch"));
+    let path = cfg.get("path").and_then(Value::as_str).unwrap_or_default();
+    if commit.is_empty() || branch.is_empty() {
+        // A tag push records no branch; nothing to check it against.
+        return Ok(());
+    }
+    let mirror = rt.checkout_at(path)?.checkout.mirror().clone();
+    let tip = mirror.fetch(&crate::git::RemoteRef::Branch(branch.to_owned()))?;
+    let on_branch = tip == commit
+        || mirror
+            .git(&["merge-base", "--is-ancestor", commit, &tip])
+            .is_ok();
+    if on_branch {
+        return Ok(());
+    }
+    Err(fail(format!(
+        "the push recorded on the Promotion (commit {commit} on branch {branch:?} of {}) is not on that branch: the record was rewritten, or the branch was; hint: start a new promotion",
+        mirror.display_url()
+    )))
 }

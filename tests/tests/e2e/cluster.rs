@@ -689,10 +689,69 @@ async fn queueing_failures_abort_and_resume() {
     w.annotate("demo-dev", "sandbox.promote.dev/sync-delay=0s")
         .await;
 
-    // Killed while Argo CD syncs; resumed without a second push.
+    // A recorded push is checked against the remote before resume trusts it: a record whose
+    // commit is not on the branch (rewritten; with the webhook installed nobody but the runner
+    // could even write it) fails the resume instead of syncing an unknown commit.
     w.annotate("demo-dev", "sandbox.promote.dev/sync=hang")
         .await;
     let ttl = [("PROMOTE_LEASE_TTL", "2")];
+    let mut child = w.spawn("alice", &["stage/dev", "--freight-alias", "v2"], &ttl);
+    let name = running_promotion(&w, "dev", "demo-dev").await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let forged = "0123456789abcdef0123456789abcdef01234567";
+    let kc = w.kc.display().to_string();
+    let (good, _, err) = crate::sandbox::k(
+        &w.kc,
+        &[
+            "--kubeconfig",
+            &kc,
+            "-n",
+            "demo",
+            "patch",
+            "promotion",
+            &name,
+            "--subresource=status",
+            "--type",
+            "merge",
+            "-p",
+            &serde_json::json!({ "status": { "state": { "push": { "commit": forged } } } })
+                .to_string(),
+        ],
+        None,
+    )
+    .await;
+    assert!(good, "{err}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (code, _, err) = loop {
+        let r = w.plugin("alice", &["resume", &name]).await;
+        if !r.2.contains("is still being run by") || Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "the push recorded on the Promotion (commit {forged} on branch \"main\""
+        )) && err.contains("is not on that branch"),
+        "{err}"
+    );
+    assert_eq!(
+        w.get("promotions", "demo", &name)["status"]["phase"],
+        "Errored"
+    );
+    w.annotate("demo-dev", "sandbox.promote.dev/sync=run").await;
+    w.wait_app("demo-dev", |a| {
+        a.pointer("/status/operationState/phase")
+            .and_then(Value::as_str)
+            != Some("Running")
+    })
+    .await;
+
+    // Killed while Argo CD syncs; resumed without a second push.
+    w.annotate("demo-dev", "sandbox.promote.dev/sync=hang")
+        .await;
     // A lease long enough that the checks below run well inside it, even on a slow machine.
     let long_ttl = [("PROMOTE_LEASE_TTL", "6")];
     let mut child = w.spawn("alice", &["stage/dev", "--freight-alias", "v3"], &long_ttl);
@@ -759,7 +818,7 @@ async fn queueing_failures_abort_and_resume() {
     let s: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(
         s["steps"][3]["message"],
-        "done before the interruption (recorded on the Promotion); not run again"
+        "done before the interruption (recorded on the Promotion, and the commit is on the remote); not run again"
     );
     assert_eq!(w.head(), pushed, "resume pushed again");
     assert_eq!(

@@ -188,16 +188,28 @@ fn promotes_over_file_git_daemon_http_and_ssh() {
     );
     let out = demo.promote("http", &["-o", "json"], &[]);
     assert!(!out.status.success(), "no credentials → refused");
+    // Credentials from the environment go only to the hosts listed for them.
+    let creds = [
+        ("PROMOTE_GIT_USERNAME", "promoter"),
+        ("PROMOTE_GIT_PASSWORD", "s3cret-pass"),
+    ];
+    let out = demo.promote("http", &["-o", "json"], &creds);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains("are not sent to 127.0.0.1:")
+            && err.contains("PROMOTE_TOKEN_HOSTS=127.0.0.1:"),
+        "{err}"
+    );
+    let authority = format!("127.0.0.1:{}", http.port);
+    let listed = [
+        creds[0],
+        creds[1],
+        ("PROMOTE_TOKEN_HOSTS", authority.as_str()),
+    ];
     check_promoted(
         &demo,
-        &ok(&demo.promote(
-            "http",
-            &["-o", "json"],
-            &[
-                ("PROMOTE_GIT_USERNAME", "promoter"),
-                ("PROMOTE_GIT_PASSWORD", "s3cret-pass"),
-            ],
-        )),
+        &ok(&demo.promote("http", &["-o", "json"], &listed)),
         "http",
     );
     check_promoted(
@@ -364,7 +376,15 @@ fn credentials_never_appear_in_output() {
     let url = format!("http://127.0.0.1:{}/gitops.git", http.port);
     demo.write(&[stage("dev", &url, json!({ "direct": true }))]);
     let wrong = "WRONG-canary-secret";
-    let out = demo.promote("dev", &[], &[("PROMOTE_GIT_PASSWORD", wrong)]);
+    let listed = format!("127.0.0.1:{}", http.port);
+    let out = demo.promote(
+        "dev",
+        &[],
+        &[
+            ("PROMOTE_GIT_PASSWORD", wrong),
+            ("PROMOTE_TOKEN_HOSTS", &listed),
+        ],
+    );
     let all = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -511,15 +531,30 @@ fn git_open_pr_against_fake_github_gitlab_and_gitea() {
             "repoURL": format!("http://127.0.0.1:{}/org/gitops.git", fake.port), "provider": provider,
             "sourceBranch": "${{ outputs.push.branch }}", "targetBranch": "main", "labels": ["kargo"] } }));
         demo.write(&[s]);
-        let v = ok(&demo.promote(
-            "dev",
-            &["-o", "json"],
-            &[
-                ("GITHUB_TOKEN", "gh-tok"),
-                ("GITLAB_TOKEN", "gl-tok"),
-                ("GITEA_TOKEN", "gt-tok"),
-            ],
-        ));
+        let tokens = [
+            ("GITHUB_TOKEN", "gh-tok"),
+            ("GITLAB_TOKEN", "gl-tok"),
+            ("GITEA_TOKEN", "gt-tok"),
+        ];
+        // A provider's token is not sent to a host that is not the provider's, unless listed.
+        let out = demo.promote("dev", &["-o", "json"], &tokens);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("PROMOTE_TOKEN_HOSTS="),
+            "{provider}: {err}"
+        );
+        assert!(
+            fake.requests
+                .lock()
+                .unwrap()
+                .iter()
+                .all(|r| !r.headers.contains_key("authorization")),
+            "{provider}: a token went out"
+        );
+        let authority = format!("127.0.0.1:{}", fake.port);
+        let mut env = tokens.to_vec();
+        env.push(("PROMOTE_TOKEN_HOSTS", authority.as_str()));
+        let v = ok(&demo.promote("dev", &["-o", "json"], &env));
         assert_eq!(v["steps"][4]["status"], "Succeeded", "{v}");
         let branch = v["commits"][0]["branch"].as_str().unwrap().to_owned();
         assert!(branch.starts_with("kargo/promotion/dev."), "{branch}");

@@ -609,6 +609,89 @@ async fn webhook_installed_from_the_manifests_decides_real_writes() {
         !good && err.contains("changes freightHistory without recording a Succeeded Promotion"),
         "{err}"
     );
+    // Lockdown covers the whole Application: bob (who may patch Applications) can neither
+    // repoint, re-project, automate nor unlock a locked one.
+    let (good, _, err) = apply(
+        &kc,
+        "admin",
+        &app_yaml("guestbook-locked", &url, Some("kargo-demo:test")),
+    )
+    .await;
+    assert!(good, "{err}");
+    let (good, _, err) = k(
+        &kc,
+        &[
+            "-n",
+            "argocd",
+            "label",
+            "application",
+            "guestbook-locked",
+            "promote.dev/lockdown=true",
+        ],
+        None,
+    )
+    .await;
+    assert!(good, "locking is anyone's: {err}");
+    for (what, patch) in [
+        (
+            "its spec",
+            json!({ "spec": { "destination": { "namespace": "elsewhere" } } }),
+        ),
+        ("its spec", json!({ "spec": { "project": "other" } })),
+        (
+            "its spec",
+            json!({ "spec": { "syncPolicy": { "automated": { "prune": true } } } }),
+        ),
+        (
+            "its labels, annotations or finalizers",
+            json!({ "metadata": { "labels": { "promote.dev/lockdown": null } } }),
+        ),
+    ] {
+        let (good, _, err) = patch_app(&kc, "bob", "guestbook-locked", &patch).await;
+        assert!(!good && err.contains(&format!("is locked down (label promote.dev/lockdown: \"true\"): {what} may change only through a promotion")), "{patch}: {err}");
+    }
+    // A JSON patch is decided on the object it produces, like a merge patch.
+    let (good, _, err) = k(
+        &kc,
+        &[
+            "--context",
+            "bob",
+            "-n",
+            "argocd",
+            "patch",
+            "application",
+            "guestbook-locked",
+            "--type",
+            "json",
+            "-p",
+            r#"[{"op":"replace","path":"/spec/source/path","value":"env/prod"}]"#,
+        ],
+        None,
+    )
+    .await;
+    assert!(
+        !good && err.contains("its sources may change only through a promotion"),
+        "{err}"
+    );
+    let (good, _, err) = k(
+        &kc,
+        &[
+            "-n",
+            "argocd",
+            "label",
+            "application",
+            "guestbook-locked",
+            "promote.dev/lockdown-",
+        ],
+        None,
+    )
+    .await;
+    // Unlocking is for Argo CD's own accounts (--lockdown-allow), not for kubectl users, not even
+    // the cluster admin's.
+    assert!(
+        !good && err.contains("its labels, annotations or finalizers may change only"),
+        "{err}"
+    );
     // A promotion write without the plan the Promotion's runner records first.
     let (good, _, err) = patch_app(
         &kc,
@@ -635,7 +718,9 @@ async fn webhook_installed_from_the_manifests_decides_real_writes() {
     assert!(!good && err.contains("are not the ones Promotion"), "{err}");
     // The real thing: injected operation, then Argo CD syncs and clears it through the webhook's
     // matchConditions (its writes never reach the webhook).
-    let mut sent = promotion_op(&promo_name, "main");
+    // The client names another revision and another initiator: the plan's revision and the
+    // writer are what Argo CD gets.
+    let mut sent = promotion_op(&promo_name, "some-other-branch");
     sent["operation"]["initiatedBy"] = json!({ "username": "mallory" });
     let (good, _, err) = patch_app(&kc, "alice", "guestbook-test", &sent).await;
     assert!(good, "{err}");
@@ -648,6 +733,7 @@ async fn webhook_installed_from_the_manifests_decides_real_writes() {
     .await;
     let op = &done["status"]["operationState"]["operation"];
     assert_eq!(op["initiatedBy"]["username"], "alice", "{op}");
+    assert_eq!(op["sync"]["revision"], "main", "{op}");
     assert_eq!(op["info"][1]["value"], promo_name.as_str());
     assert_eq!(op["sync"]["syncOptions"], json!(["CreateNamespace=true"]));
     assert_eq!(

@@ -317,7 +317,7 @@ pub fn validate(req: &Request, facts: &Facts, policy: &Policy) -> Verdict {
         };
         if let Some(what) = what {
             return Verdict::forbidden(format!(
-                "Argo CD Application \"{app}\" in namespace \"{ns}\" is locked down (label {LOCKDOWN}: \"true\"): {what} may change only through a promotion, and {user} is not one of Argo CD's service accounts; lockdown covers the whole Application, its own label included; hint: promote with kubectl promote stage/<stage> --freight <freight>, or ask an Argo CD administrator"
+                "Argo CD Application \"{app}\" in namespace \"{ns}\" is locked down (label {LOCKDOWN}: \"true\"): {what} may change only through a promotion, and {user} is not one of Argo CD's service accounts; lockdown covers the whole Application, its own label included; hint: promote with kubectl promote stage/<stage> --freight <freight>; other changes (unlocking included) go through Argo CD, whose service accounts (--lockdown-allow) may make them"
             ));
         }
     }
