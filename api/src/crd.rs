@@ -21,13 +21,107 @@ pub fn all() -> Result<Vec<(String, CustomResourceDefinition)>, Error> {
         Stage::crd(),
         Warehouse::crd(),
     ];
-    Ok(crds
-        .into_iter()
+    crds.into_iter()
         .map(|c| {
             let plural = c.spec.names.plural.clone();
-            (format!("{}_{plural}.yaml", crate::GROUP), c)
+            Ok((format!("{}_{plural}.yaml", crate::GROUP), servable(c)?))
         })
-        .collect())
+        .collect()
+}
+
+/// The OpenAPI formats kube-apiserver recognizes (k8s.io/apiextensions-apiserver
+/// `pkg/apiserver/validation/formats.go`).
+const KNOWN_FORMATS: &[&str] = &[
+    "bsonobjectid",
+    "uri",
+    "email",
+    "hostname",
+    "ipv4",
+    "ipv6",
+    "cidr",
+    "mac",
+    "uuid",
+    "uuid3",
+    "uuid4",
+    "uuid5",
+    "isbn",
+    "isbn10",
+    "isbn13",
+    "creditcard",
+    "ssn",
+    "hexcolor",
+    "rgbcolor",
+    "byte",
+    "password",
+    "date",
+    "duration",
+    "datetime",
+    "date-time",
+    "int32",
+    "int64",
+    "float",
+    "double",
+];
+
+/// What kube-apiserver accepts (found by the real tier, issue 17; the sandbox had accepted both):
+/// no `default` anywhere (serde's `#[serde(default)]` became schema defaults such as
+/// `origin: {kind: ""}`, which violate the enums they sit beside and would be written into stored
+/// objects; Kargo's CRDs default nothing there either), nothing about `metadata` at the root
+/// ("must not specify anything other than name and generateName"), and only formats it knows.
+fn servable(crd: CustomResourceDefinition) -> Result<CustomResourceDefinition, Error> {
+    fn strip(schema: &mut serde_json::Value) {
+        let Some(map) = schema.as_object_mut() else {
+            return;
+        };
+        map.remove("default");
+        // Formats Kubernetes does not know (schemars writes Rust's uint32 & co.) make every
+        // `kubectl apply` warn "unrecognized format".
+        if map
+            .get("format")
+            .and_then(serde_json::Value::as_str)
+            .is_some_and(|f| !KNOWN_FORMATS.contains(&f))
+        {
+            map.remove("format");
+        }
+        for key in ["items", "additionalProperties", "not"] {
+            if let Some(sub) = map.get_mut(key) {
+                strip(sub);
+            }
+        }
+        for key in ["properties", "patternProperties"] {
+            if let Some(props) = map.get_mut(key).and_then(serde_json::Value::as_object_mut) {
+                props.values_mut().for_each(strip);
+            }
+        }
+        for key in ["allOf", "anyOf", "oneOf"] {
+            if let Some(list) = map.get_mut(key).and_then(serde_json::Value::as_array_mut) {
+                list.iter_mut().for_each(strip);
+            }
+        }
+    }
+    let name = crd.metadata.name.clone().unwrap_or_default();
+    let err = |e: serde_json::Error| Error::Crd {
+        name: name.clone(),
+        reason: e.to_string(),
+    };
+    let mut v = serde_json::to_value(crd).map_err(err)?;
+    if let Some(versions) = v
+        .pointer_mut("/spec/versions")
+        .and_then(serde_json::Value::as_array_mut)
+    {
+        for version in versions {
+            if let Some(root) = version.pointer_mut("/schema/openAPIV3Schema") {
+                strip(root);
+                if let Some(props) = root
+                    .get_mut("properties")
+                    .and_then(serde_json::Value::as_object_mut)
+                {
+                    props.remove("metadata");
+                }
+            }
+        }
+    }
+    serde_json::from_value(v).map_err(err)
 }
 
 /// The CRDs rendered as YAML files (name, content), plus the directory's `kustomization.yaml`.

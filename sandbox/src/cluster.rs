@@ -1066,8 +1066,15 @@ impl Cluster {
                 "application/json-patch+json" => {
                     let p: json_patch::Patch = serde_json::from_value(patch_doc.clone())
                         .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
-                    json_patch::patch(&mut new, &p).map_err(|e| {
-                        ApiError::new(422, "Invalid", format!("the server rejected our request due to an error in our request: {e}"))
+                    // kube-apiserver answers a failed operation (a `test` that does not match,
+                    // a path that does not exist) with this message and no detail (measured by
+                    // tests/tests/e2e/fidelity.rs).
+                    json_patch::patch(&mut new, &p).map_err(|_| {
+                        ApiError::new(
+                            422,
+                            "Invalid",
+                            "the server rejected our request due to an error in our request",
+                        )
                     })?;
                 }
                 "application/strategic-merge-patch+json" => {

@@ -152,6 +152,8 @@ fn message_for(kind: &str) -> Option<&'static [Field]> {
         "Role" | "ClusterRole" => ROLE,
         "RoleBinding" | "ClusterRoleBinding" => BINDING,
         "SelfSubjectAccessReview" => SSAR,
+        // `kubectl auth whoami`: the request carries nothing but metadata.
+        "SelfSubjectReview" => &[(1, "metadata", F::Msg(OBJECT_META))],
         "SubjectAccessReview" | "LocalSubjectAccessReview" => SAR,
         "DeleteOptions" => DELETE_OPTIONS,
         _ => return None,

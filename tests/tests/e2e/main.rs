@@ -4,7 +4,9 @@
 mod binaries;
 mod cluster;
 mod demo;
+mod fidelity;
 mod local;
 mod readme;
+mod real;
 mod sandbox;
 mod webhook;

@@ -126,13 +126,20 @@ pub(crate) async fn install_webhook(
     dir: &Path,
     port: u16,
 ) -> (Webhook, String) {
-    let kc = sb.kubeconfig_path();
+    install_webhook_at(&sb.kubeconfig_path(), dir, port).await
+}
+
+/// [`install_webhook`] into any cluster whose kubeconfig has the contexts `admin` (current) and
+/// `promote-webhook` (the sandbox and the real tier both write one).
+pub(crate) async fn install_webhook_at(kc: &Path, dir: &Path, port: u16) -> (Webhook, String) {
+    let kc = kc.to_path_buf();
     let certs_dir = dir.join("certs");
     let ca_bundle = certs(&certs_dir);
     let sa_kc = dir.join("webhook.kubeconfig");
     std::fs::write(
         &sa_kc,
-        sb.kubeconfig()
+        std::fs::read_to_string(&kc)
+            .unwrap()
             .replace("current-context: admin", "current-context: promote-webhook"),
     )
     .unwrap();
@@ -369,34 +376,13 @@ fn app_yaml(name: &str, repo: &str, annotation: Option<&str>) -> String {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn webhook_installed_from_the_manifests_decides_real_writes() {
-    let tmp = tempfile::tempdir().unwrap();
-    let repo = bare_repo(
-        tmp.path(),
-        "gitops",
-        &[("env/test/kustomization.yaml", "resources: []\n")],
-    );
-    let main_sha = promote_tests::git(&repo, &["rev-parse", "main"])
-        .trim()
-        .to_owned();
-    let url = format!("file://{}", repo.display());
-    let port = reserved_port();
-    let sb = start(
-        &tmp.path().join("sb"),
-        &[(
-            "promote-webhook.promote-system",
-            format!("127.0.0.1:{port}").parse().unwrap(),
-        )],
-    )
-    .await;
-    let kc = sb.kubeconfig_path();
-    let (hook, out) = install_webhook(&sb, tmp.path(), port).await;
-    assert!(
-        out.contains("deployment.apps/promote-webhook created"),
-        "{out}"
-    );
-
+/// What the webhook decides through real kubectl before any Argo CD sync, in any cluster with
+/// promote installed (the sandbox, the real control plane): Stage, project and Freight rules,
+/// who may promote, and the trust model's attacks (SECURITY.md). Returns the Freight's name, the
+/// Promotion's name and the Promotion manifest.
+pub(crate) async fn project_decisions(kc: &Path, url: &str) -> (String, String, String) {
+    let kc = kc.to_path_buf();
+    let url = url.to_owned();
     let (good, _, err) = apply(&kc, "admin", PROJECT_YAML).await;
     assert!(good, "{err}");
     let (good, _, err) = apply(&kc, "admin", &stages_yaml(&url)).await;
@@ -716,6 +702,38 @@ async fn webhook_installed_from_the_manifests_decides_real_writes() {
     repoint["spec"] = json!({ "source": { "path": "env/prod" } });
     let (good, _, err) = patch_app(&kc, "alice", "guestbook-test", &repoint).await;
     assert!(!good && err.contains("are not the ones Promotion"), "{err}");
+    (freight_name, promo_name, promo)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn webhook_installed_from_the_manifests_decides_real_writes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = bare_repo(
+        tmp.path(),
+        "gitops",
+        &[("env/test/kustomization.yaml", "resources: []\n")],
+    );
+    let main_sha = promote_tests::git(&repo, &["rev-parse", "main"])
+        .trim()
+        .to_owned();
+    let url = format!("file://{}", repo.display());
+    let port = reserved_port();
+    let sb = start(
+        &tmp.path().join("sb"),
+        &[(
+            "promote-webhook.promote-system",
+            format!("127.0.0.1:{port}").parse().unwrap(),
+        )],
+    )
+    .await;
+    let kc = sb.kubeconfig_path();
+    let (hook, out) = install_webhook(&sb, tmp.path(), port).await;
+    assert!(
+        out.contains("deployment.apps/promote-webhook created"),
+        "{out}"
+    );
+
+    let (_freight, promo_name, promo) = project_decisions(&kc, &url).await;
     // The real thing: injected operation, then Argo CD syncs and clears it through the webhook's
     // matchConditions (its writes never reach the webhook).
     // The client names another revision and another initiator: the plan's revision and the
