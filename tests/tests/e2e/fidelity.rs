@@ -27,6 +27,8 @@ const STAGE: &str = "apiVersion: kargo.akuity.io/v1alpha1\nkind: Stage\nmetadata
 const FREIGHT: &str = "apiVersion: kargo.akuity.io/v1alpha1\nkind: Freight\nmetadata: { name: f1, namespace: fid }\nalias: first\norigin: { kind: Warehouse, name: w1 }\nimages: [{ repoURL: nginx, tag: 1.25.0 }]\n";
 const STALE: &str = "apiVersion: kargo.akuity.io/v1alpha1\nkind: Freight\nmetadata: { name: f1, namespace: fid, resourceVersion: \"1\" }\nalias: second\norigin: { kind: Warehouse, name: w1 }\nimages: [{ repoURL: nginx, tag: 1.25.0 }]\n";
 
+const BAD_CRD: &str = "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: { name: gizmos.example.com }\nspec:\n  group: example.com\n  names: { kind: Gizmo, plural: gizmos }\n  scope: Namespaced\n  versions:\n    - name: v1\n      served: true\n      storage: true\n      schema:\n        openAPIV3Schema:\n          type: object\n          properties:\n            metadata: { type: object, default: {} }\n            spec:\n              type: object\n              properties:\n                kind: { type: string, enum: [A], default: \"\" }\n";
+
 const CORPUS: &[Case] = &[
     Case {
         name: "apply creates",
@@ -234,6 +236,12 @@ const CORPUS: &[Case] = &[
         stdin: None,
     },
     Case {
+        name: "a CRD the real server refuses",
+        user: "admin",
+        args: &["apply", "-f", "-"],
+        stdin: Some(BAD_CRD),
+    },
+    Case {
         name: "delete",
         user: "admin",
         args: &["delete", "freight", "f1", "-n", "fid"],
@@ -248,7 +256,11 @@ const CORPUS: &[Case] = &[
 ];
 
 /// Differences kept on purpose, by case name, with the reason.
-const KNOWN: &[(&str, &str)] = &[];
+const KNOWN: &[(&str, &str)] = &[(
+    "a CRD the real server refuses",
+    "the sandbox checks a CRD's schema for structure only, not kube-apiserver's rules on the root \
+     metadata schema and on defaults; the real tier and a crdgen test keep our own CRDs servable",
+)];
 
 const SETUP: &str = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: fid\n  labels: { kargo.akuity.io/project: \"true\" }\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: { name: alice, namespace: fid }\nroleRef: { apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: promote-promoter }\nsubjects: [{ kind: User, name: alice, apiGroup: rbac.authorization.k8s.io }]\n";
 
