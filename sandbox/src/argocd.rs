@@ -55,9 +55,142 @@ fn duration(app: &Value, key: &str) -> Duration {
         .unwrap_or(Duration::ZERO)
 }
 
-/// Run the simulator until the cluster goes away.
-pub fn spawn(cluster: Arc<Cluster>) -> tokio::task::JoinHandle<()> {
+/// Where the simulator reads and writes Applications: the sandbox in this process, or any
+/// Kubernetes API server over HTTPS (the real tier, `promote-sandbox argocd`).
+pub enum Api {
+    /// The sandbox's own store, written through its request handler (admission and RBAC apply).
+    Local(Arc<Cluster>),
+    /// An API server, as the Argo CD controller's service account.
+    Remote {
+        client: reqwest::Client,
+        server: String,
+        token: String,
+    },
+}
+
+impl Api {
+    fn path(k: &(String, String)) -> String {
+        format!(
+            "/apis/argoproj.io/v1alpha1/namespaces/{}/applications/{}",
+            k.0, k.1
+        )
+    }
+
+    async fn get(&self, k: &(String, String)) -> Option<Value> {
+        match self {
+            Api::Local(c) => c.get_object("argoproj.io", "applications", &k.0, &k.1),
+            Api::Remote {
+                client,
+                server,
+                token,
+            } => {
+                let r = client
+                    .get(format!("{server}{}", Api::path(k)))
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .ok()?;
+                if !r.status().is_success() {
+                    return None;
+                }
+                r.json().await.ok()
+            }
+        }
+    }
+
+    async fn list(&self) -> Vec<Value> {
+        match self {
+            Api::Local(c) => c.store.lock().list("argoproj.io", "applications", None),
+            Api::Remote {
+                client,
+                server,
+                token,
+            } => {
+                let r = client
+                    .get(format!("{server}/apis/argoproj.io/v1alpha1/applications"))
+                    .bearer_auth(token)
+                    .send()
+                    .await;
+                match r {
+                    Ok(r) if r.status().is_success() => r
+                        .json::<Value>()
+                        .await
+                        .ok()
+                        .and_then(|l| l.get("items").and_then(Value::as_array).cloned())
+                        .unwrap_or_default(),
+                    _ => Vec::new(),
+                }
+            }
+        }
+    }
+
+    async fn patch(&self, k: &(String, String), body: Value) -> Result<Value, String> {
+        match self {
+            Api::Local(cluster) => {
+                let req = ApiRequest {
+                    method: "PATCH".into(),
+                    path: Api::path(k),
+                    content_type: "application/merge-patch+json".into(),
+                    user: Some(controller()),
+                    body: serde_json::to_vec(&body).map_err(|e| e.to_string())?,
+                    ..ApiRequest::default()
+                };
+                match cluster.handle(req).await {
+                    Reply::Json { code, body, .. } if code < 300 => Ok(body),
+                    Reply::Json { body, .. } => Err(body
+                        .get("message")
+                        .and_then(Value::as_str)
+                        .unwrap_or("patch failed")
+                        .to_owned()),
+                    _ => Err("unexpected reply".into()),
+                }
+            }
+            Api::Remote {
+                client,
+                server,
+                token,
+            } => {
+                let r = client
+                    .patch(format!("{server}{}", Api::path(k)))
+                    .bearer_auth(token)
+                    .header("Content-Type", "application/merge-patch+json")
+                    .body(serde_json::to_vec(&body).map_err(|e| e.to_string())?)
+                    .send()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let ok = r.status().is_success();
+                let v: Value = r.json().await.map_err(|e| e.to_string())?;
+                if ok {
+                    Ok(v)
+                } else {
+                    Err(v
+                        .get("message")
+                        .and_then(Value::as_str)
+                        .unwrap_or("patch failed")
+                        .to_owned())
+                }
+            }
+        }
+    }
+}
+
+/// Run the simulator against `api` until it goes away: the sandbox's own events, or a poll of
+/// a remote API server's Applications every 100 ms.
+pub fn spawn_on(api: Arc<Api>) -> tokio::task::JoinHandle<()> {
     let inflight: Arc<Mutex<HashSet<(String, String)>>> = Arc::default();
+    let cluster = match &*api {
+        Api::Local(c) => c.clone(),
+        Api::Remote { .. } => {
+            return tokio::spawn(async move {
+                loop {
+                    for app in api.list().await {
+                        consider(&api, &inflight, &app);
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            });
+        }
+    };
     let mut events = cluster.store.subscribe();
     let existing = cluster
         .store
@@ -65,7 +198,7 @@ pub fn spawn(cluster: Arc<Cluster>) -> tokio::task::JoinHandle<()> {
         .list("argoproj.io", "applications", None);
     tokio::spawn(async move {
         for app in existing {
-            consider(&cluster, &inflight, &app);
+            consider(&api, &inflight, &app);
         }
         loop {
             match events.recv().await {
@@ -74,16 +207,12 @@ pub fn spawn(cluster: Arc<Cluster>) -> tokio::task::JoinHandle<()> {
                         && ev.plural == "applications"
                         && ev.type_ != "DELETED" =>
                 {
-                    consider(&cluster, &inflight, &ev.object);
+                    consider(&api, &inflight, &ev.object);
                 }
                 Ok(_) => {}
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    for app in cluster
-                        .store
-                        .lock()
-                        .list("argoproj.io", "applications", None)
-                    {
-                        consider(&cluster, &inflight, &app);
+                    for app in api.list().await {
+                        consider(&api, &inflight, &app);
                     }
                 }
                 Err(_) => return,
@@ -102,7 +231,12 @@ fn key(app: &Value) -> (String, String) {
     (m("namespace"), m("name"))
 }
 
-fn consider(cluster: &Arc<Cluster>, inflight: &Arc<Mutex<HashSet<(String, String)>>>, app: &Value) {
+/// Run the simulator in the sandbox until the cluster goes away.
+pub fn spawn(cluster: Arc<Cluster>) -> tokio::task::JoinHandle<()> {
+    spawn_on(Arc::new(Api::Local(cluster)))
+}
+
+fn consider(api: &Arc<Api>, inflight: &Arc<Mutex<HashSet<(String, String)>>>, app: &Value) {
     let wants_sync = app.get("operation").is_some_and(|o| !o.is_null());
     let wants_refresh = annotation(app, "argocd.argoproj.io/refresh").is_some();
     if !wants_sync && !wants_refresh {
@@ -115,13 +249,13 @@ fn consider(cluster: &Arc<Cluster>, inflight: &Arc<Mutex<HashSet<(String, String
             return;
         }
     }
-    let cluster = cluster.clone();
+    let api = api.clone();
     let inflight = inflight.clone();
     tokio::spawn(async move {
         let result = if wants_sync {
-            sync(&cluster, &k).await
+            sync(&api, &k).await
         } else {
-            refresh(&cluster, &k).await
+            refresh(&api, &k).await
         };
         if let Err(e) = result {
             eprintln!("argocd simulator: application {}/{}: {e}", k.0, k.1);
@@ -131,33 +265,10 @@ fn consider(cluster: &Arc<Cluster>, inflight: &Arc<Mutex<HashSet<(String, String
             .unwrap_or_else(|p| p.into_inner())
             .remove(&k);
         // Look again: something may have changed while we worked.
-        if let Some(app) = cluster.get_object("argoproj.io", "applications", &k.0, &k.1) {
-            consider(&cluster, &inflight, &app);
+        if let Some(app) = api.get(&k).await {
+            consider(&api, &inflight, &app);
         }
     });
-}
-
-async fn patch(cluster: &Arc<Cluster>, k: &(String, String), body: Value) -> Result<Value, String> {
-    let req = ApiRequest {
-        method: "PATCH".into(),
-        path: format!(
-            "/apis/argoproj.io/v1alpha1/namespaces/{}/applications/{}",
-            k.0, k.1
-        ),
-        content_type: "application/merge-patch+json".into(),
-        user: Some(controller()),
-        body: serde_json::to_vec(&body).map_err(|e| e.to_string())?,
-        ..ApiRequest::default()
-    };
-    match cluster.handle(req).await {
-        Reply::Json { code, body, .. } if code < 300 => Ok(body),
-        Reply::Json { body, .. } => Err(body
-            .get("message")
-            .and_then(Value::as_str)
-            .unwrap_or("patch failed")
-            .to_owned()),
-        _ => Err("unexpected reply".into()),
-    }
 }
 
 fn sources(app: &Value) -> (Vec<Value>, bool) {
@@ -231,16 +342,15 @@ async fn resolve(source: &Value, wanted: &str) -> Result<String, String> {
         .ok_or_else(unresolved)
 }
 
-async fn sync(cluster: &Arc<Cluster>, k: &(String, String)) -> Result<(), String> {
-    let Some(app) = cluster.get_object("argoproj.io", "applications", &k.0, &k.1) else {
+async fn sync(api: &Api, k: &(String, String)) -> Result<(), String> {
+    let Some(app) = api.get(k).await else {
         return Ok(());
     };
     let Some(op) = app.get("operation").filter(|o| !o.is_null()).cloned() else {
         return Ok(());
     };
     let started = now();
-    patch(
-        cluster,
+    api.patch(
         k,
         json!({"status": {"operationState": {
         "operation": op, "phase": "Running", "message": "", "startedAt": started}}}),
@@ -248,17 +358,13 @@ async fn sync(cluster: &Arc<Cluster>, k: &(String, String)) -> Result<(), String
     .await?;
     // Injected behaviour is read from the live object, so a test can change it mid-sync.
     loop {
-        let live = cluster
-            .get_object("argoproj.io", "applications", &k.0, &k.1)
-            .unwrap_or(Value::Null);
+        let live = api.get(k).await.unwrap_or(Value::Null);
         if annotation(&live, "sandbox.promote.dev/sync") != Some("hang") {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let app = cluster
-        .get_object("argoproj.io", "applications", &k.0, &k.1)
-        .unwrap_or(app);
+    let app = api.get(k).await.unwrap_or(app);
     tokio::time::sleep(duration(&app, "sandbox.promote.dev/sync-delay")).await;
     let (srcs, multi) = sources(&app);
     let wanted: Vec<String> = if multi {
@@ -320,8 +426,7 @@ async fn sync(cluster: &Arc<Cluster>, k: &(String, String)) -> Result<(), String
     if failure.is_none() {
         state["syncResult"] = result.clone();
     }
-    patch(
-        cluster,
+    api.patch(
         k,
         json!({"operation": null, "status": {"operationState": state}}),
     )
@@ -330,9 +435,7 @@ async fn sync(cluster: &Arc<Cluster>, k: &(String, String)) -> Result<(), String
         return Ok(());
     }
     tokio::time::sleep(duration(&app, "sandbox.promote.dev/reconcile-delay")).await;
-    let live = cluster
-        .get_object("argoproj.io", "applications", &k.0, &k.1)
-        .unwrap_or(app.clone());
+    let live = api.get(k).await.unwrap_or(app.clone());
     let health = annotation(&live, "sandbox.promote.dev/health")
         .unwrap_or("Healthy")
         .to_owned();
@@ -371,7 +474,7 @@ async fn sync(cluster: &Arc<Cluster>, k: &(String, String)) -> Result<(), String
             "injected by promote-sandbox (sandbox.promote.dev/health: {health})"
         ));
     }
-    patch(cluster, k, json!({
+    api.patch(k, json!({
         "metadata": {"annotations": {"argocd.argoproj.io/refresh": null}},
         "status": {"sync": sync_status, "health": health_status, "history": history, "reconciledAt": now(),
                    "sourceType": "Kustomize", "summary": {}}
@@ -380,8 +483,8 @@ async fn sync(cluster: &Arc<Cluster>, k: &(String, String)) -> Result<(), String
     Ok(())
 }
 
-async fn refresh(cluster: &Arc<Cluster>, k: &(String, String)) -> Result<(), String> {
-    let Some(app) = cluster.get_object("argoproj.io", "applications", &k.0, &k.1) else {
+async fn refresh(api: &Api, k: &(String, String)) -> Result<(), String> {
+    let Some(app) = api.get(k).await else {
         return Ok(());
     };
     tokio::time::sleep(duration(&app, "sandbox.promote.dev/reconcile-delay")).await;
@@ -393,6 +496,6 @@ async fn refresh(cluster: &Arc<Cluster>, k: &(String, String)) -> Result<(), Str
     if app.pointer("/status/sync").is_none() {
         status["sync"] = json!({"status": "OutOfSync"});
     }
-    patch(cluster, k, json!({"metadata": {"annotations": {"argocd.argoproj.io/refresh": null}}, "status": status})).await?;
+    api.patch(k, json!({"metadata": {"annotations": {"argocd.argoproj.io/refresh": null}}, "status": status})).await?;
     Ok(())
 }

@@ -41,6 +41,16 @@ enum Command {
         #[arg(long)]
         no_argocd: bool,
     },
+    /// Run the Argo CD simulator against another API server (the real tier, scripts/kube), as
+    /// Argo CD's application controller: the bearer token comes from PROMOTE_ARGOCD_TOKEN.
+    Argocd {
+        /// The API server's URL.
+        #[arg(long)]
+        server: String,
+        /// Its CA certificate (PEM).
+        #[arg(long)]
+        ca: PathBuf,
+    },
     /// Run the whole story on this machine: sandbox, Git server, webhook, dev -> test -> prod.
     ///
     /// Needs git and kubectl on PATH, and kubectl-promote and promote-webhook next to this binary
@@ -93,6 +103,43 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
+        Command::Argocd { server, ca } => {
+            let token = std::env::var("PROMOTE_ARGOCD_TOKEN").unwrap_or_default();
+            if token.is_empty() {
+                eprintln!(
+                    "error: set PROMOTE_ARGOCD_TOKEN to the Argo CD controller's bearer token"
+                );
+                return ExitCode::from(2);
+            }
+            let client = std::fs::read(&ca)
+                .map_err(|e| format!("reading {}: {e}", ca.display()))
+                .and_then(|pem| {
+                    promote_sandbox::tls::client_config(&pem).map_err(|e| e.to_string())
+                })
+                .and_then(|tls| {
+                    reqwest::Client::builder()
+                        .use_preconfigured_tls(tls)
+                        .build()
+                        .map_err(|e| e.to_string())
+                });
+            let client = match client {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            let api = promote_sandbox::argocd::Api::Remote {
+                client,
+                server: server.trim_end_matches('/').to_owned(),
+                token,
+            };
+            rt.block_on(async move {
+                println!("ready");
+                let _ = promote_sandbox::argocd::spawn_on(std::sync::Arc::new(api)).await;
+            });
+            ExitCode::SUCCESS
+        }
         Command::Demo { dir, bin_dir, exit } => {
             let opts = promote_sandbox::demo::DemoOptions { dir, bin_dir, exit };
             match promote_sandbox::demo::run(&rt, &opts) {

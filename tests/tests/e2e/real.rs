@@ -49,6 +49,10 @@ impl RealKube {
         }
         let mut cmd = Command::new(workspace_root().join("scripts/kube"));
         cmd.arg("up").arg("--dir").arg(dir);
+        cmd.env(
+            "PROMOTE_SANDBOX_BIN",
+            promote_tests::bin("promote-sandbox").unwrap(),
+        );
         for (svc, port) in services {
             cmd.arg("--service-endpoint")
                 .arg(format!("{svc}=127.0.0.1:{port}"));
@@ -132,15 +136,19 @@ async fn real_control_plane_decides_through_the_manifests() {
     assert_eq!(out.trim(), "no");
 
     // The plugin promotes through the real API server with the webhook deciding every write it
-    // makes: the Promotion, the claim, each step's record, the results on Stage and Freight.
+    // makes (the Promotion, the claim, each step's record, its sync plan, the sync itself, the
+    // results on Stage and Freight) and the Argo CD simulator syncing as Argo CD's account.
+    let app = "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata:\n  name: guestbook-full\n  namespace: argocd\n  annotations: { kargo.akuity.io/authorized-stage: \"kargo-demo:full\" }\nspec:\n  project: default\n  destination: { server: https://kubernetes.default.svc, namespace: guestbook }\n  source: { repoURL: \"@REPO@\", path: env/test, targetRevision: main }\n".replace("@REPO@", &url);
+    let (good, _, err) = k(&kc, &["apply", "-f", "-"], Some(&app)).await;
+    assert!(good, "{err}");
     let stage = format!(
-        "apiVersion: kargo.akuity.io/v1alpha1\nkind: Stage\nmetadata: {{ name: git-only, namespace: kargo-demo }}\nspec:\n  requestedFreight:\n    - origin: {{ kind: Warehouse, name: guestbook }}\n      sources: {{ direct: true }}\n  promotionTemplate:\n    spec:\n      steps:\n        - uses: git-clone\n          config: {{ repoURL: \"{url}\", checkout: [{{ branch: main, path: ./src }}] }}\n        - uses: kustomize-set-image\n          config: {{ path: ./src/env/test, images: [{{ image: nginx }}] }}\n        - uses: git-commit\n          config: {{ path: ./src, message: promoted }}\n        - uses: git-push\n          as: push\n          config: {{ path: ./src }}\n"
+        "apiVersion: kargo.akuity.io/v1alpha1\nkind: Stage\nmetadata: {{ name: full, namespace: kargo-demo }}\nspec:\n  requestedFreight:\n    - origin: {{ kind: Warehouse, name: guestbook }}\n      sources: {{ direct: true }}\n  promotionTemplate:\n    spec:\n      steps:\n        - uses: git-clone\n          config: {{ repoURL: \"{url}\", checkout: [{{ branch: main, path: ./src }}] }}\n        - uses: kustomize-set-image\n          config: {{ path: ./src/env/test, images: [{{ image: nginx }}] }}\n        - uses: git-commit\n          config: {{ path: ./src, message: promoted }}\n        - uses: git-push\n          as: push\n          config: {{ path: ./src }}\n        - uses: argocd-update\n          config:\n            apps:\n              - name: guestbook-full\n                sources:\n                  - repoURL: \"{url}\"\n                    desiredRevision: ${{{{ outputs.push.commit }}}}\n"
     );
     let (good, _, err) = k(&kc, &["apply", "-f", "-"], Some(&stage)).await;
     assert!(good, "{err}");
     let out = Command::new(promote_tests::bin("kubectl-promote").unwrap())
         .args([
-            "stage/git-only",
+            "stage/full",
             "--freight-alias",
             "first-light",
             "-n",
@@ -149,6 +157,8 @@ async fn real_control_plane_decides_through_the_manifests() {
             "alice",
             "-o",
             "json",
+            "--timeout",
+            "2m",
             "--cache-dir",
         ])
         .arg(tmp.path().join("cache"))
@@ -166,7 +176,32 @@ async fn real_control_plane_decides_through_the_manifests() {
     );
     let (_, out, _) = k(
         &kc,
-        &["get", "stage", "git-only", "-n", "kargo-demo", "-o", "json"],
+        &[
+            "get",
+            "application",
+            "guestbook-full",
+            "-n",
+            "argocd",
+            "-o",
+            "json",
+        ],
+        None,
+    )
+    .await;
+    let a: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(a["status"]["operationState"]["phase"], "Succeeded", "{a}");
+    assert_eq!(
+        a["status"]["operationState"]["syncResult"]["revision"],
+        pushed.as_str(),
+        "{a}"
+    );
+    assert_eq!(
+        a["status"]["operationState"]["operation"]["initiatedBy"]["username"], "alice",
+        "{a}"
+    );
+    let (_, out, _) = k(
+        &kc,
+        &["get", "stage", "full", "-n", "kargo-demo", "-o", "json"],
         None,
     )
     .await;
@@ -175,12 +210,14 @@ async fn real_control_plane_decides_through_the_manifests() {
         s["status"]["lastPromotion"]["status"]["phase"], "Succeeded",
         "{s}"
     );
+    assert_eq!(s["status"]["health"]["status"], "Healthy", "{s}");
     assert!(
         s["status"]
             .get("currentPromotion")
             .is_none_or(serde_json::Value::is_null),
         "{s}"
     );
+    // Verified in the Stage: accepted as evidence, because Argo CD's own status confirms it.
     let (_, out, _) = k(
         &kc,
         &[
@@ -196,7 +233,7 @@ async fn real_control_plane_decides_through_the_manifests() {
         None,
     )
     .await;
-    assert!(out.contains("git-only"), "{out}");
+    assert!(out.contains("full"), "{out}");
     drop(hook);
 }
 
