@@ -226,6 +226,13 @@ subjects: [{{ kind: User, name: "system:serviceaccount:promote-system:promote-we
 """
         subprocess.run(["kubectl", "--kubeconfig", kc, "apply", "-f", "-"], input=objects, text=True, check=True, capture_output=True)
         subprocess.run(["kubectl", "--kubeconfig", kc, "create", "clusterrole", "cluster-admin", "--verb=*", "--resource=*.*"], capture_output=True)
+        # The sync plan the runner records before its write (SECURITY.md): the webhook admits the
+        # promotion write only when it matches.
+        plan = {"status": {"phase": "Running", "state": {"promote.dev/argocd-update": {"argocd/guestbook": {
+            "sources": [{"repoURL": "https://git.example.com/gitops.git", "path": "env/test", "targetRevision": "main"}],
+            "revisions": ["b" * 40]}}}}}
+        subprocess.run(["kubectl", "--kubeconfig", kc, "-n", "kargo-demo", "patch", "promotion", PROMO, "--subresource=status",
+                        "--type", "merge", "-p", json.dumps(plan)], check=True, capture_output=True)
         wkc = f"{tmp}/webhook.kubeconfig"
         with open(kc) as f, open(wkc, "w") as g:
             g.write(f.read().replace("current-context: admin", "current-context: promote-webhook"))
