@@ -49,7 +49,15 @@ pub fn sync_plan(p: &Promotion, namespace: &str, name: &str) -> Option<SyncPlan>
         .as_ref()?
         .get(SYNC_PLAN)?
         .get(app_key(namespace, name))?;
-    serde_json::from_value(plan.clone()).ok()
+    // Read in place: no copy of the recorded sources beyond the plan itself.
+    let sources = plan.get("sources")?.as_array()?.clone();
+    let revisions = plan
+        .get("revisions")?
+        .as_array()?
+        .iter()
+        .map(|r| r.as_str().map(str::to_owned))
+        .collect::<Option<Vec<_>>>()?;
+    Some(SyncPlan { sources, revisions })
 }
 
 /// The user part of a lease holder (`user@host/pid`): everything before the last `@` (user names

@@ -106,7 +106,12 @@ fn main() -> Result<(), String> {
             "name": "test.01j00000000000000000000000.be79d3d", "namespace": "kargo-demo",
             "annotations": { "kargo.akuity.io/create-actor": "kubernetes:alice" }
         },
-        "spec": { "stage": "test", "freight": "be79d3d863f2323dd406cff7a99de434892f8740", "steps": [{ "uses": "argocd-update" }] }
+        "spec": { "stage": "test", "freight": "be79d3d863f2323dd406cff7a99de434892f8740", "steps": [{ "uses": "argocd-update" }] },
+        // The sync plan its runner recorded (bench/webhook.py records the same).
+        "status": { "phase": "Running", "state": { "promote.dev/argocd-update": { "argocd/guestbook": {
+            "sources": [{ "repoURL": "https://git.example.com/gitops.git", "path": "env/test", "targetRevision": "main" }],
+            "revisions": ["bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"]
+        } } } }
     }))
     .map_err(|e| e.to_string())?;
     let bodies = Arc::new(BodyBudget::new(8 << 20, 4 << 20));

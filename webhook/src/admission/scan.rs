@@ -25,9 +25,11 @@ use serde_json::Value;
 use wide::u8x16;
 
 use promote_api::argocd::promotion_in_info;
-use promote_api::keys::{LOCKDOWN, PROJECT_INFO, PROMOTION_INFO};
+use promote_api::keys::{ARGOCD_REFRESH, AUTHORIZED_STAGE, LOCKDOWN, PROJECT_INFO, PROMOTION_INFO};
 
-use super::view::{AppView, OperationState, OperationView, RawJson};
+use super::view::{
+    Annotations, AppView, OperationState, OperationView, RawJson, UNGUARDED_ANNOTATIONS,
+};
 use super::{Gvk, Operation, Request, UserInfo};
 
 /// An object key: its bytes, valid UTF-8 (see [`Cursor::key`]).
@@ -364,6 +366,8 @@ pub(crate) struct RawObject<'a> {
     pub operation_state: Option<&'a [u8]>,
     /// `status` (the last one).
     pub status: Option<&'a [u8]>,
+    /// Its members other than `operationState`.
+    pub status_rest: StatusRest<'a>,
 }
 
 /// Read an AdmissionReview v1 body. `None` when it is not one this reader accepts (the caller
@@ -461,6 +465,7 @@ fn raw_object<'a>(c: &mut Cursor<'a>) -> Option<Option<RawObject<'a>>> {
     let start = c.i;
     let (mut operation, mut metadata, mut spec, mut operation_state) = (None, None, None, None);
     let mut status = None;
+    let mut rest = StatusRest::default();
     c.object(|c, key| {
         match &*key {
             b"operation" => operation = if c.is_null()? { None } else { Some(c.value()?) },
@@ -469,11 +474,14 @@ fn raw_object<'a>(c: &mut Cursor<'a>) -> Option<Option<RawObject<'a>>> {
             b"status" => {
                 // Walked member by member (not skipped whole) to find the operation state.
                 operation_state = None;
+                rest = StatusRest::default();
                 let start = c.i;
                 members(c, |c, key| {
                     let v = c.value()?;
                     if *key == *b"operationState" {
                         operation_state = Some(v);
+                    } else {
+                        rest.note(key, v);
                     }
                     Some(())
                 })?;
@@ -492,7 +500,48 @@ fn raw_object<'a>(c: &mut Cursor<'a>) -> Option<Option<RawObject<'a>>> {
         spec,
         operation_state,
         status,
+        status_rest: rest,
     }))
+}
+
+/// The members of `status` other than `operationState`, noted while the reader walks it (raw key,
+/// raw value; at most [`StatusRest::MAX`], keys without escapes), so comparing two objects'
+/// status costs no second walk. Anything it cannot hold is compared by walking again.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct StatusRest<'a> {
+    n: usize,
+    overflow: bool,
+    members: [(&'a [u8], &'a [u8]); StatusRest::MAX],
+}
+
+impl<'a> StatusRest<'a> {
+    /// An Application's status has about a dozen members.
+    const MAX: usize = 16;
+
+    fn note(&mut self, key: Key<'a>, value: &'a [u8]) {
+        let Cow::Borrowed(key) = key else {
+            self.overflow = true;
+            return;
+        };
+        if let Some(m) = self.members[..self.n].iter_mut().find(|m| m.0 == key) {
+            m.1 = value; // the last of repeated keys, as serde_json
+        } else if self.n < Self::MAX {
+            self.members[self.n] = (key, value);
+            self.n += 1;
+        } else {
+            self.overflow = true;
+        }
+    }
+
+    /// The members sorted by key, or `None` when they did not fit.
+    fn sorted(&self) -> Option<[(&'a [u8], &'a [u8]); StatusRest::MAX]> {
+        if self.overflow {
+            return None;
+        }
+        let mut m = self.members;
+        m[..self.n].sort_unstable_by(|a, b| a.0.cmp(b.0));
+        Some(m)
+    }
 }
 
 /// The raw members of a `status` other than `operationState` (the last of repeated keys).
@@ -522,6 +571,10 @@ fn status_members(status: Option<&[u8]>) -> Option<Vec<Member<'_>>> {
 /// member. The API server writes both objects with the same encoder, so equal values are equal
 /// texts; a text that cannot be read counts as changed.
 pub(crate) fn same_status_rest(new: &RawObject<'_>, old: &RawObject<'_>) -> bool {
+    let (a, b) = (&new.status_rest, &old.status_rest);
+    if let (Some(x), Some(y)) = (a.sorted(), b.sorted()) {
+        return a.n == b.n && x[..a.n] == y[..b.n];
+    }
     match (status_members(new.status), status_members(old.status)) {
         (Some(a), Some(b)) => a == b,
         _ => false,
@@ -598,39 +651,57 @@ pub(crate) fn app_view(o: &RawObject<'_>) -> Option<AppView> {
                     Some(())
                 }
                 b"annotations" => {
-                    m.annotations = Some(c.parse()?);
+                    let text = c.value()?;
+                    m.annotations = read_all(text, annotations)?;
+                    m.guarded_annotations = Some(read_all(text, |c| {
+                        raw_without(c, |k| {
+                            UNGUARDED_ANNOTATIONS.iter().any(|u| u.as_bytes() == k)
+                        })
+                    })?);
                     Some(())
                 }
                 b"labels" => {
-                    m.labels = Some(c.parse()?);
+                    let text = c.value()?;
+                    m.lockdown = read_all(text, |c| {
+                        let mut lockdown = None;
+                        members(c, |c, key| {
+                            if *key == *LOCKDOWN.as_bytes() {
+                                lockdown = c.string_value()?;
+                                Some(())
+                            } else {
+                                c.value().map(drop)
+                            }
+                        })?;
+                        Some(lockdown)
+                    })?;
+                    m.labels = Some(text);
                     Some(())
                 }
                 b"finalizers" => {
-                    m.finalizers = Some(c.parse()?);
+                    m.finalizers = Some(c.value()?);
                     Some(())
                 }
                 _ => c.value().map(drop),
             })
         })?;
         (v.name, v.namespace) = (m.name.unwrap_or_default(), m.namespace.unwrap_or_default());
-        v.annotations = super::view::annotations_of(m.annotations.as_ref());
-        v.lockdown = m
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(LOCKDOWN))
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        v.guarded_meta = super::view::guarded_metadata(
-            m.labels.as_ref(),
-            m.annotations.as_ref(),
-            m.finalizers.as_ref(),
-        );
+        (v.annotations, v.lockdown) = (m.annotations, m.lockdown);
+        fn raw_or_null(t: Option<&[u8]>) -> &str {
+            t.and_then(|t| std::str::from_utf8(t).ok())
+                .unwrap_or("null")
+        }
+        v.guarded_meta = RawJson::from_text(&format!(
+            "{{\"labels\":{},\"annotations\":{},\"finalizers\":{}}}",
+            raw_or_null(m.labels),
+            m.guarded_annotations.as_deref().unwrap_or("null"),
+            raw_or_null(m.finalizers)
+        ));
     } else {
-        v.guarded_meta = super::view::guarded_metadata(None, None, None);
+        v.guarded_meta = RawJson::of(&super::view::guarded_metadata(None, None, None));
     }
     if let Some(text) = o.spec {
         let mut s = Spec::default();
-        let is_object = read_all(text, |c| {
+        read_all(text, |c| {
             members(c, |c, key| match &*key {
                 b"source" => {
                     s.source = c.raw_json()?;
@@ -645,26 +716,31 @@ pub(crate) fn app_view(o: &RawObject<'_>) -> Option<AppView> {
                     Some(())
                 }
                 b"syncPolicy" => {
-                    let policy: Value = c.parse()?;
-                    s.sync_options = policy.get("syncOptions").cloned();
-                    s.retry = policy.get("retry").cloned();
-                    s.rest.insert("syncPolicy".to_owned(), policy);
+                    let text = c.value()?;
+                    (s.sync_options, s.retry) = (None, None);
+                    read_all(text, |c| {
+                        members(c, |c, key| match &*key {
+                            b"syncOptions" => {
+                                s.sync_options = Some(c.parse()?);
+                                Some(())
+                            }
+                            b"retry" => {
+                                s.retry = Some(c.parse()?);
+                                Some(())
+                            }
+                            _ => c.value().map(drop),
+                        })
+                    })?;
                     Some(())
                 }
-                other => {
-                    let key = String::from_utf8(other.to_vec()).ok()?;
-                    let value: Value = c.parse()?;
-                    s.rest.insert(key, value);
-                    Some(())
-                }
+                _ => c.value().map(drop),
             })
         })?;
-        v.spec_rest = Some(match is_object {
-            true => Value::Object(std::mem::take(&mut s.rest)),
-            false => serde_json::from_slice(text).ok()?,
-        });
         (v.source, v.sources, v.multi_source) = (s.source, s.sources, s.multi_source);
         (v.sync_options, v.retry) = (s.sync_options, s.retry);
+        v.spec_rest = Some(RawJson::from_text(&read_all(text, |c| {
+            raw_without(c, |k| k == b"source" || k == b"sources")
+        })?));
     }
     if let Some(text) = o.operation {
         v.operation = Some(operation_view(text)?);
@@ -787,12 +863,15 @@ fn read_all<'a, T>(text: &'a [u8], f: impl FnOnce(&mut Cursor<'a>) -> Option<T>)
 
 /// What an Application's `metadata` holds for its view (one occurrence of the key).
 #[derive(Default)]
-struct Metadata {
+struct Metadata<'a> {
     name: Option<String>,
     namespace: Option<String>,
-    annotations: Option<Value>,
-    labels: Option<Value>,
-    finalizers: Option<Value>,
+    annotations: Annotations,
+    lockdown: Option<String>,
+    /// The annotations lockdown covers, as JSON text.
+    guarded_annotations: Option<String>,
+    labels: Option<&'a [u8]>,
+    finalizers: Option<&'a [u8]>,
 }
 
 /// What an Application's `spec` holds for its view (one occurrence of the key).
@@ -803,8 +882,6 @@ struct Spec {
     multi_source: bool,
     sync_options: Option<Value>,
     retry: Option<Value>,
-    /// Members other than `source` and `sources`.
-    rest: serde_json::Map<String, Value>,
 }
 
 /// Call `f` with each member of the object at the cursor; any other value is skipped. Whether it
@@ -820,6 +897,62 @@ fn members<'a>(
         c.value()?;
         Some(false)
     }
+}
+
+/// What promote reads of `metadata.annotations` (the last of repeated keys, as serde_json).
+fn annotations(c: &mut Cursor<'_>) -> Option<Annotations> {
+    let (mut authorized_stage, mut refresh) = (None, None);
+    let is_object = members(c, |c, key| match &*key {
+        k if k == AUTHORIZED_STAGE.as_bytes() => {
+            authorized_stage = c.string_value()?;
+            Some(())
+        }
+        k if k == ARGOCD_REFRESH.as_bytes() => {
+            refresh = Some(c.string_value()?);
+            Some(())
+        }
+        _ => c.value().map(drop),
+    })?;
+    Some(if is_object {
+        Annotations::Map {
+            authorized_stage,
+            refresh,
+        }
+    } else {
+        Annotations::NotAnObject
+    })
+}
+
+/// The value at the cursor as JSON text, without the members `skip` names when it is an object:
+/// the raw text of each kept member, copied, never parsed. Compared as [`RawJson`] (text first,
+/// values only when the texts differ), so the API server's own bytes make the common case a
+/// comparison of two strings.
+fn raw_without(c: &mut Cursor<'_>, skip: impl Fn(&[u8]) -> bool) -> Option<String> {
+    if c.peek()? != b'{' {
+        return std::str::from_utf8(c.value()?).ok().map(str::to_owned);
+    }
+    let mut out = String::from("{");
+    c.object(|c, key| {
+        let v = c.value()?;
+        if !skip(&key) {
+            if out.len() > 1 {
+                out.push(',');
+            }
+            let key = std::str::from_utf8(&key).ok()?;
+            if key.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+                out.push('"');
+                out.push_str(key);
+                out.push('"');
+            } else {
+                out.push_str(&serde_json::to_string(key).ok()?);
+            }
+            out.push(':');
+            out.push_str(std::str::from_utf8(v).ok()?);
+        }
+        Some(())
+    })?;
+    out.push('}');
+    Some(out)
 }
 
 fn operation_state(c: &mut Cursor<'_>) -> Option<OperationState> {

@@ -40,9 +40,9 @@ pub struct AppView {
     pub operation_state: Option<OperationState>,
     /// `spec` without `source` and `sources` (`None` when there is no `spec`): what lockdown and
     /// the promotion-write scope compare besides the sources.
-    pub spec_rest: Option<Value>,
-    /// The metadata lockdown covers ([`guarded_metadata`]).
-    pub guarded_meta: Value,
+    pub spec_rest: Option<RawJson>,
+    /// The metadata lockdown covers ([`guarded_metadata`]), as JSON text.
+    pub guarded_meta: RawJson,
 }
 
 /// Annotations that carry no configuration and that anyone may change: Argo CD's refresh
@@ -198,7 +198,7 @@ pub struct OperationState {
 /// it does every value it skips; the API server never sends anything else. A text that is not
 /// JSON has no value: it equals only the very same text, never an operation promote derives,
 /// so every decision that compares it refuses or replaces it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct RawJson(Box<str>);
 
 impl RawJson {
@@ -282,12 +282,12 @@ impl AppView {
                     promotion: operation_promotion(state.get("operation").and_then(not_null))
                         .map(str::to_owned),
                 }),
-            spec_rest: app.get("spec").map(spec_rest),
-            guarded_meta: guarded_metadata(
+            spec_rest: app.get("spec").map(|s| RawJson::of(&spec_rest(s))),
+            guarded_meta: RawJson::of(&guarded_metadata(
                 field("labels"),
                 field("annotations"),
                 field("finalizers"),
-            ),
+            )),
         }
     }
 
