@@ -697,6 +697,59 @@ pub(crate) async fn project_decisions(kc: &Path, url: &str) -> (String, String, 
     } } } } });
     let (good, _, err) = patch_status(&kc, "alice", "promotion", &promo_name, &plan).await;
     assert!(good, "{err}");
+    // Not even a cluster admin, who may promote every Stage, can act as alice's runner: record
+    // its progress, take its lease, claim the Stage for it, or sync with it.
+    let (good, _, err) = patch_status(
+        &kc,
+        "admin",
+        "promotion",
+        &promo_name,
+        &json!({ "status": { "currentStep": 1 } }),
+    )
+    .await;
+    assert!(
+        !good
+            && err.contains("user \"admin\" may not write the status of Promotion")
+            && err.contains("only its runner records its progress"),
+        "{err}"
+    );
+    let (good, _, err) = k(
+        &kc,
+        &[
+            "-n",
+            "kargo-demo",
+            "annotate",
+            "promotion",
+            &promo_name,
+            "promote.dev/lease-holder=admin@box/1",
+        ],
+        None,
+    )
+    .await;
+    assert!(
+        !good && err.contains("it has none, so it is run by its creator, user \"alice\""),
+        "{err}"
+    );
+    let (good, _, err) = patch_status(
+        &kc,
+        "admin",
+        "stage",
+        "test",
+        &json!({ "status": { "currentPromotion": { "name": promo_name } } }),
+    )
+    .await;
+    assert!(!good && err.contains("is run by user \"alice\""), "{err}");
+    let (good, _, err) = patch_app(
+        &kc,
+        "admin",
+        "guestbook-test",
+        &promotion_op(&promo_name, "main"),
+    )
+    .await;
+    assert!(
+        !good && err.contains("that Promotion is run by user \"alice\""),
+        "{err}"
+    );
     // ... and a promotion write that also repoints the Application is refused.
     let mut repoint = promotion_op(&promo_name, "main");
     repoint["spec"] = json!({ "source": { "path": "env/prod" } });

@@ -308,7 +308,19 @@ fn lease_denied(
             "{user} may not set the lease of Promotion \"{name}\" in namespace \"{ns}\" to \"{h}\": a lease is taken in the writer's own name; hint: take it over with kubectl promote resume"
         )));
     }
-    let old_h = old_h?;
+    let Some(old_h) = old_h else {
+        // A Promotion without a lease is run by its creator: only they may take the first one.
+        let p: Option<Promotion> = serde_json::from_value(old.clone()).ok();
+        let creator = p
+            .as_ref()
+            .and_then(Promotion::create_actor)
+            .unwrap_or_default();
+        return (!creator.is_empty() && creator != writer).then(|| {
+            Verdict::forbidden(format!(
+                "{user} may not take the lease of Promotion \"{name}\" in namespace \"{ns}\": it has none, so it is run by its creator, user \"{creator}\"; hint: promote with your own Promotion (kubectl promote stage/<stage>)"
+            ))
+        });
+    };
     if holder_user(old_h) == writer {
         return None;
     }
