@@ -66,11 +66,6 @@ pub fn holder_user(holder: &str) -> &str {
     holder.rsplit_once('@').map(|(u, _)| u).unwrap_or(holder)
 }
 
-/// The user a Promotion's `create-actor` annotation names (`kubernetes:<user>`), if any.
-pub fn create_actor_user(p: &Promotion) -> Option<&str> {
-    p.create_actor()
-}
-
 /// Who runs Promotion `p`: the user of its lease holder, else its creator.
 pub fn runner(p: &Promotion) -> Option<&str> {
     p.metadata
@@ -79,7 +74,7 @@ pub fn runner(p: &Promotion) -> Option<&str> {
         .and_then(|a| a.get(crate::keys::LEASE_HOLDER))
         .map(|h| holder_user(h))
         .filter(|u| !u.is_empty())
-        .or_else(|| create_actor_user(p))
+        .or_else(|| p.create_actor())
 }
 
 /// Whether `p` ended as `Succeeded`.

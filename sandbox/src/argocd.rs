@@ -76,51 +76,66 @@ impl Api {
         )
     }
 
+    /// One request to the remote API server: the JSON answer, or its message.
+    async fn remote(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        patch: Option<&Value>,
+    ) -> Result<Value, String> {
+        let Api::Remote {
+            client,
+            server,
+            token,
+        } = self
+        else {
+            return Err("not a remote API server".into());
+        };
+        let mut req = client
+            .request(method, format!("{server}{path}"))
+            .bearer_auth(token);
+        if let Some(body) = patch {
+            req = req
+                .header("Content-Type", "application/merge-patch+json")
+                .body(serde_json::to_vec(body).map_err(|e| e.to_string())?);
+        }
+        let r = req.send().await.map_err(|e| e.to_string())?;
+        let ok = r.status().is_success();
+        let v: Value = r.json().await.map_err(|e| e.to_string())?;
+        if ok {
+            Ok(v)
+        } else {
+            Err(v
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("request failed")
+                .to_owned())
+        }
+    }
+
     async fn get(&self, k: &(String, String)) -> Option<Value> {
         match self {
             Api::Local(c) => c.get_object("argoproj.io", "applications", &k.0, &k.1),
-            Api::Remote {
-                client,
-                server,
-                token,
-            } => {
-                let r = client
-                    .get(format!("{server}{}", Api::path(k)))
-                    .bearer_auth(token)
-                    .send()
-                    .await
-                    .ok()?;
-                if !r.status().is_success() {
-                    return None;
-                }
-                r.json().await.ok()
-            }
+            Api::Remote { .. } => self
+                .remote(reqwest::Method::GET, &Api::path(k), None)
+                .await
+                .ok(),
         }
     }
 
     async fn list(&self) -> Vec<Value> {
         match self {
             Api::Local(c) => c.store.lock().list("argoproj.io", "applications", None),
-            Api::Remote {
-                client,
-                server,
-                token,
-            } => {
-                let r = client
-                    .get(format!("{server}/apis/argoproj.io/v1alpha1/applications"))
-                    .bearer_auth(token)
-                    .send()
-                    .await;
-                match r {
-                    Ok(r) if r.status().is_success() => r
-                        .json::<Value>()
-                        .await
-                        .ok()
-                        .and_then(|l| l.get("items").and_then(Value::as_array).cloned())
-                        .unwrap_or_default(),
-                    _ => Vec::new(),
-                }
-            }
+            Api::Remote { .. } => self
+                .remote(
+                    reqwest::Method::GET,
+                    "/apis/argoproj.io/v1alpha1/applications",
+                    None,
+                )
+                .await
+                .ok()
+                .and_then(|l| l.get("items").and_then(Value::as_array).cloned())
+                .unwrap_or_default(),
         }
     }
 
@@ -145,30 +160,9 @@ impl Api {
                     _ => Err("unexpected reply".into()),
                 }
             }
-            Api::Remote {
-                client,
-                server,
-                token,
-            } => {
-                let r = client
-                    .patch(format!("{server}{}", Api::path(k)))
-                    .bearer_auth(token)
-                    .header("Content-Type", "application/merge-patch+json")
-                    .body(serde_json::to_vec(&body).map_err(|e| e.to_string())?)
-                    .send()
+            Api::Remote { .. } => {
+                self.remote(reqwest::Method::PATCH, &Api::path(k), Some(&body))
                     .await
-                    .map_err(|e| e.to_string())?;
-                let ok = r.status().is_success();
-                let v: Value = r.json().await.map_err(|e| e.to_string())?;
-                if ok {
-                    Ok(v)
-                } else {
-                    Err(v
-                        .get("message")
-                        .and_then(Value::as_str)
-                        .unwrap_or("patch failed")
-                        .to_owned())
-                }
             }
         }
     }

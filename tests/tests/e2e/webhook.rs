@@ -750,6 +750,63 @@ pub(crate) async fn project_decisions(kc: &Path, url: &str) -> (String, String, 
         !good && err.contains("that Promotion is run by user \"alice\""),
         "{err}"
     );
+    // alice takes her Promotion's first lease; a live lease is not taken over, not even by a
+    // cluster admin.
+    let lease = |holder: &str| {
+        format!(
+            "{{\"metadata\":{{\"annotations\":{{\"promote.dev/lease-holder\":\"{holder}\",\"promote.dev/lease-expires\":\"2999-01-01T00:00:00Z\"}}}}}}"
+        )
+    };
+    let (good, _, err) = k(
+        &kc,
+        &[
+            "--context",
+            "alice",
+            "-n",
+            "kargo-demo",
+            "patch",
+            "promotion",
+            &promo_name,
+            "--type",
+            "merge",
+            "-p",
+            &lease("alice@laptop/1"),
+        ],
+        None,
+    )
+    .await;
+    assert!(good, "{err}");
+    let (good, _, err) = k(
+        &kc,
+        &[
+            "-n",
+            "kargo-demo",
+            "patch",
+            "promotion",
+            &promo_name,
+            "--type",
+            "merge",
+            "-p",
+            &lease("admin@box/1"),
+        ],
+        None,
+    )
+    .await;
+    assert!(
+        !good && err.contains("may take it over only once that lease has expired"),
+        "{err}"
+    );
+    // What a remote step recorded as Succeeded is never rewritten, not even by its runner.
+    let record = json!({ "status": { "stepExecutionMetadata": [{ "alias": "step-2", "status": "Succeeded" }], "state": { "step-2": { "apps": [] } } } });
+    let (good, _, err) = patch_status(&kc, "alice", "promotion", &promo_name, &record).await;
+    assert!(good, "{err}");
+    let rewrite =
+        json!({ "status": { "state": { "step-2": { "apps": [{ "name": "elsewhere" }] } } } });
+    let (good, _, err) = patch_status(&kc, "alice", "promotion", &promo_name, &rewrite).await;
+    assert!(
+        !good && err.contains("step \"step-2\" (argocd-update) is recorded as Succeeded"),
+        "{err}"
+    );
     // ... and a promotion write that also repoints the Application is refused.
     let mut repoint = promotion_op(&promo_name, "main");
     repoint["spec"] = json!({ "source": { "path": "env/prod" } });
@@ -815,7 +872,7 @@ async fn webhook_installed_from_the_manifests_decides_real_writes() {
     sb.request("alice", "PUT", &format!("/apis/kargo.akuity.io/v1alpha1/namespaces/kargo-demo/promotions/{promo_name}/status"), Some(&{
         let live = sb.request("admin", "GET", &format!("/apis/kargo.akuity.io/v1alpha1/namespaces/kargo-demo/promotions/{promo_name}"), None).await.unwrap();
         let mut l = live.clone();
-        l["status"] = json!({ "phase": "Succeeded" });
+        l["status"]["phase"] = json!("Succeeded");
         l
     })).await.unwrap();
     let (good, _, err) = patch_app(

@@ -310,10 +310,9 @@ fn lease_denied(
     }
     let Some(old_h) = old_h else {
         // A Promotion without a lease is run by its creator: only they may take the first one.
-        let p: Option<Promotion> = serde_json::from_value(old.clone()).ok();
-        let creator = p
-            .as_ref()
-            .and_then(Promotion::create_actor)
+        // The annotation as `Promotion::create_actor` reads it (`kubernetes:<user>`).
+        let creator = annotation(old, CREATE_ACTOR)
+            .map(|v| v.split_once(':').map_or(v, |(_, user)| user))
             .unwrap_or_default();
         return (!creator.is_empty() && creator != writer).then(|| {
             Verdict::forbidden(format!(
