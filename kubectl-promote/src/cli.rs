@@ -8,10 +8,9 @@ use crate::output::Format;
 
 /// Kargo-style promotions for Argo CD without a controller.
 ///
-/// Promote Freight into a Stage: create the Promotion, run the Stage's promotion steps
-/// (git-clone, kustomize-set-image, yaml-update, helm-update-image, git-commit, git-push,
-/// git-open-pr, argocd-update, argocd-wait) on this machine, wait for Argo CD, and record the
-/// result on the Promotion, the Stage and the Freight. With --local DIR, no cluster is needed.
+/// Promote Freight into a Stage: create the Promotion, run the Stage's promotion steps (Kargo's
+/// step kinds; the README lists those promote runs) on this machine, wait for Argo CD, and record
+/// the result on the Promotion, the Stage and the Freight. With --local DIR, no cluster is needed.
 ///
 /// Exit codes: 0 success; 1 the promotion failed, errored, was aborted or timed out, or could not
 /// start (unknown Stage or Freight, Freight not available, Stage busy, API refusal); 2 usage error.
@@ -30,14 +29,15 @@ pub struct Cli {
     pub command: Option<Command>,
 
     /// The Stage to promote to, as `stage/<name>` (or just `<name>`).
+    #[arg(value_name = "STAGE")]
     pub target: Option<String>,
 
     /// The Freight to promote: full name, unique name prefix (or alias).
-    #[arg(long, conflicts_with = "freight_alias")]
+    #[arg(long, value_name = "FREIGHT", conflicts_with = "freight_alias")]
     pub freight: Option<String>,
 
     /// The Freight to promote, by alias.
-    #[arg(long = "freight-alias")]
+    #[arg(long = "freight-alias", value_name = "ALIAS")]
     pub freight_alias: Option<String>,
 
     /// Promote to every Stage that takes Freight from this Stage (`stage/<name>`), one after
@@ -88,7 +88,13 @@ pub struct Cli {
 #[derive(clap::Args, Debug, Clone)]
 pub struct Global {
     /// The project (namespace); default: the kubeconfig context's namespace.
-    #[arg(short = 'n', long, env = "PROMOTE_NAMESPACE", global = true)]
+    #[arg(
+        short = 'n',
+        long,
+        value_name = "PROJECT",
+        env = "PROMOTE_NAMESPACE",
+        global = true
+    )]
     pub namespace: Option<String>,
 
     /// Path to the kubeconfig file.
@@ -96,7 +102,7 @@ pub struct Global {
     pub kubeconfig: Option<PathBuf>,
 
     /// The kubeconfig context to use.
-    #[arg(long, global = true)]
+    #[arg(long, value_name = "CONTEXT", global = true)]
     pub context: Option<String>,
 
     /// Output format.
@@ -108,90 +114,123 @@ pub struct Global {
 #[derive(clap::Subcommand, Debug)]
 pub enum Command {
     /// List Stages, Freight, Promotions or Warehouses (kubectl-style tables).
-    Get {
-        /// stages | freight | promotions | warehouses (singular and short names work too).
-        kind: String,
-        /// One object by name.
-        name: Option<String>,
-        /// In every project.
-        #[arg(short = 'A', long)]
-        all_namespaces: bool,
-        /// No header row.
-        #[arg(long)]
-        no_headers: bool,
-    },
+    Get(GetArgs),
     /// Approve Freight for a Stage (it becomes available there without upstream verification).
-    Approve {
-        /// The Freight: name, unique prefix or alias.
-        #[arg(long)]
-        freight: String,
-        /// The Stage.
-        #[arg(long)]
-        stage: String,
-        /// Print the patch; change nothing.
-        #[arg(long)]
-        dry_run: bool,
-    },
+    Approve(ApproveArgs),
     /// Abort a running or pending Promotion.
-    Abort {
-        /// The Promotion's name.
-        promotion: String,
-        /// Print what would be written; change nothing.
-        #[arg(long)]
-        dry_run: bool,
-    },
+    Abort(AbortArgs),
     /// Continue an interrupted Promotion where it stopped (no step that already pushed or synced
     /// runs twice).
-    Resume {
-        /// The Promotion's name.
-        promotion: String,
-        /// Give up after this long.
-        #[arg(long, default_value = "10m", value_parser = parse_duration)]
-        timeout: std::time::Duration,
-        /// Show which steps would run again and which are skipped as done; change nothing.
-        #[arg(long)]
-        dry_run: bool,
-    },
+    Resume(ResumeArgs),
     /// Freight commands.
     #[command(subcommand)]
     Freight(FreightCommand),
     /// The Freight a Stage had, newest first, and the Promotions that put it there.
-    History {
-        /// `stage/<name>`.
-        target: String,
-    },
+    History(HistoryArgs),
     /// Shell completion script (bash, zsh, fish).
-    Completion {
-        /// The shell.
-        #[arg(value_enum)]
-        shell: clap_complete::Shell,
-    },
+    Completion(CompletionArgs),
+}
+
+/// `kubectl promote get KIND [NAME]`.
+#[derive(clap::Args, Debug)]
+pub struct GetArgs {
+    /// stages | freight | promotions | warehouses (singular and short names work too).
+    #[arg(value_name = "KIND")]
+    pub kind: String,
+    /// One object by name (Freight: also a unique prefix or an alias).
+    #[arg(value_name = "NAME")]
+    pub name: Option<String>,
+    /// In every project.
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+    /// No header row.
+    #[arg(long)]
+    pub no_headers: bool,
+}
+
+/// `kubectl promote approve --freight F --stage S`.
+#[derive(clap::Args, Debug)]
+pub struct ApproveArgs {
+    /// The Freight: name, unique prefix or alias.
+    #[arg(long, value_name = "FREIGHT")]
+    pub freight: String,
+    /// The Stage.
+    #[arg(long, value_name = "STAGE")]
+    pub stage: String,
+    /// Print the patch; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `kubectl promote abort PROMOTION`.
+#[derive(clap::Args, Debug)]
+pub struct AbortArgs {
+    /// The Promotion's name.
+    #[arg(value_name = "PROMOTION")]
+    pub promotion: String,
+    /// Print what would be written; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `kubectl promote resume PROMOTION`.
+#[derive(clap::Args, Debug)]
+pub struct ResumeArgs {
+    /// The Promotion's name.
+    #[arg(value_name = "PROMOTION")]
+    pub promotion: String,
+    /// Give up after this long.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub timeout: std::time::Duration,
+    /// Show which steps would run again and which are skipped as done; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `kubectl promote history stage/NAME`.
+#[derive(clap::Args, Debug)]
+pub struct HistoryArgs {
+    /// `stage/<name>`.
+    #[arg(value_name = "STAGE")]
+    pub target: String,
+}
+
+/// `kubectl promote completion SHELL`.
+#[derive(clap::Args, Debug)]
+pub struct CompletionArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// `kubectl promote freight ...`.
 #[derive(clap::Subcommand, Debug)]
 pub enum FreightCommand {
     /// Create Freight by hand (its name is the content hash Kargo would compute).
-    Create {
-        /// The Warehouse it comes from.
-        #[arg(long)]
-        warehouse: String,
-        /// An image, `repo:tag` or `repo@sha256:...` (repeatable).
-        #[arg(long = "image", value_name = "REPO:TAG")]
-        images: Vec<String>,
-        /// A Git commit, `repoURL@sha` (repeatable).
-        #[arg(long = "commit", value_name = "REPO@SHA")]
-        commits: Vec<String>,
-        /// A Helm chart, `repo/name:version` (repeatable).
-        #[arg(long = "chart", value_name = "REPO/NAME:VERSION")]
-        charts: Vec<String>,
-        /// A human alias (default: a generated `adjective-animal` one, free in the project).
-        #[arg(long)]
-        alias: Option<String>,
-        /// Print the object; create nothing.
-        #[arg(long)]
-        dry_run: bool,
-    },
+    Create(FreightCreateArgs),
+}
+
+/// `kubectl promote freight create`.
+#[derive(clap::Args, Debug)]
+pub struct FreightCreateArgs {
+    /// The Warehouse it comes from.
+    #[arg(long, value_name = "WAREHOUSE")]
+    pub warehouse: String,
+    /// An image, `repo:tag` or `repo@sha256:...` (repeatable).
+    #[arg(long = "image", value_name = "REPO:TAG")]
+    pub images: Vec<String>,
+    /// A Git commit, `repoURL@sha` (repeatable).
+    #[arg(long = "commit", value_name = "REPO@SHA")]
+    pub commits: Vec<String>,
+    /// A Helm chart, `repo/name:version` (repeatable).
+    #[arg(long = "chart", value_name = "REPO/NAME:VERSION")]
+    pub charts: Vec<String>,
+    /// A human alias (default: a generated `adjective-animal` one, free in the project).
+    #[arg(long)]
+    pub alias: Option<String>,
+    /// Print the object; create nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {

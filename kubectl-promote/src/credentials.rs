@@ -205,11 +205,16 @@ pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
         .ok()
 }
 
-/// The URL to use (without userinfo) and mirror options carrying the credentials for it.
-pub fn for_url(url: &str, base: &MirrorOptions) -> (String, MirrorOptions) {
+/// The URL to use (without userinfo) and mirror options carrying the credentials for it, from
+/// the URL itself, the project's credential Secrets (`project`), the environment and git's own.
+pub fn for_url(
+    url: &str,
+    base: &MirrorOptions,
+    project: &[ProjectCredential],
+) -> (String, MirrorOptions) {
     let (clean, from_url) = split_userinfo(url);
     let mut opts = base.clone();
-    let project = project_credential(&clean, &base.project_credentials);
+    let project = project_credential(&clean, project);
     if let Some(c) = project.filter(|c| !c.ssh_private_key.is_empty())
         && !clean.starts_with("http")
     {
@@ -377,13 +382,7 @@ mod tests {
             ("bot", "tok3n-secret")
         );
         assert_eq!(base64_decode(&base64(b"foobar")).unwrap(), b"foobar");
-        let (_, opts) = for_url(
-            "https://h/x.git",
-            &MirrorOptions {
-                project_credentials: std::sync::Arc::new(vec![c]),
-                ..Default::default()
-            },
-        );
+        let (_, opts) = for_url("https://h/x.git", &MirrorOptions::default(), &[c]);
         assert!(
             opts.env
                 .iter()
@@ -407,6 +406,7 @@ mod tests {
         let (url, opts) = for_url(
             "https://u:CANARY-token-9@h.example/r.git",
             &MirrorOptions::default(),
+            &[],
         );
         assert_eq!(url, "https://h.example/r.git");
         assert!(
@@ -419,6 +419,7 @@ mod tests {
         let (_, opts) = for_url(
             "http://u:CANARY@git.example.com/r.git",
             &MirrorOptions::default(),
+            &[],
         );
         assert!(
             opts.refused
@@ -429,6 +430,7 @@ mod tests {
         let (_, opts) = for_url(
             "http://u:CANARY@127.0.0.1:8080/r.git",
             &MirrorOptions::default(),
+            &[],
         );
         assert!(opts.refused.is_none());
         assert!(is_loopback("[::1]:80") && is_loopback("localhost") && !is_loopback("10.0.0.1:80"));

@@ -63,12 +63,35 @@ pub enum Error {
         phase: String,
         message: String,
     },
-    /// Output could not be written.
+    /// Output could not be encoded or written.
     #[error("cannot write output: {0}")]
     Output(String),
-    /// No cluster could be reached or configured.
-    #[error("{0}")]
-    Cluster(String),
+    /// No connection to a cluster could be set up.
+    #[error(transparent)]
+    Connect(#[from] crate::kube::ConnectError),
+    /// An object the API server returned is not what its kind should be.
+    #[error("cannot read {what}: {reason}")]
+    Decode { what: String, reason: String },
+    /// An object named on the command line does not exist.
+    #[error("{kind} \"{name}\" not found in project \"{project}\"")]
+    NotFound {
+        kind: &'static str,
+        name: String,
+        project: String,
+    },
+    /// `--wait` queued behind another Promotion for longer than `--timeout`.
+    #[error("timed out after {waited_s}s waiting for Promotion {running} to free Stage {stage}")]
+    QueueTimeout {
+        stage: String,
+        running: String,
+        waited_s: u64,
+    },
+    /// Ctrl-C (or an abort) while the command waited, before anything ran.
+    #[error("interrupted while {during}")]
+    Interrupted { during: String },
+    /// Git failed outside a step (the dry run's diff).
+    #[error(transparent)]
+    Git(#[from] crate::git::GitError),
     /// The API server refused or failed a request.
     #[error("{action}: {failure}")]
     Kube {
@@ -99,6 +122,23 @@ impl From<promote_api::Error> for Error {
     fn from(e: promote_api::Error) -> Self {
         Self::Api(Box::new(e))
     }
+}
+
+/// Turn an API failure into the command's error, saying what was being done.
+pub fn context(action: impl Into<String>) -> impl FnOnce(crate::kube::ApiFailure) -> Error {
+    let action = action.into();
+    move |failure| Error::Kube { action, failure }
+}
+
+/// Read an API object as its typed kind.
+pub fn decode<T: serde::de::DeserializeOwned>(
+    v: serde_json::Value,
+    what: impl Into<String>,
+) -> Result<T, Error> {
+    serde_json::from_value(v).map_err(|e| Error::Decode {
+        what: what.into(),
+        reason: e.to_string(),
+    })
 }
 
 impl Error {
@@ -142,10 +182,22 @@ impl Error {
             Self::Kube { failure, .. } if failure.code == 0 => {
                 Some("check that the cluster is reachable (kubectl cluster-info)".into())
             }
-            Self::Cluster(_) => Some(
+            Self::Connect(_) => Some(
                 "point at a cluster with --kubeconfig/--context (or $KUBECONFIG), or promote without one using --local DIR"
                     .into(),
             ),
+            Self::Decode { .. } => Some(
+                "the cluster's Kargo CRDs may be from another version: kubectl apply --server-side -k manifests/crds"
+                    .into(),
+            ),
+            Self::NotFound { kind, .. } => Some(format!(
+                "list them with kubectl promote get {}",
+                kind.to_lowercase()
+            )),
+            Self::QueueTimeout { running, .. } => Some(format!(
+                "give it longer with --timeout, or stop it with kubectl promote abort {running}"
+            )),
+            Self::Interrupted { .. } => Some("nothing was changed; run the command again".into()),
             _ => None,
         }
     }

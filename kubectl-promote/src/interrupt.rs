@@ -37,3 +37,23 @@ pub fn requested() -> Option<Stop> {
 pub fn reset() {
     STATE.store(0, Ordering::SeqCst);
 }
+
+/// Install the Ctrl-C handler on the API client's runtime: the first Ctrl-C stops the promotion
+/// cleanly (recorded), the second exits at once.
+pub fn install(kube: &crate::kube::Kube) {
+    kube.spawn(async {
+        loop {
+            if tokio::signal::ctrl_c().await.is_err() {
+                return;
+            }
+            if requested().is_some() {
+                eprintln!("interrupted again: exiting now (the lease expires on its own)");
+                std::process::exit(130);
+            }
+            eprintln!(
+                "interrupt: stopping the promotion after recording its state (Ctrl-C again to quit at once)"
+            );
+            request(Stop::Interrupted);
+        }
+    });
+}

@@ -9,8 +9,6 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::error::Error;
-
 /// The Kargo API group/version path prefix.
 pub const KARGO: &str = "/apis/kargo.akuity.io/v1alpha1";
 /// Argo CD's API group/version path prefix.
@@ -75,10 +73,43 @@ fn failure(e: kube::Error) -> ApiFailure {
     }
 }
 
-/// Turn an API failure into the command's error, saying what was being done.
-pub fn context(action: impl Into<String>) -> impl FnOnce(ApiFailure) -> Error {
-    let action = action.into();
-    move |failure| Error::Kube { action, failure }
+/// Why no connection to a cluster could be set up (before any request).
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The I/O runtime could not start.
+    #[error("cannot start the I/O runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    /// The kubeconfig file named on the command line could not be read or used.
+    #[error("kubeconfig {path}: {reason}")]
+    Kubeconfig { path: String, reason: String },
+    /// No kubeconfig and not in a cluster.
+    #[error("no cluster configured: {0}")]
+    NoCluster(String),
+    /// The client could not be built from the configuration (bad certificate, URL, ...).
+    #[error("cannot build the API client: {0}")]
+    Client(String),
+}
+
+/// The requests the plugin makes, as a trait so that the promotion rules run against an
+/// in-memory API server in unit tests (`promotion::tests`). Paths are exact API paths; bodies
+/// and answers are open JSON.
+pub trait Api: Sync {
+    /// GET an object; `None` when it does not exist.
+    fn get(&self, path: &str) -> Result<Option<Value>, ApiFailure>;
+    /// GET while waiting for something (counted apart from the promotion's own requests).
+    fn poll(&self, path: &str) -> Result<Option<Value>, ApiFailure> {
+        self.get(path)
+    }
+    /// LIST a collection, optionally with a label selector.
+    fn list(&self, path: &str, selector: Option<&str>) -> Result<Vec<Value>, ApiFailure>;
+    /// POST an object to a collection.
+    fn create(&self, path: &str, body: &Value) -> Result<Value, ApiFailure>;
+    /// PATCH with a JSON merge patch (RFC 7386); a `metadata.resourceVersion` in it is a
+    /// precondition (409 when the object moved on).
+    fn merge_patch(&self, path: &str, patch: &Value) -> Result<Value, ApiFailure>;
+    /// Who the server says we are (`SelfSubjectReview`, as `kubectl auth whoami`); `None` when the
+    /// server does not offer it.
+    fn whoami(&self) -> Result<Option<String>, ApiFailure>;
 }
 
 /// A timestamp as Kubernetes writes them (RFC 3339, seconds, UTC).
@@ -89,16 +120,6 @@ pub fn timestamp(t: jiff::Timestamp) -> String {
 /// Now, as Kubernetes writes it.
 pub fn now() -> String {
     timestamp(jiff::Timestamp::now())
-}
-
-/// When a Promotion's runner lease ends (`promote.dev/lease-expires`), from its JSON.
-pub fn lease_expiry(promotion: &Value) -> Option<jiff::Timestamp> {
-    promotion
-        .pointer("/metadata/annotations")?
-        .get(promote_api::keys::LEASE_EXPIRES)?
-        .as_str()?
-        .parse()
-        .ok()
 }
 
 /// Path of a Kargo object (or collection when `name` is empty).
@@ -135,40 +156,45 @@ fn query_escape(s: &str) -> String {
 impl Kube {
     /// Connect with the kubeconfig (`--kubeconfig`, else `$KUBECONFIG`, else `~/.kube/config`,
     /// else in-cluster) and context (`--context`, else the current one).
-    pub fn connect(kubeconfig: Option<&Path>, context: Option<&str>) -> Result<Self, Error> {
+    pub fn connect(kubeconfig: Option<&Path>, context: Option<&str>) -> Result<Self, ConnectError> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
-            .map_err(|e| Error::Cluster(format!("cannot start the I/O runtime: {e}")))?;
+            .map_err(ConnectError::Runtime)?;
         let opts = kube::config::KubeConfigOptions {
             context: context.map(str::to_owned),
             ..Default::default()
         };
-        let config = rt.block_on(async {
-            match kubeconfig {
-                Some(path) => {
-                    let kc = kube::config::Kubeconfig::read_from(path).map_err(|e| {
-                        Error::Cluster(format!("cannot read kubeconfig {}: {e}", path.display()))
-                    })?;
-                    kube::Config::from_custom_kubeconfig(kc, &opts)
+        let config =
+            rt.block_on(async {
+                match kubeconfig {
+                    Some(path) => {
+                        let bad = |e: &dyn std::fmt::Display| ConnectError::Kubeconfig {
+                            path: path.display().to_string(),
+                            reason: e.to_string(),
+                        };
+                        let kc = kube::config::Kubeconfig::read_from(path).map_err(|e| bad(&e))?;
+                        kube::Config::from_custom_kubeconfig(kc, &opts)
+                            .await
+                            .map_err(|e| bad(&e))
+                    }
+                    None if context.is_some() => kube::Config::from_kubeconfig(&opts)
                         .await
-                        .map_err(|e| Error::Cluster(format!("kubeconfig {}: {e}", path.display())))
+                        .map_err(|e| ConnectError::Kubeconfig {
+                            path: "(default)".into(),
+                            reason: e.to_string(),
+                        }),
+                    None => kube::Config::infer()
+                        .await
+                        .map_err(|e| ConnectError::NoCluster(e.to_string())),
                 }
-                None if context.is_some() => kube::Config::from_kubeconfig(&opts)
-                    .await
-                    .map_err(|e| Error::Cluster(format!("kubeconfig: {e}"))),
-                None => kube::Config::infer()
-                    .await
-                    .map_err(|e| Error::Cluster(format!("no cluster configured: {e}"))),
-            }
-        })?;
+            })?;
         let namespace = config.default_namespace.clone();
         let server = config.cluster_url.to_string();
         let client = {
             let _guard = rt.enter();
-            kube::Client::try_from(config)
-                .map_err(|e| Error::Cluster(format!("cannot build the API client: {e}")))?
+            kube::Client::try_from(config).map_err(|e| ConnectError::Client(e.to_string()))?
         };
         Ok(Self {
             rt,
@@ -188,12 +214,6 @@ impl Kube {
     /// How many of the requests were polls while waiting (for Argo CD, for a busy Stage).
     pub fn polls(&self) -> u64 {
         self.polls.load(Ordering::Relaxed)
-    }
-
-    /// GET while waiting for something: counted apart from the promotion's own requests.
-    pub fn poll(&self, path: &str) -> Result<Option<Value>, ApiFailure> {
-        self.polls.fetch_add(1, Ordering::Relaxed);
-        self.get(path)
     }
 
     /// With `PROMOTE_REPORT_REQUESTS=1`, print the request counts on stderr (the bench reads it).
@@ -248,8 +268,22 @@ impl Kube {
             .map_err(failure)
     }
 
-    /// GET an object; `None` when it does not exist.
-    pub fn get(&self, path: &str) -> Result<Option<Value>, ApiFailure> {
+    /// Run a background task on the client's runtime (signal handlers).
+    pub fn spawn<F>(&self, f: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.rt.spawn(f);
+    }
+}
+
+impl Api for Kube {
+    fn poll(&self, path: &str) -> Result<Option<Value>, ApiFailure> {
+        self.polls.fetch_add(1, Ordering::Relaxed);
+        self.get(path)
+    }
+
+    fn get(&self, path: &str) -> Result<Option<Value>, ApiFailure> {
         match self.send("GET", path, None, None) {
             Ok(v) => Ok(Some(v)),
             Err(e) if e.not_found() => Ok(None),
@@ -257,8 +291,7 @@ impl Kube {
         }
     }
 
-    /// LIST a collection, optionally with a label selector.
-    pub fn list(&self, path: &str, selector: Option<&str>) -> Result<Vec<Value>, ApiFailure> {
+    fn list(&self, path: &str, selector: Option<&str>) -> Result<Vec<Value>, ApiFailure> {
         let path = match selector {
             Some(s) => format!("{path}?labelSelector={}", query_escape(s)),
             None => path.to_owned(),
@@ -270,14 +303,11 @@ impl Kube {
             .unwrap_or_default())
     }
 
-    /// POST an object to a collection.
-    pub fn create(&self, path: &str, body: &Value) -> Result<Value, ApiFailure> {
+    fn create(&self, path: &str, body: &Value) -> Result<Value, ApiFailure> {
         self.send("POST", path, Some("application/json"), Some(body))
     }
 
-    /// PATCH with a JSON merge patch (RFC 7386); a `metadata.resourceVersion` in it is a
-    /// precondition (409 when the object moved on).
-    pub fn merge_patch(&self, path: &str, patch: &Value) -> Result<Value, ApiFailure> {
+    fn merge_patch(&self, path: &str, patch: &Value) -> Result<Value, ApiFailure> {
         self.send(
             "PATCH",
             path,
@@ -286,9 +316,7 @@ impl Kube {
         )
     }
 
-    /// Who the server says we are (`SelfSubjectReview`, as `kubectl auth whoami`); `None` when the
-    /// server does not offer it.
-    pub fn whoami(&self) -> Result<Option<String>, ApiFailure> {
+    fn whoami(&self) -> Result<Option<String>, ApiFailure> {
         let body = serde_json::json!({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"});
         match self.create("/apis/authentication.k8s.io/v1/selfsubjectreviews", &body) {
             Ok(v) => Ok(v
@@ -298,13 +326,5 @@ impl Kube {
             Err(e) if e.not_found() || e.code == 403 => Ok(None),
             Err(e) => Err(e),
         }
-    }
-
-    /// Run a background task on the client's runtime (signal handlers).
-    pub fn spawn<F>(&self, f: F)
-    where
-        F: std::future::Future<Output = ()> + Send + 'static,
-    {
-        self.rt.spawn(f);
     }
 }

@@ -1,26 +1,27 @@
 //! The `kubectl promote` plugin as a library: the binary (`main.rs`) only parses arguments and
 //! maps errors to exit codes, so tests drive everything here in-process.
 //!
+//! One promotion, in two hops: `commands::promote` picks a source and a recorder, and
+//! `promotion::run` is the loop (plan, begin, steps through `runner` and `steps/`, record).
+//!
 //! | module | owns |
 //! |---|---|
-//! | `cli` | arguments |
-//! | `promote` | the `kubectl promote stage/<name>` command (local or cluster) |
-//! | `cluster` | promoting through a cluster: Promotion, claim and lease, progress, records |
-//! | `commands` | get, approve, abort, history, freight create, completion |
-//! | `kube` | the Kubernetes API (blocking facade over kube-rs, request counting) |
-//! | `interrupt` | Ctrl-C and abort requests |
-//! | `local` | manifests from `--local DIR`, Freight resolution, task inflation |
+//! | `cli` | arguments: one struct per command |
+//! | `commands/` | one file per command; `promote.rs` starts promotions and resumes |
+//! | `promotion/` | the one promotion loop: plan, source, lease and claim, records, summary |
 //! | `runner` | running steps: config checks, vars, `if`, phases |
-//! | `steps/` | one file per promotion step |
+//! | `steps/` | one file per promotion step, and the step registry |
 //! | `expr` | `${{ }}` expressions |
 //! | `git/` | the Git engine (mirror cache, object-database edits, push with retry) |
-//! | `credentials` | Git credentials from URLs and the environment |
+//! | `credentials` | Git credentials from URLs, project Secrets and the environment |
 //! | `yaml_edit` | format-preserving YAML edits |
+//! | `manifests` | Kargo and Argo CD objects from `--local DIR` |
+//! | `kube` | the Kubernetes API (the `Api` trait; a blocking facade over kube-rs) |
+//! | `interrupt` | Ctrl-C and abort requests |
 //! | `output` | progress and results |
 //! | `error` | the error type, hints, exit codes |
 
 pub mod cli;
-pub mod cluster;
 pub mod commands;
 pub mod credentials;
 pub mod error;
@@ -28,9 +29,9 @@ pub mod expr;
 pub mod git;
 pub mod interrupt;
 pub mod kube;
-pub mod local;
+pub mod manifests;
 pub mod output;
-pub mod promote;
+pub mod promotion;
 pub mod runner;
 pub mod steps;
 pub mod yaml_edit;

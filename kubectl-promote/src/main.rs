@@ -4,9 +4,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use kubectl_promote::cli::{Cli, Command};
+use kubectl_promote::cli::Cli;
 use kubectl_promote::error::Error;
-use kubectl_promote::output::{self, Summary};
+use kubectl_promote::output;
 
 fn report(e: &Error) -> ExitCode {
     eprintln!("error: {e}");
@@ -16,8 +16,9 @@ fn report(e: &Error) -> ExitCode {
     ExitCode::from(e.exit_code())
 }
 
-fn finish(summaries: Result<Vec<Summary>, Error>, cli: &Cli) -> ExitCode {
-    let summaries = match summaries {
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let summaries = match kubectl_promote::commands::run(&cli) {
         Ok(s) => s,
         Err(e) => return report(&e),
     };
@@ -25,37 +26,13 @@ fn finish(summaries: Result<Vec<Summary>, Error>, cli: &Cli) -> ExitCode {
         if let Err(e) = output::print(summary, cli.global.output) {
             return report(&e);
         }
-        if summary.phase != "Succeeded" {
+        if !summary.phase.succeeded() {
             return report(&Error::PromotionFailed {
                 promotion: summary.promotion.clone(),
-                phase: summary.phase.clone(),
+                phase: summary.phase.to_string(),
                 message: summary.message.clone(),
             });
         }
     }
     ExitCode::SUCCESS
-}
-
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    if let (Some(_), Some(target)) = (&cli.command, &cli.target) {
-        return report(&Error::Usage(format!(
-            "give either a Stage to promote or a command, not both (got {target:?} and a command)"
-        )));
-    }
-    match &cli.command {
-        None => finish(kubectl_promote::promote::run(&cli), &cli),
-        Some(Command::Resume {
-            promotion,
-            timeout,
-            dry_run,
-        }) => finish(
-            kubectl_promote::promote::resume(&cli, promotion, *timeout, *dry_run),
-            &cli,
-        ),
-        Some(cmd) => match kubectl_promote::commands::run(&cli, cmd) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => report(&e),
-        },
-    }
 }

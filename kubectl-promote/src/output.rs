@@ -27,6 +27,38 @@ pub enum Format {
     Name,
 }
 
+/// How a promotion ended, as shown: a Promotion phase, or `Interrupted` (stopped in the middle of
+/// a remote write; the Promotion stays `Running` for `kubectl promote resume`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// It reached this phase.
+    Finished(promote_api::types::PromotionPhase),
+    /// Interrupted during a remote write.
+    Interrupted,
+}
+
+impl Outcome {
+    /// Whether it succeeded.
+    pub fn succeeded(self) -> bool {
+        self == Self::Finished(promote_api::types::PromotionPhase::Succeeded)
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Finished(p) => p.fmt(f),
+            Self::Interrupted => f.write_str("Interrupted"),
+        }
+    }
+}
+
+impl Serialize for Outcome {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 /// The result of a promotion, as printed.
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -42,8 +74,8 @@ pub struct Summary {
     /// Freight alias.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub freight_alias: Option<String>,
-    /// Final phase.
-    pub phase: String,
+    /// How it ended.
+    pub phase: Outcome,
     /// Why.
     pub message: String,
     /// Nothing was pushed.
@@ -131,7 +163,9 @@ fn table(s: &Summary) -> String {
         let msg = r.message.lines().next().unwrap_or_default();
         out.push_str(&format!(
             "{:<w_alias$}  {:<w_uses$}  {:<9}  {msg}\n",
-            r.alias, r.uses, r.status
+            r.alias,
+            r.uses,
+            r.status_text()
         ));
     }
     if !s.commits.is_empty() {
@@ -180,6 +214,13 @@ impl StderrProgress {
         Self { bar, quiet }
     }
 
+    /// The steps are over: clear the spinner before the summary prints.
+    pub fn done(&mut self) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+    }
+
     /// A note between steps.
     pub fn note(&self, msg: &str) {
         if self.quiet {
@@ -211,7 +252,7 @@ impl Progress for StderrProgress {
             "[{}/{total}] {:<20} {:<9} {first} ({:.2}s)",
             index + 1,
             r.uses,
-            r.status,
+            r.status_text(),
             r.duration_ms as f64 / 1000.0
         ));
     }

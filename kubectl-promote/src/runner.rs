@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use promote_api::types::{ExpressionVariable, PromotionPhase, PromotionStep};
+use promote_api::types::{ExpressionVariable, PromotionPhase, PromotionStep, PromotionStepStatus};
 use serde_json::{Map, Value, json};
 
 use crate::error::Error;
@@ -13,19 +13,42 @@ use crate::expr;
 use crate::steps::{self, Runtime, StepStatus};
 
 /// What happened to one step.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StepRecord {
     /// The step's alias (`as`, else `step-<n>`).
     pub alias: String,
     /// The step kind.
     pub uses: String,
-    /// `Succeeded`, `Skipped`, `Failed` or `Errored`.
-    pub status: String,
+    /// How it ended; `None` (shown `Pending`) for a step a dry run of `resume` would run.
+    #[serde(serialize_with = "status_or_pending")]
+    pub status: Option<PromotionStepStatus>,
     /// What it did, or why it failed.
     pub message: String,
     /// How long it took.
     pub duration_ms: u64,
+}
+
+impl StepRecord {
+    /// The status as shown (`Pending` for a step not run yet).
+    pub fn status_text(&self) -> String {
+        status_text(self.status)
+    }
+}
+
+/// A step status as Kargo writes it; `Pending` for none.
+pub fn status_text(status: Option<PromotionStepStatus>) -> String {
+    match status {
+        Some(s) => format!("{s:?}"),
+        None => "Pending".to_owned(),
+    }
+}
+
+fn status_or_pending<S: serde::Serializer>(
+    status: &Option<PromotionStepStatus>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&status_text(*status))
 }
 
 /// The outcome of running the steps.
@@ -51,19 +74,6 @@ pub trait Progress {
         record: &StepRecord,
         outputs: &Map<String, Value>,
     );
-}
-
-/// Steps whose effect lands outside this machine: on a resume they are not run again when the
-/// interrupted run recorded them as done (their recorded outputs are used instead).
-pub use promote_api::trust::REMOTE_STEPS;
-
-/// What an earlier (interrupted) run of the same Promotion recorded for a step.
-#[derive(Clone, Debug, Default)]
-pub struct Recorded {
-    /// Step status as recorded (`Succeeded`, `Skipped`, ...).
-    pub status: String,
-    /// The step's outputs (`status.state[alias]`).
-    pub outputs: Option<Value>,
 }
 
 /// Check every step's config shape before running anything.
@@ -155,21 +165,25 @@ pub fn run_steps(
         let recorded = rt.recorded.get(&alias).cloned();
         if let Some(rec) = recorded
             .as_ref()
-            .filter(|r| r.status == "Succeeded" && REMOTE_STEPS.contains(&step.uses.as_str()))
+            .filter(|r| {
+                r.status == Some(PromotionStepStatus::Succeeded) && steps::is_remote(&step.uses)
+            })
             .filter(|_| failed.is_none())
         {
-            // A recorded push is checked against the remote before it is trusted: the recorded
-            // commit must be on the recorded branch (SECURITY.md).
-            let verified = if step.uses == "git-push" {
-                step_config(step, &alias, &promo_vars, false, false, rt).and_then(|cfg| {
-                    steps::verify_recorded_push(
-                        cfg.as_ref().unwrap_or(&Value::Null),
-                        rec.outputs.as_ref().unwrap_or(&Value::Null),
-                        rt,
-                    )
-                })
-            } else {
-                Ok(())
+            // A recorded remote write is checked before it is trusted where the step knows how
+            // (a push: the recorded commit must be on the recorded branch; SECURITY.md).
+            let verify = steps::lookup(&step.uses).and_then(|s| s.verify_recorded);
+            let verified = match verify {
+                Some(verify) => {
+                    step_config(step, &alias, &promo_vars, false, false, rt).and_then(|cfg| {
+                        verify(
+                            cfg.as_ref().unwrap_or(&Value::Null),
+                            rec.outputs.as_ref().unwrap_or(&Value::Null),
+                            rt,
+                        )
+                    })
+                }
+                None => Ok(()),
             };
             if let Err(e) = verified {
                 let msg = e.to_string();
@@ -180,7 +194,7 @@ pub fn run_steps(
                 let record = StepRecord {
                     alias,
                     uses: step.uses.clone(),
-                    status: "Errored".into(),
+                    status: Some(PromotionStepStatus::Errored),
                     message: msg,
                     duration_ms: started.elapsed().as_millis() as u64,
                 };
@@ -194,8 +208,8 @@ pub fn run_steps(
             let record = StepRecord {
                 alias,
                 uses: step.uses.clone(),
-                status: "Succeeded".into(),
-                message: if step.uses == "git-push" {
+                status: Some(PromotionStepStatus::Succeeded),
+                message: if verify.is_some() {
                     "done before the interruption (recorded on the Promotion, and the commit is on the remote); not run again"
                 } else {
                     "done before the interruption (recorded on the Promotion); not run again"
@@ -225,19 +239,18 @@ pub fn run_steps(
                 rt.outputs.insert(alias.clone(), output);
                 (
                     match r.status {
-                        StepStatus::Succeeded => "Succeeded",
-                        StepStatus::Skipped => "Skipped",
-                    }
-                    .to_owned(),
+                        StepStatus::Succeeded => PromotionStepStatus::Succeeded,
+                        StepStatus::Skipped => PromotionStepStatus::Skipped,
+                    },
                     r.message,
                 )
             }
             Ok(None) if matches!(&failed, Some((PromotionPhase::Aborted, _))) => (
-                "Aborted".to_owned(),
+                PromotionStepStatus::Aborted,
                 "not run: the promotion was stopped".to_owned(),
             ),
             Ok(None) => (
-                "Skipped".to_owned(),
+                PromotionStepStatus::Skipped,
                 if failed.is_some() {
                     "skipped: an earlier step failed".to_owned()
                 } else {
@@ -246,29 +259,27 @@ pub fn run_steps(
             ),
             Err(e) => {
                 let (phase, status) = if let steps::StepError::Stopped(_) = &e {
-                    (PromotionPhase::Aborted, "Aborted")
-                } else if crate::interrupt::requested().is_some()
-                    && REMOTE_STEPS.contains(&step.uses.as_str())
-                {
+                    (PromotionPhase::Aborted, PromotionStepStatus::Aborted)
+                } else if crate::interrupt::requested().is_some() && steps::is_remote(&step.uses) {
                     // Interrupted in the middle of a remote write (its git child got the
                     // Ctrl-C too): it may or may not have landed. Say so; resume finds out.
-                    (PromotionPhase::Running, "Running")
+                    (PromotionPhase::Running, PromotionStepStatus::Running)
                 } else if e.is_failure() {
-                    (PromotionPhase::Failed, "Failed")
+                    (PromotionPhase::Failed, PromotionStepStatus::Failed)
                 } else {
-                    (PromotionPhase::Errored, "Errored")
+                    (PromotionPhase::Errored, PromotionStepStatus::Errored)
                 };
                 let msg = e.to_string();
                 if !step.continue_on_error && failed.is_none() {
                     failed = Some((phase, format!("step {} ({}): {msg}", alias, step.uses)));
                 }
-                (status.to_owned(), msg)
+                (status, msg)
             }
         };
         let record = StepRecord {
             alias,
             uses: step.uses.clone(),
-            status,
+            status: Some(status),
             message,
             duration_ms: started.elapsed().as_millis() as u64,
         };

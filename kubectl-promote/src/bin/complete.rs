@@ -1,156 +1,257 @@
 //! `kubectl_complete-promote`: shell completion for `kubectl promote ...` through kubectl itself
 //! (kubectl ≥ 1.26 runs `kubectl_complete-<plugin> __complete <words...>` and expects Cobra's
-//! protocol: one candidate per line, then `:<directive>`). Subcommands, kinds and flags complete
-//! offline; Stage, Freight and Promotion names come from the cluster (best effort: nothing is
+//! protocol: one candidate per line, then `:<directive>`).
+//!
+//! Everything offline comes from the clap definitions (`cli.rs`): subcommands, flags, which flags
+//! take a value, enum values. What an argument names (a Stage, Freight, a Promotion, a project, a
+//! context) comes from its value name, and the names from the cluster (best effort: nothing is
 //! printed on errors, and completion never hangs longer than the API's answer).
 
-use kubectl_promote::kube::{Kube, kargo_path};
+use clap::{Arg, Command, CommandFactory};
+use kubectl_promote::cli::Cli;
+use kubectl_promote::kube::{Api, Kube, kargo_path};
 use serde_json::Value;
 
-/// Cobra's "do not fall back to file names".
+/// Cobra's directives: "do not fall back to file names", "complete directory names only".
 const NO_FILE_COMP: u8 = 4;
+const FILTER_DIRS: u8 = 16;
+/// Cobra's default: the shell completes file names.
+const FILES: u8 = 0;
 
-const SUBCOMMANDS: &[&str] = &[
-    "get",
-    "approve",
-    "abort",
-    "resume",
-    "freight",
-    "history",
-    "completion",
-];
-const KINDS: &[&str] = &["stages", "freight", "promotions", "warehouses"];
-const FLAGS: &[&str] = &[
-    "--freight",
-    "--freight-alias",
-    "--downstream-from",
-    "--local",
-    "--wait",
-    "--timeout",
-    "--dry-run",
-    "--namespace",
-    "--context",
-    "--kubeconfig",
-    "--output",
-    "--quiet",
-];
+/// The words typed so far, read for the cluster connection flags.
+struct Words<'a>(&'a [String]);
 
-fn flag_value<'a>(words: &'a [String], long: &str, short: Option<&str>) -> Option<&'a str> {
-    let mut it = words.iter();
-    while let Some(w) = it.next() {
-        if w == long || short.is_some_and(|s| w == s) {
-            return it.next().map(String::as_str);
+impl Words<'_> {
+    fn flag(&self, long: &str, short: Option<&str>) -> Option<&str> {
+        let mut it = self.0.iter();
+        while let Some(w) = it.next() {
+            if w == long || short.is_some_and(|s| w == s) {
+                return it.next().map(String::as_str);
+            }
+            if let Some(v) = w.strip_prefix(&format!("{long}=")) {
+                return Some(v);
+            }
         }
-        if let Some(v) = w.strip_prefix(&format!("{long}=")) {
-            return Some(v);
+        None
+    }
+
+    fn connect(&self) -> Option<(Kube, String)> {
+        let kubeconfig = self
+            .flag("--kubeconfig", None)
+            .map(std::path::PathBuf::from);
+        let kube = Kube::connect(kubeconfig.as_deref(), self.flag("--context", None)).ok()?;
+        let ns = self
+            .flag("--namespace", Some("-n"))
+            .map(str::to_owned)
+            .unwrap_or_else(|| kube.namespace.clone());
+        Some((kube, ns))
+    }
+
+    /// Objects of a Kargo kind in the project.
+    fn objects(&self, plural: &str) -> Vec<Value> {
+        match self.connect() {
+            Some((kube, ns)) => kube
+                .list(&kargo_path(plural, &ns, ""), None)
+                .unwrap_or_default(),
+            None => Vec::new(),
         }
     }
-    None
+
+    fn names(&self, plural: &str) -> Vec<String> {
+        self.objects(plural).iter().filter_map(name).collect()
+    }
 }
 
-fn names(words: &[String], plural: &str, alias: bool) -> Vec<String> {
-    let kubeconfig = flag_value(words, "--kubeconfig", None).map(std::path::PathBuf::from);
-    let Ok(kube) = Kube::connect(kubeconfig.as_deref(), flag_value(words, "--context", None))
-    else {
-        return Vec::new();
-    };
-    let ns = flag_value(words, "--namespace", Some("-n"))
-        .map(str::to_owned)
-        .unwrap_or_else(|| kube.namespace.clone());
-    let items = kube
-        .list(&kargo_path(plural, &ns, ""), None)
-        .unwrap_or_default();
-    let pick = |v: &Value| {
-        if alias {
-            v.get("alias").and_then(Value::as_str).map(str::to_owned)
-        } else {
-            v.pointer("/metadata/name")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        }
-    };
-    items
-        .iter()
-        .filter_map(pick)
+fn name(v: &Value) -> Option<String> {
+    v.pointer("/metadata/name")
+        .and_then(Value::as_str)
         .filter(|n| !n.is_empty())
+        .map(str::to_owned)
+}
+
+/// Promotions that can still be aborted or resumed (not finished).
+fn unfinished(words: &Words<'_>) -> Vec<String> {
+    words
+        .objects("promotions")
+        .iter()
+        .filter(|p| {
+            !matches!(
+                p.pointer("/status/phase").and_then(Value::as_str),
+                Some("Succeeded" | "Failed" | "Errored" | "Aborted")
+            )
+        })
+        .filter_map(name)
         .collect()
 }
 
-/// Flags that take a value (the next word is not a positional).
-const VALUED: &[&str] = &[
-    "--freight",
-    "--freight-alias",
-    "--downstream-from",
-    "--local",
-    "--timeout",
-    "--namespace",
-    "-n",
-    "--context",
-    "--kubeconfig",
-    "--output",
-    "-o",
-    "--cache-dir",
-];
-
-fn positionals(words: &[String]) -> Vec<&str> {
-    let mut out = Vec::new();
-    let mut skip = false;
-    for w in words {
-        if skip {
-            skip = false;
-        } else if VALUED.contains(&w.as_str()) {
-            skip = true;
-        } else if !w.starts_with('-') {
-            out.push(w.as_str());
-        }
-    }
-    out
+fn aliases(words: &Words<'_>) -> Vec<String> {
+    words
+        .objects("freights")
+        .iter()
+        .filter_map(|f| f.get("alias").and_then(Value::as_str))
+        .filter(|a| !a.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
-fn candidates(words: &[String]) -> Vec<String> {
+fn namespaces(words: &Words<'_>) -> Vec<String> {
+    match words.connect() {
+        Some((kube, _)) => kube
+            .list("/api/v1/namespaces", None)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(name)
+            .collect(),
+        None => Vec::new(),
+    }
+}
+
+fn contexts(words: &Words<'_>) -> Vec<String> {
+    let config = match words.flag("--kubeconfig", None) {
+        Some(path) => kube::config::Kubeconfig::read_from(path).ok(),
+        None => kube::config::Kubeconfig::read().ok(),
+    };
+    config
+        .map(|c| c.contexts.into_iter().map(|c| c.name).collect())
+        .unwrap_or_default()
+}
+
+/// The plural `get` lists for a kind as typed.
+fn plural(kind: &str) -> Option<&'static str> {
+    match kind.to_lowercase().as_str() {
+        "stage" | "stages" => Some("stages"),
+        "freight" | "freights" => Some("freights"),
+        "promotion" | "promotions" | "promo" | "promos" => Some("promotions"),
+        "warehouse" | "warehouses" => Some("warehouses"),
+        _ => None,
+    }
+}
+
+/// Candidates for an argument's value, and the directive.
+fn values(arg: &Arg, positionals: &[&str], words: &Words<'_>) -> (Vec<String>, u8) {
+    let enumerated: Vec<String> = arg
+        .get_possible_values()
+        .iter()
+        .filter(|v| !v.is_hide_set())
+        .map(|v| v.get_name().to_owned())
+        .collect();
+    if !enumerated.is_empty() {
+        return (enumerated, NO_FILE_COMP);
+    }
+    let value_name = arg
+        .get_value_names()
+        .and_then(|v| v.first())
+        .map(|v| v.as_str())
+        .unwrap_or_default();
+    let stage_refs = |words: &Words<'_>| -> Vec<String> {
+        words
+            .names("stages")
+            .into_iter()
+            .map(|n| format!("stage/{n}"))
+            .collect()
+    };
+    let out = match value_name {
+        // A positional Stage (and --downstream-from) is written `stage/<name>`; --stage takes the
+        // bare name.
+        "STAGE" if arg.is_positional() => stage_refs(words),
+        "stage/NAME" => stage_refs(words),
+        "STAGE" => words.names("stages"),
+        "FREIGHT" => words.names("freights"),
+        "ALIAS" => aliases(words),
+        "PROMOTION" => unfinished(words),
+        "WAREHOUSE" => words.names("warehouses"),
+        "KIND" => ["stages", "freight", "promotions", "warehouses"]
+            .map(str::to_owned)
+            .to_vec(),
+        "NAME" => match positionals.first().copied().and_then(plural) {
+            Some("freights") => {
+                let mut all = words.names("freights");
+                all.extend(aliases(words));
+                all
+            }
+            Some(p) => words.names(p),
+            None => Vec::new(),
+        },
+        "PROJECT" => namespaces(words),
+        "CONTEXT" => contexts(words),
+        "DIR" => return (Vec::new(), FILTER_DIRS),
+        "FILE" => return (Vec::new(), FILES),
+        _ => Vec::new(),
+    };
+    (out, NO_FILE_COMP)
+}
+
+fn find_long<'c>(cmd: &'c Command, long: &str) -> Option<&'c Arg> {
+    cmd.get_arguments().find(|a| a.get_long() == Some(long))
+}
+
+fn find_short(cmd: &Command, short: char) -> Option<&Arg> {
+    cmd.get_arguments().find(|a| a.get_short() == Some(short))
+}
+
+fn takes_value(arg: &Arg) -> bool {
+    arg.get_action().takes_values()
+}
+
+fn candidates(root: &Command, words: &[String]) -> (Vec<String>, u8) {
+    let all = Words(words);
     let (done, current) = match words.split_last() {
         Some((last, rest)) => (rest, last.as_str()),
         None => (&[][..], ""),
     };
-    let prev = done.last().map(String::as_str).unwrap_or_default();
-    match prev {
-        "--freight" => return names(words, "freights", false),
-        "--freight-alias" => return names(words, "freights", true),
-        "--downstream-from" | "history" => {
-            return names(words, "stages", false)
-                .into_iter()
-                .map(|n| format!("stage/{n}"))
-                .collect();
+    let mut cmd = root;
+    let mut positionals: Vec<&str> = Vec::new();
+    let mut pending: Option<&Arg> = None;
+    for w in done {
+        if pending.take().is_some() {
+            continue;
         }
-        "abort" | "resume" => return names(words, "promotions", false),
-        "get" => return KINDS.iter().map(|s| (*s).to_owned()).collect(),
-        "completion" => {
-            return ["bash", "zsh", "fish"]
-                .iter()
-                .map(|s| (*s).to_owned())
-                .collect();
+        if let Some(long) = w.strip_prefix("--") {
+            if !long.contains('=') {
+                pending = find_long(cmd, long).filter(|a| takes_value(a));
+            }
+        } else if let Some(short) = w.strip_prefix('-').filter(|s| !s.is_empty()) {
+            let mut chars = short.chars();
+            if let (Some(c), None) = (chars.next(), chars.next()) {
+                pending = find_short(cmd, c).filter(|a| takes_value(a));
+            }
+        } else if let Some(sub) = positionals
+            .is_empty()
+            .then(|| cmd.find_subcommand(w))
+            .flatten()
+        {
+            cmd = sub;
+        } else {
+            positionals.push(w.as_str());
         }
-        "-o" | "--output" => {
-            return ["table", "wide", "json", "yaml", "name"]
-                .iter()
-                .map(|s| (*s).to_owned())
-                .collect();
-        }
-        _ => {}
+    }
+    if let Some(arg) = pending {
+        return values(arg, &positionals, &all);
     }
     if current.starts_with('-') {
-        return FLAGS.iter().map(|s| (*s).to_owned()).collect();
+        let flags = cmd
+            .get_arguments()
+            .filter(|a| !a.is_hide_set() && !a.is_positional())
+            .filter_map(|a| a.get_long().map(|l| format!("--{l}")))
+            .chain(["--help".to_owned()])
+            .collect();
+        return (flags, NO_FILE_COMP);
     }
-    if positionals(done).is_empty() {
-        let mut out: Vec<String> = SUBCOMMANDS.iter().map(|s| (*s).to_owned()).collect();
+    let mut out = Vec::new();
+    if positionals.is_empty() {
         out.extend(
-            names(words, "stages", false)
-                .into_iter()
-                .map(|n| format!("stage/{n}")),
+            cmd.get_subcommands()
+                .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+                .map(|s| s.get_name().to_owned()),
         );
-        return out;
     }
-    Vec::new()
+    let mut directive = NO_FILE_COMP;
+    if let Some(arg) = cmd.get_positionals().nth(positionals.len()) {
+        let (values, d) = values(arg, &positionals, &all);
+        out.extend(values);
+        directive = d;
+    }
+    (out, directive)
 }
 
 fn main() {
@@ -161,11 +262,69 @@ fn main() {
         }
         _ => args,
     };
+    let mut root = Cli::command();
+    root.build();
     let current = words.last().cloned().unwrap_or_default();
-    for c in candidates(&words) {
+    let (found, directive) = candidates(&root, &words);
+    for c in found {
         if c.starts_with(&current) {
             println!("{c}");
         }
     }
-    println!(":{NO_FILE_COMP}");
+    println!(":{directive}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offline(words: &[&str]) -> (Vec<String>, u8) {
+        let mut root = Cli::command();
+        root.build();
+        // No cluster: point the connection at a kubeconfig that does not exist.
+        let mut w: Vec<String> = vec!["--kubeconfig".into(), "/nonexistent/kubeconfig".into()];
+        w.extend(words.iter().map(|s| (*s).to_owned()));
+        candidates(&root, &w)
+    }
+
+    #[test]
+    fn subcommands_flags_and_values_come_from_the_clap_definitions() {
+        let (top, _) = offline(&[""]);
+        for sub in [
+            "get",
+            "approve",
+            "abort",
+            "resume",
+            "freight",
+            "history",
+            "completion",
+        ] {
+            assert!(top.iter().any(|c| c == sub), "{sub} in {top:?}");
+        }
+        assert!(!top.iter().any(|c| c == "help"));
+        // -n takes a value: what follows is a project, never a subcommand.
+        let (after_n, d) = offline(&["-n", ""]);
+        assert!(after_n.is_empty() && d == NO_FILE_COMP, "{after_n:?}");
+        let (after_ctx, _) = offline(&["--context", ""]);
+        assert!(!after_ctx.iter().any(|c| c == "get"), "{after_ctx:?}");
+        let (kinds, _) = offline(&["get", ""]);
+        assert_eq!(kinds, ["stages", "freight", "promotions", "warehouses"]);
+        let (outputs, _) = offline(&["get", "stages", "-o", ""]);
+        assert!(outputs.iter().any(|o| o == "wide"), "{outputs:?}");
+        let (shells, _) = offline(&["completion", ""]);
+        assert!(shells.iter().any(|s| s == "zsh"), "{shells:?}");
+        let (flags, _) = offline(&["approve", "--"]);
+        assert!(
+            flags.iter().any(|f| f == "--stage") && flags.iter().any(|f| f == "--freight"),
+            "{flags:?}"
+        );
+        assert!(
+            !flags.iter().any(|f| f == "--actor"),
+            "hidden flags stay hidden"
+        );
+        let (_, d) = offline(&["stage/dev", "--local", ""]);
+        assert_eq!(d, FILTER_DIRS);
+        let (_, d) = offline(&["--kubeconfig", ""]);
+        assert_eq!(d, FILES);
+    }
 }

@@ -23,8 +23,6 @@ pub struct MirrorOptions {
     pub redactor: Redactor,
     /// Skip TLS verification (Kargo's `insecureSkipTLSVerify`).
     pub insecure_skip_tls_verify: bool,
-    /// The project's Kargo Git credentials (Secrets labelled `kargo.akuity.io/cred-type: git`).
-    pub project_credentials: std::sync::Arc<Vec<crate::credentials::ProjectCredential>>,
     /// Private key files written for git (deleted when the last copy of the options goes).
     pub key_files: Vec<std::sync::Arc<tempfile::TempPath>>,
     /// Why credentials given for this remote were not handed to git (plain http to another

@@ -186,7 +186,10 @@ impl Poll {
 fn get_app(cl: &ClusterAccess<'_>, ns: &str, name: &str) -> Result<Value, StepError> {
     cl.kube
         .poll(&app_path(ns, name))
-        .map_err(|e| StepError::Cluster(format!("reading Argo CD Application {ns}/{name}: {e}")))?
+        .map_err(|failure| StepError::Kube {
+            action: format!("reading Argo CD Application {ns}/{name}"),
+            failure,
+        })?
         .ok_or_else(|| {
             fail(format!(
                 "Argo CD Application {name:?} in namespace {ns:?} disappeared during the promotion"
@@ -224,12 +227,16 @@ pub(super) fn sync_and_wait(
         let body = serde_json::json!({"status": {"state": {promote_api::trust::SYNC_PLAN: {
             promote_api::trust::app_key(ns, name): patch.plan()
         }}}});
-        cl.kube.merge_patch(&path, &body).map(drop).map_err(|e| {
-            StepError::Cluster(format!(
-                "recording the sync plan for Argo CD Application {ns}/{name} on Promotion {}: {e}",
-                req.promotion
-            ))
-        })
+        cl.kube
+            .merge_patch(&path, &body)
+            .map(drop)
+            .map_err(|failure| StepError::Kube {
+                action: format!(
+                    "recording the sync plan for Argo CD Application {ns}/{name} on Promotion {}",
+                    req.promotion
+                ),
+                failure,
+            })
     };
     let ns = argocd::app_namespace(&app).to_owned();
     let name = argocd::app_name(&app).to_owned();
@@ -283,10 +290,11 @@ pub(super) fn sync_and_wait(
                             e.message
                         )));
                     }
-                    Err(e) => {
-                        return Err(StepError::Cluster(format!(
-                            "patching Argo CD Application {ns}/{name}: {e}"
-                        )));
+                    Err(failure) => {
+                        return Err(StepError::Kube {
+                            action: format!("patching Argo CD Application {ns}/{name}"),
+                            failure,
+                        });
                     }
                 }
             }

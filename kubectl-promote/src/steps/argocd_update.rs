@@ -7,10 +7,6 @@
 //! step shows the patch it would send. Against a cluster it sends the patch and waits for an
 //! honest result (`argocd_sync`); with `--dry-run` it reads the live Applications and shows the
 //! patch. Output: `apps` (`[{name, namespace}]`).
-//!
-//! `argocd-wait` (same app selection, `waitFor` ⊂ health, sync, operation, suspended, degraded;
-//! default health, sync, operation) waits without writing anything and checks no authorization,
-//! as Kargo's.
 
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -26,7 +22,7 @@ pub const DEFAULT_NAMESPACE: &str = "argocd";
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Selector {
+pub(super) struct Selector {
     #[serde(default)]
     match_labels: std::collections::BTreeMap<String, String>,
     #[serde(default)]
@@ -57,33 +53,14 @@ struct Config {
     apps: Vec<App>,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct WaitApp {
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    namespace: String,
-    selector: Option<Selector>,
-    #[serde(default)]
-    wait_for: Vec<String>,
-}
-
-#[derive(Deserialize)]
-struct WaitConfig {
-    apps: Vec<WaitApp>,
-}
-
-const WAIT_FOR: &[&str] = &["health", "sync", "operation", "suspended", "degraded"];
-
 /// The namespace an app entry names, Argo CD's when it names none.
-fn app_namespace(ns: &str) -> &str {
+pub(super) fn app_namespace(ns: &str) -> &str {
     if ns.is_empty() { DEFAULT_NAMESPACE } else { ns }
 }
 
 /// The Applications in `ns` named `name` or matching `selector`: from the cluster when there is
 /// one, else from the local manifests.
-fn select_apps(
+pub(super) fn select_apps(
     rt: &Runtime<'_>,
     ns: &str,
     name: &str,
@@ -93,8 +70,9 @@ fn select_apps(
         Some(cl) if selector.is_none() => cl
             .kube
             .get(&crate::kube::app_path(ns, name))
-            .map_err(|e| {
-                StepError::Cluster(format!("reading Argo CD Application {ns}/{name}: {e}"))
+            .map_err(|failure| StepError::Kube {
+                action: format!("reading Argo CD Application {ns}/{name}"),
+                failure,
             })?
             .into_iter()
             .collect(),
@@ -110,8 +88,9 @@ fn select_apps(
                 .filter(|l| !l.is_empty());
             cl.kube
                 .list(&crate::kube::app_path(ns, ""), labels.as_deref())
-                .map_err(|e| {
-                    StepError::Cluster(format!("listing Argo CD Applications in {ns}: {e}"))
+                .map_err(|failure| StepError::Kube {
+                    action: format!("listing Argo CD Applications in {ns}"),
+                    failure,
                 })?
         }
         None => rt
@@ -317,64 +296,55 @@ pub(super) fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepE
     Ok(StepResult::ok(json!({ "apps": done }), msg))
 }
 
-pub(super) fn run_wait(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepError> {
-    let cfg: WaitConfig = config("argocd-wait", cfg)?;
-    if cfg.apps.is_empty() {
-        return Err(fail("argocd-wait: apps must list at least one Application"));
-    }
-    for a in &cfg.apps {
-        if a.name.is_empty() == a.selector.is_none() {
-            return Err(fail(
-                "argocd-wait: each app needs exactly one of name and selector",
-            ));
-        }
-        if let Some(w) = a.wait_for.iter().find(|w| !WAIT_FOR.contains(&w.as_str())) {
-            return Err(fail(format!(
-                "argocd-wait: waitFor {w:?} is not one of {}",
-                WAIT_FOR.join(", ")
-            )));
-        }
-    }
-    if rt.cluster.is_none() {
-        return Ok(StepResult::skipped("no cluster: nothing to wait for"));
-    }
-    if rt.dry_run {
-        return Ok(StepResult::skipped("dry run: nothing to wait for"));
-    }
-    let mut done = Vec::new();
-    let mut statuses = Vec::new();
-    for a in &cfg.apps {
-        let ns = app_namespace(&a.namespace);
-        let apps = select_apps(rt, ns, &a.name, a.selector.as_ref())?;
-        if apps.is_empty() {
-            return Err(fail(if a.name.is_empty() {
-                format!(
-                    "argocd-wait: no Argo CD Applications found matching selector in namespace {ns:?}"
-                )
-            } else {
-                format!(
-                    "argocd-wait: unable to find Argo CD Application {:?} in namespace {ns:?}",
-                    a.name
-                )
-            }));
-        }
-        let wait_for: Vec<String> = if a.wait_for.is_empty() {
-            vec!["health".into(), "sync".into(), "operation".into()]
-        } else {
-            a.wait_for.clone()
-        };
-        let mut note = |m: String| rt.note(&m);
-        if let Some(cl) = &rt.cluster {
-            for app in apps {
-                done.push(json!({"name": argocd::app_name(&app), "namespace": ns}));
-                statuses.push(super::argocd_sync::wait_for(cl, app, &wait_for, &mut note)?);
-            }
-        }
-    }
-    let n = statuses.len();
-    rt.app_health.extend(statuses);
-    Ok(StepResult::ok(
-        json!({ "apps": done }),
-        format!("{n} Application(s) ready"),
-    ))
-}
+use super::shape::*;
+
+const ARGO_SOURCE: Shape = Obj(&[
+    ("repoURL", true, Str),
+    ("chart", false, Str),
+    ("desiredRevision", false, Str),
+    ("updateTargetRevision", false, Bool),
+    (
+        "kustomize",
+        false,
+        Obj(&[(
+            "images",
+            true,
+            Arr(&Obj(&[
+                ("repoURL", true, Str),
+                ("newName", false, Str),
+                ("tag", false, Str),
+                ("digest", false, Str),
+            ])),
+        )]),
+    ),
+    (
+        "helm",
+        false,
+        Obj(&[(
+            "images",
+            true,
+            Arr(&Obj(&[("key", true, Str), ("value", true, Str)])),
+        )]),
+    ),
+]);
+const ARGOCD_UPDATE: Shape = Obj(&[(
+    "apps",
+    true,
+    Arr(&Obj(&[
+        ("name", false, Str),
+        ("namespace", false, Str),
+        ("selector", false, SELECTOR),
+        ("sources", false, Arr(&ARGO_SOURCE)),
+    ])),
+)]);
+
+/// The registry entry (`steps::REGISTRY`).
+pub(super) const STEP: super::Step = super::Step {
+    name: "argocd-update",
+    summary: "update Argo CD Applications' sources, sync them and wait for an honest result",
+    shape: &ARGOCD_UPDATE,
+    run: |cfg, rt, _| run(cfg, rt),
+    remote: true,
+    outputs: &["apps"],
+    verify_recorded: None,
+};

@@ -321,3 +321,28 @@ pub(super) fn run(
         msg,
     ))
 }
+
+use super::shape::*;
+
+const GIT_OPEN_PR: Shape = Obj(&[
+    ("repoURL", true, Str),
+    ("sourceBranch", true, Str),
+    ("targetBranch", true, Str),
+    ("title", false, Str),
+    ("description", false, Str),
+    ("labels", false, Arr(&Str)),
+    ("provider", false, Str),
+    ("insecureSkipTLSVerify", false, Bool),
+    ("createTargetBranch", false, Bool),
+]);
+
+/// The registry entry (`steps::REGISTRY`).
+pub(super) const STEP: super::Step = super::Step {
+    name: "git-open-pr",
+    summary: "open a pull request (GitHub, GitLab, Gitea)",
+    shape: &GIT_OPEN_PR,
+    run: |cfg, rt, alias| run(cfg, rt, alias),
+    remote: true,
+    outputs: &["pr"],
+    verify_recorded: None,
+};

@@ -1,12 +1,17 @@
-//! Promotion steps, with Kargo's names, config fields and outputs; one file per step. A step reads
-//! its (already expression-evaluated) config, works on the promotion's checkouts and returns its
-//! outputs, which later steps reach as `outputs.<alias>`.
+//! Promotion steps, with Kargo's names, config fields and outputs: one file per step, and one
+//! [`REGISTRY`] entry per step carrying its name, config shape, runner, outputs and whether it
+//! writes outside this machine. Everything that lists steps (validation, the "promote runs: ..."
+//! hint, `kubectl promote steps`, the README's step table, checked by a test) reads the registry,
+//! so adding a step touches its file and its entry only.
 //!
-//! Configs are checked twice: their shape (required and unknown keys) for every step before
-//! anything runs, and their types once expressions are evaluated, right before the step runs.
+//! A step reads its (already expression-evaluated) config, works on the promotion's checkouts and
+//! returns its outputs, which later steps reach as `outputs.<alias>`. Configs are checked twice:
+//! their shape (required and unknown keys) for every step before anything runs, and their types
+//! once expressions are evaluated, right before the step runs.
 
 mod argocd_sync;
 mod argocd_update;
+mod argocd_wait;
 mod git_clone;
 mod git_commit;
 mod git_open_pr;
@@ -25,20 +30,74 @@ use serde_json::{Map, Value, json};
 use crate::expr::Functions;
 use crate::git::{Checkout, GitError, Mirror, MirrorOptions};
 
-pub use shape::validate_config;
+pub use shape::{Shape, validate_config};
 
-/// Step kinds promote runs.
-pub const KNOWN_STEPS: &[&str] = &[
-    "git-clone",
-    "kustomize-set-image",
-    "yaml-update",
-    "helm-update-image",
-    "git-commit",
-    "git-push",
-    "git-open-pr",
-    "argocd-update",
-    "argocd-wait",
+/// Runs one step: its evaluated config, the promotion's runtime, the step's alias.
+pub type RunFn = fn(&Value, &mut Runtime<'_>, &str) -> Result<StepResult, StepError>;
+
+/// Checks, on a resume, that what an interrupted run recorded as done still holds: (evaluated
+/// config, recorded outputs, runtime).
+pub type VerifyFn = fn(&Value, &Value, &mut Runtime<'_>) -> Result<(), StepError>;
+
+/// One step kind: everything promote knows about it.
+pub struct Step {
+    /// Kargo's name (`uses:`).
+    pub name: &'static str,
+    /// What it does, in one line (`kubectl promote steps`, the README).
+    pub summary: &'static str,
+    /// Its config's shape, checked before anything runs.
+    pub shape: &'static Shape,
+    /// Runs it.
+    pub run: RunFn,
+    /// Whether it writes outside this machine (`promote_api::trust::REMOTE_STEPS`): recorded as
+    /// done, it is not run again on a resume.
+    pub remote: bool,
+    /// Its output keys (`outputs.<alias>.<key>`).
+    pub outputs: &'static [&'static str],
+    /// For a remote step, how a recorded success is checked before a resume trusts it.
+    pub verify_recorded: Option<VerifyFn>,
+}
+
+/// Every step kind promote runs, in the order the README lists them.
+pub const REGISTRY: &[&Step] = &[
+    &git_clone::STEP,
+    &kustomize_set_image::STEP,
+    &yaml_update::STEP,
+    &helm_update_image::STEP,
+    &git_commit::STEP,
+    &git_push::STEP,
+    &git_open_pr::STEP,
+    &argocd_update::STEP,
+    &argocd_wait::STEP,
 ];
+
+/// The step kind named `uses`.
+pub fn lookup(uses: &str) -> Option<&'static Step> {
+    REGISTRY.iter().copied().find(|s| s.name == uses)
+}
+
+/// The step kinds, comma-separated (for messages).
+pub fn known() -> String {
+    REGISTRY
+        .iter()
+        .map(|s| s.name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Whether `uses` writes outside this machine.
+pub fn is_remote(uses: &str) -> bool {
+    lookup(uses).is_some_and(|s| s.remote)
+}
+
+/// What an earlier (interrupted) run of the same Promotion recorded for a step.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Recorded {
+    /// Step status as recorded.
+    pub status: Option<promote_api::types::PromotionStepStatus>,
+    /// The step's outputs (`status.state[alias]`).
+    pub outputs: Option<Value>,
+}
 
 /// How a step ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -89,9 +148,12 @@ pub enum StepError {
     /// An expression in the config failed.
     #[error(transparent)]
     Expr(#[from] crate::expr::ExprError),
-    /// The cluster could not be reached or refused for a technical reason.
-    #[error("{0}")]
-    Cluster(String),
+    /// The API server refused or failed a request.
+    #[error("{action}: {failure}")]
+    Kube {
+        action: String,
+        failure: crate::kube::ApiFailure,
+    },
     /// A wait ran out of time.
     #[error("{0}")]
     Timeout(String),
@@ -126,7 +188,7 @@ fn config<T: serde::de::DeserializeOwned>(uses: &str, v: &Value) -> Result<T, St
 /// The cluster steps talk to (cluster mode only).
 pub struct ClusterAccess<'a> {
     /// The API.
-    pub kube: &'a crate::kube::Kube,
+    pub kube: &'a dyn crate::kube::Api,
     /// When waiting must give up.
     pub deadline: std::time::Instant,
     /// The whole budget (for messages).
@@ -284,8 +346,10 @@ pub struct WorkCheckout {
 pub struct Runtime<'a> {
     /// The promotion.
     pub ctx: &'a PromotionContext,
-    /// Options for mirrors (cache dir, credentials).
+    /// Options for mirrors (cache dir, TLS).
     pub mirror_opts: MirrorOptions,
+    /// The project's Kargo Git credentials (Secrets labelled `kargo.akuity.io/cred-type: git`).
+    pub project_credentials: Arc<Vec<crate::credentials::ProjectCredential>>,
     mirrors: BTreeMap<String, Arc<Mirror>>,
     /// The work directory's checkouts.
     pub checkouts: Vec<WorkCheckout>,
@@ -306,7 +370,7 @@ pub struct Runtime<'a> {
     /// Argo CD Application statuses the argocd steps ended with (the Stage's health).
     pub app_health: Vec<Value>,
     /// What an interrupted earlier run of this Promotion recorded, by step alias (resume).
-    pub recorded: BTreeMap<String, crate::runner::Recorded>,
+    pub recorded: BTreeMap<String, Recorded>,
 }
 
 impl<'a> Runtime<'a> {
@@ -315,6 +379,7 @@ impl<'a> Runtime<'a> {
         Self {
             ctx,
             mirror_opts,
+            project_credentials: Arc::default(),
             mirrors: BTreeMap::new(),
             checkouts: Vec::new(),
             outputs: Map::new(),
@@ -342,7 +407,8 @@ impl<'a> Runtime<'a> {
         if let Some(m) = self.mirrors.get(&key) {
             return Ok(m.clone());
         }
-        let (clean_url, opts) = crate::credentials::for_url(url, &self.mirror_opts);
+        let (clean_url, opts) =
+            crate::credentials::for_url(url, &self.mirror_opts, &self.project_credentials);
         if let Some(reason) = opts.refused.clone() {
             return Err(GitError::Credentials {
                 repo: clean_url,
@@ -424,19 +490,11 @@ pub fn run(
     cfg: &Value,
     rt: &mut Runtime<'_>,
 ) -> Result<StepResult, StepError> {
-    match uses {
-        "git-clone" => git_clone::run(cfg, rt),
-        "kustomize-set-image" => kustomize_set_image::run(cfg, rt),
-        "yaml-update" => yaml_update::run(cfg, rt),
-        "helm-update-image" => helm_update_image::run(cfg, rt),
-        "git-commit" => git_commit::run(cfg, rt),
-        "git-push" => git_push::run(cfg, rt),
-        "git-open-pr" => git_open_pr::run(cfg, rt, alias),
-        "argocd-update" => argocd_update::run(cfg, rt),
-        "argocd-wait" => argocd_update::run_wait(cfg, rt),
-        other => Err(fail(format!(
-            "unknown step kind {other:?}; promote runs: {}",
-            KNOWN_STEPS.join(", ")
+    match lookup(uses) {
+        Some(step) => (step.run)(cfg, rt, alias),
+        None => Err(fail(format!(
+            "unknown step kind {uses:?}; promote runs: {}",
+            known()
         ))),
     }
 }
@@ -456,7 +514,7 @@ fn join(dir: &str, name: &str) -> String {
 }
 /// Check a push an earlier run recorded (`git-push` outputs `commit` and `branch`) against the
 /// remote: the commit must be on the branch, else the record is not trusted.
-pub fn verify_recorded_push(
+fn verify_recorded_push(
     cfg: &Value,
     outputs: &Value,
     rt: &mut Runtime<'_>,

@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-enum Shape {
+pub enum Shape {
     Any,
     Str,
     Bool,
@@ -16,153 +16,17 @@ enum Shape {
     Obj(&'static [(&'static str, bool, Shape)]),
 }
 
-use Shape::*;
+pub(super) use Shape::*;
 
-const AUTHOR: Shape = Obj(&[
+pub(super) const AUTHOR: Shape = Obj(&[
     ("name", false, Str),
     ("email", false, Str),
     ("signingKey", false, Str),
 ]);
-const CHECKOUT: Shape = Obj(&[
-    ("path", true, Path),
-    ("branch", false, Str),
-    ("commit", false, Str),
-    ("tag", false, Str),
-    ("create", false, Bool),
-    ("sparse", false, Arr(&Str)),
-    ("as", false, Str),
-]);
-const GIT_CLONE: Shape = Obj(&[
-    ("repoURL", true, Str),
-    ("checkout", true, Arr(&CHECKOUT)),
-    ("author", false, AUTHOR),
-    ("insecureSkipTLSVerify", false, Bool),
-    ("blobless", false, Bool),
-    ("recurseSubmodules", false, Bool),
-]);
-const KUSTOMIZE_IMAGE: Shape = Obj(&[
-    ("image", true, Str),
-    ("name", false, Str),
-    ("newName", false, Str),
-    ("tag", false, Str),
-    ("digest", false, Str),
-    ("fromOrigin", false, Any),
-    ("useDigest", false, Bool),
-]);
-const KUSTOMIZE_SET_IMAGE: Shape = Obj(&[
-    ("path", true, Path),
-    ("images", false, Arr(&KUSTOMIZE_IMAGE)),
-]);
-const YAML_UPDATE: Shape = Obj(&[
-    ("path", true, Path),
-    (
-        "updates",
-        true,
-        Arr(&Obj(&[("key", true, Str), ("value", true, Any)])),
-    ),
-]);
-const HELM_IMAGE: Shape = Obj(&[
-    ("image", true, Str),
-    ("key", true, Str),
-    ("value", true, Str),
-    ("fromOrigin", false, Any),
-]);
-const HELM_UPDATE_IMAGE: Shape = Obj(&[("path", true, Path), ("images", true, Arr(&HELM_IMAGE))]);
-const GIT_COMMIT: Shape = Obj(&[
-    ("path", true, Path),
-    ("message", true, Str),
-    ("messageFromSteps", false, Arr(&Str)),
-    ("author", false, AUTHOR),
-]);
-const GIT_PUSH: Shape = Obj(&[
-    ("path", true, Path),
-    ("targetBranch", false, Str),
-    ("generateTargetBranch", false, Bool),
-    ("tag", false, Str),
-    ("force", false, Bool),
-    ("maxAttempts", false, Int),
-    ("provider", false, Str),
-]);
-const GIT_OPEN_PR: Shape = Obj(&[
-    ("repoURL", true, Str),
-    ("sourceBranch", true, Str),
-    ("targetBranch", true, Str),
-    ("title", false, Str),
-    ("description", false, Str),
-    ("labels", false, Arr(&Str)),
-    ("provider", false, Str),
-    ("insecureSkipTLSVerify", false, Bool),
-    ("createTargetBranch", false, Bool),
-]);
-const SELECTOR: Shape = Obj(&[
+pub(super) const SELECTOR: Shape = Obj(&[
     ("matchLabels", false, Any),
     ("matchExpressions", false, Any),
 ]);
-const ARGO_SOURCE: Shape = Obj(&[
-    ("repoURL", true, Str),
-    ("chart", false, Str),
-    ("desiredRevision", false, Str),
-    ("updateTargetRevision", false, Bool),
-    (
-        "kustomize",
-        false,
-        Obj(&[(
-            "images",
-            true,
-            Arr(&Obj(&[
-                ("repoURL", true, Str),
-                ("newName", false, Str),
-                ("tag", false, Str),
-                ("digest", false, Str),
-            ])),
-        )]),
-    ),
-    (
-        "helm",
-        false,
-        Obj(&[(
-            "images",
-            true,
-            Arr(&Obj(&[("key", true, Str), ("value", true, Str)])),
-        )]),
-    ),
-]);
-const ARGOCD_UPDATE: Shape = Obj(&[(
-    "apps",
-    true,
-    Arr(&Obj(&[
-        ("name", false, Str),
-        ("namespace", false, Str),
-        ("selector", false, SELECTOR),
-        ("sources", false, Arr(&ARGO_SOURCE)),
-    ])),
-)]);
-const ARGOCD_WAIT: Shape = Obj(&[(
-    "apps",
-    true,
-    Arr(&Obj(&[
-        ("name", false, Str),
-        ("namespace", false, Str),
-        ("selector", false, SELECTOR),
-        ("waitFor", false, Arr(&Str)),
-    ])),
-)]);
-
-fn shape_of(uses: &str) -> Option<&'static Shape> {
-    Some(match uses {
-        "git-clone" => &GIT_CLONE,
-        "kustomize-set-image" => &KUSTOMIZE_SET_IMAGE,
-        "yaml-update" => &YAML_UPDATE,
-        "helm-update-image" => &HELM_UPDATE_IMAGE,
-        "git-commit" => &GIT_COMMIT,
-        "git-push" => &GIT_PUSH,
-        "git-open-pr" => &GIT_OPEN_PR,
-        "argocd-update" => &ARGOCD_UPDATE,
-        "argocd-wait" => &ARGOCD_WAIT,
-        _ => return None,
-    })
-}
-
 fn check(v: &Value, shape: &Shape, path: &str, errs: &mut Vec<String>) {
     if v.as_str().is_some_and(crate::expr::has_expression) && !matches!(shape, Path) {
         return;
@@ -217,12 +81,13 @@ fn check(v: &Value, shape: &Shape, path: &str, errs: &mut Vec<String>) {
 
 /// Check a step's config shape; every problem is listed with its path (`config.checkout[0].path`).
 pub fn validate_config(uses: &str, config: Option<&Value>) -> Result<(), Vec<String>> {
-    let Some(shape) = shape_of(uses) else {
+    let Some(step) = super::lookup(uses) else {
         return Err(vec![format!(
             "uses: unknown step kind {uses:?}; promote runs: {}",
-            super::KNOWN_STEPS.join(", ")
+            super::known()
         )]);
     };
+    let shape = step.shape;
     let mut errs = Vec::new();
     match config {
         Some(c) => check(c, shape, "config", &mut errs),

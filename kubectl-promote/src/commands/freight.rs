@@ -1,0 +1,184 @@
+//! `kubectl promote freight create`: Freight by hand, named by Kargo's content hash, with a
+//! generated alias when none is given.
+
+use promote_api::keys::ALIAS;
+use promote_api::types::{Chart, Freight, FreightOrigin, GitCommit, Image};
+
+use super::{Ctx, list_typed, print, print_done, print_objects};
+use crate::cli::FreightCreateArgs;
+use crate::error::{Error, context};
+use crate::kube::{Api, kargo_path};
+use crate::output::Format;
+
+fn parse_image(s: &str) -> Result<Image, Error> {
+    let bad = || {
+        Error::Usage(format!(
+            "--image {s:?}: expected REPO:TAG or REPO@sha256:DIGEST"
+        ))
+    };
+    if let Some((repo, digest)) = s.split_once('@') {
+        if repo.is_empty() || !digest.contains(':') {
+            return Err(bad());
+        }
+        return Ok(Image {
+            repo_url: repo.into(),
+            digest: digest.into(),
+            ..Default::default()
+        });
+    }
+    let slash = s.rfind('/').map_or(0, |i| i + 1);
+    let (repo, tag) = match s[slash..].rfind(':') {
+        Some(i) => (&s[..slash + i], &s[slash + i + 1..]),
+        None => return Err(bad()),
+    };
+    if repo.is_empty() || tag.is_empty() {
+        return Err(bad());
+    }
+    Ok(Image {
+        repo_url: repo.into(),
+        tag: tag.into(),
+        ..Default::default()
+    })
+}
+
+fn parse_commit(s: &str) -> Result<GitCommit, Error> {
+    match s.rsplit_once('@') {
+        Some((repo, sha))
+            if !repo.is_empty() && sha.len() >= 7 && sha.bytes().all(|b| b.is_ascii_hexdigit()) =>
+        {
+            Ok(GitCommit {
+                repo_url: repo.into(),
+                id: sha.to_lowercase(),
+                ..Default::default()
+            })
+        }
+        _ => Err(Error::Usage(format!(
+            "--commit {s:?}: expected REPO_URL@COMMIT_SHA"
+        ))),
+    }
+}
+
+fn parse_chart(s: &str) -> Result<Chart, Error> {
+    let bad = || {
+        Error::Usage(format!(
+            "--chart {s:?}: expected REPO/NAME:VERSION (or oci://REGISTRY/PATH/NAME:VERSION)"
+        ))
+    };
+    let slash = s.rfind('/').ok_or_else(bad)?;
+    let colon = s[slash..].rfind(':').map(|i| slash + i).ok_or_else(bad)?;
+    let (path, version) = (&s[..colon], &s[colon + 1..]);
+    if version.is_empty() {
+        return Err(bad());
+    }
+    if path.starts_with("oci://") {
+        return Ok(Chart {
+            repo_url: path.into(),
+            name: String::new(),
+            version: version.into(),
+        });
+    }
+    let (repo, name) = path.rsplit_once('/').ok_or_else(bad)?;
+    if repo.is_empty() || name.is_empty() {
+        return Err(bad());
+    }
+    Ok(Chart {
+        repo_url: repo.into(),
+        name: name.into(),
+        version: version.into(),
+    })
+}
+
+/// Run `freight create`.
+pub fn create(c: &Ctx<'_>, args: &FreightCreateArgs) -> Result<(), Error> {
+    let (kube, ns) = (&c.kube, c.ns.as_str());
+    let (images, commits, charts) = (&args.images, &args.commits, &args.charts);
+    if images.is_empty() && commits.is_empty() && charts.is_empty() {
+        return Err(Error::Usage(
+            "Freight needs at least one --image, --commit or --chart".into(),
+        ));
+    }
+    let mut f = Freight::new(ns, FreightOrigin::warehouse(&args.warehouse));
+    f.images = images
+        .iter()
+        .map(|i| parse_image(i))
+        .collect::<Result<_, _>>()?;
+    f.commits = commits
+        .iter()
+        .map(|c| parse_commit(c))
+        .collect::<Result<_, _>>()?;
+    f.charts = charts
+        .iter()
+        .map(|c| parse_chart(c))
+        .collect::<Result<_, _>>()?;
+    let name = promote_api::freight_id::freight_id(&f);
+    f.metadata.name = Some(name.clone());
+    // Every Freight gets a human alias (Kargo's style); a generated one must be free in the project.
+    let alias = match args.alias.as_deref() {
+        Some(a) => a.to_owned(),
+        None => {
+            let taken: Vec<Freight> = list_typed(kube, "freights", Some(ns))?;
+            (0..64)
+                .map(|i| promote_api::naming::freight_alias(&name, i))
+                .find(|a| !taken.iter().any(|f| f.alias() == Some(a.as_str())))
+                .unwrap_or_else(|| promote_api::naming::freight_alias(&name, 64))
+        }
+    };
+    f.alias = alias.clone();
+    f.metadata.labels = Some([(ALIAS.to_owned(), alias)].into_iter().collect());
+    let obj = serde_json::to_value(&f).map_err(|e| Error::Output(e.to_string()))?;
+    if args.dry_run {
+        return match c.global.output {
+            Format::Json | Format::Yaml => print_objects(&[obj], true, c.global.output, "Freight"),
+            _ => print(&format!(
+                "freight.kargo.akuity.io/{name} created (dry run)\n"
+            )),
+        };
+    }
+    let created = kube
+        .create(&kargo_path("freights", ns, ""), &obj)
+        .map_err(context(format!("creating Freight {name}")))?;
+    match c.global.output {
+        Format::Json | Format::Yaml => print_objects(&[created], true, c.global.output, "Freight"),
+        _ => print_done(
+            c.global,
+            &format!("freight.kargo.akuity.io/{name}"),
+            "created",
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn artifact_flags_parse() {
+        let i = parse_image("registry.local:5000/team/app:1.2.3").unwrap();
+        assert_eq!(
+            (i.repo_url.as_str(), i.tag.as_str()),
+            ("registry.local:5000/team/app", "1.2.3")
+        );
+        let d = parse_image("nginx@sha256:abcd").unwrap();
+        assert_eq!(
+            (d.repo_url.as_str(), d.digest.as_str()),
+            ("nginx", "sha256:abcd")
+        );
+        assert!(parse_image("registry.local:5000/team/app").is_err());
+        let c = parse_commit("git@github.com:o/r.git@ABCDEF1234").unwrap();
+        assert_eq!(
+            (c.repo_url.as_str(), c.id.as_str()),
+            ("git@github.com:o/r.git", "abcdef1234")
+        );
+        assert!(parse_commit("https://x/r.git@main").is_err());
+        let h = parse_chart("https://charts.example.com/podinfo:6.5.0").unwrap();
+        assert_eq!(
+            (h.repo_url.as_str(), h.name.as_str(), h.version.as_str()),
+            ("https://charts.example.com", "podinfo", "6.5.0")
+        );
+        let o = parse_chart("oci://ghcr.io/stefanprodan/charts/podinfo:6.5.0").unwrap();
+        assert_eq!(
+            (o.repo_url.as_str(), o.name.as_str()),
+            ("oci://ghcr.io/stefanprodan/charts/podinfo", "")
+        );
+    }
+}

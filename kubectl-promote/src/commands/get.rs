@@ -1,0 +1,271 @@
+//! `kubectl promote get KIND [NAME]`: Kargo's kinds as kubectl-style tables, with Kargo's columns.
+
+use promote_api::keys::ALIAS;
+use promote_api::types::Freight;
+use serde_json::Value;
+
+use super::{Ctx, age, keys, list_raw, list_typed, or_none, print, print_objects, render, s};
+use crate::cli::GetArgs;
+use crate::error::{Error, context};
+use crate::kube::{Api, kargo_path};
+use crate::output::Format;
+use crate::promotion::lease::Lease;
+
+/// The kinds `get` knows: (plural, accepted names, kind).
+pub(crate) const KINDS: &[(&str, &[&str], &str)] = &[
+    (
+        "stages",
+        &["stage", "stages", "stage.kargo.akuity.io"],
+        "Stage",
+    ),
+    (
+        "freights",
+        &["freight", "freights", "freight.kargo.akuity.io"],
+        "Freight",
+    ),
+    (
+        "promotions",
+        &["promotion", "promotions", "promo", "promos"],
+        "Promotion",
+    ),
+    ("warehouses", &["warehouse", "warehouses"], "Warehouse"),
+];
+
+/// Rows for a kind: (headers, wide-only headers count, rows).
+fn rows(
+    plural: &str,
+    items: &[Value],
+    all_ns: bool,
+) -> (Vec<&'static str>, usize, Vec<Vec<String>>) {
+    let (headers, wide): (Vec<&'static str>, usize) = match plural {
+        "stages" => (
+            vec![
+                "NAME",
+                "SHARD",
+                "CURRENT FREIGHT",
+                "HEALTH",
+                "LAST PROMOTION",
+                "PHASE",
+                "AGE",
+                "CURRENT PROMOTION",
+            ],
+            1,
+        ),
+        "freights" => (
+            vec![
+                "NAME",
+                "ALIAS",
+                "ORIGIN",
+                "CURRENTLY IN",
+                "AGE",
+                "VERIFIED IN",
+                "APPROVED FOR",
+            ],
+            2,
+        ),
+        "promotions" => (
+            vec![
+                "NAME", "STAGE", "FREIGHT", "PHASE", "AGE", "ACTOR", "MESSAGE",
+            ],
+            2,
+        ),
+        _ => (vec!["NAME", "SHARD", "AGE"], 0),
+    };
+    let mut out = Vec::new();
+    for o in items {
+        let mut row = Vec::new();
+        if all_ns {
+            row.push(s(o, "/metadata/namespace").to_owned());
+        }
+        row.push(s(o, "/metadata/name").to_owned());
+        match plural {
+            "stages" => {
+                let current = o
+                    .pointer("/status/freightHistory/0/items")
+                    .and_then(Value::as_object)
+                    .map(|m| {
+                        m.values()
+                            .map(|f| promote_api::naming::short_name(s(f, "/name")).to_owned())
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    })
+                    .unwrap_or_default();
+                row.push(s(o, "/spec/shard").to_owned());
+                row.push(current);
+                row.push(s(o, "/status/health/status").to_owned());
+                row.push(s(o, "/status/lastPromotion/name").to_owned());
+                row.push(s(o, "/status/lastPromotion/status/phase").to_owned());
+                row.push(age(o));
+                row.push(or_none(s(o, "/status/currentPromotion/name").to_owned()));
+            }
+            "freights" => {
+                let alias = match s(o, "/alias") {
+                    "" => s(o, &format!("/metadata/labels/{}", ALIAS.replace('/', "~1"))),
+                    a => a,
+                };
+                row.push(alias.to_owned());
+                row.push(format!("{}/{}", s(o, "/origin/kind"), s(o, "/origin/name")));
+                row.push(keys(o, "/status/currentlyIn"));
+                row.push(age(o));
+                row.push(keys(o, "/status/verifiedIn"));
+                row.push(keys(o, "/status/approvedFor"));
+            }
+            "promotions" => {
+                row.push(s(o, "/spec/stage").to_owned());
+                row.push(promote_api::naming::short_name(s(o, "/spec/freight")).to_owned());
+                let lease_over = Lease::of_json(o).lapsed(jiff::Timestamp::now());
+                row.push(match s(o, "/status/phase") {
+                    // Nobody runs it any more: resume or abort a Running one; abort a Pending one
+                    // (its runner stopped before it claimed the Stage).
+                    "" | "Pending" if lease_over => "Pending (stale)".to_owned(),
+                    "" => "Pending".to_owned(),
+                    "Running" if lease_over => "Running (stale)".to_owned(),
+                    p => p.to_owned(),
+                });
+                row.push(age(o));
+                row.push(
+                    s(o, "/metadata/annotations/kargo.akuity.io~1create-actor")
+                        .trim_start_matches("kubernetes:")
+                        .to_owned(),
+                );
+                row.push(
+                    s(o, "/status/message")
+                        .lines()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned(),
+                );
+            }
+            _ => {
+                row.push(s(o, "/spec/shard").to_owned());
+                row.push(age(o));
+            }
+        }
+        out.push(row);
+    }
+    (headers, wide, out)
+}
+
+/// Run `get`.
+pub fn run(c: &Ctx<'_>, args: &GetArgs) -> Result<(), Error> {
+    let (kube, ns) = (&c.kube, c.ns.as_str());
+    let (all, no_headers) = (args.all_namespaces, args.no_headers);
+    let (kind, name) = match (args.kind.split_once('/'), args.name.as_deref()) {
+        (Some((k, n)), None) => (k, Some(n)),
+        _ => (args.kind.as_str(), args.name.as_deref()),
+    };
+    let Some((plural, _, kind_name)) = KINDS
+        .iter()
+        .find(|(_, names, _)| names.contains(&kind.to_lowercase().as_str()))
+    else {
+        return Err(Error::Usage(format!(
+            "unknown kind {kind:?}: kubectl promote get stages|freight|promotions|warehouses"
+        )));
+    };
+    let items = match name {
+        // Freight by a unique prefix or an alias too, as promoting takes it.
+        Some(n) if *plural == "freights" => vec![freight_json(kube, ns, n)?],
+        Some(n) => match kube
+            .get(&kargo_path(plural, ns, n))
+            .map_err(context(format!("reading {kind_name} {n}")))?
+        {
+            Some(v) => vec![v],
+            None => {
+                return Err(Error::NotFound {
+                    kind: kind_name,
+                    name: n.to_owned(),
+                    project: ns.to_owned(),
+                });
+            }
+        },
+        None => list_raw(kube, plural, (!all).then_some(ns), None)?,
+    };
+    match c.global.output {
+        Format::Table | Format::Wide => {
+            if items.is_empty() {
+                eprintln!(
+                    "No {plural} found{}.",
+                    if all {
+                        String::new()
+                    } else {
+                        format!(" in project \"{ns}\"")
+                    }
+                );
+                return Ok(());
+            }
+            let (mut headers, wide, rows) = rows(plural, &items, all);
+            let keep = if c.global.output == Format::Wide {
+                headers.len()
+            } else {
+                headers.len() - wide
+            };
+            headers.truncate(keep);
+            if all {
+                headers.insert(0, "NAMESPACE");
+            }
+            let n = headers.len();
+            let rows: Vec<Vec<String>> = rows
+                .into_iter()
+                .map(|mut r| {
+                    r.truncate(n);
+                    r
+                })
+                .collect();
+            print(&render(&headers, &rows, no_headers))
+        }
+        f => print_objects(&items, name.is_some(), f, kind_name),
+    }
+}
+
+/// Find Freight by name, prefix or alias in `ns`.
+pub(crate) fn resolve_freight(kube: &dyn Api, ns: &str, wanted: &str) -> Result<Freight, Error> {
+    let all: Vec<Freight> = list_typed(kube, "freights", Some(ns))?;
+    crate::promotion::plan::resolve_freight(&all, ns, Some(wanted), None).cloned()
+}
+
+/// Freight by full name (one GET), else by unique prefix or alias, as open JSON.
+fn freight_json(kube: &dyn Api, ns: &str, wanted: &str) -> Result<Value, Error> {
+    if let Some(v) = kube
+        .get(&kargo_path("freights", ns, wanted))
+        .map_err(context(format!("reading Freight {wanted}")))?
+    {
+        return Ok(v);
+    }
+    let f = resolve_freight(kube, ns, wanted)?;
+    kube.get(&kargo_path("freights", ns, f.name()))
+        .map_err(context(format!("reading Freight {}", f.name())))?
+        .ok_or_else(|| Error::NotFound {
+            kind: "Freight",
+            name: wanted.to_owned(),
+            project: ns.to_owned(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn stale_promotions_say_so() {
+        let promo = |phase: &str, expires: &str| {
+            json!({"metadata": {"name": "p", "annotations": {promote_api::keys::LEASE_EXPIRES: expires}},
+                   "spec": {"stage": "dev", "freight": "abcdef0123"}, "status": {"phase": phase}})
+        };
+        let past = "2020-01-01T00:00:00Z";
+        let future =
+            crate::kube::timestamp(jiff::Timestamp::now() + std::time::Duration::from_secs(60));
+        let items = [
+            promo("Running", past),
+            promo("Running", &future),
+            promo("", past),
+            promo("Succeeded", past),
+        ];
+        let (_, _, rows) = rows("promotions", &items, false);
+        let phases: Vec<&str> = rows.iter().map(|r| r[3].as_str()).collect();
+        assert_eq!(
+            phases,
+            ["Running (stale)", "Running", "Pending (stale)", "Succeeded"]
+        );
+    }
+}
