@@ -9,6 +9,9 @@ with `git daemon` on 127.0.0.1, and times in the same run, interleaved:
   (c) the usual CLI pipeline: git clone + edit + git commit + git push
   (d) the best CLI pipeline: git clone --depth 1 --filter=blob:none --sparse + sparse-checkout of
       the edited directory + edit + commit + push
+  (e) the floor of any Git client: in a warm bare mirror, git fetch + one commit written straight
+      into the object database (git fast-import) + git push; what a promotion would still cost
+      with in-process object writes (libgit2/gitoxide) instead of git child processes
 
 Every run edits one values file and pushes one commit. Prints a Markdown table of medians.
 
@@ -189,7 +192,20 @@ def main():
         daemon = subprocess.Popen([git_daemon(), "--reuseaddr", "--export-all", "--enable=receive-pack", "--listen=127.0.0.1", f"--port={port}", f"--base-path={root}", root], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.5)
         url = f"git://127.0.0.1:{port}/gitops.git"
-        results = {k: [] for k in "abcd"}
+        results = {k: [] for k in "abcde"}
+        floor = os.path.join(root, "floor.git")
+        sh("git", "clone", "-q", "--bare", "--filter=blob:none", url, floor)
+
+        def bare_floor(i):
+            sh("git", "fetch", "-q", "origin", "+main:refs/heads/main", cwd=floor)
+            tip = sh("git", "rev-parse", "main", cwd=floor).strip()
+            body = f"# values for app 2\nimage:\n  tag: \"floor-{i}\"\n".encode()
+            stream = (b"commit refs/heads/main\ncommitter Bench <bench@example.com> 1700000000 +0000\ndata 5\nfloor\nfrom %s\nM 100644 inline apps/app-00002/env/test/values.yaml\ndata %d\n%s\n" % (tip.encode(), len(body), body))
+            r = subprocess.run(["git", "fast-import", "--quiet"], cwd=floor, input=stream, capture_output=True)
+            if r.returncode != 0:
+                sys.exit(f"fast-import failed: {r.stderr.decode()}")
+            sh("git", "push", "-q", "origin", "main", cwd=floor)
+
         warm_cache = os.path.join(root, "warm-cache")
         man = os.path.join(root, "kargo")
         manifests(man, url, 1)
@@ -222,6 +238,7 @@ def main():
             results["b"].append(timed(lambda: run_promote(warm_cache)))
             results["c"].append(timed(lambda: cli(False, i)))
             results["d"].append(timed(lambda: cli(True, i)))
+            results["e"].append(timed(lambda: bare_floor(i)))
         history = None
         if args.history_factor:
             t0 = time.perf_counter()
@@ -254,9 +271,9 @@ def main():
         daemon.kill()
         med = {k: statistics.median(v) for k, v in results.items()}
         label = args.label or f"{args.files} files, {args.commits} commits"
-        print(f"| {label} | a: promote cold | b: promote warm | c: clone+commit+push | d: shallow blobless sparse clone+commit+push | a/d | b/c |")
-        print("|---|---|---|---|---|---|---|")
-        print(f"| median of {args.runs} (s) | {med['a']:.3f} | {med['b']:.3f} | {med['c']:.3f} | {med['d']:.3f} | {med['a']/med['d']:.2f} | {med['b']/med['c']:.3f} |")
+        print(f"| {label} | a: promote cold | b: promote warm | c: clone+commit+push | d: shallow blobless sparse clone+commit+push | e: fetch+fast-import+push | a/d | b/c | b/e |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        print(f"| median of {args.runs} (s) | {med['a']:.3f} | {med['b']:.3f} | {med['c']:.3f} | {med['d']:.3f} | {med['e']:.3f} | {med['a']/med['d']:.2f} | {med['b']/med['c']:.3f} | {med['b']/med['e']:.2f} |")
         if history:
             (ts, cs, rs), (tl, cl, rl) = history["short"], history["long"]
             print()

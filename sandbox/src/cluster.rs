@@ -1,7 +1,6 @@
 //! The API server's request handling: routing, authentication, authorization, admission, the
 //! create/get/list/watch/update/patch/delete semantics of kube-apiserver, and discovery.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,39 +15,7 @@ use crate::selectors::{FieldSelector, LabelSelector};
 use crate::store::{Event, Inner, Store};
 use crate::table;
 
-/// One API request, already read off the wire.
-#[derive(Debug, Clone, Default)]
-pub struct ApiRequest {
-    pub method: String,
-    pub path: String,
-    pub query: HashMap<String, String>,
-    pub accept: String,
-    pub content_type: String,
-    pub user: Option<UserInfo>,
-    pub body: Vec<u8>,
-}
-
-/// The answer to an API request.
-pub enum Reply {
-    Json {
-        code: u16,
-        body: Value,
-        warnings: Vec<String>,
-    },
-    Text(u16, String),
-    /// A watch: one JSON event per message, until the sender goes away.
-    Watch(mpsc::Receiver<Value>),
-}
-
-impl Reply {
-    fn ok(body: Value) -> Self {
-        Reply::Json {
-            code: 200,
-            body,
-            warnings: vec![],
-        }
-    }
-}
+pub use crate::wire::{ApiRequest, Reply};
 
 impl From<ApiError> for Reply {
     fn from(e: ApiError) -> Self {
@@ -305,7 +272,8 @@ impl Cluster {
                     return Err(ApiError::new(403, "Forbidden", a.forbidden_message(&user)));
                 }
             }
-            return crate::discovery::answer(self, path, &segs, &req.accept);
+            let types: Vec<ResourceType> = self.store.lock().types.values().cloned().collect();
+            return crate::discovery::answer(&types, path, &segs, &req.accept);
         }
         let (group, version, rest) = match segs.as_slice() {
             ["api", v, rest @ ..] => ("", *v, rest),

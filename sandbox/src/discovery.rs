@@ -3,13 +3,12 @@
 //! explain`, and to pick JSON merge patch for custom resources in `kubectl apply`).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use crate::cluster::{Cluster, Reply};
 use crate::error::ApiError;
 use crate::registry::ResourceType;
+use crate::wire::Reply;
 
 fn not_found() -> ApiError {
     ApiError::new(
@@ -117,13 +116,12 @@ fn openapi_doc(types: &[&ResourceType]) -> Value {
 
 /// Answer a non-resource path.
 pub fn answer(
-    cluster: &Arc<Cluster>,
+    types: &[ResourceType],
     path: &str,
     segs: &[&str],
     _accept: &str,
 ) -> Result<Reply, ApiError> {
-    let types: Vec<ResourceType> = cluster.store.lock().types.values().cloned().collect();
-    let gvs = groups(&types);
+    let gvs = groups(types);
     let resources = |group: &str, version: &str| -> Result<Reply, ApiError> {
         if gvs.get(group).map(String::as_str) != Some(version) {
             return Err(not_found());

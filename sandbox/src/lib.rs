@@ -20,6 +20,7 @@ pub mod server;
 pub mod store;
 pub mod table;
 pub mod tls;
+pub mod wire;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

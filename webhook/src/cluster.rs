@@ -20,7 +20,17 @@ use kube::{Api, Client};
 use promote_api::types::{Freight, Promotion, PromotionTask, Stage};
 use serde::de::DeserializeOwned;
 
-use crate::admission::{Access, UserInfo};
+use crate::review::UserInfo;
+
+/// Whether a SubjectAccessReview allowed the user to `promote` a Stage.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Access {
+    Allowed,
+    /// Denied, with the authorizer's reason (may be empty).
+    Denied(String),
+    /// The review could not be made.
+    Error(String),
+}
 
 /// Read access to what decisions need. Errors are messages (they end up in denials).
 pub trait Cluster: Send + Sync {

@@ -9,5 +9,6 @@ pub mod admission;
 pub mod cli;
 pub mod cluster;
 pub mod metrics;
+pub mod review;
 pub mod server;
 pub mod tls;

@@ -387,7 +387,7 @@ async fn handle<C: Cluster + 'static>(
         Ok(r) => r,
         Err(e) => return refuse(not_a_review(e)),
     };
-    if let Some(verdict) = review.settled(hook, &state.policy) {
+    if let Some(verdict) = admission::settled(&review, hook, &state.policy) {
         return answer(&state, hook, review.head(), &verdict, start);
     }
     let req = match review.into_request() {

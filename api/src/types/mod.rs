@@ -11,6 +11,7 @@
 //! patches, never whole objects rebuilt from these types.
 
 mod freight;
+pub mod legacy;
 mod promotion;
 mod promotion_task;
 mod stage;

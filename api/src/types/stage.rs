@@ -6,11 +6,11 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::legacy::{PromotionMechanisms, Subscriptions};
 use super::{
     Condition, ExpressionVariable, FreightCollection, FreightOrigin, FreightReference,
     PromotionStatus, PromotionStep, Time, any_json, any_json_map, is_false, is_zero_i64,
 };
-use crate::legacy::{PromotionMechanisms, Subscriptions};
 
 /// A Stage is an environment: the Freight it requests and the steps that promote Freight into it.
 // kube-derive takes one `printcolumn(...)` per column; clippy mistakes them for duplicates.

@@ -10,6 +10,7 @@
 use clap::{Arg, Command, CommandFactory};
 use kubectl_promote::cli::Cli;
 use kubectl_promote::kube::{Api, Kube, kargo_path};
+use promote_api::types::PromotionPhase;
 use serde_json::Value;
 
 /// Cobra's directives: "do not fall back to file names", "complete directory names only".
@@ -75,10 +76,9 @@ fn unfinished(words: &Words<'_>) -> Vec<String> {
         .objects("promotions")
         .iter()
         .filter(|p| {
-            !matches!(
-                p.pointer("/status/phase").and_then(Value::as_str),
-                Some("Succeeded" | "Failed" | "Errored" | "Aborted")
-            )
+            !p.pointer("/status/phase")
+                .and_then(|v| serde_json::from_value::<PromotionPhase>(v.clone()).ok())
+                .is_some_and(PromotionPhase::is_terminal)
         })
         .filter_map(name)
         .collect()

@@ -1,10 +1,12 @@
 //! `kubectl promote get KIND [NAME]`: Kargo's kinds as kubectl-style tables, with Kargo's columns.
 
 use promote_api::keys::ALIAS;
-use promote_api::types::Freight;
+use promote_api::types::{Freight, PromotionPhase};
 use serde_json::Value;
 
-use super::{Ctx, age, keys, list_raw, list_typed, or_none, print, print_objects, render, s};
+use super::{
+    Ctx, age, keys, list_raw, list_typed, or_none, phase_of, print, print_objects, render, s,
+};
 use crate::cli::GetArgs;
 use crate::error::{Error, context};
 use crate::kube::{Api, kargo_path};
@@ -114,13 +116,14 @@ fn rows(
                 row.push(s(o, "/spec/stage").to_owned());
                 row.push(promote_api::naming::short_name(s(o, "/spec/freight")).to_owned());
                 let lease_over = Lease::of_json(o).lapsed(jiff::Timestamp::now());
-                row.push(match s(o, "/status/phase") {
+                let phase = phase_of(o);
+                row.push(match phase {
                     // Nobody runs it any more: resume or abort a Running one; abort a Pending one
                     // (its runner stopped before it claimed the Stage).
-                    "" | "Pending" if lease_over => "Pending (stale)".to_owned(),
-                    "" => "Pending".to_owned(),
-                    "Running" if lease_over => "Running (stale)".to_owned(),
-                    p => p.to_owned(),
+                    PromotionPhase::Pending | PromotionPhase::Running if lease_over => {
+                        format!("{phase} (stale)")
+                    }
+                    p => p.to_string(),
                 });
                 row.push(age(o));
                 row.push(

@@ -1,10 +1,10 @@
 //! `kubectl promote history stage/NAME`: the Stage's Promotions, newest first; `*` marks the
 //! newest successful one of the Freight the Stage has now.
 
-use promote_api::types::Stage;
+use promote_api::types::{PromotionPhase, Stage};
 use serde_json::{Value, json};
 
-use super::{Ctx, list_raw, print, print_patch, render, s};
+use super::{Ctx, list_raw, phase_of, print, print_patch, render, s};
 use crate::cli::{HistoryArgs, stage_name};
 use crate::error::{Error, context, decode};
 use crate::kube::{Api, kargo_path};
@@ -57,7 +57,7 @@ pub fn run(c: &Ctx<'_>, args: &HistoryArgs) -> Result<(), Error> {
                     let f = s(p, "/spec/freight");
                     let current_here = !marked
                         && current.iter().any(|c| c == f)
-                        && s(p, "/status/phase") == "Succeeded";
+                        && phase_of(p) == PromotionPhase::Succeeded;
                     marked |= current_here;
                     vec![
                         if current_here {
@@ -67,10 +67,7 @@ pub fn run(c: &Ctx<'_>, args: &HistoryArgs) -> Result<(), Error> {
                         },
                         s(p, "/metadata/name").to_owned(),
                         promote_api::naming::short_name(f).to_owned(),
-                        match s(p, "/status/phase") {
-                            "" => "Pending".to_owned(),
-                            x => x.to_owned(),
-                        },
+                        phase_of(p).to_string(),
                         s(p, "/metadata/annotations/kargo.akuity.io~1create-actor")
                             .trim_start_matches("kubernetes:")
                             .to_owned(),

@@ -100,6 +100,13 @@ pub(crate) fn list_raw(
         .map_err(context(format!("listing {plural}")))
 }
 
+/// A Promotion's phase from its JSON (`Pending` when unset or unknown).
+pub(crate) fn phase_of(p: &Value) -> promote_api::types::PromotionPhase {
+    p.pointer("/status/phase")
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .unwrap_or(promote_api::types::PromotionPhase::Pending)
+}
+
 /// kubectl's short ages: 45s, 12m, 3h, 5d.
 pub(crate) fn age(obj: &Value) -> String {
     let Some(t) = obj

@@ -540,3 +540,62 @@ fn verify_recorded_push(
         mirror.display_url()
     )))
 }
+
+#[cfg(test)]
+mod registry_tests {
+    use super::*;
+
+    /// The README's step table, as the registry says it must read.
+    fn readme_table() -> String {
+        let mut t = String::from(
+            "| step | what it does | outputs | on `kubectl promote resume` |\n|---|---|---|---|\n",
+        );
+        for s in REGISTRY {
+            let outputs = s
+                .outputs
+                .iter()
+                .map(|o| format!("`{o}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let resume = match (s.remote, s.verify_recorded.is_some()) {
+                (true, true) => "not run again once recorded as done (the record is checked first)",
+                (true, false) => "not run again once recorded as done",
+                (false, _) => "run again",
+            };
+            t.push_str(&format!(
+                "| `{}` | {} | {} | {resume} |\n",
+                s.name, s.summary, outputs
+            ));
+        }
+        t
+    }
+
+    #[test]
+    fn the_readme_lists_exactly_the_registered_steps() {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+            .unwrap_or_default();
+        let want = readme_table();
+        assert!(
+            readme.contains(&want),
+            "README.md's step table differs from steps::REGISTRY; it must read:\n{want}"
+        );
+    }
+
+    #[test]
+    fn the_registry_agrees_with_the_webhook_on_remote_steps() {
+        let mut remote: Vec<&str> = REGISTRY
+            .iter()
+            .filter(|s| s.remote)
+            .map(|s| s.name)
+            .collect();
+        let mut trusted = promote_api::trust::REMOTE_STEPS.to_vec();
+        remote.sort_unstable();
+        trusted.sort_unstable();
+        assert_eq!(remote, trusted);
+        let mut names: Vec<&str> = REGISTRY.iter().map(|s| s.name).collect();
+        names.dedup();
+        assert_eq!(names.len(), REGISTRY.len(), "a step is registered once");
+        assert!(lookup("git-push").is_some_and(|s| s.verify_recorded.is_some()));
+        assert!(lookup("git-clear").is_none());
+    }
+}

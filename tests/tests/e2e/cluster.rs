@@ -463,6 +463,23 @@ async fn dev_test_prod_with_the_webhook_installed() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(text, "stage/dev\nstage/prod\nstage/test\n:4\n");
+    // Generated from the clap definitions: each argument completes what it names.
+    let complete = |words: &[&str]| {
+        let out = Command::new(bin("kubectl_complete-promote").unwrap())
+            .env("KUBECONFIG", &w.kc)
+            .args(["__complete", "--context", "alice", "-n", "demo"])
+            .args(words)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(complete(&["get", "stages", ""]), "dev\nprod\ntest\n:4\n");
+    assert_eq!(complete(&["approve", "--stage", "p"]), "prod\n:4\n");
+    assert_eq!(complete(&["get", "freight", "v1"]), "v1\n:4\n");
+    // Finished Promotions cannot be aborted or resumed: none is offered.
+    assert_eq!(complete(&["abort", ""]), ":4\n");
+    // -n takes a project, never a subcommand.
+    assert!(!complete(&["-n", ""]).contains("get"));
     let (code, out, _) = w.plugin("alice", &["completion", "bash"]).await;
     assert!(code == 0 && out.contains("kubectl-promote"), "{out}");
 

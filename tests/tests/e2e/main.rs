@@ -5,6 +5,7 @@ mod binaries;
 mod cluster;
 mod demo;
 mod fidelity;
+mod layout;
 mod local;
 mod readme;
 mod real;

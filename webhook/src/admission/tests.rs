@@ -1547,12 +1547,13 @@ fn routine_application_writes_are_exactly_what_both_hooks_allow_unchanged() {
                         })
                         .to_string();
                         let review = read_review(body.as_bytes()).unwrap();
-                        let settled = review.settled(Hook::ValidateApplication, &Policy::default());
+                        let quick =
+                            settled(&review, Hook::ValidateApplication, &Policy::default());
                         assert_eq!(
-                            settled,
-                            review.settled(Hook::MutateApplication, &Policy::default())
+                            quick,
+                            settled(&review, Hook::MutateApplication, &Policy::default())
                         );
-                        if settled.is_none() {
+                        if quick.is_none() {
                             full += 1;
                             continue;
                         }
@@ -1585,16 +1586,16 @@ fn routine_application_writes_are_exactly_what_both_hooks_allow_unchanged() {
     .to_string();
     let review = read_review(body.as_bytes()).unwrap();
     assert_eq!(
-        review.settled(Hook::ValidateApplication, &Policy::default()),
+        settled(&review, Hook::ValidateApplication, &Policy::default()),
         Some(Verdict::allow())
     );
     // Only the Application hooks settle it; any other hook decides (and refuses the kind).
     assert_eq!(
-        review.settled(Hook::ValidatePromotion, &Policy::default()),
+        settled(&review, Hook::ValidatePromotion, &Policy::default()),
         None
     );
     assert_eq!(
-        review.settled(Hook::ValidateProjectNamespace, &Policy::default()),
+        settled(&review, Hook::ValidateProjectNamespace, &Policy::default()),
         None
     );
 }

@@ -5,7 +5,7 @@
 //! values for them is what made parsing expensive, and even skipping them token by token with
 //! `serde_json` costs about 0.5 ns per byte. This module reads a review in two steps. [`review`]
 //! walks the envelope and the request key by key and each object's top-level keys, noting its
-//! `operation` and `metadata` (what [`super::Review::settled`] needs) while skipping the values;
+//! `operation` and `metadata` (what `admission::settled` needs) while skipping the values;
 //! [`slim_object`], when a decision needs an object, walks it again, handing every value a
 //! decision reads to `serde_json` (fully validated). Everything else is jumped over with
 //! [`skip_container`], which
@@ -1276,9 +1276,10 @@ mod tests {
                 b[at] = NASTY[r.below(NASTY.len() as u64) as usize];
             }
             if let Ok(review) = super::super::read_review(&b) {
-                let _ = review.settled(
-                    super::super::Hook::ValidateApplication,
-                    &super::super::Policy::default(),
+                let _ = crate::admission::settled(
+                    &review,
+                    crate::admission::Hook::ValidateApplication,
+                    &crate::admission::Policy::default(),
                 );
                 let _ = review.into_request();
             }
