@@ -9,7 +9,11 @@ makes the plugin print its request count (apart from polls while waiting for Arg
 split: steps (Git work and the Argo CD wait) vs everything else (resolve, availability, create the
 Promotion, claim the Stage, progress and result records). Also times the process end to end.
 
-usage: bench/cluster.py [--runs 10]
+With --compare PLUGIN (another kubectl-promote build, e.g. of an earlier commit) every run
+promotes once with each binary, in alternating order, and the table has a row for each and their
+ratio: the one comparison this noisy machine allows.
+
+usage: bench/cluster.py [--runs 10] [--compare PATH]
 """
 import argparse
 import os
@@ -92,6 +96,7 @@ subjects: [{{ kind: User, name: alice, apiGroup: rbac.authorization.k8s.io }}]
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--compare", default="")
     a = ap.parse_args()
     sh("cargo", "build", "--release", "-q", "-p", "kubectl-promote", "-p", "promote-sandbox", "--bins", cwd=ROOT)
     with tempfile.TemporaryDirectory() as tmp:
@@ -115,30 +120,43 @@ def main():
             sh("kubectl", "apply", "-f", os.path.join(ROOT, "manifests/rbac/roles.yaml"), env=env)
             subprocess.run(["kubectl", "apply", "-f", "-"], input=STAGE.format(url=url), env=env, check=True,
                            capture_output=True, text=True)
-            plugin = os.path.join(REL, "kubectl-promote")
-            rows = []
+            plugins = [("this build", os.path.join(REL, "kubectl-promote"))]
+            if a.compare:
+                plugins.append(("compared", os.path.abspath(a.compare)))
+            rows = {name: [] for name, _ in plugins}
+            n = 0
             for i in range(a.runs):
-                sh(plugin, "-n", "demo", "freight", "create", "--warehouse", "web", "--image", f"nginx:1.{i + 1}.0",
-                   "--alias", f"v{i}", env=env)
-                t0 = time.perf_counter()
-                p = subprocess.run([plugin, "--context", "alice", "-n", "demo", "stage/dev", "--freight-alias",
-                                    f"v{i}", "-q", "-o", "name"], env=env, capture_output=True, text=True)
-                wall = (time.perf_counter() - t0) * 1000
-                if p.returncode != 0:
-                    sys.exit(f"promotion failed:\n{p.stderr}")
-                req = re.search(r"api requests: (\d+) \(\+(\d+) polls", p.stderr)
-                tim = re.search(r"timing: total (\d+) ms, steps (\d+) ms, overhead (\d+) ms", p.stderr)
-                rows.append((int(req[1]), int(req[2]), int(tim[1]), int(tim[2]), int(tim[3]), wall))
+                order = plugins if i % 2 == 0 else list(reversed(plugins))
+                for name, plugin in order:
+                    n += 1
+                    sh(plugin, "-n", "demo", "freight", "create", "--warehouse", "web", "--image", f"nginx:1.{n}.0",
+                       "--alias", f"v{n}", env=env)
+                    t0 = time.perf_counter()
+                    p = subprocess.run([plugin, "--context", "alice", "-n", "demo", "stage/dev", "--freight-alias",
+                                        f"v{n}", "-q", "-o", "name"], env=env, capture_output=True, text=True)
+                    wall = (time.perf_counter() - t0) * 1000
+                    if p.returncode != 0:
+                        sys.exit(f"promotion failed:\n{p.stderr}")
+                    req = re.search(r"api requests: (\d+) \(\+(\d+) polls", p.stderr)
+                    tim = re.search(r"timing: total (\d+) ms, steps (\d+) ms, overhead (\d+) ms", p.stderr)
+                    rows[name].append((int(req[1]), int(req[2]), int(tim[1]), int(tim[2]), int(tim[3]), wall))
         finally:
             sb.terminate()
             sb.wait()
-    med = lambda k: statistics.median(r[k] for r in rows)
-    print(f"{a.runs} promotions of one Stage (5 steps, one Application), medians:\n")
-    print("| API requests | polls while waiting | in-process total | steps (Git + Argo CD) | plugin overhead | process wall |")
-    print("|---|---|---|---|---|---|")
-    print(f"| {med(0):.0f} | {med(1):.0f} | {med(2):.0f} ms | {med(3):.0f} ms | **{med(4):.0f} ms** | {med(5):.0f} ms |")
-    print(f"\nrequests per run: {[r[0] for r in rows]}; overhead per run (ms): {[r[4] for r in rows]}")
-
+    print(f"{a.runs} promotions of one Stage (5 steps, one Application) per binary, medians:\n")
+    print("| binary | API requests | polls while waiting | in-process total | steps (Git + Argo CD) | plugin overhead | process wall |")
+    print("|---|---|---|---|---|---|---|")
+    meds = {}
+    for name, rs in rows.items():
+        med = lambda k: statistics.median(r[k] for r in rs)
+        meds[name] = [med(k) for k in range(6)]
+        m = meds[name]
+        print(f"| {name} | {m[0]:.0f} | {m[1]:.0f} | {m[2]:.0f} ms | {m[3]:.0f} ms | **{m[4]:.0f} ms** | {m[5]:.0f} ms |")
+    if "compared" in meds:
+        t, c = meds["this build"], meds["compared"]
+        print(f"| ratio | {t[0] / c[0]:.2f} | | {t[2] / c[2]:.2f} | {t[3] / c[3]:.2f} | **{t[4] / max(c[4], 1):.2f}** | {t[5] / c[5]:.2f} |")
+    for name, rs in rows.items():
+        print(f"\n{name}: requests per run: {[r[0] for r in rs]}; overhead per run (ms): {[r[4] for r in rs]}")
 
 if __name__ == "__main__":
     main()

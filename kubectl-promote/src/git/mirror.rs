@@ -366,6 +366,42 @@ impl Mirror {
         }
     }
 
+    /// Fetch, in one request, every blob of `commit`'s tree the mirror does not have yet (the
+    /// mirror is blob-less; reading them one by one would cost one fetch each). For steps that
+    /// hand a whole tree to another program (`kustomize-build`).
+    pub fn prefetch_blobs(&self, commit: &str) -> Result<usize, GitError> {
+        let listed = self.git(&[
+            "rev-list",
+            "--objects",
+            "--no-walk",
+            "--missing=print",
+            commit,
+        ])?;
+        let missing: Vec<&str> = listed.lines().filter_map(|l| l.strip_prefix('?')).collect();
+        if missing.is_empty() {
+            return Ok(0);
+        }
+        let _lock = self.lock("fetch")?;
+        let mut wanted = missing.join("\n");
+        wanted.push('\n');
+        self.git_input(
+            &[
+                "-c",
+                "fetch.negotiationAlgorithm=noop",
+                "fetch",
+                "--quiet",
+                "--no-tags",
+                "--no-write-fetch-head",
+                "--recurse-submodules=no",
+                "--filter=blob:none",
+                "--stdin",
+                "origin",
+            ],
+            Some(wanted.as_bytes()),
+        )?;
+        Ok(missing.len())
+    }
+
     /// Record that the remote branch now points at `oid` (after our own push).
     pub fn set_remote_branch(&self, branch: &str, oid: &str) -> Result<(), GitError> {
         self.git(&["update-ref", &format!("refs/remotes/origin/{branch}"), oid])

@@ -283,6 +283,72 @@ impl Checkout {
         Ok(())
     }
 
+    /// Delete a file (kept in memory until [`Checkout::commit`]); deleting an absent file is a
+    /// no-op.
+    pub fn remove(&mut self, path: &str) -> Result<(), GitError> {
+        let path = clean_path(path)?;
+        if path.is_empty() {
+            return Err(GitError::Path {
+                path,
+                reason: "not a file".into(),
+            });
+        }
+        self.edits.insert(path, None);
+        Ok(())
+    }
+
+    /// Every file under `dir` (edits included), recursively, as checkout-relative paths in name
+    /// order; empty when `dir` is absent. `dir` may be a file: then just that file.
+    pub fn files(&self, dir: &str) -> Result<Vec<String>, GitError> {
+        let dir = clean_path(dir)?;
+        let mut out = Vec::new();
+        if !dir.is_empty() && !self.is_dir(&dir)? {
+            if self.read(&dir)?.is_some() {
+                out.push(dir);
+            }
+            return Ok(out);
+        }
+        let mut stack = vec![dir];
+        while let Some(d) = stack.pop() {
+            for (name, is_dir) in self.list_dir(&d)? {
+                let path = if d.is_empty() {
+                    name
+                } else {
+                    format!("{d}/{name}")
+                };
+                if is_dir {
+                    stack.push(path);
+                } else {
+                    out.push(path);
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Write the checkout's files (edits included) under `dir` on disk, for programs that read a
+    /// directory (kustomize, helm). Blobs the mirror lacks are fetched in one batch first.
+    pub fn materialize(&self, dir: &std::path::Path) -> Result<usize, GitError> {
+        self.mirror.prefetch_blobs(&self.head)?;
+        let files = self.files("")?;
+        for f in &files {
+            let Some(data) = self.read(f)? else {
+                continue;
+            };
+            let to = dir.join(f);
+            let cache = |source| GitError::Cache {
+                path: to.display().to_string(),
+                source,
+            };
+            if let Some(parent) = to.parent() {
+                std::fs::create_dir_all(parent).map_err(cache)?;
+            }
+            std::fs::write(&to, data).map_err(cache)?;
+        }
+        Ok(files.len())
+    }
+
     /// Uncommitted changes with their previous contents (unchanged files left out).
     pub fn pending_changes(&self) -> Result<Vec<FileChange>, GitError> {
         let mut out = Vec::new();

@@ -12,11 +12,16 @@
 mod argocd_sync;
 mod argocd_update;
 mod argocd_wait;
+mod copy;
+mod delete;
+mod file_write;
+mod git_clear;
 mod git_clone;
 mod git_commit;
 mod git_open_pr;
 mod git_push;
 mod helm_update_image;
+mod kustomize_build;
 mod kustomize_set_image;
 mod shape;
 mod yaml_update;
@@ -61,7 +66,12 @@ pub struct Step {
 /// Every step kind promote runs, in the order the README lists them.
 pub const REGISTRY: &[&Step] = &[
     &git_clone::STEP,
+    &git_clear::STEP,
+    &copy::STEP,
+    &delete::STEP,
+    &file_write::STEP,
     &kustomize_set_image::STEP,
+    &kustomize_build::STEP,
     &yaml_update::STEP,
     &helm_update_image::STEP,
     &git_commit::STEP,
@@ -154,6 +164,9 @@ pub enum StepError {
         action: String,
         failure: crate::kube::ApiFailure,
     },
+    /// A program a step runs (kustomize, helm) failed or is missing.
+    #[error("{tool}: {message}")]
+    Tool { tool: String, message: String },
     /// A wait ran out of time.
     #[error("{0}")]
     Timeout(String),
@@ -548,7 +561,7 @@ mod registry_tests {
     /// The README's step table, as the registry says it must read.
     fn readme_table() -> String {
         let mut t = String::from(
-            "| step | what it does | outputs | on `kubectl promote resume` |\n|---|---|---|---|\n",
+            "| step | what it does | config (`?`: optional) | outputs | on `kubectl promote resume` |\n|---|---|---|---|---|\n",
         );
         for s in REGISTRY {
             let outputs = s
@@ -563,8 +576,11 @@ mod registry_tests {
                 (false, _) => "run again",
             };
             t.push_str(&format!(
-                "| `{}` | {} | {} | {resume} |\n",
-                s.name, s.summary, outputs
+                "| `{}` | {} | {} | {} | {resume} |\n",
+                s.name,
+                s.summary,
+                s.shape.fields(),
+                outputs
             ));
         }
         t
@@ -596,6 +612,6 @@ mod registry_tests {
         names.dedup();
         assert_eq!(names.len(), REGISTRY.len(), "a step is registered once");
         assert!(lookup("git-push").is_some_and(|s| s.verify_recorded.is_some()));
-        assert!(lookup("git-clear").is_none());
+        assert!(lookup("git-unknown").is_none());
     }
 }

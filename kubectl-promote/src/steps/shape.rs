@@ -18,6 +18,26 @@ pub enum Shape {
 
 pub(super) use Shape::*;
 
+impl Shape {
+    /// An object shape's top-level fields for the README (`name`, optional ones `name?`).
+    pub fn fields(&self) -> String {
+        match self {
+            Obj(fields) => fields
+                .iter()
+                .map(|(n, required, _)| {
+                    if *required {
+                        format!("`{n}`")
+                    } else {
+                        format!("`{n}?`")
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+            _ => String::new(),
+        }
+    }
+}
+
 pub(super) const AUTHOR: Shape = Obj(&[
     ("name", false, Str),
     ("email", false, Str),

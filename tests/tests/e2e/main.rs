@@ -7,6 +7,7 @@ mod demo;
 mod fidelity;
 mod layout;
 mod local;
+mod quickstart;
 mod readme;
 mod real;
 mod sandbox;

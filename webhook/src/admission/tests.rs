@@ -1547,8 +1547,7 @@ fn routine_application_writes_are_exactly_what_both_hooks_allow_unchanged() {
                         })
                         .to_string();
                         let review = read_review(body.as_bytes()).unwrap();
-                        let quick =
-                            settled(&review, Hook::ValidateApplication, &Policy::default());
+                        let quick = settled(&review, Hook::ValidateApplication, &Policy::default());
                         assert_eq!(
                             quick,
                             settled(&review, Hook::MutateApplication, &Policy::default())

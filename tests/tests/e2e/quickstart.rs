@@ -1,0 +1,440 @@
+//! Kargo's own quickstart pipeline (`docs/docs/20-quickstart/index.md` of akuity/kargo v1.11: a
+//! PromotionTask with git-clone, git-clear, kustomize-set-image, kustomize-build, git-commit,
+//! git-push and argocd-update, rendering each Stage into branch `stage/<stage>`), with its
+//! manifests as the docs give them, against a repository laid out like akuity/kargo-demo, served
+//! by `git daemon`; the file steps (file-write, copy, delete) on the same repository.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use promote_tests::{bare_repo, bin, git, git_daemon};
+
+/// The quickstart's manifests, as its docs write them (the heredoc's `\${{` unescaped,
+/// `${GITOPS_REPO_URL}` substituted), plus what Kargo's Warehouse and Argo CD's ApplicationSet
+/// would have made: a Freight (already verified in test and uat) and the three Applications.
+fn manifests(repo: &str) -> String {
+    let docs = r#"apiVersion: kargo.akuity.io/v1alpha1
+kind: Project
+metadata:
+  name: kargo-demo
+---
+apiVersion: v1
+kind: Secret
+type: Opaque
+metadata:
+  name: kargo-demo-repo
+  namespace: kargo-demo
+  labels:
+    kargo.akuity.io/cred-type: git
+stringData:
+  repoURL: ${GITOPS_REPO_URL}
+  username: user
+  password: not-used
+---
+apiVersion: kargo.akuity.io/v1alpha1
+kind: Warehouse
+metadata:
+  name: kargo-demo
+  namespace: kargo-demo
+spec:
+  subscriptions:
+  - image:
+      repoURL: public.ecr.aws/nginx/nginx
+      constraint: ^1.29.0
+      discoveryLimit: 5
+---
+apiVersion: kargo.akuity.io/v1alpha1
+kind: PromotionTask
+metadata:
+  name: demo-promo-process
+  namespace: kargo-demo
+spec:
+  vars:
+  - name: gitopsRepo
+    value: ${GITOPS_REPO_URL}
+  - name: imageRepo
+    value: public.ecr.aws/nginx/nginx
+  steps:
+  - uses: git-clone
+    config:
+      repoURL: ${{ vars.gitopsRepo }}
+      checkout:
+      - branch: main
+        path: ./src
+      - branch: stage/${{ ctx.stage }}
+        create: true
+        path: ./out
+  - uses: git-clear
+    config:
+      path: ./out
+  - uses: kustomize-set-image
+    as: update
+    config:
+      path: ./src/base
+      images:
+      - image: ${{ vars.imageRepo }}
+        tag: ${{ imageFrom(vars.imageRepo).Tag }}
+  - uses: kustomize-build
+    config:
+      path: ./src/stages/${{ ctx.stage }}
+      outPath: ./out
+  - uses: git-commit
+    as: commit
+    config:
+      path: ./out
+      message: ${{ task.outputs.update.commitMessage }}
+  - uses: git-push
+    config:
+      path: ./out
+  - uses: argocd-update
+    config:
+      apps:
+      - name: kargo-demo-${{ ctx.stage }}
+        sources:
+        - repoURL: ${{ vars.gitopsRepo }}
+          desiredRevision: ${{ task.outputs.commit.commit }}
+---
+apiVersion: kargo.akuity.io/v1alpha1
+kind: Stage
+metadata:
+  name: test
+  namespace: kargo-demo
+spec:
+  requestedFreight:
+  - origin:
+      kind: Warehouse
+      name: kargo-demo
+    sources:
+      direct: true
+  promotionTemplate:
+    spec:
+      steps:
+      - task:
+          name: demo-promo-process
+        as: promo-process
+---
+apiVersion: kargo.akuity.io/v1alpha1
+kind: Stage
+metadata:
+  name: uat
+  namespace: kargo-demo
+spec:
+  requestedFreight:
+  - origin:
+      kind: Warehouse
+      name: kargo-demo
+    sources:
+      stages:
+      - test
+  promotionTemplate:
+    spec:
+      steps:
+      - task:
+          name: demo-promo-process
+        as: promo-process
+---
+apiVersion: kargo.akuity.io/v1alpha1
+kind: Stage
+metadata:
+  name: prod
+  namespace: kargo-demo
+spec:
+  requestedFreight:
+  - origin:
+      kind: Warehouse
+      name: kargo-demo
+    sources:
+      stages:
+      - uat
+  promotionTemplate:
+    spec:
+      steps:
+      - task:
+          name: demo-promo-process
+        as: promo-process
+---
+apiVersion: kargo.akuity.io/v1alpha1
+kind: Freight
+metadata:
+  namespace: kargo-demo
+alias: wise-wombat
+origin:
+  kind: Warehouse
+  name: kargo-demo
+images:
+- repoURL: public.ecr.aws/nginx/nginx
+  tag: 1.29.1
+status:
+  verifiedIn:
+    test: {}
+    uat: {}
+"#;
+    let mut out = docs.replace("${GITOPS_REPO_URL}", repo);
+    for stage in ["test", "uat", "prod"] {
+        out.push_str(&format!(
+            "---\napiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata:\n  name: kargo-demo-{stage}\n  namespace: argocd\n  annotations:\n    kargo.akuity.io/authorized-stage: kargo-demo:{stage}\nspec:\n  source:\n    repoURL: {repo}\n    targetRevision: stage/{stage}\n    path: .\n  destination:\n    namespace: kargo-demo-{stage}\n"
+        ));
+    }
+    out
+}
+
+/// A repository laid out like akuity/kargo-demo: a base and one overlay per Stage, each with its
+/// own page and node port.
+fn layout() -> Vec<(String, String)> {
+    let mut files = vec![
+        (
+            "base/kustomization.yaml".to_owned(),
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n\nresources:\n- deploy.yaml\n- service.yaml\n".to_owned(),
+        ),
+        (
+            "base/deploy.yaml".to_owned(),
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: kargo-demo\nspec:\n  replicas: 1\n  selector:\n    matchLabels:\n      app: kargo-demo\n  template:\n    metadata:\n      labels:\n        app: kargo-demo\n    spec:\n      containers:\n      - name: nginx\n        image: public.ecr.aws/nginx/nginx:placeholder\n        volumeMounts:\n        - name: content\n          mountPath: /usr/share/nginx/html\n      volumes:\n      - name: content\n        configMap:\n          name: kargo-demo-content\n".to_owned(),
+        ),
+        (
+            "base/service.yaml".to_owned(),
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: kargo-demo\nspec:\n  type: NodePort\n  selector:\n    app: kargo-demo\n  ports:\n  - protocol: TCP\n    port: 3000\n    targetPort: 80\n    nodePort: 30000\n".to_owned(),
+        ),
+    ];
+    for (i, stage) in ["test", "uat", "prod"].into_iter().enumerate() {
+        files.push((
+            format!("stages/{stage}/kustomization.yaml"),
+            format!("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n\nresources:\n- ../../base\n- configmap.yaml\n\npatches:\n- target:\n    kind: Service\n    name: kargo-demo\n  patch: |-\n    - op: replace\n      path: /spec/ports/0/nodePort\n      value: {}\n", 30081 + i),
+        ));
+        files.push((
+            format!("stages/{stage}/configmap.yaml"),
+            format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: kargo-demo-content\ndata:\n  index.html: |-\n    <h1>{stage}</h1>\n"),
+        ));
+    }
+    files
+}
+
+struct Quickstart {
+    tmp: tempfile::TempDir,
+    bare: PathBuf,
+    manifests: PathBuf,
+    _daemon: promote_tests::Server,
+}
+
+impl Quickstart {
+    fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let files = layout();
+        let refs: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
+        let bare = bare_repo(tmp.path(), "kargo-demo", &refs);
+        let daemon = git_daemon(tmp.path());
+        let url = format!("git://127.0.0.1:{}/kargo-demo.git", daemon.port);
+        let manifests = tmp.path().join("kargo");
+        std::fs::create_dir_all(&manifests).unwrap();
+        std::fs::write(manifests.join("quickstart.yaml"), manifests_text(&url)).unwrap();
+        Self {
+            tmp,
+            bare,
+            manifests,
+            _daemon: daemon,
+        }
+    }
+
+    fn promote(&self, stage: &str, extra: &[&str]) -> Output {
+        Command::new(bin("kubectl-promote").unwrap())
+            .arg(format!("stage/{stage}"))
+            .args(["--freight-alias", "wise-wombat", "--local"])
+            .arg(&self.manifests)
+            .arg("--cache-dir")
+            .arg(self.tmp.path().join("cache"))
+            .args(extra)
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .output()
+            .unwrap()
+    }
+
+    fn show(&self, rev: &str) -> String {
+        git(&self.bare, &["show", rev])
+    }
+
+    /// What `kubectl kustomize` renders for a Stage's overlay with the image set by hand.
+    fn expected(&self, stage: &str, tag: &str) -> String {
+        let co = self.tmp.path().join(format!("expect-{stage}"));
+        git(
+            self.tmp.path(),
+            &[
+                "clone",
+                "-q",
+                self.bare.to_str().unwrap(),
+                co.to_str().unwrap(),
+            ],
+        );
+        let deploy = co.join("base/deploy.yaml");
+        let text = std::fs::read_to_string(&deploy).unwrap();
+        std::fs::write(&deploy, text.replace(":placeholder", &format!(":{tag}"))).unwrap();
+        let out = Command::new("kubectl")
+            .arg("kustomize")
+            .arg(co.join(format!("stages/{stage}")))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+fn manifests_text(url: &str) -> String {
+    manifests(url)
+}
+
+fn ok(out: &Output) -> (String, String) {
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(out.status.success(), "{stderr}\n{stdout}");
+    (stdout, stderr)
+}
+
+#[test]
+fn kargos_quickstart_promotes_test_uat_and_prod_unchanged() {
+    let q = Quickstart::new();
+    for stage in ["test", "uat", "prod"] {
+        let (out, err) = ok(&q.promote(stage, &[]));
+        assert!(out.contains("PHASE      Succeeded"), "{out}\n{err}");
+        let branch = format!("stage/{stage}");
+        let files = git(&q.bare, &["ls-tree", "--name-only", &branch]);
+        assert_eq!(
+            files,
+            "configmap-kargo-demo-content.yaml\ndeployment-kargo-demo.yaml\nservice-kargo-demo.yaml",
+            "{stage}"
+        );
+        // Each file is one resource of kustomize's output, byte for byte.
+        let rendered: String = [
+            "configmap-kargo-demo-content",
+            "service-kargo-demo",
+            "deployment-kargo-demo",
+        ]
+        .iter()
+        .map(|f| q.show(&format!("{branch}:{f}.yaml")))
+        .collect::<Vec<_>>()
+        .join("\n---\n");
+        assert_eq!(
+            format!("{rendered}\n"),
+            q.expected(stage, "1.29.1"),
+            "{stage}"
+        );
+        assert!(
+            q.show(&format!("{branch}:deployment-kargo-demo.yaml"))
+                .contains("image: public.ecr.aws/nginx/nginx:1.29.1")
+        );
+        let message = git(&q.bare, &["log", "-1", "--format=%B", &branch]);
+        assert!(
+            message.starts_with("Updated ./src/base to use new image"),
+            "{message}"
+        );
+        // The source branch is never pushed: kustomize-set-image's edit only feeds the render.
+        assert!(q.show("main:base/deploy.yaml").contains(":placeholder"));
+    }
+    // Promoting again changes nothing: the same render is no commit and no push.
+    let before = git(&q.bare, &["rev-parse", "stage/test"]);
+    let (out, _) = ok(&q.promote("test", &[]));
+    assert_eq!(git(&q.bare, &["rev-parse", "stage/test"]), before, "{out}");
+    assert!(
+        out.contains("git-commit") && out.contains("Skipped"),
+        "{out}"
+    );
+}
+
+#[test]
+fn copy_delete_and_file_write_edit_the_checkouts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let files = layout();
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let bare = bare_repo(tmp.path(), "repo", &refs);
+    let url = format!("file://{}", bare.display());
+    let manifests = tmp.path().join("kargo");
+    std::fs::create_dir_all(&manifests).unwrap();
+    let stage = format!(
+        r#"apiVersion: kargo.akuity.io/v1alpha1
+kind: Stage
+metadata: {{name: ops, namespace: demo}}
+spec:
+  requestedFreight:
+  - origin: {{kind: Warehouse, name: w}}
+    sources: {{direct: true}}
+  promotionTemplate:
+    spec:
+      steps:
+      - uses: git-clone
+        config:
+          repoURL: {url}
+          checkout: [{{branch: main, path: ./src}}, {{branch: ops, create: true, path: ./out}}]
+      - uses: copy
+        config: {{inPath: ./src/stages, outPath: ./out/overlays, ignore: "configmap.yaml"}}
+      - uses: copy
+        config: {{inPath: ./src/base/service.yaml, outPath: ./out/service.yaml}}
+      - uses: file-write
+        config: {{path: ./out/NOTES.txt, contents: "promoted ${{{{ ctx.stage }}}}\n"}}
+      - uses: delete
+        config: {{paths: ["./out/overlays/*/kustomization.yaml"], pathsAreGlobs: true, strict: true}}
+      - uses: delete
+        config: {{path: ./src/stages/prod}}
+      - uses: git-commit
+        config: {{path: ./out, message: ops}}
+      - uses: git-push
+        config: {{path: ./out}}
+      - uses: file-write
+        config: {{path: ./out/NOTES.txt, contents: "again"}}
+---
+apiVersion: kargo.akuity.io/v1alpha1
+kind: Freight
+metadata: {{namespace: demo}}
+alias: a
+origin: {{kind: Warehouse, name: w}}
+images: [{{repoURL: nginx, tag: "1"}}]
+"#
+    );
+    std::fs::write(manifests.join("ops.yaml"), stage).unwrap();
+    let out = Command::new(bin("kubectl-promote").unwrap())
+        .args(["stage/ops", "--freight-alias", "a", "--local"])
+        .arg(&manifests)
+        .arg("--cache-dir")
+        .arg(tmp.path().join("cache"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    // The last file-write refuses to replace the file without overwrite: the promotion Fails
+    // after the push, which stays.
+    assert!(!out.status.success());
+    assert!(
+        text.contains("already exists; set overwrite to true"),
+        "{text}"
+    );
+    let tree = git(&bare, &["ls-tree", "-r", "--name-only", "ops"]);
+    assert_eq!(tree, "NOTES.txt\nservice.yaml", "{tree}");
+    assert_eq!(git(&bare, &["show", "ops:NOTES.txt"]), "promoted ops");
+    // A strict delete that matches nothing fails the promotion: nothing is committed (the
+    // branch git-clone created stays empty).
+    let strict = std::fs::read_to_string(manifests.join("ops.yaml"))
+        .unwrap()
+        .replace("./out/overlays/*/kustomization.yaml", "./out/none/*.yaml")
+        .replace("branch: ops,", "branch: ops2,");
+    std::fs::write(manifests.join("ops.yaml"), strict).unwrap();
+    let out = Command::new(bin("kubectl-promote").unwrap())
+        .args(["stage/ops", "--freight-alias", "a", "--local"])
+        .arg(&manifests)
+        .arg("--cache-dir")
+        .arg(tmp.path().join("cache"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("no paths matched pattern \"./out/none/*.yaml\""),
+        "{text}"
+    );
+    assert!(git(&bare, &["ls-tree", "--name-only", "ops2"]).is_empty());
+}
