@@ -14,7 +14,7 @@
 //! | `expr` | `${{ }}` expressions |
 //! | `git/` | the Git engine (mirror cache, object-database edits, push with retry) |
 //! | `credentials` | Git credentials from URLs, project Secrets and the environment |
-//! | `yaml_edit` | format-preserving YAML edits |
+//! | `yaml_edit`, `json_edit` | format-preserving YAML edits; byte-faithful JSON edits (sjson's) |
 //! | `manifests` | Kargo and Argo CD objects from `--local DIR` |
 //! | `kube` | the Kubernetes API (the `Api` trait; a blocking facade over kube-rs) |
 //! | `interrupt` | Ctrl-C and abort requests |
@@ -28,6 +28,7 @@ pub mod error;
 pub mod expr;
 pub mod git;
 pub mod interrupt;
+pub mod json_edit;
 pub mod kube;
 pub mod manifests;
 pub mod output;

@@ -12,8 +12,10 @@
 mod argocd_sync;
 mod argocd_update;
 mod argocd_wait;
+mod compose_output;
 mod copy;
 mod delete;
+mod fail;
 mod file_write;
 mod git_clear;
 mod git_clone;
@@ -23,7 +25,9 @@ mod git_push;
 mod helm_update_image;
 mod kustomize_build;
 mod kustomize_set_image;
+mod parse;
 mod shape;
+mod structured_update;
 mod yaml_update;
 
 use std::collections::BTreeMap;
@@ -79,6 +83,13 @@ pub const REGISTRY: &[&Step] = &[
     &git_open_pr::STEP,
     &argocd_update::STEP,
     &argocd_wait::STEP,
+    &structured_update::JSON,
+    &structured_update::TOML,
+    &parse::JSON,
+    &parse::YAML,
+    &parse::TOML,
+    &compose_output::STEP,
+    &fail::STEP,
 ];
 
 /// The step kind named `uses`.

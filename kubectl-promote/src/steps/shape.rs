@@ -33,6 +33,7 @@ impl Shape {
                 })
                 .collect::<Vec<_>>()
                 .join(", "),
+            Any => "(any keys: the outputs)".into(),
             _ => String::new(),
         }
     }

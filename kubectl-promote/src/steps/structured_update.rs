@@ -1,0 +1,264 @@
+//! `json-update` and `toml-update`: set scalar values in a JSON or TOML file of a checkout, moving
+//! nothing else. `json-update` follows tidwall/sjson, as Kargo's: missing keys are created
+//! (`json_edit`). `toml-update` follows Kargo's own TOML editor: the key must exist and hold a
+//! scalar; its value is replaced in place (`toml_edit` keeps every other byte). Both output
+//! `commitMessage` as Kargo words it.
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{Runtime, StepError, StepResult, config, fail, utf8};
+
+#[derive(Deserialize)]
+struct Update {
+    key: String,
+    value: Value,
+}
+
+#[derive(Deserialize)]
+struct Config {
+    path: String,
+    updates: Vec<Update>,
+}
+
+fn scalar(step: &str, u: &Update) -> Result<(), StepError> {
+    match u.value {
+        Value::String(_) | Value::Number(_) | Value::Bool(_) => Ok(()),
+        _ => Err(fail(format!(
+            "{step}: value for key {:?} is not a scalar type",
+            u.key
+        ))),
+    }
+}
+
+/// A value as sjson writes it.
+fn json_raw(v: &Value) -> String {
+    match v {
+        Value::String(s) => crate::json_edit::stringify(s),
+        other => other.to_string(),
+    }
+}
+
+/// Kargo's `%q` / `%v` in commit messages.
+fn go_show(v: &Value) -> String {
+    match v {
+        Value::String(s) => format!("{s:?}"),
+        other => other.to_string(),
+    }
+}
+
+/// Kargo's key split for TOML (its `sjson.SplitKey`): `\.` and `\:` escape, a leading `:` is
+/// dropped.
+fn toml_key(key: &str) -> Result<Vec<String>, String> {
+    let key = key.trim();
+    if key.is_empty() {
+        return Err("empty key".into());
+    }
+    let mut parts = Vec::new();
+    let mut cur = String::new();
+    let mut escaped = false;
+    for c in key.chars() {
+        if escaped {
+            match c {
+                '.' | ':' => cur.push(c),
+                _ => return Err(format!("invalid escape sequence in key {key:?}")),
+            }
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' => escaped = true,
+            '.' if cur.is_empty() => return Err(format!("empty key part in key {key:?}")),
+            '.' => parts.push(std::mem::take(&mut cur)),
+            ':' if !cur.is_empty() => return Err(format!("unexpected colon in key {key:?}")),
+            ':' => {}
+            c => cur.push(c),
+        }
+    }
+    if cur.is_empty() {
+        return Err(format!("empty key part in key {key:?}"));
+    }
+    parts.push(cur);
+    Ok(parts)
+}
+
+/// A TOML value for a scalar.
+fn toml_value(v: &Value) -> Option<toml_edit::Value> {
+    Some(match v {
+        Value::String(s) => toml_edit::Value::from(s.as_str()),
+        Value::Bool(b) => toml_edit::Value::from(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => toml_edit::Value::from(i),
+            None => toml_edit::Value::from(n.as_f64()?),
+        },
+        _ => return None,
+    })
+}
+
+/// Replace the scalar at `key` in `doc`; what it now reads (for the commit message).
+fn toml_set(doc: &mut toml_edit::DocumentMut, key: &str, v: &Value) -> Result<String, String> {
+    let parts = toml_key(key)?;
+    set_in_table_like(doc.as_table_mut(), &parts, key, v)
+}
+
+fn set_in_table_like(
+    t: &mut toml_edit::Table,
+    rest: &[String],
+    key: &str,
+    v: &Value,
+) -> Result<String, String> {
+    let not_found = || format!("error finding key {key}: key path not found");
+    let (first, tail) = rest.split_first().ok_or_else(|| {
+        format!("error finding key {key}: key path addresses a table instead of a scalar node")
+    })?;
+    match t.get_mut(first).ok_or_else(not_found)? {
+        toml_edit::Item::Table(inner) => set_in_table_like(inner, tail, key, v),
+        toml_edit::Item::Value(val) => set_in_value(val, tail, key, v),
+        toml_edit::Item::ArrayOfTables(a) => {
+            let (i, tail) = tail.split_first().ok_or_else(not_found)?;
+            let i: usize = i.parse().map_err(|_| not_found())?;
+            set_in_table_like(a.get_mut(i).ok_or_else(not_found)?, tail, key, v)
+        }
+        toml_edit::Item::None => Err(not_found()),
+    }
+}
+
+/// Walk the rest of the path inside a value (inline tables, arrays) and replace the scalar.
+fn set_in_value(
+    val: &mut toml_edit::Value,
+    rest: &[String],
+    key: &str,
+    v: &Value,
+) -> Result<String, String> {
+    let not_found = || format!("error finding key {key}: key path not found");
+    if let Some((first, tail)) = rest.split_first() {
+        let next = match val {
+            toml_edit::Value::InlineTable(t) => t.get_mut(first).ok_or_else(not_found)?,
+            toml_edit::Value::Array(a) => {
+                let i: usize = first.parse().map_err(|_| not_found())?;
+                a.get_mut(i).ok_or_else(not_found)?
+            }
+            _ => return Err(not_found()),
+        };
+        return set_in_value(next, tail, key, v);
+    }
+    if matches!(val, toml_edit::Value::InlineTable(_) | toml_edit::Value::Array(_)) {
+        return Err(format!(
+            "error finding key {key}: key path addresses {} instead of a scalar node",
+            if val.is_array() { "an array" } else { "an inline table" }
+        ));
+    }
+    let mut new = toml_value(v).ok_or_else(|| format!("value for key {key:?} is not a TOML scalar type"))?;
+    *new.decor_mut() = val.decor().clone();
+    let shown = new.clone().decorated("", "").to_string();
+    *val = new;
+    Ok(shown)
+}
+
+fn run_json(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepError> {
+    let cfg: Config = config("json-update", cfg)?;
+    let (co, rel) = rt.resolve(&cfg.path)?;
+    let Some(data) = co.checkout.read(&rel)? else {
+        return Err(fail(format!("json-update: {} does not exist in the checkout of {}", cfg.path, co.repo_url)));
+    };
+    let mut text = utf8(&cfg.path, data)?;
+    let original = text.clone();
+    for u in &cfg.updates {
+        scalar("json-update", u)?;
+        text = crate::json_edit::set(&text, &u.key, &json_raw(&u.value))
+            .map_err(|e| fail(format!("json-update: error setting key {:?} in {}: {e}", u.key, cfg.path)))?;
+    }
+    if text != original {
+        co.checkout.write(&rel, text.into_bytes())?;
+    }
+    let mut msg = format!("Updated {}\n", cfg.path);
+    for u in &cfg.updates {
+        msg.push_str(&format!("\n- {}: {}", u.key, go_show(&u.value)));
+    }
+    Ok(StepResult::ok(
+        json!({ "commitMessage": msg }),
+        format!("{}: {} key(s) set", cfg.path, cfg.updates.len()),
+    ))
+}
+
+fn run_toml(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepError> {
+    let cfg: Config = config("toml-update", cfg)?;
+    let (co, rel) = rt.resolve(&cfg.path)?;
+    let Some(data) = co.checkout.read(&rel)? else {
+        return Err(fail(format!("toml-update: {} does not exist in the checkout of {}", cfg.path, co.repo_url)));
+    };
+    let text = utf8(&cfg.path, data)?;
+    let mut doc: toml_edit::DocumentMut = text
+        .parse()
+        .map_err(|e| fail(format!("toml-update: could not parse {}: {e}", cfg.path)))?;
+    let mut msg = format!("Updated {}\n", cfg.path);
+    for u in &cfg.updates {
+        scalar("toml-update", u)?;
+        let shown = toml_set(&mut doc, &u.key, &u.value)
+            .map_err(|e| fail(format!("toml-update: {} in {}", e, cfg.path)))?;
+        msg.push_str(&format!("\n- {}: {shown}", u.key));
+    }
+    let out = doc.to_string();
+    if out != text {
+        co.checkout.write(&rel, out.into_bytes())?;
+    }
+    Ok(StepResult::ok(
+        json!({ "commitMessage": msg }),
+        format!("{}: {} key(s) set", cfg.path, cfg.updates.len()),
+    ))
+}
+
+use super::shape::*;
+
+const UPDATE: Shape = Obj(&[("key", true, Str), ("value", true, Any)]);
+const UPDATES: Shape = Obj(&[("path", true, Path), ("updates", true, Arr(&UPDATE))]);
+
+/// The registry entries (`steps::REGISTRY`).
+pub(super) const JSON: super::Step = super::Step {
+    name: "json-update",
+    summary: "set values in a JSON file (sjson paths; missing keys are created), moving nothing else",
+    shape: &UPDATES,
+    run: |cfg, rt, _| run_json(cfg, rt),
+    remote: false,
+    outputs: &["commitMessage"],
+    verify_recorded: None,
+};
+/// `toml-update`.
+pub(super) const TOML: super::Step = super::Step {
+    name: "toml-update",
+    summary: "set existing scalar values in a TOML file, moving nothing else",
+    run: |cfg, rt, _| run_toml(cfg, rt),
+    ..JSON
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn toml_update(text: &str, key: &str, v: Value) -> Result<String, String> {
+        let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e| format!("{e}"))?;
+        toml_set(&mut doc, key, &v)?;
+        Ok(doc.to_string())
+    }
+
+    #[test]
+    fn toml_values_are_replaced_in_place() {
+        let text = "# app\n[image]\ntag = \"1.0\"   # pinned\nrepo = 'x'\n\n[[servers]]\nport = 80\n[[servers]]\nport = 81\n\n[inline]\nt = { a = 1, b = [1, 2] }\n";
+        assert_eq!(
+            toml_update(text, "image.tag", json!("2.0")).unwrap(),
+            text.replace("\"1.0\"", "\"2.0\"")
+        );
+        assert_eq!(
+            toml_update(text, "servers.1.port", json!(8081)).unwrap(),
+            text.replace("port = 81", "port = 8081")
+        );
+        assert_eq!(
+            toml_update(text, "inline.t.b.0", json!(9)).unwrap(),
+            text.replace("b = [1, 2]", "b = [9, 2]")
+        );
+        assert!(toml_update(text, "image.missing", json!(1)).unwrap_err().contains("key path not found"));
+        assert!(toml_update(text, "image", json!(1)).unwrap_err().contains("instead of a scalar"));
+        assert_eq!(toml_key(r"a\.b.:c").unwrap(), ["a.b", "c"]);
+        assert!(toml_key("a..b").is_err());
+    }
+}
