@@ -162,7 +162,9 @@ fn items(s: &[u8], start: usize) -> Result<Vec<(usize, usize)>, String> {
 /// A string as sjson writes it: bare when it needs no escaping, else as Go's `json.Marshal`
 /// writes it (which also escapes `<`, `>`, `&`, U+2028 and U+2029).
 pub fn stringify(v: &str) -> String {
-    let plain = v.bytes().all(|b| (b' '..=0x7f).contains(&b) && b != b'"' && b != b'\\');
+    let plain = v
+        .bytes()
+        .all(|b| (b' '..=0x7f).contains(&b) && b != b'"' && b != b'\\');
     if plain {
         return format!("\"{v}\"");
     }
@@ -174,7 +176,9 @@ pub fn stringify(v: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => out.push_str(&format!("\\u{:04x}", c as u32)),
+            '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
+                out.push_str(&format!("\\u{:04x}", c as u32))
+            }
             c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
             c => out.push(c),
         }
@@ -310,10 +314,22 @@ mod tests {
     fn missing_keys_and_items_are_built_as_sjson_builds_them() {
         assert_eq!(set("{\"a\":1}", "b", "2").unwrap(), "{\"b\":2,\"a\":1}");
         assert_eq!(set("{}", "a.b", "true").unwrap(), "{\"a\":{\"b\":true}}");
-        assert_eq!(set("{\"a\":1}", "x.0.y", "1").unwrap(), "{\"x\":[{\"y\":1}],\"a\":1}");
-        assert_eq!(set("{\"n\":[1, 2]}", "n.-1", "3").unwrap(), "{\"n\":[1, 2,3]}");
-        assert_eq!(set("{\"n\":[1]}", "n.3", "4").unwrap(), "{\"n\":[1,null,null,4]}");
-        assert_eq!(set("{\"1\":\"a\"}", ":1", "\"b\"").unwrap(), "{\"1\":\"b\"}");
+        assert_eq!(
+            set("{\"a\":1}", "x.0.y", "1").unwrap(),
+            "{\"x\":[{\"y\":1}],\"a\":1}"
+        );
+        assert_eq!(
+            set("{\"n\":[1, 2]}", "n.-1", "3").unwrap(),
+            "{\"n\":[1, 2,3]}"
+        );
+        assert_eq!(
+            set("{\"n\":[1]}", "n.3", "4").unwrap(),
+            "{\"n\":[1,null,null,4]}"
+        );
+        assert_eq!(
+            set("{\"1\":\"a\"}", ":1", "\"b\"").unwrap(),
+            "{\"1\":\"b\"}"
+        );
         assert_eq!(set("{\"a.b\":1}", "a\\.b", "2").unwrap(), "{\"a.b\":2}");
         assert!(set("{}", "a.*", "1").is_err());
         assert!(set("{\"a\": [1]}", "a.x", "1").is_err());
@@ -322,7 +338,10 @@ mod tests {
     #[test]
     fn strings_are_written_as_go_writes_them() {
         assert_eq!(stringify("1.2.3"), "\"1.2.3\"");
-        assert_eq!(stringify("a<b>&\"c\""), "\"a\\u003cb\\u003e\\u0026\\\"c\\\"\"");
+        assert_eq!(
+            stringify("a<b>&\"c\""),
+            "\"a\\u003cb\\u003e\\u0026\\\"c\\\"\""
+        );
         assert_eq!(stringify("é"), "\"é\"");
     }
 }

@@ -257,12 +257,18 @@ fn a_bad_step_config_is_refused_before_anything_is_written() {
 #[test]
 fn an_unknown_step_kind_lists_the_registry() {
     let src = files(
-        vec![direct("dev", json!([{"uses": "git-frobnicate", "config": {}}]))],
+        vec![direct(
+            "dev",
+            json!([{"uses": "git-frobnicate", "config": {}}]),
+        )],
         vec![freight("v1", "1.25")],
     );
     let e = plan(&src, "dev", None, Some("v1")).unwrap_err();
     let text = e.to_string();
-    assert!(text.contains("unknown step kind \"git-frobnicate\""), "{text}");
+    assert!(
+        text.contains("unknown step kind \"git-frobnicate\""),
+        "{text}"
+    );
     for s in crate::steps::REGISTRY {
         assert!(text.contains(s.name), "{} in {text}", s.name);
     }

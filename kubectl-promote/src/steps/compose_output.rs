@@ -11,7 +11,10 @@ fn run(cfg: &Value, _: &mut Runtime<'_>) -> Result<StepResult, StepError> {
             cfg.clone(),
             format!("composed {} output(s)", m.len()),
         )),
-        Value::Null => Ok(StepResult::ok(Value::Object(Default::default()), "composed nothing")),
+        Value::Null => Ok(StepResult::ok(
+            Value::Object(Default::default()),
+            "composed nothing",
+        )),
         other => Err(fail(format!(
             "compose-output: config must be a map of output names to values, got {other}"
         ))),

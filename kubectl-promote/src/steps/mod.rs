@@ -22,6 +22,7 @@ mod git_clone;
 mod git_commit;
 mod git_open_pr;
 mod git_push;
+mod helm_template;
 mod helm_update_image;
 mod kustomize_build;
 mod kustomize_set_image;
@@ -78,6 +79,7 @@ pub const REGISTRY: &[&Step] = &[
     &kustomize_build::STEP,
     &yaml_update::STEP,
     &helm_update_image::STEP,
+    &helm_template::STEP,
     &git_commit::STEP,
     &git_push::STEP,
     &git_open_pr::STEP,

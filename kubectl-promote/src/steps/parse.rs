@@ -51,7 +51,9 @@ fn run(format: Format, cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, 
     let step = format.step();
     let cfg: Config = config(step, cfg)?;
     if cfg.outputs.is_empty() {
-        return Err(fail(format!("{step}: outputs must name at least one output")));
+        return Err(fail(format!(
+            "{step}: outputs must name at least one output"
+        )));
     }
     let (co, rel) = rt.resolve(&cfg.path)?;
     let Some(data) = co.checkout.read(&rel)? else {
@@ -116,9 +118,15 @@ mod tests {
 
     #[test]
     fn each_format_parses_into_the_same_values() {
-        let json = Format::Json.parse(r#"{"image": {"tag": "1.2"}, "n": 3}"#).unwrap();
-        let yaml = Format::Yaml.parse("image:\n  tag: \"1.2\"\nn: 3\n").unwrap();
-        let toml = Format::Toml.parse("n = 3\n[image]\ntag = \"1.2\"\n").unwrap();
+        let json = Format::Json
+            .parse(r#"{"image": {"tag": "1.2"}, "n": 3}"#)
+            .unwrap();
+        let yaml = Format::Yaml
+            .parse("image:\n  tag: \"1.2\"\nn: 3\n")
+            .unwrap();
+        let toml = Format::Toml
+            .parse("n = 3\n[image]\ntag = \"1.2\"\n")
+            .unwrap();
         assert_eq!(json, yaml);
         assert_eq!(json["image"], toml["image"]);
         assert!(Format::Json.parse("{").is_err());

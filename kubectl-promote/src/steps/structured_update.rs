@@ -142,13 +142,21 @@ fn set_in_value(
         };
         return set_in_value(next, tail, key, v);
     }
-    if matches!(val, toml_edit::Value::InlineTable(_) | toml_edit::Value::Array(_)) {
+    if matches!(
+        val,
+        toml_edit::Value::InlineTable(_) | toml_edit::Value::Array(_)
+    ) {
         return Err(format!(
             "error finding key {key}: key path addresses {} instead of a scalar node",
-            if val.is_array() { "an array" } else { "an inline table" }
+            if val.is_array() {
+                "an array"
+            } else {
+                "an inline table"
+            }
         ));
     }
-    let mut new = toml_value(v).ok_or_else(|| format!("value for key {key:?} is not a TOML scalar type"))?;
+    let mut new =
+        toml_value(v).ok_or_else(|| format!("value for key {key:?} is not a TOML scalar type"))?;
     *new.decor_mut() = val.decor().clone();
     let shown = new.clone().decorated("", "").to_string();
     *val = new;
@@ -159,14 +167,21 @@ fn run_json(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepError> 
     let cfg: Config = config("json-update", cfg)?;
     let (co, rel) = rt.resolve(&cfg.path)?;
     let Some(data) = co.checkout.read(&rel)? else {
-        return Err(fail(format!("json-update: {} does not exist in the checkout of {}", cfg.path, co.repo_url)));
+        return Err(fail(format!(
+            "json-update: {} does not exist in the checkout of {}",
+            cfg.path, co.repo_url
+        )));
     };
     let mut text = utf8(&cfg.path, data)?;
     let original = text.clone();
     for u in &cfg.updates {
         scalar("json-update", u)?;
-        text = crate::json_edit::set(&text, &u.key, &json_raw(&u.value))
-            .map_err(|e| fail(format!("json-update: error setting key {:?} in {}: {e}", u.key, cfg.path)))?;
+        text = crate::json_edit::set(&text, &u.key, &json_raw(&u.value)).map_err(|e| {
+            fail(format!(
+                "json-update: error setting key {:?} in {}: {e}",
+                u.key, cfg.path
+            ))
+        })?;
     }
     if text != original {
         co.checkout.write(&rel, text.into_bytes())?;
@@ -185,7 +200,10 @@ fn run_toml(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepError> 
     let cfg: Config = config("toml-update", cfg)?;
     let (co, rel) = rt.resolve(&cfg.path)?;
     let Some(data) = co.checkout.read(&rel)? else {
-        return Err(fail(format!("toml-update: {} does not exist in the checkout of {}", cfg.path, co.repo_url)));
+        return Err(fail(format!(
+            "toml-update: {} does not exist in the checkout of {}",
+            cfg.path, co.repo_url
+        )));
     };
     let text = utf8(&cfg.path, data)?;
     let mut doc: toml_edit::DocumentMut = text
@@ -256,8 +274,16 @@ mod tests {
             toml_update(text, "inline.t.b.0", json!(9)).unwrap(),
             text.replace("b = [1, 2]", "b = [9, 2]")
         );
-        assert!(toml_update(text, "image.missing", json!(1)).unwrap_err().contains("key path not found"));
-        assert!(toml_update(text, "image", json!(1)).unwrap_err().contains("instead of a scalar"));
+        assert!(
+            toml_update(text, "image.missing", json!(1))
+                .unwrap_err()
+                .contains("key path not found")
+        );
+        assert!(
+            toml_update(text, "image", json!(1))
+                .unwrap_err()
+                .contains("instead of a scalar")
+        );
         assert_eq!(toml_key(r"a\.b.:c").unwrap(), ["a.b", "c"]);
         assert!(toml_key("a..b").is_err());
     }

@@ -438,3 +438,252 @@ images: [{{repoURL: nginx, tag: "1"}}]
     );
     assert!(git(&bare, &["ls-tree", "--name-only", "ops2"]).is_empty());
 }
+
+/// The helm binary the tests use (`scripts/test` builds it; CI requires it).
+fn helm() -> Option<PathBuf> {
+    match std::env::var("PROMOTE_HELM") {
+        Ok(p) => Some(PathBuf::from(p)),
+        Err(_) if std::env::var("PROMOTE_REAL_KUBE_REQUIRED").is_ok_and(|v| v == "1") => {
+            panic!(
+                "PROMOTE_HELM is not set: scripts/test builds helm with scripts/kube-build --helm"
+            )
+        }
+        Err(_) => None,
+    }
+}
+
+#[test]
+fn helm_template_renders_with_the_real_helm() {
+    let Some(helm) = helm() else {
+        eprintln!("skipped: helm is not built (scripts/test builds it when Go is installed)");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let seed = tmp.path().join("seed");
+    std::fs::create_dir_all(&seed).unwrap();
+    let run = |cmd: &mut Command| {
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{cmd:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    run(Command::new(&helm)
+        .args(["create", "web"])
+        .current_dir(&seed));
+    std::fs::create_dir_all(seed.join("env")).unwrap();
+    std::fs::write(seed.join("env/test.yaml"), "replicaCount: 3\n").unwrap();
+    git(&seed, &["init", "-q", "-b", "main"]);
+    git(&seed, &["add", "-A"]);
+    git(&seed, &["commit", "-q", "-m", "chart"]);
+    let bare = tmp.path().join("charts.git");
+    git(
+        tmp.path(),
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            seed.to_str().unwrap(),
+            bare.to_str().unwrap(),
+        ],
+    );
+    git(&bare, &["config", "uploadpack.allowFilter", "true"]);
+    git(&bare, &["config", "uploadpack.allowAnySHA1InWant", "true"]);
+    let url = format!("file://{}", bare.display());
+    let manifests = tmp.path().join("kargo");
+    std::fs::create_dir_all(&manifests).unwrap();
+    let render = |out: &str, layout: &str| {
+        format!(
+            "      - uses: helm-template\n        config: {{path: ./src/web, releaseName: web, outPath: {out}, {layout}valuesFiles: [./src/env/test.yaml, ./src/env/missing.yaml], ignoreMissingValueFiles: true, setValues: [{{key: image.tag, value: \"${{{{ imageFrom('nginx').Tag }}}}\"}}]}}\n"
+        )
+    };
+    let stage = format!(
+        "apiVersion: kargo.akuity.io/v1alpha1\nkind: Stage\nmetadata: {{name: test, namespace: demo}}\nspec:\n  requestedFreight:\n  - origin: {{kind: Warehouse, name: w}}\n    sources: {{direct: true}}\n  promotionTemplate:\n    spec:\n      steps:\n      - uses: git-clone\n        config: {{repoURL: {url}, checkout: [{{branch: main, path: ./src}}, {{branch: stage/test, create: true, path: ./out}}]}}\n{}{}{}      - uses: git-commit\n        config: {{path: ./out, message: render}}\n      - uses: git-push\n        config: {{path: ./out}}\n---\napiVersion: kargo.akuity.io/v1alpha1\nkind: Freight\nmetadata: {{namespace: demo}}\nalias: a\norigin: {{kind: Warehouse, name: w}}\nimages: [{{repoURL: nginx, tag: 1.27.3}}]\n",
+        render("./out/all.yaml", ""),
+        render("./out/flat", "outLayout: flat, "),
+        render("./out/helm", "")
+    );
+    std::fs::write(manifests.join("stage.yaml"), stage).unwrap();
+    let path = format!(
+        "{}:{}",
+        helm.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new(bin("kubectl-promote").unwrap())
+        .args(["stage/test", "--freight-alias", "a", "--local"])
+        .arg(&manifests)
+        .arg("-n")
+        .arg("demo")
+        .arg("--cache-dir")
+        .arg(tmp.path().join("cache"))
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The single file is what helm template prints for the same inputs.
+    let expected = run(Command::new(&helm)
+        .args([
+            "template",
+            "web",
+            "web",
+            "--namespace",
+            "demo",
+            "--values",
+            "env/test.yaml",
+            "--set",
+            "image.tag=1.27.3",
+        ])
+        .current_dir(&seed));
+    let all = git(&bare, &["show", "stage/test:all.yaml"]);
+    assert_eq!(format!("{all}\n"), expected.trim().to_owned() + "\n");
+    assert!(
+        all.contains("replicas: 3") && all.contains("nginx:1.27.3"),
+        "{all}"
+    );
+    let tree = git(&bare, &["ls-tree", "-r", "--name-only", "stage/test"]);
+    for f in [
+        "flat/apps-deployment-web.yaml",
+        "flat/service-web.yaml",
+        "flat/serviceaccount-web.yaml",
+        "helm/web/templates/deployment.yaml",
+        "helm/web/templates/service.yaml",
+    ] {
+        assert!(tree.lines().any(|l| l == f), "{f} in\n{tree}\n{text}");
+    }
+    // A values file that is neither there nor optional fails before anything is written.
+    let strict = std::fs::read_to_string(manifests.join("stage.yaml"))
+        .unwrap()
+        .replacen(
+            "ignoreMissingValueFiles: true",
+            "ignoreMissingValueFiles: false",
+            1,
+        );
+    std::fs::write(manifests.join("stage.yaml"), strict).unwrap();
+    let out = Command::new(bin("kubectl-promote").unwrap())
+        .args([
+            "stage/test",
+            "--freight-alias",
+            "a",
+            "-n",
+            "demo",
+            "--local",
+        ])
+        .arg(&manifests)
+        .arg("--cache-dir")
+        .arg(tmp.path().join("cache"))
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("values file \"./src/env/missing.yaml\" does not exist"),
+        "{text}"
+    );
+}
+
+#[test]
+fn structured_files_are_edited_and_read_byte_faithfully() {
+    let tmp = tempfile::tempdir().unwrap();
+    let json_text = "{\n  \"image\": { \"tag\": \"1.0\" },\n  \"replicas\": 2\n}\n";
+    let toml_text = "# app settings\n[image]\ntag = \"1.0\"  # pinned\n\n[[ports]]\nnumber = 80\n";
+    let yaml_text = "owner: team-web\n";
+    let bare = bare_repo(
+        tmp.path(),
+        "cfg",
+        &[
+            ("app.json", json_text),
+            ("app.toml", toml_text),
+            ("meta.yaml", yaml_text),
+        ],
+    );
+    let url = format!("file://{}", bare.display());
+    let manifests = tmp.path().join("kargo");
+    std::fs::create_dir_all(&manifests).unwrap();
+    let stage = format!(
+        r#"apiVersion: kargo.akuity.io/v1alpha1
+kind: Stage
+metadata: {{name: cfg, namespace: demo}}
+spec:
+  requestedFreight:
+  - origin: {{kind: Warehouse, name: w}}
+    sources: {{direct: true}}
+  promotionTemplate:
+    spec:
+      steps:
+      - uses: git-clone
+        config: {{repoURL: {url}, checkout: [{{branch: main, path: ./src}}]}}
+      - uses: json-update
+        as: json
+        config: {{path: ./src/app.json, updates: [{{key: image.tag, value: "${{{{ imageFrom('nginx').Tag }}}}"}}, {{key: region, value: eu}}]}}
+      - uses: toml-update
+        as: toml
+        config: {{path: ./src/app.toml, updates: [{{key: image.tag, value: "2.0"}}, {{key: ports.0.number, value: 8080}}]}}
+      - uses: json-parse
+        as: parsed
+        config: {{path: ./src/app.json, outputs: [{{name: tag, fromExpression: image.tag}}, {{name: replicas, fromExpression: replicas}}]}}
+      - uses: yaml-parse
+        as: meta
+        config: {{path: ./src/meta.yaml, outputs: [{{name: owner, fromExpression: owner}}]}}
+      - uses: compose-output
+        as: summary
+        config: {{line: "${{{{ outputs.meta.owner }}}} runs ${{{{ outputs.parsed.tag }}}} x${{{{ outputs.parsed.replicas }}}}"}}
+      - uses: file-write
+        config: {{path: ./src/SUMMARY, contents: "${{{{ outputs.summary.line }}}}"}}
+      - uses: fail
+        if: ${{{{ outputs.parsed.replicas > 5 }}}}
+        config: {{message: too many replicas}}
+      - uses: git-commit
+        config: {{path: ./src, message: "${{{{ outputs.json.commitMessage }}}}"}}
+      - uses: git-push
+        config: {{path: ./src}}
+      - uses: fail
+        config: {{message: stop here}}
+---
+apiVersion: kargo.akuity.io/v1alpha1
+kind: Freight
+metadata: {{namespace: demo}}
+alias: a
+origin: {{kind: Warehouse, name: w}}
+images: [{{repoURL: nginx, tag: "1.27.3"}}]
+"#
+    );
+    std::fs::write(manifests.join("cfg.yaml"), stage).unwrap();
+    let out = Command::new(bin("kubectl-promote").unwrap())
+        .args(["stage/cfg", "--freight-alias", "a", "--local"])
+        .arg(&manifests)
+        .arg("--cache-dir")
+        .arg(tmp.path().join("cache"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    // The last step fails on purpose, as Kargo's fail does; everything before it landed.
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("PHASE      Failed") && text.contains("failed: stop here"),
+        "{text}"
+    );
+    assert_eq!(
+        git(&bare, &["show", "main:app.json"]),
+        "{\"region\":\"eu\",\n  \"image\": { \"tag\": \"1.27.3\" },\n  \"replicas\": 2\n}"
+    );
+    assert_eq!(
+        git(&bare, &["show", "main:app.toml"]),
+        "# app settings\n[image]\ntag = \"2.0\"  # pinned\n\n[[ports]]\nnumber = 8080"
+    );
+    assert_eq!(
+        git(&bare, &["show", "main:SUMMARY"]),
+        "team-web runs 1.27.3 x2"
+    );
+    let message = git(&bare, &["log", "-1", "--format=%B", "main"]);
+    assert_eq!(
+        message,
+        "Updated ./src/app.json\n\n- image.tag: \"1.27.3\"\n- region: \"eu\""
+    );
+}
