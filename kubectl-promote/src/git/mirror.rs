@@ -526,6 +526,47 @@ impl Mirror {
         ))
     }
 
+    /// Write an annotated tag object `name` for `commit` (no ref is created: the mirror is shared
+    /// by concurrent promotions; `git-push` pushes the object).
+    pub fn make_tag(
+        &self,
+        commit: &str,
+        name: &str,
+        message: &str,
+        tagger: Option<(&str, &str)>,
+    ) -> Result<Oid, GitError> {
+        let config = |k: &str| self.git(&["config", k]).ok().map(|v| v.trim().to_owned());
+        let (who, email) = match tagger {
+            Some((n, e)) => (n.to_owned(), e.to_owned()),
+            None => (
+                config("user.name").unwrap_or_else(|| "kubectl-promote".into()),
+                config("user.email").unwrap_or_else(|| "kubectl-promote@localhost".into()),
+            ),
+        };
+        let now = jiff::Timestamp::now().as_second();
+        let mut text = format!(
+            "object {commit}\ntype commit\ntag {name}\ntagger {who} <{email}> {now} +0000\n\n{message}"
+        );
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+        Ok(self
+            .git_input(&["mktag"], Some(text.as_bytes()))?
+            .trim()
+            .to_owned())
+    }
+
+    /// Whether tag `name` exists on the remote.
+    pub fn remote_tag_exists(&self, name: &str) -> Result<bool, GitError> {
+        let out = self.git(&[
+            "ls-remote",
+            "--tags",
+            "origin",
+            &format!("refs/tags/{name}"),
+        ])?;
+        Ok(!out.trim().is_empty())
+    }
+
     /// Push `commit` to a full ref name (tags).
     pub fn push_ref(&self, commit: &str, refname: &str, force: bool) -> Result<(), GitError> {
         let spec = format!("{}{commit}:{refname}", if force { "+" } else { "" });

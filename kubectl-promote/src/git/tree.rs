@@ -41,6 +41,8 @@ pub struct Checkout {
     local: Vec<LocalCommit>,
     /// Every path changed since the checkout started (for summaries).
     touched: std::collections::BTreeSet<String>,
+    /// Annotated tags made here (`git-tag`), not pushed yet: name → (tag object, forced).
+    pub tags: BTreeMap<String, (Oid, bool)>,
 }
 
 /// Normalize a repository-relative path: no absolute paths, no `..`, no empty parts.
@@ -135,6 +137,7 @@ impl Checkout {
             edits: BTreeMap::new(),
             local: Vec::new(),
             touched: Default::default(),
+            tags: BTreeMap::new(),
         })
     }
 
@@ -164,6 +167,7 @@ impl Checkout {
             edits: BTreeMap::new(),
             local: Vec::new(),
             touched: Default::default(),
+            tags: BTreeMap::new(),
         })
     }
 

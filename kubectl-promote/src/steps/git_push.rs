@@ -146,7 +146,16 @@ pub(super) fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepE
         ));
     }
     if !cfg.tag.is_empty() {
-        mirror.push_ref(&head, &format!("refs/tags/{}", cfg.tag), false)?;
+        // An annotated tag git-tag made is pushed as it is; otherwise the commit is tagged
+        // lightweight, as Kargo does without git-tag.
+        let (object, forced) = co
+            .checkout
+            .tags
+            .get(&cfg.tag)
+            .cloned()
+            .unwrap_or_else(|| (head.clone(), false));
+        mirror.push_ref(&object, &format!("refs/tags/{}", cfg.tag), forced)?;
+        co.checkout.tags.remove(&cfg.tag);
         return Ok(StepResult::ok(
             json!({ "commit": head }),
             format!("tagged {} as {:?}", &head[..12.min(head.len())], cfg.tag),

@@ -22,6 +22,7 @@ mod git_clone;
 mod git_commit;
 mod git_open_pr;
 mod git_push;
+mod git_tag;
 mod helm_template;
 mod helm_update_image;
 mod kustomize_build;
@@ -81,6 +82,7 @@ pub const REGISTRY: &[&Step] = &[
     &helm_update_image::STEP,
     &helm_template::STEP,
     &git_commit::STEP,
+    &git_tag::STEP,
     &git_push::STEP,
     &git_open_pr::STEP,
     &argocd_update::STEP,

@@ -687,3 +687,53 @@ images: [{{repoURL: nginx, tag: "1.27.3"}}]
         "Updated ./src/app.json\n\n- image.tag: \"1.27.3\"\n- region: \"eu\""
     );
 }
+
+#[test]
+fn git_tag_makes_an_annotated_tag_that_git_push_publishes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bare = bare_repo(tmp.path(), "tags", &[("README", "x\n")]);
+    let url = format!("file://{}", bare.display());
+    let manifests = tmp.path().join("kargo");
+    std::fs::create_dir_all(&manifests).unwrap();
+    let write = |force: bool, content: &str| {
+        let stage = format!(
+            "apiVersion: kargo.akuity.io/v1alpha1\nkind: Stage\nmetadata: {{name: rel, namespace: demo}}\nspec:\n  requestedFreight:\n  - origin: {{kind: Warehouse, name: w}}\n    sources: {{direct: true}}\n  promotionTemplate:\n    spec:\n      steps:\n      - uses: git-clone\n        config: {{repoURL: {url}, checkout: [{{branch: main, path: ./src}}], author: {{name: Rel Bot, email: rel@example.com}}}}\n      - uses: file-write\n        config: {{path: ./src/VERSION, contents: \"{content}\", overwrite: true}}\n      - uses: git-commit\n        config: {{path: ./src, message: release}}\n      - uses: git-tag\n        as: tag\n        config: {{path: ./src, tag: v1, message: \"Release ${{{{ ctx.stage }}}}\", force: {force}}}\n      - uses: git-push\n        config: {{path: ./src}}\n      - uses: git-push\n        config: {{path: ./src, tag: v1}}\n---\napiVersion: kargo.akuity.io/v1alpha1\nkind: Freight\nmetadata: {{namespace: demo}}\nalias: a\norigin: {{kind: Warehouse, name: w}}\nimages: [{{repoURL: nginx, tag: \"1\"}}]\n"
+        );
+        std::fs::write(manifests.join("rel.yaml"), stage).unwrap();
+        Command::new(bin("kubectl-promote").unwrap())
+            .args(["stage/rel", "--freight-alias", "a", "--local"])
+            .arg(&manifests)
+            .arg("--cache-dir")
+            .arg(tmp.path().join("cache"))
+            .output()
+            .unwrap()
+    };
+    let (out, _) = ok(&write(false, "1.0"));
+    assert!(out.contains("PHASE      Succeeded"), "{out}");
+    assert_eq!(git(&bare, &["cat-file", "-t", "v1"]), "tag");
+    assert_eq!(
+        git(&bare, &["rev-parse", "v1^{commit}"]),
+        git(&bare, &["rev-parse", "main"])
+    );
+    let tag = git(&bare, &["cat-file", "-p", "v1"]);
+    assert!(
+        tag.contains("tagger Rel Bot <rel@example.com>") && tag.ends_with("Release rel"),
+        "{tag}"
+    );
+    // The tag exists now: without force the next release is refused before its push.
+    let main = git(&bare, &["rev-parse", "main"]);
+    let refused = write(false, "2.0");
+    let text = String::from_utf8_lossy(&refused.stdout);
+    assert!(
+        !refused.status.success() && text.contains("tag \"v1\" already exists"),
+        "{text}"
+    );
+    assert_eq!(git(&bare, &["rev-parse", "main"]), main, "nothing pushed");
+    let (out, _) = ok(&write(true, "2.0"));
+    assert!(out.contains("PHASE      Succeeded"), "{out}");
+    assert_eq!(
+        git(&bare, &["rev-parse", "v1^{commit}"]),
+        git(&bare, &["rev-parse", "main"])
+    );
+    assert_ne!(git(&bare, &["rev-parse", "main"]), main);
+}
