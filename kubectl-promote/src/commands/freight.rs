@@ -10,33 +10,35 @@ use crate::error::{Error, context};
 use crate::kube::{Api, kargo_path};
 use crate::output::Format;
 
+/// An image reference as the distribution grammar reads it (oci-spec's `Reference`): `repo:tag`,
+/// `repo@sha256:...` or both. The repository is kept as written (no `docker.io/library`
+/// defaults), as a Warehouse subscription writes it, so the Freight's name is the one Kargo
+/// computes for the same image.
 fn parse_image(s: &str) -> Result<Image, Error> {
-    let bad = || {
+    let bad = |why: String| {
         Error::Usage(format!(
-            "--image {s:?}: expected REPO:TAG or REPO@sha256:DIGEST"
+            "--image {s:?} is not an image reference ({why}); expected REPO:TAG, REPO@sha256:DIGEST or REPO:TAG@sha256:DIGEST"
         ))
     };
-    if let Some((repo, digest)) = s.split_once('@') {
-        if repo.is_empty() || !digest.contains(':') {
-            return Err(bad());
-        }
-        return Ok(Image {
-            repo_url: repo.into(),
-            digest: digest.into(),
-            ..Default::default()
-        });
-    }
-    let slash = s.rfind('/').map_or(0, |i| i + 1);
-    let (repo, tag) = match s[slash..].rfind(':') {
-        Some(i) => (&s[..slash + i], &s[slash + i + 1..]),
-        None => return Err(bad()),
+    let reference: oci_spec::distribution::Reference =
+        s.parse().map_err(|e: oci_spec::distribution::ParseError| bad(e.to_string()))?;
+    let (base, digest) = match s.split_once('@') {
+        Some((b, _)) => (b, reference.digest().unwrap_or_default().to_owned()),
+        None => (s, String::new()),
     };
-    if repo.is_empty() || tag.is_empty() {
-        return Err(bad());
+    // A tag follows the last path component's colon (a registry port is followed by a '/').
+    let last = base.rfind('/').map_or(0, |i| i + 1);
+    let (repo, tag) = match base[last..].rfind(':') {
+        Some(i) => (&base[..last + i], reference.tag().unwrap_or_default().to_owned()),
+        None => (base, String::new()),
+    };
+    if tag.is_empty() && digest.is_empty() {
+        return Err(bad("it names no tag and no digest".into()));
     }
     Ok(Image {
         repo_url: repo.into(),
-        tag: tag.into(),
+        tag,
+        digest,
         ..Default::default()
     })
 }
@@ -158,12 +160,29 @@ mod tests {
             (i.repo_url.as_str(), i.tag.as_str()),
             ("registry.local:5000/team/app", "1.2.3")
         );
-        let d = parse_image("nginx@sha256:abcd").unwrap();
+        let digest = format!("sha256:{}", "a".repeat(64));
+        let d = parse_image(&format!("nginx@{digest}")).unwrap();
+        assert_eq!((d.repo_url.as_str(), d.digest.as_str()), ("nginx", digest.as_str()));
+        let both = parse_image(&format!("ghcr.io/acme/api:v2.3.1@{digest}")).unwrap();
         assert_eq!(
-            (d.repo_url.as_str(), d.digest.as_str()),
-            ("nginx", "sha256:abcd")
+            (both.repo_url.as_str(), both.tag.as_str(), both.digest.as_str()),
+            ("ghcr.io/acme/api", "v2.3.1", digest.as_str())
         );
+        let port = parse_image(&format!("localhost:5000/app@{digest}")).unwrap();
+        assert_eq!((port.repo_url.as_str(), port.tag.as_str()), ("localhost:5000/app", ""));
         assert!(parse_image("registry.local:5000/team/app").is_err());
+        assert!(parse_image("nginx@sha256:abcd").unwrap_err().to_string().contains("not an image reference"));
+        assert!(parse_image("Nginx:1.0").is_err());
+        assert!(parse_image("nginx:").is_err());
+        // The name is Kargo's: the hash of `Warehouse/<name>:` and `repoURL:tag@digest`.
+        let mut f = Freight::new("demo", FreightOrigin::warehouse("w"));
+        f.images = vec![both];
+        let key = format!("Warehouse/w:ghcr.io/acme/api:v2.3.1@{digest}");
+        let expected = {
+            use sha1::Digest;
+            format!("{:x}", sha1::Sha1::digest(key.as_bytes()))
+        };
+        assert_eq!(promote_api::freight_id::freight_id(&f), expected);
         let c = parse_commit("git@github.com:o/r.git@ABCDEF1234").unwrap();
         assert_eq!(
             (c.repo_url.as_str(), c.id.as_str()),
