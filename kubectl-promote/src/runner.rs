@@ -315,9 +315,78 @@ fn run_one(
     earlier_failed: bool,
     rt: &mut Runtime<'_>,
 ) -> Result<Option<steps::StepResult>, steps::StepError> {
-    match step_config(step, alias, promo_vars, earlier_failed, true, rt)? {
-        Some(cfg) => steps::run(&step.uses, alias, &cfg, rt).map(Some),
-        None => Ok(None),
+    let Some(cfg) = step_config(step, alias, promo_vars, earlier_failed, true, rt)? else {
+        return Ok(None);
+    };
+    let policy = RetryPolicy::of(step)?;
+    let started = Instant::now();
+    let mut errors = 0u32;
+    loop {
+        let err = match steps::run(&step.uses, alias, &cfg, rt) {
+            Ok(r) => return Ok(Some(r)),
+            Err(e) => e,
+        };
+        errors += 1;
+        // Failures are the user's to fix and a stop is a stop: neither is retried.
+        if err.is_failure() || matches!(err, steps::StepError::Stopped(_)) {
+            return Err(err);
+        }
+        let transient = err.is_transient();
+        let allowed = if transient {
+            policy.threshold.max(TRANSIENT_ATTEMPTS)
+        } else {
+            policy.threshold
+        };
+        let wait = rt.retry_backoff * 2u32.saturating_pow(errors - 1).min(32);
+        let out_of_time = started.elapsed() + wait > policy.timeout
+            || rt
+                .cluster
+                .as_ref()
+                .is_some_and(|c| Instant::now() + wait >= c.deadline);
+        if errors >= allowed || out_of_time || crate::interrupt::requested().is_some() {
+            return Err(if errors > 1 {
+                steps::StepError::Retried {
+                    attempts: errors,
+                    last: Box::new(err),
+                }
+            } else {
+                err
+            });
+        }
+        rt.note(&format!(
+            "{alias} ({}): {err}; trying again in {:.1}s (attempt {} of {allowed})",
+            step.uses,
+            wait.as_secs_f64(),
+            errors + 1
+        ));
+        std::thread::sleep(wait);
+    }
+}
+
+/// How many times a transient error (network, HTTP 429 and 5xx, API server timeouts) is tried in
+/// all, whatever `retry.errorThreshold` says; Kargo gives up at the first.
+pub const TRANSIENT_ATTEMPTS: u32 = 4;
+
+/// A step's `retry` (Kargo's fields): how many consecutive errors end it (default 1), and for how
+/// long it may keep retrying (default 5 minutes, and never past `--timeout`).
+struct RetryPolicy {
+    threshold: u32,
+    timeout: std::time::Duration,
+}
+
+impl RetryPolicy {
+    fn of(step: &PromotionStep) -> Result<Self, steps::StepError> {
+        let retry = step.retry.clone().unwrap_or_default();
+        let timeout = match retry.timeout.as_deref() {
+            None | Some("") => std::time::Duration::from_secs(300),
+            Some(t) => promote_api::duration::parse(t).map_err(|e| {
+                steps::StepError::Failed(format!("retry.timeout {t:?} is not a duration: {e}"))
+            })?,
+        };
+        Ok(Self {
+            threshold: retry.error_threshold.max(1),
+            timeout,
+        })
     }
 }
 

@@ -36,6 +36,7 @@ fn settings(cli: &Cli, timeout: Duration, dry_run: bool) -> Settings {
         deadline: Instant::now() + timeout,
         lease_ttl,
         poll_every: QUEUE_POLL,
+        retry_backoff: Duration::from_secs(1),
     }
 }
 

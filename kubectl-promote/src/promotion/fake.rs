@@ -20,8 +20,9 @@ pub struct MemApi {
     pub log: Mutex<Vec<(String, String)>>,
     /// Run once before the first write whose path ends with the key.
     hooks: Mutex<Vec<(String, Hook)>>,
-    /// Fail writes whose path ends with the key, with this code, this many times.
-    failures: Mutex<Vec<(String, u16, usize)>>,
+    /// Fail writes (`false`) or reads (`true`) whose path ends with the key, with this code,
+    /// this many times.
+    failures: Mutex<Vec<(String, u16, usize, bool)>>,
     /// Who `whoami` says we are.
     pub user: Option<String>,
 }
@@ -127,7 +128,15 @@ impl MemApi {
         self.failures
             .lock()
             .unwrap()
-            .push((suffix.into(), code, times));
+            .push((suffix.into(), code, times, false));
+    }
+
+    /// Fail the next `times` reads of a path ending with `suffix` with `code`.
+    pub fn fail_reads(&self, suffix: &str, code: u16, times: usize) {
+        self.failures
+            .lock()
+            .unwrap()
+            .push((suffix.into(), code, times, true));
     }
 
     /// The writes made so far: (method, path).
@@ -143,8 +152,9 @@ impl MemApi {
 
     fn before(&self, method: &str, path: &str) -> Result<(), ApiFailure> {
         self.log.lock().unwrap().push((method.into(), path.into()));
-        if method == "GET" || method == "LIST" {
-            return Ok(());
+        let read = method == "GET" || method == "LIST";
+        if read {
+            return self.inject(path, true);
         }
         let hook = {
             let mut hooks = self.hooks.lock().unwrap();
@@ -164,10 +174,14 @@ impl MemApi {
                 }
             }
         }
+        self.inject(path, false)
+    }
+
+    fn inject(&self, path: &str, read: bool) -> Result<(), ApiFailure> {
         let mut failures = self.failures.lock().unwrap();
         if let Some(f) = failures
             .iter_mut()
-            .find(|(s, _, n)| *n > 0 && path.ends_with(s.as_str()))
+            .find(|(s, _, n, r)| *n > 0 && *r == read && path.ends_with(s.as_str()))
         {
             f.2 -= 1;
             return Err(api_failure(f.1, "Injected", format!("injected {}", f.1)));

@@ -58,6 +58,8 @@ pub struct Settings {
     pub lease_ttl: Duration,
     /// How often a queued promotion looks at the Stage again.
     pub poll_every: Duration,
+    /// The first wait before a step that errored is tried again (doubled each time).
+    pub retry_backoff: Duration,
 }
 
 /// Who runs the promotions of this command.
@@ -139,6 +141,7 @@ pub fn run<'k>(
         settings.dry_run,
     );
     rt.quiet = settings.quiet;
+    rt.retry_backoff = settings.retry_backoff;
     rt.recorded = begun.recorded.clone();
     source.equip(&mut rt, settings.deadline, settings.timeout);
     let renewal = recorder.lease();

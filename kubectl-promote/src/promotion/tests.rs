@@ -102,6 +102,7 @@ fn settings() -> Settings {
         deadline: Instant::now() + Duration::from_secs(5),
         lease_ttl: Duration::from_secs(30),
         poll_every: Duration::from_millis(1),
+        retry_backoff: Duration::from_millis(1),
     }
 }
 
@@ -982,4 +983,57 @@ fn identity_comes_from_the_server_else_the_local_user() {
     let anonymous = MemApi::default();
     let id = Identity::ask(&anonymous, Some("carol".into())).unwrap();
     assert_eq!(id.actor.as_deref(), Some("carol"));
+}
+
+// ---- retries ----------------------------------------------------------------------------------------
+
+#[test]
+fn transient_errors_are_tried_again_with_backoff() {
+    let (api, _, _) = world();
+    // The API server answers 503 twice, then the Application.
+    api.fail_reads("applications/demo-dev", 503, 2);
+    let s = promote(&api, "dev", "v1").unwrap();
+    assert!(s.phase.succeeded(), "{s:?}");
+    let gets = api
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(m, p)| m == "GET" && p.ends_with("applications/demo-dev"))
+        .count();
+    assert_eq!(gets, 3);
+}
+
+#[test]
+fn transient_errors_give_up_after_their_attempts_and_refusals_at_once() {
+    let (api, _, _) = world();
+    api.fail_reads("applications/demo-dev", 503, 100);
+    let s = promote(&api, "dev", "v1").unwrap();
+    assert_eq!(s.phase, Outcome::Finished(PromotionPhase::Errored));
+    assert!(
+        s.message.ends_with(&format!("(after {} attempts)", crate::runner::TRANSIENT_ATTEMPTS)),
+        "{}",
+        s.message
+    );
+    let (api, _, _) = world();
+    api.fail_reads("applications/demo-dev", 403, 100);
+    let s = promote(&api, "dev", "v1").unwrap();
+    assert_eq!(s.phase, Outcome::Finished(PromotionPhase::Errored));
+    assert!(!s.message.contains("attempts"), "a refusal is not retried: {}", s.message);
+}
+
+#[test]
+fn error_threshold_retries_any_error_that_many_times() {
+    let (api, _, _) = world();
+    let mut step = wait_step("demo-dev");
+    step["retry"] = json!({"errorThreshold": 6, "timeout": "1m"});
+    api.put(&col("stages"), direct("dev", json!([step])));
+    api.fail_reads("applications/demo-dev", 503, 5);
+    assert!(promote(&api, "dev", "v1").unwrap().phase.succeeded());
+    let mut bad = wait_step("demo-dev");
+    bad["retry"] = json!({"timeout": "soon"});
+    api.put(&col("stages"), direct("dev", json!([bad])));
+    // A bad timeout is refused when the Stage is read, before anything is written.
+    let e = promote(&api, "dev", "v1").unwrap_err();
+    assert!(e.to_string().contains("retry.timeout"), "{e}");
 }

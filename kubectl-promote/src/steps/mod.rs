@@ -188,9 +188,47 @@ pub enum StepError {
     /// Ctrl-C or `kubectl promote abort` stopped the step.
     #[error("stopped: {0}")]
     Stopped(String),
+    /// The step errored on every attempt its retry policy allowed.
+    #[error("{last} (after {attempts} attempts)")]
+    Retried {
+        attempts: u32,
+        last: Box<StepError>,
+    },
 }
 
 impl StepError {
+    /// Whether trying again may succeed: the network, a server's 429 or 5xx, an API server that
+    /// did not answer. Never a refusal, a conflict or a wrong config.
+    pub fn is_transient(&self) -> bool {
+        const NETWORK: &[&str] = &[
+            "could not resolve host",
+            "connection refused",
+            "connection reset",
+            "connection timed out",
+            "operation timed out",
+            "timed out",
+            "the remote end hung up unexpectedly",
+            "early eof",
+            "rpc failed",
+            "temporary failure",
+            "the requested url returned error: 429",
+            "the requested url returned error: 5",
+            "http/2 stream",
+            "gnutls_handshake",
+        ];
+        match self {
+            Self::Git(GitError::Command { stderr, .. }) => {
+                let e = stderr.to_lowercase();
+                NETWORK.iter().any(|n| e.contains(n))
+            }
+            Self::Kube { failure, .. } => {
+                failure.code == 0 || failure.code == 429 || failure.code >= 500
+            }
+            Self::Retried { last, .. } => last.is_transient(),
+            _ => false,
+        }
+    }
+
     /// Whether this is a (non-technical) failure rather than an error.
     pub fn is_failure(&self) -> bool {
         matches!(
@@ -399,6 +437,8 @@ pub struct Runtime<'a> {
     pub app_health: Vec<Value>,
     /// What an interrupted earlier run of this Promotion recorded, by step alias (resume).
     pub recorded: BTreeMap<String, Recorded>,
+    /// The first wait before a step is tried again (doubled each time).
+    pub retry_backoff: std::time::Duration,
 }
 
 impl<'a> Runtime<'a> {
@@ -419,6 +459,7 @@ impl<'a> Runtime<'a> {
             cluster: None,
             app_health: Vec::new(),
             recorded: BTreeMap::new(),
+            retry_backoff: std::time::Duration::from_secs(1),
         }
     }
 
