@@ -16,6 +16,7 @@ pub mod error;
 pub mod freight_id;
 pub mod legacy;
 pub mod naming;
+pub mod stage_status;
 pub mod template;
 pub mod trust;
 pub mod types;

@@ -83,7 +83,9 @@ pub fn run(c: &Ctx<'_>, args: &AbortArgs) -> Result<(), Error> {
             if let Some(st) = kube.get(&stage_path).ok().flatten()
                 && s(&st, "/status/currentPromotion/name") == name
             {
-                record::stage_freed(kube, ns, &p.spec.stage, name, &p.spec.freight, &msg)
+                let stage: promote_api::types::Stage =
+                    decode(st, format!("Stage {}", p.spec.stage))?;
+                record::stage_freed(kube, ns, &stage, name, &p.spec.freight, &msg)
                     .map_err(context(format!("freeing Stage {}", p.spec.stage)))?;
             }
             return print_done(c.global, &shown, "aborted");

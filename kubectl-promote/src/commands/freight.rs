@@ -20,8 +20,9 @@ fn parse_image(s: &str) -> Result<Image, Error> {
             "--image {s:?} is not an image reference ({why}); expected REPO:TAG, REPO@sha256:DIGEST or REPO:TAG@sha256:DIGEST"
         ))
     };
-    let reference: oci_spec::distribution::Reference =
-        s.parse().map_err(|e: oci_spec::distribution::ParseError| bad(e.to_string()))?;
+    let reference: oci_spec::distribution::Reference = s
+        .parse()
+        .map_err(|e: oci_spec::distribution::ParseError| bad(e.to_string()))?;
     let (base, digest) = match s.split_once('@') {
         Some((b, _)) => (b, reference.digest().unwrap_or_default().to_owned()),
         None => (s, String::new()),
@@ -29,7 +30,10 @@ fn parse_image(s: &str) -> Result<Image, Error> {
     // A tag follows the last path component's colon (a registry port is followed by a '/').
     let last = base.rfind('/').map_or(0, |i| i + 1);
     let (repo, tag) = match base[last..].rfind(':') {
-        Some(i) => (&base[..last + i], reference.tag().unwrap_or_default().to_owned()),
+        Some(i) => (
+            &base[..last + i],
+            reference.tag().unwrap_or_default().to_owned(),
+        ),
         None => (base, String::new()),
     };
     if tag.is_empty() && digest.is_empty() {
@@ -162,16 +166,31 @@ mod tests {
         );
         let digest = format!("sha256:{}", "a".repeat(64));
         let d = parse_image(&format!("nginx@{digest}")).unwrap();
-        assert_eq!((d.repo_url.as_str(), d.digest.as_str()), ("nginx", digest.as_str()));
+        assert_eq!(
+            (d.repo_url.as_str(), d.digest.as_str()),
+            ("nginx", digest.as_str())
+        );
         let both = parse_image(&format!("ghcr.io/acme/api:v2.3.1@{digest}")).unwrap();
         assert_eq!(
-            (both.repo_url.as_str(), both.tag.as_str(), both.digest.as_str()),
+            (
+                both.repo_url.as_str(),
+                both.tag.as_str(),
+                both.digest.as_str()
+            ),
             ("ghcr.io/acme/api", "v2.3.1", digest.as_str())
         );
         let port = parse_image(&format!("localhost:5000/app@{digest}")).unwrap();
-        assert_eq!((port.repo_url.as_str(), port.tag.as_str()), ("localhost:5000/app", ""));
+        assert_eq!(
+            (port.repo_url.as_str(), port.tag.as_str()),
+            ("localhost:5000/app", "")
+        );
         assert!(parse_image("registry.local:5000/team/app").is_err());
-        assert!(parse_image("nginx@sha256:abcd").unwrap_err().to_string().contains("not an image reference"));
+        assert!(
+            parse_image("nginx@sha256:abcd")
+                .unwrap_err()
+                .to_string()
+                .contains("not an image reference")
+        );
         assert!(parse_image("Nginx:1.0").is_err());
         assert!(parse_image("nginx:").is_err());
         // The name is Kargo's: the hash of `Warehouse/<name>:` and `repoURL:tag@digest`.

@@ -563,11 +563,19 @@ pub fn claimed(
     name: &str,
     freight: &Freight,
 ) -> Result<Value, ApiFailure> {
+    let conditions = promote_api::stage_status::merged(
+        stage,
+        promote_api::stage_status::while_promoting(stage, name, "Running", &now()),
+        &[],
+    );
     api.merge_patch(
         &status_path(project, "stages", stage.name()),
         &json!({
             "metadata": {"resourceVersion": stage.metadata.resource_version},
-            "status": {"currentPromotion": {"name": name, "freight": freight.reference()}},
+            "status": {
+                "currentPromotion": {"name": name, "freight": freight.reference()},
+                "conditions": conditions,
+            },
         }),
     )
 }
@@ -576,17 +584,29 @@ pub fn claimed(
 pub fn stage_freed(
     api: &dyn Api,
     project: &str,
-    stage: &str,
+    stage: &Stage,
     name: &str,
     freight: &str,
     message: &str,
 ) -> Result<Value, ApiFailure> {
+    let aborted = PromotionPhase::Aborted.to_string();
+    let outcome = promote_api::stage_status::Outcome {
+        phase: &aborted,
+        message,
+        health: None,
+        verified: false,
+    };
+    let conditions = promote_api::stage_status::merged(
+        stage,
+        promote_api::stage_status::after(stage, &outcome, &now()),
+        &["Promoting"],
+    );
     api.merge_patch(
-        &status_path(project, "stages", stage),
-        &json!({"status": {"currentPromotion": null, "lastPromotion": {
+        &status_path(project, "stages", stage.name()),
+        &json!({"status": {"currentPromotion": null, "conditions": conditions, "lastPromotion": {
             "name": name,
             "freight": {"name": freight},
-            "status": {"phase": PromotionPhase::Aborted.to_string(), "message": message},
+            "status": {"phase": aborted, "message": message},
             "finishedAt": now(),
         }}}),
     )
@@ -646,7 +666,13 @@ pub fn finished(
         },
     });
     let succeeded = phase == PromotionPhase::Succeeded;
+    let mut head = stage
+        .status
+        .as_ref()
+        .and_then(|s| s.freight_history.first())
+        .cloned();
     if succeeded {
+        head = Some(collection.clone());
         let mut history: Vec<FreightCollection> = stage
             .status
             .as_ref()
@@ -666,6 +692,34 @@ pub fn finished(
         } else {
             json!({"status": "Unhealthy", "output": {"applicationStatuses": apps}})
         };
+    }
+    // What `kubectl get stages` shows (Kargo's printer columns read these).
+    let healthy_apps = apps
+        .iter()
+        .filter(|a| a.pointer("/health/status").and_then(Value::as_str) == Some("Healthy"))
+        .count();
+    let phase_text = phase.to_string();
+    let outcome = promote_api::stage_status::Outcome {
+        phase: &phase_text,
+        message,
+        health: (!apps.is_empty()).then_some((healthy_apps, apps.len())),
+        verified: succeeded,
+    };
+    let conditions = promote_api::stage_status::after(stage, &outcome, &finished_at);
+    let ready = conditions
+        .iter()
+        .any(|c| c["type"] == "Ready" && c["status"] == "True");
+    stage_status["conditions"] = json!(promote_api::stage_status::merged(
+        stage,
+        conditions,
+        &["Promoting"]
+    ));
+    stage_status["freightSummary"] = json!(promote_api::stage_status::freight_summary(
+        stage.spec.requested_freight.len(),
+        head.as_ref()
+    ));
+    if ready && let Some(g) = stage.metadata.generation {
+        stage_status["observedGeneration"] = json!(g);
     }
     api.merge_patch(
         &status_path(project, "stages", stage.name()),

@@ -921,13 +921,84 @@ fn abort_closes_the_promotion_and_frees_its_stage() {
     );
     held_by(&api, "p");
     record::aborted(&api, NS, "p", "Promotion terminated by alice").unwrap();
-    record::stage_freed(&api, NS, "dev", "p", "f", "Promotion terminated by alice").unwrap();
+    let stage: promote_api::types::Stage =
+        serde_json::from_value(get(&api, "stages", "dev")).unwrap();
+    record::stage_freed(&api, NS, &stage, "p", "f", "Promotion terminated by alice").unwrap();
     let p = get(&api, "promotions", "p");
     assert_eq!(p["status"]["phase"], "Aborted");
     assert!(p["status"]["finishedAt"].is_string());
     let st = get(&api, "stages", "dev");
     assert!(st["status"].get("currentPromotion").is_none());
     assert_eq!(st["status"]["lastPromotion"]["status"]["phase"], "Aborted");
+    let ready = ready_condition(&st);
+    assert_eq!(
+        (ready.0.as_str(), ready.1.as_str()),
+        ("False", "LastPromotionAborted")
+    );
+}
+
+/// The Ready condition's (status, reason, message).
+fn ready_condition(stage: &Value) -> (String, String, String) {
+    let c = stage["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
+        .cloned()
+        .unwrap_or_default();
+    let f = |k: &str| c[k].as_str().unwrap_or_default().to_owned();
+    (f("status"), f("reason"), f("message"))
+}
+
+#[test]
+fn the_stage_shows_its_freight_and_readiness_as_kargo_does() {
+    let (api, v1, _) = world();
+    let s = promote(&api, "dev", "v1").unwrap();
+    let st = get(&api, "stages", "dev");
+    assert_eq!(st["status"]["freightSummary"], v1.name());
+    assert_eq!(
+        ready_condition(&st),
+        (
+            "True".into(),
+            "Verified".into(),
+            "Freight has been verified".into()
+        )
+    );
+    assert!(
+        st["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["type"] != "Promoting")
+    );
+    // A failed promotion leaves the Freight the Stage had, and says it is not Ready.
+    api.put(&col("stages"), {
+        let mut st = get(&api, "stages", "dev");
+        st["spec"]["promotionTemplate"]["spec"]["steps"] = json!([wait_step("missing")]);
+        st
+    });
+    let failed = promote(&api, "dev", "v2").unwrap();
+    let st = get(&api, "stages", "dev");
+    assert_eq!(st["status"]["freightSummary"], v1.name(), "{}", s.promotion);
+    let (status, reason, message) = ready_condition(&st);
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "LastPromotionFailed")
+    );
+    assert_eq!(message, failed.message);
+}
+
+#[test]
+fn a_claimed_stage_says_it_is_promoting() {
+    let (api, v1, _) = world();
+    let stage: promote_api::types::Stage =
+        serde_json::from_value(get(&api, "stages", "dev")).unwrap();
+    record::claimed(&api, NS, &stage, "dev.p", &v1).unwrap();
+    let st = get(&api, "stages", "dev");
+    let (status, reason, message) = ready_condition(&st);
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "ActivePromotion")
+    );
+    assert_eq!(message, "Promotion \"dev.p\" is currently Running");
 }
 
 #[test]
@@ -1011,7 +1082,10 @@ fn transient_errors_give_up_after_their_attempts_and_refusals_at_once() {
     let s = promote(&api, "dev", "v1").unwrap();
     assert_eq!(s.phase, Outcome::Finished(PromotionPhase::Errored));
     assert!(
-        s.message.ends_with(&format!("(after {} attempts)", crate::runner::TRANSIENT_ATTEMPTS)),
+        s.message.ends_with(&format!(
+            "(after {} attempts)",
+            crate::runner::TRANSIENT_ATTEMPTS
+        )),
         "{}",
         s.message
     );
@@ -1019,7 +1093,11 @@ fn transient_errors_give_up_after_their_attempts_and_refusals_at_once() {
     api.fail_reads("applications/demo-dev", 403, 100);
     let s = promote(&api, "dev", "v1").unwrap();
     assert_eq!(s.phase, Outcome::Finished(PromotionPhase::Errored));
-    assert!(!s.message.contains("attempts"), "a refusal is not retried: {}", s.message);
+    assert!(
+        !s.message.contains("attempts"),
+        "a refusal is not retried: {}",
+        s.message
+    );
 }
 
 #[test]

@@ -190,10 +190,7 @@ pub enum StepError {
     Stopped(String),
     /// The step errored on every attempt its retry policy allowed.
     #[error("{last} (after {attempts} attempts)")]
-    Retried {
-        attempts: u32,
-        last: Box<StepError>,
-    },
+    Retried { attempts: u32, last: Box<StepError> },
 }
 
 impl StepError {

@@ -454,6 +454,28 @@ async fn dev_test_prod_with_the_webhook_installed() {
         dev.contains(&v1[..7]) && dev.contains("Healthy") && dev.contains("Succeeded"),
         "{out}"
     );
+    // Plain kubectl, through Kargo's printer columns: the Freight, Ready, and why.
+    let (good, out, err) = k(
+        &w.kc,
+        &["--context", "alice", "-n", "demo", "get", "stages"],
+        None,
+    )
+    .await;
+    assert!(good, "{err}");
+    assert!(
+        out.starts_with("NAME   SHARD   CURRENT FREIGHT")
+            && out.contains("READY")
+            && out.contains("STATUS"),
+        "{out}"
+    );
+    let dev = out.lines().find(|l| l.starts_with("dev ")).unwrap();
+    assert!(
+        dev.contains(&v1)
+            && dev.contains("Healthy")
+            && dev.contains("True")
+            && dev.contains("Freight has been verified"),
+        "{out}"
+    );
 
     // Completion through kubectl's plugin protocol: Stage names come from the cluster.
     let out = Command::new(bin("kubectl_complete-promote").unwrap())
