@@ -128,6 +128,8 @@ enum Ast {
     Ident(String),
     Member(Box<Ast>, Box<Ast>, bool),
     Call(String, Vec<Ast>),
+    /// `value.name(args)`: a method of a value (`response.header("X")` in `http`).
+    Method(Box<Ast>, String, Vec<Ast>),
     Unary(&'static str, Box<Ast>),
     Binary(&'static str, Box<Ast>, Box<Ast>),
     Cond(Box<Ast>, Box<Ast>, Box<Ast>),
@@ -254,6 +256,19 @@ impl P {
                 break;
             };
             match self.next() {
+                Some(Tok::Ident(name)) if self.eat("(") => {
+                    let mut args = Vec::new();
+                    if !self.eat(")") {
+                        loop {
+                            args.push(self.expr(0)?);
+                            if self.eat(")") {
+                                break;
+                            }
+                            self.expect(",")?;
+                        }
+                    }
+                    node = Ast::Method(Box::new(node), name, args);
+                }
                 Some(Tok::Ident(name)) => {
                     node = Ast::Member(
                         Box::new(node),
@@ -363,6 +378,7 @@ impl Eval<'_> {
                 }
             }
             Ast::Call(name, args) => self.call(name, args)?,
+            Ast::Method(base, name, args) => self.method(base, name, args)?,
         })
     }
 
@@ -422,6 +438,30 @@ impl Eval<'_> {
                 ));
             }
         })
+    }
+
+    /// Methods of values: `header(name)` of an HTTP response (its `headers`, by name in any
+    /// case; `""` when absent, as Go's `Header.Get`).
+    fn method(&self, base: &Ast, name: &str, args: &[Ast]) -> Result<Value, String> {
+        let base = self.eval(base)?;
+        match name {
+            "header" => {
+                let wanted = match args.first().map(|a| self.eval(a)).transpose()? {
+                    Some(Value::String(s)) => s.to_lowercase(),
+                    _ => return Err("header() needs a header name".into()),
+                };
+                let found = base
+                    .get("headers")
+                    .and_then(Value::as_object)
+                    .and_then(|h| h.iter().find(|(k, _)| k.to_lowercase() == wanted))
+                    .and_then(|(_, v)| match v {
+                        Value::Array(a) => a.first().cloned(),
+                        other => Some(other.clone()),
+                    });
+                Ok(found.unwrap_or_else(|| Value::String(String::new())))
+            }
+            other => Err(format!("unknown method {other}()")),
+        }
     }
 
     fn call(&self, name: &str, args: &[Ast]) -> Result<Value, String> {

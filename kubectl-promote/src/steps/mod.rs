@@ -25,6 +25,7 @@ mod git_push;
 mod git_tag;
 mod helm_template;
 mod helm_update_image;
+mod http;
 mod kustomize_build;
 mod kustomize_set_image;
 mod parse;
@@ -92,6 +93,7 @@ pub const REGISTRY: &[&Step] = &[
     &parse::JSON,
     &parse::YAML,
     &parse::TOML,
+    &http::STEP,
     &compose_output::STEP,
     &fail::STEP,
 ];
@@ -179,6 +181,9 @@ pub enum StepError {
         action: String,
         failure: crate::kube::ApiFailure,
     },
+    /// An HTTP request could not be sent or its answer read.
+    #[error("HTTP request to {url} failed: {message}")]
+    Http { url: String, message: String },
     /// A program a step runs (kustomize, helm) failed or is missing.
     #[error("{tool}: {message}")]
     Tool { tool: String, message: String },
@@ -222,6 +227,7 @@ impl StepError {
                 failure.code == 0 || failure.code == 429 || failure.code >= 500
             }
             Self::Retried { last, .. } => last.is_transient(),
+            Self::Http { .. } => true,
             _ => false,
         }
     }

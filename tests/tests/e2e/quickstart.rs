@@ -737,3 +737,114 @@ fn git_tag_makes_an_annotated_tag_that_git_push_publishes() {
     );
     assert_ne!(git(&bare, &["rev-parse", "main"]), main);
 }
+
+#[test]
+fn http_judges_the_response_by_expressions() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let calls = std::sync::Arc::new(AtomicUsize::new(0));
+    let seen = calls.clone();
+    // A deployment API: 503 first, then "pending", then "done" with a version.
+    let server = promote_tests::HttpServer::start(move |req| {
+        let n = seen.fetch_add(1, Ordering::SeqCst);
+        let json = |s: &str| {
+            vec![
+                ("Content-Type".to_owned(), "application/json".to_owned()),
+                ("X-Run".to_owned(), s.to_owned()),
+            ]
+        };
+        match (req.target.as_str(), n) {
+            (t, 0) if t.starts_with("/status") => {
+                ("503 Service Unavailable".into(), vec![], b"busy".to_vec())
+            }
+            (t, 1) if t.starts_with("/status") => (
+                "200 OK".into(),
+                json("r1"),
+                br#"{"state":"pending"}"#.to_vec(),
+            ),
+            (t, _) if t.starts_with("/status") => (
+                "200 OK".into(),
+                json("r2"),
+                br#"{"state":"done","version":"1.2.3"}"#.to_vec(),
+            ),
+            _ => ("404 Not Found".into(), vec![], b"no".to_vec()),
+        }
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let bare = bare_repo(tmp.path(), "r", &[("README", "x\n")]);
+    let manifests = tmp.path().join("kargo");
+    std::fs::create_dir_all(&manifests).unwrap();
+    let base = format!("http://127.0.0.1:{}", server.port);
+    let stage = format!(
+        r#"apiVersion: kargo.akuity.io/v1alpha1
+kind: Stage
+metadata: {{name: ops, namespace: demo}}
+spec:
+  requestedFreight:
+  - origin: {{kind: Warehouse, name: w}}
+    sources: {{direct: true}}
+  promotionTemplate:
+    spec:
+      steps:
+      - uses: git-clone
+        config: {{repoURL: "file://{bare}", checkout: [{{branch: main, path: ./src}}]}}
+      - uses: http
+        as: wait
+        config:
+          url: {base}/status
+          queryParams: [{{name: stage, value: "${{{{ ctx.stage }}}}"}}]
+          headers: [{{name: Authorization, value: "Bearer s3cr3t-token"}}]
+          pollInterval: 1s
+          successExpression: response.body.state == "done"
+          failureExpression: response.body.state == "failed"
+          outputs:
+          - {{name: version, fromExpression: response.body.version}}
+          - {{name: run, fromExpression: "response.header('x-run')"}}
+      - uses: file-write
+        config: {{path: ./src/DEPLOYED, contents: "${{{{ outputs.wait.version }}}} ${{{{ outputs.wait.run }}}}"}}
+      - uses: git-commit
+        config: {{path: ./src, message: deployed}}
+      - uses: git-push
+        config: {{path: ./src}}
+      - uses: http
+        config: {{url: {base}/missing}}
+---
+apiVersion: kargo.akuity.io/v1alpha1
+kind: Freight
+metadata: {{namespace: demo}}
+alias: a
+origin: {{kind: Warehouse, name: w}}
+images: [{{repoURL: nginx, tag: "1"}}]
+"#,
+        bare = bare.display()
+    );
+    std::fs::write(manifests.join("ops.yaml"), stage).unwrap();
+    let out = Command::new(bin("kubectl-promote").unwrap())
+        .args(["stage/ops", "--freight-alias", "a", "--local"])
+        .arg(&manifests)
+        .arg("--cache-dir")
+        .arg(tmp.path().join("cache"))
+        .output()
+        .unwrap();
+    let (text, err) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    // The 503 was retried, "pending" waited for, "done" succeeded with its outputs; the last
+    // request's 404 fails the promotion, as Kargo's http does.
+    assert!(!out.status.success());
+    assert!(
+        text.contains("HTTP (404) response from GET"),
+        "{text}\n{err}"
+    );
+    assert_eq!(git(&bare, &["show", "main:DEPLOYED"]), "1.2.3 r2");
+    let reqs = server.requests.lock().unwrap();
+    assert_eq!(reqs[0].target, "/status?stage=ops");
+    assert_eq!(
+        reqs[0].headers.get("authorization").map(String::as_str),
+        Some("Bearer s3cr3t-token")
+    );
+    assert!(
+        !text.contains("s3cr3t") && !err.contains("s3cr3t"),
+        "headers are never printed"
+    );
+}
