@@ -89,6 +89,9 @@ pub enum Error {
     /// Ctrl-C (or an abort) while the command waited, before anything ran.
     #[error("interrupted while {during}")]
     Interrupted { during: String },
+    /// A step would not be able to deliver what the promotion pushes (found before any write).
+    #[error("step {step} cannot deliver this promotion: {reason}")]
+    Undeliverable { step: String, reason: String },
     /// Git failed outside a step (the dry run's diff).
     #[error(transparent)]
     Git(#[from] crate::git::GitError),
@@ -198,6 +201,10 @@ impl Error {
                 "give it longer with --timeout, or stop it with kubectl promote abort {running}"
             )),
             Self::Interrupted { .. } => Some("nothing was changed; run the command again".into()),
+            Self::Undeliverable { .. } => Some(
+                "nothing was written or pushed; fix the Application (or the step) and promote again"
+                    .into(),
+            ),
             _ => None,
         }
     }

@@ -8,6 +8,7 @@
 //! | module | owns |
 //! |---|---|
 //! | `plan` | resolving the Stage, the Freight, the steps and the name; checks before any write |
+//! | `preflight` | what can be known before the first write: `argocd-update`'s Applications authorize the Stage |
 //! | `source` | where inputs come from: `Files` (`--local`) or `Cluster` |
 //! | `lease` | leases, resume and takeover, claiming the Stage and queueing (`--wait`) |
 //! | `record` | where progress and results go: `Terminal` or `ClusterRecorder`; every status write |
@@ -15,6 +16,7 @@
 
 pub mod lease;
 pub mod plan;
+pub mod preflight;
 pub mod record;
 pub mod source;
 pub mod summary;
@@ -123,6 +125,16 @@ pub fn run<'k>(
     if let (true, Some(p)) = (settings.dry_run, &plan.resumed) {
         return Ok(summary::resume_plan(p));
     }
+    // Before any write: could this promotion deliver what it pushes?
+    let early = PromotionContext {
+        project: plan.project.clone(),
+        stage: plan.stage.name().to_owned(),
+        promotion: plan.name.clone(),
+        target_freight: plan.freight.clone(),
+        collection: plan.collection.clone(),
+        actor: None,
+    };
+    preflight::check(source, &plan, &early)?;
     let begun = recorder.begin(&plan)?;
     let ctx = PromotionContext {
         project: plan.project.clone(),

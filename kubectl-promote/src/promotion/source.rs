@@ -30,6 +30,11 @@ pub trait Source {
     fn template_inputs(&self, stage: &Stage) -> Result<(Vec<Stage>, Vec<PromotionTask>), Error>;
     /// The Promotion named `name`, to resume it.
     fn promotion(&self, name: &str) -> Result<Option<Promotion>, Error>;
+    /// The Argo CD Application `ns/name`, when this source knows Applications (`None`: absent
+    /// from the cluster, or not among the local manifests).
+    fn application(&self, ns: &str, name: &str) -> Result<Option<Value>, Error>;
+    /// Whether Applications come from a cluster (an absent one then really is absent).
+    fn has_cluster(&self) -> bool;
     /// Give the steps what this source offers them: the cluster (with the deadline its waits
     /// honour) or the local Application manifests, and the project's Git credentials.
     fn equip<'a>(&'a self, rt: &mut Runtime<'a>, deadline: Instant, timeout: Duration);
@@ -84,6 +89,23 @@ impl Source for Files {
 
     fn promotion(&self, _: &str) -> Result<Option<Promotion>, Error> {
         Ok(None)
+    }
+
+    fn application(&self, ns: &str, name: &str) -> Result<Option<Value>, Error> {
+        Ok(self
+            .manifests
+            .applications
+            .iter()
+            .find(|a| {
+                let app_ns = promote_api::argocd::app_namespace(a);
+                promote_api::argocd::app_name(a) == name
+                    && (app_ns == ns || app_ns.is_empty() && ns == "argocd")
+            })
+            .cloned())
+    }
+
+    fn has_cluster(&self) -> bool {
+        false
     }
 
     fn equip<'a>(&'a self, rt: &mut Runtime<'a>, _: Instant, _: Duration) {
@@ -227,6 +249,16 @@ impl Source for Cluster<'_> {
             .map_err(context(format!("reading Promotion {name}")))?
             .map(|v| decode(v, format!("Promotion {name}")))
             .transpose()
+    }
+
+    fn application(&self, ns: &str, name: &str) -> Result<Option<Value>, Error> {
+        self.api
+            .get(&crate::kube::app_path(ns, name))
+            .map_err(context(format!("reading Argo CD Application {ns}/{name}")))
+    }
+
+    fn has_cluster(&self) -> bool {
+        true
     }
 
     fn equip<'a>(&'a self, rt: &mut Runtime<'a>, deadline: Instant, timeout: Duration) {

@@ -865,14 +865,14 @@ fn resume_does_not_run_again_a_remote_step_recorded_as_done() {
 fn resume_runs_again_a_remote_step_that_did_not_succeed() {
     let (api, v1, _) = world();
     let name = interrupted(&api, &v1, "Running");
-    let s = resume_with(&api, &name, &settings()).unwrap();
-    assert_eq!(s.phase, Outcome::Finished(PromotionPhase::Failed));
+    // Not recorded as done, the argocd-update runs again: so it is checked before any write,
+    // and its Application is gone.
+    let e = resume_with(&api, &name, &settings()).unwrap_err();
     assert!(
-        s.message
-            .contains("unable to find Argo CD Application(s) argocd/gone"),
-        "{}",
-        s.message
+        matches!(&e, Error::Undeliverable { step, reason } if step.starts_with("step-1") && reason.contains("argocd/gone does not exist")),
+        "{e:?}"
     );
+    assert!(api.writes().is_empty(), "{:?}", api.writes());
 }
 
 #[test]
@@ -1114,4 +1114,39 @@ fn error_threshold_retries_any_error_that_many_times() {
     // A bad timeout is refused when the Stage is read, before anything is written.
     let e = promote(&api, "dev", "v1").unwrap_err();
     assert!(e.to_string().contains("retry.timeout"), "{e}");
+}
+
+// ---- before the first write --------------------------------------------------------------------------
+
+#[test]
+fn an_application_that_does_not_authorize_the_stage_stops_the_promotion_before_any_write() {
+    let (api, _, _) = world();
+    let mut other = app("demo-dev", "Healthy");
+    other["metadata"]["annotations"]["kargo.akuity.io/authorized-stage"] = json!("demo:prod");
+    api.put(&app_path("argocd", ""), other);
+    api.put(
+        &col("stages"),
+        direct("dev", json!([wait_step("demo-dev"), {"uses": "argocd-update", "vars": [{"name": "app", "value": "demo-${{ ctx.stage }}"}], "config": {"apps": [{"name": "${{ vars.app }}"}]}}])),
+    );
+    let e = promote(&api, "dev", "v1").unwrap_err();
+    assert!(matches!(e, Error::Undeliverable { .. }), "{e:?}");
+    assert!(
+        e.to_string()
+            .contains("step step-2 (argocd-update) cannot deliver"),
+        "{e}"
+    );
+    assert!(e.hint().unwrap().contains("nothing was written"));
+    assert!(api.writes().is_empty(), "{:?}", api.writes());
+    // A missing Application too; one named from step outputs is left to the step.
+    api.put(&col("stages"), direct("dev", json!([update_step("nope")])));
+    assert!(matches!(
+        promote(&api, "dev", "v1"),
+        Err(Error::Undeliverable { .. })
+    ));
+    api.put(
+        &col("stages"),
+        direct("dev", json!([{"uses": "argocd-wait", "as": "wait", "config": {"apps": [{"name": "demo-dev"}]}}, {"uses": "argocd-update", "config": {"apps": [{"name": "${{ outputs.wait.apps[0].name }}x"}]}}])),
+    );
+    let s = promote(&api, "dev", "v1").unwrap();
+    assert!(s.message.contains("unable to find"), "{}", s.message);
 }
