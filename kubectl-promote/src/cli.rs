@@ -143,6 +143,9 @@ pub struct GetArgs {
     /// In every project.
     #[arg(short = 'A', long)]
     pub all_namespaces: bool,
+    /// Only objects whose labels match this selector (kubectl's syntax: `k=v,k!=v,k`).
+    #[arg(short = 'l', long, value_name = "SELECTOR")]
+    pub selector: Option<String>,
     /// No header row.
     #[arg(long)]
     pub no_headers: bool,

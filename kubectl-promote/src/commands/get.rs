@@ -33,6 +33,38 @@ pub(crate) const KINDS: &[(&str, &[&str], &str)] = &[
     ("warehouses", &["warehouse", "warehouses"], "Warehouse"),
 ];
 
+/// What a Freight holds, briefly: `repo:tag` (or `repo@digest`) of each image, `repo@<commit[:7]>`
+/// of each commit, `chart:version` of each chart.
+fn artifacts(o: &Value) -> String {
+    let list = |ptr: &str| {
+        o.pointer(ptr)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let mut out = Vec::new();
+    for i in list("/images") {
+        let (repo, tag, digest) = (s(&i, "/repoURL"), s(&i, "/tag"), s(&i, "/digest"));
+        out.push(if tag.is_empty() {
+            format!("{repo}@{}", digest.chars().take(19).collect::<String>())
+        } else {
+            format!("{repo}:{tag}")
+        });
+    }
+    for c in list("/commits") {
+        let id = s(&c, "/id");
+        out.push(format!("{}@{}", s(&c, "/repoURL"), &id[..id.len().min(7)]));
+    }
+    for c in list("/charts") {
+        let name = match s(&c, "/name") {
+            "" => s(&c, "/repoURL"),
+            n => n,
+        };
+        out.push(format!("{name}:{}", s(&c, "/version")));
+    }
+    out.join(",")
+}
+
 /// Rows for a kind: (headers, wide-only headers count, rows).
 fn rows(
     plural: &str,
@@ -62,8 +94,9 @@ fn rows(
                 "AGE",
                 "VERIFIED IN",
                 "APPROVED FOR",
+                "ARTIFACTS",
             ],
-            2,
+            3,
         ),
         "promotions" => (
             vec![
@@ -111,6 +144,7 @@ fn rows(
                 row.push(age(o));
                 row.push(keys(o, "/status/verifiedIn"));
                 row.push(keys(o, "/status/approvedFor"));
+                row.push(artifacts(o));
             }
             "promotions" => {
                 row.push(s(o, "/spec/stage").to_owned());
@@ -181,7 +215,7 @@ pub fn run(c: &Ctx<'_>, args: &GetArgs) -> Result<(), Error> {
                 });
             }
         },
-        None => list_raw(kube, plural, (!all).then_some(ns), None)?,
+        None => list_raw(kube, plural, (!all).then_some(ns), args.selector.as_deref())?,
     };
     match c.global.output {
         Format::Table | Format::Wide => {

@@ -572,6 +572,26 @@ async fn dev_test_prod_with_the_webhook_installed() {
         out.contains("v1") && out.contains("Warehouse/web") && out.contains("VERIFIED IN"),
         "{out}"
     );
+    assert!(
+        out.contains("ARTIFACTS") && out.contains("nginx:1.25.0"),
+        "{out}"
+    );
+    // -l selects by label, as kubectl does.
+    let (code, out, _) = w
+        .plugin(
+            "alice",
+            &[
+                "get",
+                "freight",
+                "-l",
+                "kargo.akuity.io/alias=v1",
+                "--no-headers",
+            ],
+        )
+        .await;
+    assert_eq!(code, 0);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.contains("v1"), "{out}");
     let (code, out, _) = w
         .plugin(
             "alice",
