@@ -339,10 +339,7 @@ fn run_one(
         };
         let wait = rt.retry_backoff * 2u32.saturating_pow(errors - 1).min(32);
         let out_of_time = started.elapsed() + wait > policy.timeout
-            || rt
-                .cluster
-                .as_ref()
-                .is_some_and(|c| Instant::now() + wait >= c.deadline);
+            || rt.deadline.is_some_and(|d| Instant::now() + wait >= d);
         if errors >= allowed || out_of_time || crate::interrupt::requested().is_some() {
             return Err(if errors > 1 {
                 steps::StepError::Retried {

@@ -154,6 +154,7 @@ pub fn run<'k>(
     );
     rt.quiet = settings.quiet;
     rt.retry_backoff = settings.retry_backoff;
+    rt.deadline = Some(settings.deadline);
     rt.recorded = begun.recorded.clone();
     source.equip(&mut rt, settings.deadline, settings.timeout);
     let renewal = recorder.lease();

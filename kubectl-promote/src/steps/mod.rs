@@ -442,6 +442,8 @@ pub struct Runtime<'a> {
     pub recorded: BTreeMap<String, Recorded>,
     /// The first wait before a step is tried again (doubled each time).
     pub retry_backoff: std::time::Duration,
+    /// When the promotion's `--timeout` ends (retries and waits stop there).
+    pub deadline: Option<std::time::Instant>,
 }
 
 impl<'a> Runtime<'a> {
@@ -463,6 +465,7 @@ impl<'a> Runtime<'a> {
             app_health: Vec::new(),
             recorded: BTreeMap::new(),
             retry_backoff: std::time::Duration::from_secs(1),
+            deadline: None,
         }
     }
 
