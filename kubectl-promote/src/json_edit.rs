@@ -345,3 +345,112 @@ mod tests {
         assert_eq!(stringify("é"), "\"é\"");
     }
 }
+
+#[cfg(test)]
+mod property {
+    use super::*;
+    use serde_json::{Value, json};
+
+    /// A small deterministic generator (no dependency for a test).
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n.max(1)
+        }
+    }
+
+    fn doc(r: &mut Rng, depth: u32) -> Value {
+        match (depth, r.below(6)) {
+            (0, _) | (_, 0) => json!(r.below(100)),
+            (_, 1) => json!(format!("s{}", r.below(10))),
+            (_, 2) => Value::Array((0..r.below(4)).map(|_| doc(r, depth - 1)).collect()),
+            _ => {
+                let mut m = serde_json::Map::new();
+                for _ in 0..r.below(4) {
+                    m.insert(format!("k{}", r.below(5)), doc(r, depth - 1));
+                }
+                Value::Object(m)
+            }
+        }
+    }
+
+    /// Existing paths of scalars in `v`.
+    fn scalar_paths(v: &Value, prefix: &str, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m {
+                    scalar_paths(x, &format!("{prefix}{k}."), out);
+                }
+            }
+            Value::Array(a) => {
+                for (i, x) in a.iter().enumerate() {
+                    scalar_paths(x, &format!("{prefix}{i}."), out);
+                }
+            }
+            _ => out.push(prefix.trim_end_matches('.').to_owned()),
+        }
+    }
+
+    fn pointer(path: &str) -> String {
+        format!("/{}", path.replace('.', "/"))
+    }
+
+    #[test]
+    fn replacing_a_value_changes_that_value_and_no_byte_around_it() {
+        let mut r = Rng(0x9e37_79b9_7f4a_7c15);
+        for _ in 0..2000 {
+            let v = doc(&mut r, 4);
+            // Pretty and compact layouts, both kept byte for byte outside the value.
+            let text = if r.below(2) == 0 {
+                serde_json::to_string_pretty(&v).unwrap()
+            } else {
+                serde_json::to_string(&v).unwrap()
+            };
+            let mut paths = Vec::new();
+            scalar_paths(&v, "", &mut paths);
+            paths.retain(|p| !p.is_empty());
+            let Some(path) = paths.get(r.below(paths.len() as u64) as usize) else {
+                continue;
+            };
+            let new = json!(format!("new-{}", r.below(1000)));
+            let out = set(&text, path, &stringify(new.as_str().unwrap())).unwrap();
+            let mut want = v.clone();
+            *want.pointer_mut(&pointer(path)).unwrap() = new.clone();
+            let got: Value = serde_json::from_str(&out).unwrap();
+            assert_eq!(got, want, "{text}\n{path}");
+            // Only the value's bytes changed.
+            let old_raw = serde_json::to_string(v.pointer(&pointer(path)).unwrap()).unwrap();
+            assert_eq!(
+                out.len() + old_raw.len(),
+                text.len() + stringify(new.as_str().unwrap()).len()
+            );
+        }
+    }
+
+    #[test]
+    fn a_new_key_lands_where_the_path_says() {
+        let mut r = Rng(42);
+        for _ in 0..1000 {
+            let v = doc(&mut r, 3);
+            if !v.is_object() {
+                continue;
+            }
+            let text = serde_json::to_string_pretty(&v).unwrap();
+            let key = format!("new{}", r.below(1000));
+            if v.get(&key).is_some() {
+                continue;
+            }
+            let out = set(&text, &format!("{key}.inner"), "true").unwrap();
+            let got: Value = serde_json::from_str(&out).unwrap();
+            let mut want = v.clone();
+            want[&key] = json!({"inner": true});
+            assert_eq!(got, want, "{text}");
+        }
+    }
+}
