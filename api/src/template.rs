@@ -59,18 +59,32 @@ pub fn promotion_steps(
             out.push(step.clone());
             continue;
         };
+        // A ClusterPromotionTask is among `tasks` without a namespace.
+        let cluster_task = task_ref.kind == "ClusterPromotionTask";
         let task = tasks
             .iter()
             .find(|t| {
+                let ns = t.metadata.namespace.as_deref().filter(|n| !n.is_empty());
                 t.metadata.name.as_deref() == Some(task_ref.name.as_str())
-                    && t.metadata.namespace.as_deref() == Some(stage.project())
+                    && if cluster_task {
+                        ns.is_none()
+                    } else {
+                        ns == Some(stage.project())
+                    }
             })
             .ok_or_else(|| {
-                fail(format!(
-                    "steps[{i}]: PromotionTask \"{}\" not found in project \"{}\"",
-                    task_ref.name,
-                    stage.project()
-                ))
+                fail(if cluster_task {
+                    format!(
+                        "steps[{i}]: ClusterPromotionTask \"{}\" not found",
+                        task_ref.name
+                    )
+                } else {
+                    format!(
+                        "steps[{i}]: PromotionTask \"{}\" not found in project \"{}\"",
+                        task_ref.name,
+                        stage.project()
+                    )
+                })
             })?;
         let task_alias = step.effective_alias(i);
         let mut task_vars = Vec::new();
@@ -108,4 +122,52 @@ pub fn promotion_steps(
         )));
     }
     Ok((out, all_vars))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_task_reference_finds_a_project_task_or_a_cluster_task_by_kind() {
+        let stage: Stage = serde_json::from_value(json!({
+            "metadata": {"name": "dev", "namespace": "p"},
+            "spec": {"promotionTemplate": {"spec": {"steps": [
+                {"task": {"name": "shared", "kind": "ClusterPromotionTask"}, "as": "c"},
+                {"task": {"name": "shared"}, "as": "l"},
+            ]}}},
+        }))
+        .unwrap();
+        let task = |ns: Option<&str>, uses: &str| -> PromotionTask {
+            serde_json::from_value(json!({
+                "metadata": {"name": "shared", "namespace": ns},
+                "spec": {"steps": [{"uses": uses, "config": {}}]},
+            }))
+            .unwrap()
+        };
+        let cluster: crate::types::ClusterPromotionTask = serde_json::from_value(json!({
+            "metadata": {"name": "shared"},
+            "spec": {"steps": [{"uses": "fail", "config": {}}]},
+        }))
+        .unwrap();
+        let tasks = vec![task(Some("p"), "git-clear"), cluster.into()];
+        let (steps, _) = promotion_steps(&stage, std::slice::from_ref(&stage), &tasks).unwrap();
+        let uses: Vec<(&str, &str)> = steps
+            .iter()
+            .map(|s| (s.alias.as_str(), s.uses.as_str()))
+            .collect();
+        assert_eq!(uses, [("c::step-1", "fail"), ("l::step-1", "git-clear")]);
+        let e = promotion_steps(
+            &stage,
+            std::slice::from_ref(&stage),
+            &[task(Some("p"), "x")],
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("ClusterPromotionTask \"shared\" not found"),
+            "{e}"
+        );
+    }
 }

@@ -19,7 +19,7 @@ pub struct Manifests {
     pub freight: Vec<Freight>,
     /// Warehouses.
     pub warehouses: Vec<Warehouse>,
-    /// PromotionTasks.
+    /// PromotionTasks, and ClusterPromotionTasks as PromotionTasks without a namespace.
     pub tasks: Vec<PromotionTask>,
     /// Argo CD Applications, as open JSON.
     pub applications: Vec<Value>,
@@ -105,6 +105,7 @@ impl Manifests {
                     value.get_mut("metadata").and_then(Value::as_object_mut),
                 ) && !meta.contains_key("namespace")
                     && !(api.starts_with("argoproj.io/") && kind == "Application")
+                    && kind != "ClusterPromotionTask"
                 {
                     meta.insert("namespace".into(), Value::String(ns.to_owned()));
                 }
@@ -117,6 +118,9 @@ impl Manifests {
                     (promote_api::API_VERSION, "PromotionTask") => {
                         m.tasks.push(typed(&path, value)?)
                     }
+                    (promote_api::API_VERSION, "ClusterPromotionTask") => m.tasks.push(
+                        typed::<promote_api::types::ClusterPromotionTask>(&path, value)?.into(),
+                    ),
                     ("argoproj.io/v1alpha1", "Application") => m.applications.push(value),
                     _ => {}
                 }

@@ -56,6 +56,12 @@ impl Cluster for Warm {
     async fn application(&self, _: &str, _: &str) -> Result<Option<serde_json::Value>, String> {
         Ok(None)
     }
+    async fn namespace(&self, _: &str) -> Result<Option<serde_json::Value>, String> {
+        Ok(None)
+    }
+    async fn create_project_namespace(&self, _: &str) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// One review through `app`.

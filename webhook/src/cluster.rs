@@ -92,6 +92,16 @@ pub trait Cluster: Send + Sync {
         ns: &str,
         name: &str,
     ) -> impl Future<Output = Result<Option<serde_json::Value>, String>> + Send;
+    /// A Namespace, as open JSON (a Project's).
+    fn namespace(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<serde_json::Value>, String>> + Send;
+    /// Create Namespace `name` labelled as a project (the side effect of admitting a Project).
+    fn create_project_namespace(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<(), String>> + Send;
 }
 
 /// The RBAC verbs on `stages` the webhook asks about.
@@ -320,8 +330,17 @@ impl Cluster for KubeCluster {
         self.list(ns, &ListParams::default(), "Stages").await
     }
     async fn tasks(&self, ns: &str) -> Result<Vec<PromotionTask>, String> {
-        self.list(ns, &ListParams::default(), "PromotionTasks")
-            .await
+        let mut tasks: Vec<PromotionTask> = self
+            .list(ns, &ListParams::default(), "PromotionTasks")
+            .await?;
+        let cluster: Api<promote_api::types::ClusterPromotionTask> = Api::all(self.client.clone());
+        match cluster.list(&ListParams::default()).await {
+            Ok(l) => tasks.extend(l.items.into_iter().map(Into::into)),
+            // No ClusterPromotionTask CRD (an older install): there are none.
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(kube_err("ClusterPromotionTasks", e)),
+        }
+        Ok(tasks)
     }
     async fn freight(&self, ns: &str, name: &str) -> Result<Option<Freight>, String> {
         self.get(ns, name, "Freight").await
@@ -384,6 +403,41 @@ impl Cluster for KubeCluster {
         app.map(|a| serde_json::to_value(a).map_err(|e| e.to_string()))
             .transpose()
     }
+    async fn namespace(&self, name: &str) -> Result<Option<serde_json::Value>, String> {
+        let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.client.clone());
+        let ns = api
+            .get_opt(name)
+            .await
+            .map_err(|e| kube_err(&format!("Namespace \"{name}\""), e))?;
+        ns.map(|n| serde_json::to_value(n).map_err(|e| e.to_string()))
+            .transpose()
+    }
+    async fn create_project_namespace(&self, name: &str) -> Result<(), String> {
+        let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.client.clone());
+        let ns: k8s_openapi::api::core::v1::Namespace =
+            serde_json::from_value(project_namespace(name)).map_err(|e| e.to_string())?;
+        match api.create(&kube::api::PostParams::default(), &ns).await {
+            Ok(_) => Ok(()),
+            // Created meanwhile (a retried review): the label check already passed.
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+            Err(e) => Err(
+                kube_err(&format!("creating Namespace \"{name}\""), e).replacen(
+                    "cannot read ",
+                    "cannot ",
+                    1,
+                ),
+            ),
+        }
+    }
+}
+
+/// The Namespace a Project makes: its name, labelled `kargo.akuity.io/project: "true"`.
+pub fn project_namespace(name: &str) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": name, "labels": {promote_api::keys::PROJECT_LABEL: "true"}},
+    })
 }
 
 /// Objects held in memory, for offline reviews and tests.
@@ -401,6 +455,8 @@ pub struct StaticCluster {
     pub authorizers: Option<Vec<(String, String, String)>>,
     /// Argo CD Applications (open JSON).
     pub applications: Vec<serde_json::Value>,
+    /// Namespaces (open JSON); Projects add theirs.
+    pub namespaces: Arc<Mutex<Vec<serde_json::Value>>>,
 }
 
 fn ns_name(m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> (&str, &str) {
@@ -450,6 +506,10 @@ impl StaticCluster {
             Some("Promotion") => self.promotions.push(parse(value, "Promotion")?),
             Some("Stage") => self.stages.push(parse(value, "Stage")?),
             Some("PromotionTask") => self.tasks.push(parse(value, "PromotionTask")?),
+            Some("ClusterPromotionTask") => self.tasks.push(
+                parse::<promote_api::types::ClusterPromotionTask>(value, "ClusterPromotionTask")?
+                    .into(),
+            ),
             Some("Freight") => {
                 let mut f: Freight = parse(value, "Freight")?;
                 if f.metadata.name.as_deref().unwrap_or_default().is_empty() {
@@ -507,7 +567,20 @@ impl Cluster for StaticCluster {
         Ok(in_namespace(&self.stages, ns))
     }
     async fn tasks(&self, ns: &str) -> Result<Vec<PromotionTask>, String> {
-        Ok(in_namespace(&self.tasks, ns))
+        let mut tasks = in_namespace(&self.tasks, ns);
+        tasks.extend(
+            self.tasks
+                .iter()
+                .filter(|t| {
+                    t.metadata
+                        .namespace
+                        .as_deref()
+                        .unwrap_or_default()
+                        .is_empty()
+                })
+                .cloned(),
+        );
+        Ok(tasks)
     }
     async fn freight(&self, ns: &str, name: &str) -> Result<Option<Freight>, String> {
         Ok(find(&self.freight, ns, name))
@@ -529,6 +602,26 @@ impl Cluster for StaticCluster {
             .into_iter()
             .map(Arc::new)
             .collect())
+    }
+    async fn namespace(&self, name: &str) -> Result<Option<serde_json::Value>, String> {
+        Ok(self
+            .namespaces
+            .lock()
+            .map_err(|e| e.to_string())?
+            .iter()
+            .find(|n| {
+                n.pointer("/metadata/name")
+                    .and_then(serde_json::Value::as_str)
+                    == Some(name)
+            })
+            .cloned())
+    }
+    async fn create_project_namespace(&self, name: &str) -> Result<(), String> {
+        self.namespaces
+            .lock()
+            .map_err(|e| e.to_string())?
+            .push(project_namespace(name));
+        Ok(())
     }
     async fn application(&self, ns: &str, name: &str) -> Result<Option<serde_json::Value>, String> {
         Ok(self

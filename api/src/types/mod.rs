@@ -12,12 +12,14 @@
 
 mod freight;
 pub mod legacy;
+mod project;
 mod promotion;
 mod promotion_task;
 mod stage;
 mod warehouse;
 
 pub use freight::*;
+pub use project::*;
 pub use promotion::*;
 pub use promotion_task::*;
 pub use stage::*;

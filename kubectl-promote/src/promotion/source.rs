@@ -235,11 +235,30 @@ impl Source for Cluster<'_> {
         } else {
             vec![stage.clone()]
         };
-        let tasks = if stage.template_steps().iter().any(|s| s.task.is_some()) {
-            self.list("promotiontasks", "PromotionTasks", None)?
-        } else {
+        let refs: Vec<&str> = stage
+            .template_steps()
+            .iter()
+            .filter_map(|s| s.task.as_ref())
+            .map(|t| t.kind.as_str())
+            .collect();
+        let mut tasks = if refs.is_empty() {
             Vec::new()
+        } else {
+            self.list("promotiontasks", "PromotionTasks", None)?
         };
+        if refs.contains(&"ClusterPromotionTask") {
+            let cluster: Vec<promote_api::types::ClusterPromotionTask> = self
+                .api
+                .list(
+                    &format!("{}/clusterpromotiontasks", crate::kube::KARGO),
+                    None,
+                )
+                .map_err(context("listing ClusterPromotionTasks"))?
+                .into_iter()
+                .map(|v| decode(v, "ClusterPromotionTask"))
+                .collect::<Result<_, _>>()?;
+            tasks.extend(cluster.into_iter().map(Into::into));
+        }
         Ok((stages, tasks))
     }
 

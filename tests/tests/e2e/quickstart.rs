@@ -12,7 +12,7 @@ use promote_tests::{bare_repo, bin, git, git_daemon};
 /// The quickstart's manifests, as its docs write them (the heredoc's `\${{` unescaped,
 /// `${GITOPS_REPO_URL}` substituted), plus what Kargo's Warehouse and Argo CD's ApplicationSet
 /// would have made: a Freight (already verified in test and uat) and the three Applications.
-fn manifests(repo: &str) -> String {
+pub(crate) fn manifests(repo: &str) -> String {
     let docs = r#"apiVersion: kargo.akuity.io/v1alpha1
 kind: Project
 metadata:
@@ -343,6 +343,29 @@ fn kargos_quickstart_promotes_test_uat_and_prod_unchanged() {
     assert!(
         out.contains("git-commit") && out.contains("Skipped"),
         "{out}"
+    );
+}
+
+#[test]
+fn the_quickstart_runs_from_a_cluster_promotion_task_too() {
+    let q = Quickstart::new();
+    let text = std::fs::read_to_string(q.manifests.join("quickstart.yaml")).unwrap();
+    let text = text
+        .replace(
+            "kind: PromotionTask\nmetadata:\n  name: demo-promo-process\n  namespace: kargo-demo\n",
+            "kind: ClusterPromotionTask\nmetadata:\n  name: demo-promo-process\n",
+        )
+        .replace(
+            "      - task:\n          name: demo-promo-process\n",
+            "      - task:\n          name: demo-promo-process\n          kind: ClusterPromotionTask\n",
+        );
+    assert!(text.contains("kind: ClusterPromotionTask\n"));
+    std::fs::write(q.manifests.join("quickstart.yaml"), text).unwrap();
+    let (out, err) = ok(&q.promote("test", &[]));
+    assert!(out.contains("PHASE      Succeeded"), "{out}\n{err}");
+    assert!(
+        q.show("stage/test:deployment-kargo-demo.yaml")
+            .contains("nginx:1.29.1")
     );
 }
 

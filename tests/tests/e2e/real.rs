@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use promote_tests::{bare_repo, reserved_port, workspace_root};
 
 use crate::sandbox::k;
-use crate::webhook::{install_webhook_at, project_decisions};
+use crate::webhook::{install_webhook_at, kargo_quickstart_applies, project_decisions};
 
 /// A running `scripts/kube up`, stopped (SIGTERM, then waited for) on drop.
 pub(crate) struct RealKube {
@@ -115,6 +115,7 @@ async fn real_control_plane_decides_through_the_manifests() {
         "{out}"
     );
     project_decisions(&kc, &url).await;
+    kargo_quickstart_applies(&kc).await;
     // Kargo's printer columns and the custom verb, as the real server serves them.
     let (good, out, err) = k(&kc, &["get", "stages", "-n", "kargo-demo"], None).await;
     assert!(good && out.starts_with("NAME"), "{err}{out}");

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use promote_tests::{bare_repo, bin, reserved_port, workspace_root};
 use serde_json::{Value, json};
 
-use crate::sandbox::{k, ok, start, wait_for};
+use crate::sandbox::{fails, k, ok, start, wait_for};
 
 /// The webhook process, killed on drop.
 pub(crate) struct Webhook {
@@ -377,6 +377,60 @@ fn app_yaml(name: &str, repo: &str, annotation: Option<&str>) -> String {
 }
 
 /// What the webhook decides through real kubectl before any Argo CD sync, in any cluster with
+/// Kargo's quickstart manifests (Project, Secret, Warehouse, PromotionTask, Stages) apply with
+/// one `kubectl apply -f` on a cluster with promote installed: the Project creates its namespace,
+/// labelled, and everything after it lands there. A dry run creates nothing; a Project whose
+/// namespace exists unlabelled is refused.
+pub(crate) async fn kargo_quickstart_applies(kc: &Path) {
+    let all = crate::quickstart::manifests("https://github.com/example/kargo-demo.git");
+    // Its own project name: the decisions above use kargo-demo already.
+    let kargo = all
+        .split("---\napiVersion: kargo.akuity.io/v1alpha1\nkind: Freight")
+        .next()
+        .unwrap()
+        .replace("kargo-demo", "quickstart");
+    // A server-side dry run reaches the webhook with dryRun set (its other objects then fail:
+    // their namespace does not exist), and must create nothing.
+    let _ = k(kc, &["apply", "--dry-run=server", "-f", "-"], Some(&kargo)).await;
+    let (good, _, _) = k(kc, &["get", "namespace", "quickstart"], None).await;
+    assert!(!good, "a server dry run creates no namespace");
+    let (good, out, err) = k(kc, &["apply", "-f", "-"], Some(&kargo)).await;
+    assert!(good, "{err}\n{out}");
+    for made in [
+        "project.kargo.akuity.io/quickstart created",
+        "warehouse.kargo.akuity.io/quickstart created",
+        "promotiontask.kargo.akuity.io/demo-promo-process created",
+        "stage.kargo.akuity.io/prod created",
+    ] {
+        assert!(out.contains(made), "{made} in\n{out}");
+    }
+    let ns = ok(
+        kc,
+        &[
+            "get",
+            "namespace",
+            "kargo-demo",
+            "-o",
+            "jsonpath={.metadata.labels}",
+        ],
+    )
+    .await;
+    assert!(ns.contains("\"kargo.akuity.io/project\":\"true\""), "{ns}");
+    let stages = ok(kc, &["get", "stages", "-n", "quickstart", "-o", "name"]).await;
+    assert_eq!(stages.lines().count(), 3, "{stages}");
+    ok(kc, &["create", "namespace", "plain"]).await;
+    let err = fails(
+        kc,
+        &["apply", "-f", "-"],
+        Some("apiVersion: kargo.akuity.io/v1alpha1\nkind: Project\nmetadata:\n  name: plain\n"),
+    )
+    .await;
+    assert!(
+        err.contains("already exists and is not labeled as a Project namespace"),
+        "{err}"
+    );
+}
+
 /// promote installed (the sandbox, the real control plane): Stage, project and Freight rules,
 /// who may promote, and the trust model's attacks (SECURITY.md). Returns the Freight's name, the
 /// Promotion's name and the Promotion manifest.
@@ -844,6 +898,7 @@ async fn webhook_installed_from_the_manifests_decides_real_writes() {
     );
 
     let (_freight, promo_name, promo) = project_decisions(&kc, &url).await;
+    kargo_quickstart_applies(&kc).await;
     // The real thing: injected operation, then Argo CD syncs and clears it through the webhook's
     // matchConditions (its writes never reach the webhook).
     // The client names another revision and another initiator: the plan's revision and the

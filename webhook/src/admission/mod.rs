@@ -8,6 +8,7 @@
 
 pub mod application;
 pub mod freight;
+pub mod project;
 pub mod promotion;
 pub mod stage;
 #[cfg(test)]
@@ -38,6 +39,8 @@ pub enum Hook {
     /// Kargo objects created in a namespace that is not a project (the webhook configuration's
     /// `namespaceSelector` sends only those here, so no lookup is needed).
     ValidateProjectNamespace,
+    /// Projects: a Project creates its namespace (see `project`).
+    ValidateProject,
 }
 
 /// The namespaced Kargo kinds, which live in project namespaces only.
@@ -51,7 +54,7 @@ pub const PROJECT_KINDS: &[&str] = &[
 
 impl Hook {
     /// Every hook.
-    pub const ALL: [Hook; 8] = [
+    pub const ALL: [Hook; 9] = [
         Hook::MutateApplication,
         Hook::ValidateApplication,
         Hook::MutatePromotion,
@@ -60,6 +63,7 @@ impl Hook {
         Hook::ValidateFreight,
         Hook::ValidateStage,
         Hook::ValidateProjectNamespace,
+        Hook::ValidateProject,
     ];
 
     /// The URL path of the hook.
@@ -75,6 +79,7 @@ impl Hook {
             Hook::ValidateProjectNamespace => {
                 "/validate-kargo-akuity-io-v1alpha1-project-namespace"
             }
+            Hook::ValidateProject => "/validate-kargo-akuity-io-v1alpha1-project",
         }
     }
 
@@ -106,6 +111,7 @@ impl Hook {
             Hook::MutateFreight | Hook::ValidateFreight => "Freight",
             Hook::ValidateStage => "Stage",
             Hook::ValidateProjectNamespace => "a Kargo kind",
+            Hook::ValidateProject => "Project",
         }
     }
 
@@ -323,6 +329,8 @@ pub struct Facts {
     pub referenced: BTreeMap<String, std::sync::Arc<Promotion>>,
     /// A lookup that failed; the decision fails closed with it.
     pub error: Option<String>,
+    /// The Namespace a Project names, as read (Project hook).
+    pub namespace: Option<serde_json::Value>,
 }
 
 /// One SubjectAccessReview answer: `verb` on `stages/<stage>` in namespace `project`.
@@ -398,6 +406,7 @@ pub async fn gather<C: Cluster>(hook: Hook, req: &Request, cluster: &C, policy: 
         Hook::MutateFreight | Hook::ValidateFreight => freight::gather(hook, req, cluster).await,
         Hook::ValidateStage => stage::gather(req, cluster).await,
         Hook::ValidateProjectNamespace => Ok(Facts::default()),
+        Hook::ValidateProject => project::gather(req, cluster).await,
     };
     result.unwrap_or_else(|e| Facts {
         error: Some(e),
@@ -425,6 +434,7 @@ pub fn decide(hook: Hook, req: &Request, facts: &Facts, policy: &Policy) -> Verd
         Hook::ValidateFreight => freight::validate(req, facts, policy),
         Hook::ValidateStage => stage::validate(req, facts),
         Hook::ValidateProjectNamespace => not_a_project(req),
+        Hook::ValidateProject => project::validate(req, facts),
     }
 }
 
@@ -474,7 +484,15 @@ pub async fn review<C: Cluster>(
         return decide(hook, req, &Facts::default(), policy);
     }
     let facts = gather(hook, req, cluster, policy).await;
-    decide(hook, req, &facts, policy)
+    let verdict = decide(hook, req, &facts, policy);
+    // The one side effect: an admitted Project creates its namespace (never on a dry run).
+    if verdict.allowed
+        && hook == Hook::ValidateProject
+        && let Err(e) = project::effect(req, &facts, cluster).await
+    {
+        return Verdict::internal(e);
+    }
+    verdict
 }
 
 /// The object at `key` of `map`, created (or replacing a non-object) when needed; `None` only

@@ -1972,3 +1972,71 @@ fn stage_status_rules() {
         check(name, &validate_status(&c, "Stage", &old, &new, who), &want);
     }
 }
+
+#[test]
+fn a_project_creates_its_namespace_labelled_once_admitted() {
+    let c = StaticCluster::default();
+    let project = json!({"apiVersion": "kargo.akuity.io/v1alpha1", "kind": "Project", "metadata": {"name": "kargo-demo"}});
+    let v = validate_only(&c, "Project", "CREATE", None, Some(&project), "admin");
+    assert!(v.allowed, "{v:?}");
+    let made = c.namespaces.lock().unwrap().clone();
+    assert_eq!(made.len(), 1);
+    assert_eq!(
+        made[0]["metadata"]["labels"]["kargo.akuity.io/project"],
+        "true"
+    );
+    // Again (a retried request): the labelled namespace exists and is kept as it is.
+    assert!(validate_only(&c, "Project", "CREATE", None, Some(&project), "admin").allowed);
+    assert_eq!(c.namespaces.lock().unwrap().len(), 1);
+    // A dry run creates nothing (sideEffects: NoneOnDryRun).
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let other = json!({"apiVersion": "kargo.akuity.io/v1alpha1", "kind": "Project", "metadata": {"name": "other"}});
+    let mut req = request("Project", "CREATE", None, Some(&other), "admin");
+    req.dry_run = true;
+    assert!(
+        rt.block_on(review(Hook::ValidateProject, &req, &c, &policy()))
+            .allowed
+    );
+    assert_eq!(c.namespaces.lock().unwrap().len(), 1);
+}
+
+#[test]
+fn a_project_refuses_a_namespace_that_is_not_a_projects() {
+    let c = StaticCluster::default();
+    c.namespaces
+        .lock()
+        .unwrap()
+        .push(json!({"metadata": {"name": "taken"}}));
+    c.namespaces.lock().unwrap().push(json!({"metadata": {"name": "going", "labels": {"kargo.akuity.io/project": "true"}, "deletionTimestamp": "2026-12-01T00:00:00Z"}}));
+    let project = |n: &str| json!({"apiVersion": "kargo.akuity.io/v1alpha1", "kind": "Project", "metadata": {"name": n}});
+    let v = validate_only(
+        &c,
+        "Project",
+        "CREATE",
+        None,
+        Some(&project("taken")),
+        "admin",
+    );
+    assert!(!v.allowed && v.code == 409, "{v:?}");
+    assert!(
+        v.message
+            .contains("already exists and is not labeled as a Project namespace"),
+        "{}",
+        v.message
+    );
+    let v = validate_only(
+        &c,
+        "Project",
+        "CREATE",
+        None,
+        Some(&project("going")),
+        "admin",
+    );
+    assert!(
+        !v.allowed && v.message.contains("still being terminated"),
+        "{v:?}"
+    );
+    assert_eq!(c.namespaces.lock().unwrap().len(), 2, "nothing created");
+}
