@@ -16,6 +16,11 @@ use std::time::{Duration, Instant};
 
 use crate::{Options, Sandbox, SandboxError};
 
+/// The paths of the `manifests/` files the demo ships (tests compare them with the tree).
+pub fn shipped_files() -> impl Iterator<Item = &'static str> {
+    MANIFESTS.iter().map(|(p, _)| *p)
+}
+
 /// `manifests/` as shipped, written into the demo directory and applied from there.
 const MANIFESTS: &[(&str, &str)] = &[
     (
@@ -27,8 +32,20 @@ const MANIFESTS: &[(&str, &str)] = &[
         include_str!("../../manifests/crds/kustomization.yaml"),
     ),
     (
+        "crds/kargo.akuity.io_clusterpromotiontasks.yaml",
+        include_str!("../../manifests/crds/kargo.akuity.io_clusterpromotiontasks.yaml"),
+    ),
+    (
         "crds/kargo.akuity.io_freights.yaml",
         include_str!("../../manifests/crds/kargo.akuity.io_freights.yaml"),
+    ),
+    (
+        "crds/kargo.akuity.io_projectconfigs.yaml",
+        include_str!("../../manifests/crds/kargo.akuity.io_projectconfigs.yaml"),
+    ),
+    (
+        "crds/kargo.akuity.io_projects.yaml",
+        include_str!("../../manifests/crds/kargo.akuity.io_projects.yaml"),
     ),
     (
         "crds/kargo.akuity.io_promotions.yaml",

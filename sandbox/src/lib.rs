@@ -36,8 +36,20 @@ pub use error::SandboxError;
 /// reduced Argo CD Application CRD.
 pub const CRDS: &[(&str, &str)] = &[
     (
+        "kargo.akuity.io_clusterpromotiontasks.yaml",
+        include_str!("../../manifests/crds/kargo.akuity.io_clusterpromotiontasks.yaml"),
+    ),
+    (
         "kargo.akuity.io_freights.yaml",
         include_str!("../../manifests/crds/kargo.akuity.io_freights.yaml"),
+    ),
+    (
+        "kargo.akuity.io_projectconfigs.yaml",
+        include_str!("../../manifests/crds/kargo.akuity.io_projectconfigs.yaml"),
+    ),
+    (
+        "kargo.akuity.io_projects.yaml",
+        include_str!("../../manifests/crds/kargo.akuity.io_projects.yaml"),
     ),
     (
         "kargo.akuity.io_promotions.yaml",
@@ -321,6 +333,35 @@ impl Sandbox {
             .graceful_shutdown(Some(std::time::Duration::from_secs(2)));
         for t in self.tasks {
             t.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod crd_list_tests {
+    /// Every CRD `crdgen` writes is installed by the sandbox and shipped by the demo.
+    #[test]
+    fn the_sandbox_and_the_demo_carry_every_generated_crd() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../manifests/crds");
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with("kargo.akuity.io_"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        files.sort();
+        assert!(!files.is_empty());
+        for f in &files {
+            assert!(
+                super::CRDS.iter().any(|(n, _)| n == f),
+                "{f} missing from CRDS"
+            );
+            assert!(
+                crate::demo::shipped_files().any(|n| n == format!("crds/{f}")),
+                "{f} missing from the demo's manifests"
+            );
         }
     }
 }
