@@ -1281,3 +1281,106 @@ spec:
         "the private key file outlived the promotion: {left:?}"
     );
 }
+
+/// Kargo's quickstart through the cluster: its manifests applied with one `kubectl apply -f`
+/// (the Project creating its namespace), Freight created, then test → uat → prod promoted as a
+/// promoter, each Stage's branch rendered by kustomize, synced by Argo CD (the simulator) and
+/// shown Ready by plain kubectl.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kargos_quickstart_through_the_cluster() {
+    let w = World::new(true).await;
+    let files = crate::quickstart::layout();
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let bare = bare_repo(w.tmp.path(), "kargo-demo", &refs);
+    let url = format!("file://{}", bare.display());
+    let all = crate::quickstart::manifests(&url);
+    // Freight comes from a Warehouse in Kargo; here it is created by hand below.
+    let (kargo, rest) = all
+        .split_once("---\napiVersion: kargo.akuity.io/v1alpha1\nkind: Freight")
+        .unwrap();
+    let apps = &rest[rest.find("---\napiVersion: argoproj.io").unwrap()..];
+    let rbac = "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: { name: alice-promoter, namespace: kargo-demo }\nroleRef: { apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: promote-promoter }\nsubjects: [{ kind: User, name: alice, apiGroup: rbac.authorization.k8s.io }]\n";
+    let text = format!("{kargo}{apps}\n---\n{rbac}");
+    let (good, out, err) = k(&w.kc, &["apply", "-f", "-"], Some(&text)).await;
+    assert!(good, "{err}\n{out}");
+    assert!(
+        out.contains("project.kargo.akuity.io/kargo-demo created"),
+        "{out}"
+    );
+    let plugin = |user: &'static str, args: Vec<String>| {
+        let mut c = Command::new(bin("kubectl-promote").unwrap());
+        c.env("KUBECONFIG", &w.kc)
+            .env("PROMOTE_CACHE_DIR", w.tmp.path().join("cache"))
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .args(["--context", user, "-n", "kargo-demo", "-q"])
+            .args(args);
+        async move {
+            let out = tokio::task::spawn_blocking(move || c.output().unwrap())
+                .await
+                .unwrap();
+            (
+                out.status.code().unwrap_or(-1),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        }
+    };
+    let (code, _, err) = plugin(
+        "admin",
+        [
+            "freight",
+            "create",
+            "--warehouse",
+            "kargo-demo",
+            "--image",
+            "public.ecr.aws/nginx/nginx:1.29.1",
+            "--alias",
+            "wise-wombat",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    for stage in ["test", "uat", "prod"] {
+        let (code, out, err) = plugin(
+            "alice",
+            vec![
+                format!("stage/{stage}"),
+                "--freight-alias".into(),
+                "wise-wombat".into(),
+            ],
+        )
+        .await;
+        assert_eq!(code, 0, "{stage}: {err}\n{out}");
+        let deploy = git(
+            &bare,
+            &["show", &format!("stage/{stage}:deployment-kargo-demo.yaml")],
+        );
+        assert!(
+            deploy.contains("image: public.ecr.aws/nginx/nginx:1.29.1"),
+            "{deploy}"
+        );
+        let app = w.get("applications", "argocd", &format!("kargo-demo-{stage}"));
+        assert_eq!(
+            app["status"]["sync"]["revision"],
+            git(&bare, &["rev-parse", &format!("stage/{stage}")]).trim(),
+            "{app}"
+        );
+    }
+    let (good, out, err) = k(&w.kc, &["get", "stages", "-n", "kargo-demo"], None).await;
+    assert!(good, "{err}");
+    for stage in ["test", "uat", "prod"] {
+        let row = out
+            .lines()
+            .find(|l| l.starts_with(&format!("{stage} ")))
+            .unwrap();
+        assert!(
+            row.contains("True") && row.contains("Freight has been verified"),
+            "{out}"
+        );
+    }
+}

@@ -180,7 +180,7 @@ status:
 
 /// A repository laid out like akuity/kargo-demo: a base and one overlay per Stage, each with its
 /// own page and node port.
-fn layout() -> Vec<(String, String)> {
+pub(crate) fn layout() -> Vec<(String, String)> {
     let mut files = vec![
         (
             "base/kustomization.yaml".to_owned(),
