@@ -220,3 +220,105 @@ fn the_readme_layout_table_matches_the_tree() {
         "modules missing from the README's layout table: {unlisted:?}"
     );
 }
+
+/// Field paths of the CRDs in `dir`, as `scripts/kargo-crd-fields` writes them.
+fn crd_fields(dir: &Path) -> BTreeSet<String> {
+    fn walk(s: &serde_json::Value, path: &str, out: &mut BTreeSet<String>) {
+        let Some(o) = s.as_object() else {
+            return;
+        };
+        if o.get("x-kubernetes-preserve-unknown-fields") == Some(&serde_json::Value::Bool(true)) {
+            out.insert(format!("{path} *"));
+        }
+        if let Some(props) = o.get("properties").and_then(|p| p.as_object()) {
+            for (k, v) in props {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                out.insert(p.clone());
+                walk(v, &p, out);
+            }
+        }
+        if o.get("type").and_then(|t| t.as_str()) == Some("array")
+            && let Some(items) = o.get("items")
+        {
+            walk(items, &format!("{path}[]"), out);
+        }
+        if let Some(ap) = o.get("additionalProperties").filter(|a| a.is_object()) {
+            walk(ap, &format!("{path}{{}}"), out);
+        }
+    }
+    let mut out = BTreeSet::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let text = std::fs::read_to_string(e.path()).unwrap();
+        for doc in text.split("\n---\n") {
+            let v: serde_json::Value = serde_yaml::from_str(doc).unwrap_or_default();
+            if v["kind"] != "CustomResourceDefinition" {
+                continue;
+            }
+            let kind = v["spec"]["names"]["kind"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            for ver in v["spec"]["versions"].as_array().into_iter().flatten() {
+                let mut paths = BTreeSet::new();
+                walk(&ver["schema"]["openAPIV3Schema"], "", &mut paths);
+                out.extend(paths.into_iter().map(|p| format!("{kind} {p}")));
+            }
+        }
+    }
+    out
+}
+
+/// Whether `field` (`<Kind> <path>`) is in `ours`, or under an object of ours that keeps unknown
+/// fields.
+fn accepted(ours: &BTreeSet<String>, field: &str) -> bool {
+    if ours.contains(field) {
+        return true;
+    }
+    let Some((kind, path)) = field.split_once(' ') else {
+        return false;
+    };
+    let mut p = path;
+    loop {
+        let cut = [p.rfind('.'), p.rfind("[]"), p.rfind("{}")]
+            .into_iter()
+            .flatten()
+            .max();
+        match cut {
+            Some(i) if i > 0 => {
+                p = &p[..i];
+                if ours.contains(&format!("{kind} {p} *")) {
+                    return true;
+                }
+            }
+            _ => return false,
+        }
+    }
+}
+
+#[test]
+fn our_crds_accept_every_field_of_kargos() {
+    let fixture =
+        std::fs::read_to_string(root().join("tests/fixtures/kargo-v1.11.2-crd-fields.txt"))
+            .unwrap();
+    let ours = crd_fields(&root().join("manifests/crds"));
+    let kargo: Vec<&str> = fixture
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty() && !l.ends_with(" *"))
+        .collect();
+    assert!(kargo.len() > 600, "{}", kargo.len());
+    let missing: Vec<&&str> = kargo.iter().filter(|f| !accepted(&ours, f)).collect();
+    assert!(
+        missing.is_empty(),
+        "fields of Kargo's CRDs that ours would prune or refuse: {missing:?}"
+    );
+    // The comparison can fail.
+    assert!(!accepted(&ours, "Stage spec.noSuchField"));
+    assert!(accepted(
+        &ours,
+        "Stage spec.promotionTemplate.spec.steps[].config.anything"
+    ));
+}
