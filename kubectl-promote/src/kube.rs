@@ -140,8 +140,9 @@ pub fn app_path(ns: &str, name: &str) -> String {
     }
 }
 
-/// Percent-encode a query value (label selectors hold `=`, `,`, `!`).
-fn query_escape(s: &str) -> String {
+/// Percent-encode a URL component (RFC 3986 unreserved characters kept): label selectors in
+/// queries, branch names in provider API paths, `http` query parameters.
+pub fn percent_encode(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
@@ -293,7 +294,7 @@ impl Api for Kube {
 
     fn list(&self, path: &str, selector: Option<&str>) -> Result<Vec<Value>, ApiFailure> {
         let path = match selector {
-            Some(s) => format!("{path}?labelSelector={}", query_escape(s)),
+            Some(s) => format!("{path}?labelSelector={}", percent_encode(s)),
             None => path.to_owned(),
         };
         let v = self.send("GET", &path, None, None)?;

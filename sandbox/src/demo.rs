@@ -16,9 +16,17 @@ use std::time::{Duration, Instant};
 
 use crate::{Options, Sandbox, SandboxError};
 
-/// The paths of the `manifests/` files the demo ships (tests compare them with the tree).
-pub fn shipped_files() -> impl Iterator<Item = &'static str> {
-    MANIFESTS.iter().map(|(p, _)| *p)
+/// The `manifests/` files the demo ships: these, and the Kargo CRDs the sandbox carries
+/// (`crate::CRDS`), under `crds/`.
+pub fn shipped_files() -> impl Iterator<Item = (String, &'static str)> {
+    let crds = crate::CRDS
+        .iter()
+        .filter(|(n, _)| n.starts_with("kargo.akuity.io_"))
+        .map(|(n, t)| (format!("crds/{n}"), *t));
+    MANIFESTS
+        .iter()
+        .map(|(p, t)| ((*p).to_owned(), *t))
+        .chain(crds)
 }
 
 /// `manifests/` as shipped, written into the demo directory and applied from there.
@@ -30,38 +38,6 @@ const MANIFESTS: &[(&str, &str)] = &[
     (
         "crds/kustomization.yaml",
         include_str!("../../manifests/crds/kustomization.yaml"),
-    ),
-    (
-        "crds/kargo.akuity.io_clusterpromotiontasks.yaml",
-        include_str!("../../manifests/crds/kargo.akuity.io_clusterpromotiontasks.yaml"),
-    ),
-    (
-        "crds/kargo.akuity.io_freights.yaml",
-        include_str!("../../manifests/crds/kargo.akuity.io_freights.yaml"),
-    ),
-    (
-        "crds/kargo.akuity.io_projectconfigs.yaml",
-        include_str!("../../manifests/crds/kargo.akuity.io_projectconfigs.yaml"),
-    ),
-    (
-        "crds/kargo.akuity.io_projects.yaml",
-        include_str!("../../manifests/crds/kargo.akuity.io_projects.yaml"),
-    ),
-    (
-        "crds/kargo.akuity.io_promotions.yaml",
-        include_str!("../../manifests/crds/kargo.akuity.io_promotions.yaml"),
-    ),
-    (
-        "crds/kargo.akuity.io_promotiontasks.yaml",
-        include_str!("../../manifests/crds/kargo.akuity.io_promotiontasks.yaml"),
-    ),
-    (
-        "crds/kargo.akuity.io_stages.yaml",
-        include_str!("../../manifests/crds/kargo.akuity.io_stages.yaml"),
-    ),
-    (
-        "crds/kargo.akuity.io_warehouses.yaml",
-        include_str!("../../manifests/crds/kargo.akuity.io_warehouses.yaml"),
     ),
     (
         "rbac/kustomization.yaml",
@@ -518,8 +494,8 @@ pub fn run(rt: &tokio::runtime::Runtime, opts: &DemoOptions) -> Result<(), Sandb
         argocd: true,
     }))?;
     let kubeconfig = sandbox.kubeconfig_path();
-    for (path, text) in MANIFESTS {
-        let p = dir.join("manifests").join(path);
+    for (path, text) in shipped_files() {
+        let p = dir.join("manifests").join(&path);
         if let Some(parent) = p.parent() {
             std::fs::create_dir_all(parent).map_err(io(parent))?;
         }

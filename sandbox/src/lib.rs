@@ -339,7 +339,7 @@ impl Sandbox {
 
 #[cfg(test)]
 mod crd_list_tests {
-    /// Every CRD `crdgen` writes is installed by the sandbox and shipped by the demo.
+    /// Every CRD `crdgen` writes is installed by the sandbox (and so shipped by the demo).
     #[test]
     fn the_sandbox_and_the_demo_carry_every_generated_crd() {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../manifests/crds");
@@ -359,7 +359,7 @@ mod crd_list_tests {
                 "{f} missing from CRDS"
             );
             assert!(
-                crate::demo::shipped_files().any(|n| n == format!("crds/{f}")),
+                crate::demo::shipped_files().any(|(n, _)| n == format!("crds/{f}")),
                 "{f} missing from the demo's manifests"
             );
         }

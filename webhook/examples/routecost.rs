@@ -56,6 +56,9 @@ impl Cluster for Warm {
     async fn application(&self, _: &str, _: &str) -> Result<Option<serde_json::Value>, String> {
         Ok(None)
     }
+    async fn cluster_tasks(&self) -> Result<Vec<promote_api::types::PromotionTask>, String> {
+        Ok(Vec::new())
+    }
     async fn namespace(&self, _: &str) -> Result<Option<serde_json::Value>, String> {
         Ok(None)
     }

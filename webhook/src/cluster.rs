@@ -46,6 +46,8 @@ pub trait Cluster: Send + Sync {
     ) -> impl Future<Output = Result<Option<Stage>, String>> + Send;
     fn stages(&self, ns: &str) -> impl Future<Output = Result<Vec<Stage>, String>> + Send;
     fn tasks(&self, ns: &str) -> impl Future<Output = Result<Vec<PromotionTask>, String>> + Send;
+    /// Every ClusterPromotionTask, as a PromotionTask without a namespace.
+    fn cluster_tasks(&self) -> impl Future<Output = Result<Vec<PromotionTask>, String>> + Send;
     fn freight(
         &self,
         ns: &str,
@@ -330,17 +332,17 @@ impl Cluster for KubeCluster {
         self.list(ns, &ListParams::default(), "Stages").await
     }
     async fn tasks(&self, ns: &str) -> Result<Vec<PromotionTask>, String> {
-        let mut tasks: Vec<PromotionTask> = self
-            .list(ns, &ListParams::default(), "PromotionTasks")
-            .await?;
-        let cluster: Api<promote_api::types::ClusterPromotionTask> = Api::all(self.client.clone());
-        match cluster.list(&ListParams::default()).await {
-            Ok(l) => tasks.extend(l.items.into_iter().map(Into::into)),
+        self.list(ns, &ListParams::default(), "PromotionTasks")
+            .await
+    }
+    async fn cluster_tasks(&self) -> Result<Vec<PromotionTask>, String> {
+        let api: Api<promote_api::types::ClusterPromotionTask> = Api::all(self.client.clone());
+        match api.list(&ListParams::default()).await {
+            Ok(l) => Ok(l.items.into_iter().map(Into::into).collect()),
             // No ClusterPromotionTask CRD (an older install): there are none.
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => return Err(kube_err("ClusterPromotionTasks", e)),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(Vec::new()),
+            Err(e) => Err(kube_err("ClusterPromotionTasks", e)),
         }
-        Ok(tasks)
     }
     async fn freight(&self, ns: &str, name: &str) -> Result<Option<Freight>, String> {
         self.get(ns, name, "Freight").await
@@ -567,20 +569,21 @@ impl Cluster for StaticCluster {
         Ok(in_namespace(&self.stages, ns))
     }
     async fn tasks(&self, ns: &str) -> Result<Vec<PromotionTask>, String> {
-        let mut tasks = in_namespace(&self.tasks, ns);
-        tasks.extend(
-            self.tasks
-                .iter()
-                .filter(|t| {
-                    t.metadata
-                        .namespace
-                        .as_deref()
-                        .unwrap_or_default()
-                        .is_empty()
-                })
-                .cloned(),
-        );
-        Ok(tasks)
+        Ok(in_namespace(&self.tasks, ns))
+    }
+    async fn cluster_tasks(&self) -> Result<Vec<PromotionTask>, String> {
+        Ok(self
+            .tasks
+            .iter()
+            .filter(|t| {
+                t.metadata
+                    .namespace
+                    .as_deref()
+                    .unwrap_or_default()
+                    .is_empty()
+            })
+            .cloned()
+            .collect())
     }
     async fn freight(&self, ns: &str, name: &str) -> Result<Option<Freight>, String> {
         Ok(find(&self.freight, ns, name))

@@ -6,20 +6,13 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use k8s_openapi::NamespaceResourceScope;
-use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{
     ArtifactReference, Chart, FreightOrigin, GitCommit, Image, ObjectMeta, Time, any_json_map,
+    default_api_version, object_schema,
 };
-
-fn object_schema(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({ "type": "object" })
-}
-
-fn default_api_version() -> String {
-    crate::API_VERSION.to_owned()
-}
 
 fn default_kind() -> String {
     "Freight".to_owned()

@@ -29,6 +29,17 @@ pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, 
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 
+/// Schema of `metadata` in the spec-less kinds (Freight, Project): an object the API server
+/// fills in, as kube-derive writes it for the others.
+pub(crate) fn object_schema(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({ "type": "object" })
+}
+
+/// `apiVersion` of every Kargo kind, for the spec-less kinds' serde defaults.
+pub(crate) fn default_api_version() -> String {
+    crate::API_VERSION.to_owned()
+}
+
 /// Schema for an open JSON value: anything goes, and the API server keeps it whole.
 pub(crate) fn any_json(_: &mut SchemaGenerator) -> Schema {
     json_schema!({ "x-kubernetes-preserve-unknown-fields": true })

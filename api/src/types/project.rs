@@ -7,18 +7,13 @@
 //! open JSON, so nothing a Kargo manifest says is pruned.
 
 use kube::CustomResource;
-use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Condition, ExpressionVariable, ObjectMeta, PromotionStep, any_json, any_json_list};
-
-fn object_schema(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({ "type": "object" })
-}
-
-fn default_api_version() -> String {
-    crate::API_VERSION.to_owned()
-}
+use super::{
+    Condition, ExpressionVariable, ObjectMeta, PromotionStep, any_json, any_json_list,
+    default_api_version, object_schema,
+};
 
 fn default_kind() -> String {
     "Project".to_owned()

@@ -344,6 +344,21 @@ impl Stage {
             .unwrap_or_default()
     }
 
+    /// Whether a template step references a task of `kind` (`PromotionTask` or
+    /// `ClusterPromotionTask`): what a reader of the Stage must list to inflate its steps.
+    pub fn references_task_kind(&self, kind: &str) -> bool {
+        self.template_steps().iter().any(|s| {
+            s.task.as_ref().is_some_and(|t| {
+                let k = if t.kind.is_empty() {
+                    "PromotionTask"
+                } else {
+                    t.kind.as_str()
+                };
+                k == kind
+            })
+        })
+    }
+
     /// Whether the Stage requests Freight from `origin`.
     pub fn requests_origin(&self, origin: &FreightOrigin) -> bool {
         self.spec

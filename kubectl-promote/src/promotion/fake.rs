@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::kube::{Api, ApiFailure};
 
@@ -32,27 +32,6 @@ fn api_failure(code: u16, reason: &str, message: String) -> ApiFailure {
         code,
         reason: reason.into(),
         message,
-    }
-}
-
-/// RFC 7386.
-pub fn merge(target: &mut Value, patch: &Value) {
-    match patch {
-        Value::Object(p) => {
-            if !target.is_object() {
-                *target = Value::Object(Map::new());
-            }
-            if let Value::Object(t) = target {
-                for (k, v) in p {
-                    if v.is_null() {
-                        t.remove(k);
-                    } else {
-                        merge(t.entry(k.clone()).or_insert(Value::Null), v);
-                    }
-                }
-            }
-        }
-        other => *target = other.clone(),
     }
 }
 
@@ -256,7 +235,7 @@ impl Api for MemApi {
             }
             patch
         };
-        merge(obj, &effective);
+        json_patch::merge(obj, &effective);
         obj["metadata"]["resourceVersion"] = json!(self.bump());
         Ok(obj.clone())
     }

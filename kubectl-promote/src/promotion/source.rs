@@ -235,18 +235,12 @@ impl Source for Cluster<'_> {
         } else {
             vec![stage.clone()]
         };
-        let refs: Vec<&str> = stage
-            .template_steps()
-            .iter()
-            .filter_map(|s| s.task.as_ref())
-            .map(|t| t.kind.as_str())
-            .collect();
-        let mut tasks = if refs.is_empty() {
-            Vec::new()
-        } else {
+        let mut tasks = if stage.references_task_kind("PromotionTask") {
             self.list("promotiontasks", "PromotionTasks", None)?
+        } else {
+            Vec::new()
         };
-        if refs.contains(&"ClusterPromotionTask") {
+        if stage.references_task_kind("ClusterPromotionTask") {
             let cluster: Vec<promote_api::types::ClusterPromotionTask> = self
                 .api
                 .list(

@@ -165,18 +165,6 @@ impl Api {
     }
 }
 
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
 pub(super) fn run(
     cfg: &Value,
     rt: &mut Runtime<'_>,
@@ -250,8 +238,8 @@ pub(super) fn run(
                 &format!(
                     "{base}/repos/{}/pulls?state=open&head={}&base={}",
                     repo.path,
-                    enc(&format!("{owner}:{}", cfg.source_branch)),
-                    enc(&cfg.target_branch)
+                    crate::kube::percent_encode(&format!("{owner}:{}", cfg.source_branch)),
+                    crate::kube::percent_encode(&cfg.target_branch)
                 ),
                 None,
             )?;
@@ -278,13 +266,17 @@ pub(super) fn run(
             }
         }
         "gitlab" => {
-            let base = format!("{}/api/v4/projects/{}", repo.base, enc(&repo.path));
+            let base = format!(
+                "{}/api/v4/projects/{}",
+                repo.base,
+                crate::kube::percent_encode(&repo.path)
+            );
             let list = api.call(
                 "GET",
                 &format!(
                     "{base}/merge_requests?state=opened&source_branch={}&target_branch={}",
-                    enc(&cfg.source_branch),
-                    enc(&cfg.target_branch)
+                    crate::kube::percent_encode(&cfg.source_branch),
+                    crate::kube::percent_encode(&cfg.target_branch)
                 ),
                 None,
             )?;

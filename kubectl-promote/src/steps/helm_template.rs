@@ -117,22 +117,13 @@ fn flat_name(doc: &str, i: usize) -> String {
     format!("{f}-{name}.yaml").to_lowercase()
 }
 
-/// The documents of a render, without helm's `# Source:` comments' separators.
+/// The documents of a render that hold a resource (a template that renders to comments only
+/// holds none), trimmed.
 fn documents(render: &str) -> Vec<String> {
-    let mut docs = Vec::new();
-    let mut cur = String::new();
-    for line in render.split_inclusive('\n') {
-        if line.trim_end() == "---" {
-            docs.push(std::mem::take(&mut cur));
-        } else {
-            cur.push_str(line);
-        }
-    }
-    docs.push(cur);
-    docs.into_iter()
+    super::yaml_documents(render)
+        .into_iter()
         .map(|d| d.trim().to_owned())
         .filter(|d| {
-            // A document of comments only (an empty template) is no resource.
             d.lines()
                 .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
         })

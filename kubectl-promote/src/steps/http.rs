@@ -22,13 +22,6 @@ struct NameValue {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Output {
-    name: String,
-    from_expression: String,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
 struct Config {
     #[serde(default)]
     method: String,
@@ -50,7 +43,7 @@ struct Config {
     #[serde(default)]
     response_content_type: String,
     #[serde(default)]
-    outputs: Vec<Output>,
+    outputs: Vec<super::parse::Output>,
     #[serde(default)]
     success_expression: String,
     #[serde(default)]
@@ -70,19 +63,6 @@ fn duration(field: &str, v: &str, default: Duration) -> Result<Duration, StepErr
         .map_err(|e| fail(format!("http: {field} {v:?} is not a duration: {e}")))
 }
 
-/// Percent-encode a query component.
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
 /// The URL with the query parameters added (Kargo's `url.Values.Encode` sorts them by name).
 fn full_url(cfg: &Config) -> String {
     if cfg.query_params.is_empty() {
@@ -92,7 +72,11 @@ fn full_url(cfg: &Config) -> String {
     params.sort_by(|a, b| a.name.cmp(&b.name));
     let q: Vec<String> = params
         .iter()
-        .map(|p| format!("{}={}", enc(&p.name), enc(&p.value)))
+        // Go's `url.QueryEscape`: percent-encoding, a space as `+`.
+        .map(|p| {
+            let q = |v: &str| crate::kube::percent_encode(v).replace("%20", "+");
+            format!("{}={}", q(&p.name), q(&p.value))
+        })
         .collect();
     let sep = if cfg.url.contains('?') { '&' } else { '?' };
     format!("{}{sep}{}", cfg.url, q.join("&"))
@@ -226,16 +210,7 @@ fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepError> {
         let env = response_env(status, &headers, &body, &cfg.response_content_type);
         let success = judge(&cfg.success_expression, &env, rt, "success")?;
         let failure = judge(&cfg.failure_expression, &env, rt, "failure")?;
-        let outputs = |rt: &Runtime<'_>| -> Result<Value, StepError> {
-            let mut out = Map::new();
-            for o in &cfg.outputs {
-                out.insert(
-                    o.name.clone(),
-                    crate::expr::eval_expr(&o.from_expression, &env, rt.ctx)?,
-                );
-            }
-            Ok(Value::Object(out))
-        };
+        let outputs = |rt: &Runtime<'_>| super::parse::outputs(&cfg.outputs, &env, rt);
         match (success, failure) {
             (_, Some(true)) => {
                 let msg = if cfg.error_expression.is_empty() {
@@ -299,7 +274,6 @@ fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepError> {
 use super::shape::*;
 
 const NAME_VALUE: Shape = Obj(&[("name", true, Str), ("value", true, Str)]);
-const OUTPUT: Shape = Obj(&[("name", true, Str), ("fromExpression", true, Str)]);
 const HTTP: Shape = Obj(&[
     ("method", false, Str),
     ("url", true, Str),
@@ -311,7 +285,7 @@ const HTTP: Shape = Obj(&[
     ("timeout", false, Str),
     ("pollInterval", false, Str),
     ("responseContentType", false, Str),
-    ("outputs", false, Arr(&OUTPUT)),
+    ("outputs", false, Arr(&super::parse::OUTPUT)),
     ("successExpression", false, Str),
     ("failureExpression", false, Str),
     ("errorExpression", false, Str),
@@ -338,6 +312,6 @@ mod tests {
             "url": "https://h/x", "queryParams": [{"name": "b", "value": "a b"}, {"name": "a", "value": "1&2"}]
         }))
         .unwrap();
-        assert_eq!(full_url(&cfg), "https://h/x?a=1%262&b=a%20b");
+        assert_eq!(full_url(&cfg), "https://h/x?a=1%262&b=a+b");
     }
 }

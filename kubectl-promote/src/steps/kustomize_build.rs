@@ -76,44 +76,31 @@ struct Doc {
     name: String,
 }
 
-/// Split kustomize's output into its documents.
+/// Kustomize's output as its documents, each with its identity.
 fn documents(output: &str) -> Result<Vec<Doc>, StepError> {
-    let mut docs = Vec::new();
-    let mut current = String::new();
-    let flush = |text: &mut String, docs: &mut Vec<Doc>| -> Result<(), StepError> {
-        if text.trim().is_empty() {
-            text.clear();
-            return Ok(());
-        }
-        let v: Value = serde_yaml::from_str(text).map_err(|e| {
-            fail(format!(
-                "kustomize-build: cannot read kustomize's output: {e}"
-            ))
-        })?;
-        let field = |p: &str| {
-            v.pointer(p)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned()
-        };
-        docs.push(Doc {
-            text: std::mem::take(text),
-            api_version: field("/apiVersion"),
-            kind: field("/kind"),
-            namespace: field("/metadata/namespace"),
-            name: field("/metadata/name"),
-        });
-        Ok(())
-    };
-    for line in output.split_inclusive('\n') {
-        if line.trim_end() == "---" {
-            flush(&mut current, &mut docs)?;
-        } else {
-            current.push_str(line);
-        }
-    }
-    flush(&mut current, &mut docs)?;
-    Ok(docs)
+    super::yaml_documents(output)
+        .into_iter()
+        .map(|text| {
+            let v: Value = serde_yaml::from_str(&text).map_err(|e| {
+                fail(format!(
+                    "kustomize-build: cannot read kustomize's output: {e}"
+                ))
+            })?;
+            let field = |p: &str| {
+                v.pointer(p)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            Ok(Doc {
+                api_version: field("/apiVersion"),
+                kind: field("/kind"),
+                namespace: field("/metadata/namespace"),
+                name: field("/metadata/name"),
+                text,
+            })
+        })
+        .collect()
 }
 
 fn file_name(d: &Doc, kustomize_format: bool, multiple_namespaces: bool) -> String {

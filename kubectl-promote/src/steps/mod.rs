@@ -574,6 +574,21 @@ pub fn run(
     }
 }
 
+/// The documents of a YAML stream as kustomize and helm print one (split at `---` lines), each
+/// as printed; whitespace-only documents dropped.
+fn yaml_documents(text: &str) -> Vec<String> {
+    let mut docs = vec![String::new()];
+    for line in text.split_inclusive('\n') {
+        if line.trim_end() == "---" {
+            docs.push(String::new());
+        } else if let Some(d) = docs.last_mut() {
+            d.push_str(line);
+        }
+    }
+    docs.retain(|d| !d.trim().is_empty());
+    docs
+}
+
 /// Text as UTF-8 or a clear failure.
 fn utf8(path: &str, data: Vec<u8>) -> Result<String, StepError> {
     String::from_utf8(data).map_err(|_| fail(format!("{path} is not UTF-8 text")))

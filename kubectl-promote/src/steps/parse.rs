@@ -7,11 +7,28 @@ use serde_json::{Map, Value};
 
 use super::{Runtime, StepError, StepResult, config, fail, utf8};
 
+/// One output picked by an expression (`outputs[]` of the parse steps and of `http`).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Output {
+pub(super) struct Output {
     name: String,
     from_expression: String,
+}
+
+/// Evaluate `outputs` with `env`'s keys as variables.
+pub(super) fn outputs(
+    outputs: &[Output],
+    env: &Map<String, Value>,
+    rt: &Runtime<'_>,
+) -> Result<Value, StepError> {
+    let mut out = Map::new();
+    for o in outputs {
+        out.insert(
+            o.name.clone(),
+            crate::expr::eval_expr(&o.from_expression, env, rt.ctx)?,
+        );
+    }
+    Ok(Value::Object(out))
 }
 
 #[derive(Deserialize)]
@@ -70,21 +87,16 @@ fn run(format: Format, cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, 
         Value::Object(m) => m,
         _ => Map::new(),
     };
-    let mut out = Map::new();
-    for o in &cfg.outputs {
-        let v = crate::expr::eval_expr(&o.from_expression, &env, rt.ctx)?;
-        out.insert(o.name.clone(), v);
-    }
-    let n = out.len();
+    let out = outputs(&cfg.outputs, &env, rt)?;
     Ok(StepResult::ok(
-        Value::Object(out),
-        format!("{}: {n} output(s)", cfg.path),
+        out,
+        format!("{}: {} output(s)", cfg.path, cfg.outputs.len()),
     ))
 }
 
 use super::shape::*;
 
-const OUTPUT: Shape = Obj(&[("name", true, Str), ("fromExpression", true, Str)]);
+pub(super) const OUTPUT: Shape = Obj(&[("name", true, Str), ("fromExpression", true, Str)]);
 const PARSE: Shape = Obj(&[("path", true, Path), ("outputs", true, Arr(&OUTPUT))]);
 
 /// The registry entries (`steps::REGISTRY`).

@@ -20,7 +20,7 @@
 use promote_api::availability::{self, Availability};
 use promote_api::keys::{CREATE_ACTOR, LEASE_EXPIRES, LEASE_HOLDER, SHARD, STAGE};
 use promote_api::trust::holder_user;
-use promote_api::types::{Promotion, Stage};
+use promote_api::types::Promotion;
 use promote_api::{naming, template, validation};
 use serde_json::{Value, json};
 
@@ -46,10 +46,6 @@ fn project<'a>(req: &'a Request, v: &'a Value) -> &'a str {
     } else {
         &req.namespace
     }
-}
-
-fn uses_tasks(stage: &Stage) -> bool {
-    stage.template_steps().iter().any(|s| s.task.is_some())
 }
 
 pub(super) async fn gather<C: Cluster>(
@@ -79,8 +75,12 @@ pub(super) async fn gather<C: Cluster>(
         if promote_api::legacy::is_legacy(s) {
             facts.stages = cluster.stages(ns).await?;
         }
-        if uses_tasks(s) {
+        // Each kind of task is listed only when a step references it.
+        if s.references_task_kind("PromotionTask") {
             facts.tasks = cluster.tasks(ns).await?;
+        }
+        if s.references_task_kind("ClusterPromotionTask") {
+            facts.tasks.extend(cluster.cluster_tasks().await?);
         }
     }
     if hook == Hook::ValidatePromotion {
