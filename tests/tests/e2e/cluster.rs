@@ -1303,11 +1303,28 @@ async fn kargos_quickstart_through_the_cluster() {
         .unwrap();
     let apps = &rest[rest.find("---\napiVersion: argoproj.io").unwrap()..];
     let rbac = "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: { name: alice-promoter, namespace: kargo-demo }\nroleRef: { apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: promote-promoter }\nsubjects: [{ kind: User, name: alice, apiGroup: rbac.authorization.k8s.io }]\n";
-    let text = format!("{kargo}{apps}\n---\n{rbac}");
+    // prod runs the same steps from a ClusterPromotionTask: the plugin lists it (alice reads it
+    // through promote-clusterpromotiontask-reader) and the webhook derives the steps from it.
+    let task_at = kargo
+        .find("apiVersion: kargo.akuity.io/v1alpha1\nkind: PromotionTask")
+        .unwrap();
+    let task_end = task_at + kargo[task_at..].find("\n---\n").unwrap();
+    let cluster_task = kargo[task_at..task_end]
+        .replace("kind: PromotionTask", "kind: ClusterPromotionTask")
+        .replace("  namespace: kargo-demo\n", "");
+    let task_ref = "      - task:\n          name: demo-promo-process\n";
+    let prod_ref = kargo.rfind(task_ref).unwrap();
+    let kargo = format!(
+        "{}      - task:\n          name: demo-promo-process\n          kind: ClusterPromotionTask\n{}",
+        &kargo[..prod_ref],
+        &kargo[prod_ref + task_ref.len()..]
+    );
+    let text = format!("{kargo}\n---\n{cluster_task}\n{apps}\n---\n{rbac}");
     let (good, out, err) = k(&w.kc, &["apply", "-f", "-"], Some(&text)).await;
     assert!(good, "{err}\n{out}");
     assert!(
-        out.contains("project.kargo.akuity.io/kargo-demo created"),
+        out.contains("project.kargo.akuity.io/kargo-demo created")
+            && out.contains("clusterpromotiontask.kargo.akuity.io/demo-promo-process created"),
         "{out}"
     );
     let plugin = |user: &'static str, args: Vec<String>| {

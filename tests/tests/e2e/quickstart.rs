@@ -4,7 +4,7 @@
 //! manifests as the docs give them, against a repository laid out like akuity/kargo-demo, served
 //! by `git daemon`; the file steps (file-write, copy, delete) on the same repository.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use promote_tests::{bare_repo, bin, git, git_daemon};
@@ -208,6 +208,28 @@ pub(crate) fn layout() -> Vec<(String, String)> {
     files
 }
 
+/// `kubectl promote stage/<stage> --freight-alias <alias> --local <root>/kargo`, the mirror cache
+/// in `<root>/cache`, with `extra` arguments and `env`.
+fn promote_local(
+    root: &Path,
+    stage: &str,
+    alias: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Output {
+    Command::new(bin("kubectl-promote").unwrap())
+        .arg(format!("stage/{stage}"))
+        .args(["--freight-alias", alias, "--local"])
+        .arg(root.join("kargo"))
+        .arg("--cache-dir")
+        .arg(root.join("cache"))
+        .args(extra)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
+}
+
 struct Quickstart {
     tmp: tempfile::TempDir,
     bare: PathBuf,
@@ -238,16 +260,7 @@ impl Quickstart {
     }
 
     fn promote(&self, stage: &str, extra: &[&str]) -> Output {
-        Command::new(bin("kubectl-promote").unwrap())
-            .arg(format!("stage/{stage}"))
-            .args(["--freight-alias", "wise-wombat", "--local"])
-            .arg(&self.manifests)
-            .arg("--cache-dir")
-            .arg(self.tmp.path().join("cache"))
-            .args(extra)
-            .env("GIT_TERMINAL_PROMPT", "0")
-            .output()
-            .unwrap()
+        promote_local(self.tmp.path(), stage, "wise-wombat", extra, &[])
     }
 
     fn show(&self, rev: &str) -> String {
@@ -422,13 +435,7 @@ images: [{{repoURL: nginx, tag: "1"}}]
 "#
     );
     std::fs::write(manifests.join("ops.yaml"), stage).unwrap();
-    let out = Command::new(bin("kubectl-promote").unwrap())
-        .args(["stage/ops", "--freight-alias", "a", "--local"])
-        .arg(&manifests)
-        .arg("--cache-dir")
-        .arg(tmp.path().join("cache"))
-        .output()
-        .unwrap();
+    let out = promote_local(tmp.path(), "ops", "a", &[], &[]);
     let text = String::from_utf8_lossy(&out.stdout);
     // The last file-write refuses to replace the file without overwrite: the promotion Fails
     // after the push, which stays.
@@ -447,13 +454,7 @@ images: [{{repoURL: nginx, tag: "1"}}]
         .replace("./out/overlays/*/kustomization.yaml", "./out/none/*.yaml")
         .replace("branch: ops,", "branch: ops2,");
     std::fs::write(manifests.join("ops.yaml"), strict).unwrap();
-    let out = Command::new(bin("kubectl-promote").unwrap())
-        .args(["stage/ops", "--freight-alias", "a", "--local"])
-        .arg(&manifests)
-        .arg("--cache-dir")
-        .arg(tmp.path().join("cache"))
-        .output()
-        .unwrap();
+    let out = promote_local(tmp.path(), "ops", "a", &[], &[]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("no paths matched pattern \"./out/none/*.yaml\""),
@@ -534,16 +535,7 @@ fn helm_template_renders_with_the_real_helm() {
         helm.parent().unwrap().display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let out = Command::new(bin("kubectl-promote").unwrap())
-        .args(["stage/test", "--freight-alias", "a", "--local"])
-        .arg(&manifests)
-        .arg("-n")
-        .arg("demo")
-        .arg("--cache-dir")
-        .arg(tmp.path().join("cache"))
-        .env("PATH", &path)
-        .output()
-        .unwrap();
+    let out = promote_local(tmp.path(), "test", "a", &["-n", "demo"], &[("PATH", &path)]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -589,21 +581,7 @@ fn helm_template_renders_with_the_real_helm() {
             1,
         );
     std::fs::write(manifests.join("stage.yaml"), strict).unwrap();
-    let out = Command::new(bin("kubectl-promote").unwrap())
-        .args([
-            "stage/test",
-            "--freight-alias",
-            "a",
-            "-n",
-            "demo",
-            "--local",
-        ])
-        .arg(&manifests)
-        .arg("--cache-dir")
-        .arg(tmp.path().join("cache"))
-        .env("PATH", &path)
-        .output()
-        .unwrap();
+    let out = promote_local(tmp.path(), "test", "a", &["-n", "demo"], &[("PATH", &path)]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("values file \"./src/env/missing.yaml\" does not exist"),
@@ -678,13 +656,7 @@ images: [{{repoURL: nginx, tag: "1.27.3"}}]
 "#
     );
     std::fs::write(manifests.join("cfg.yaml"), stage).unwrap();
-    let out = Command::new(bin("kubectl-promote").unwrap())
-        .args(["stage/cfg", "--freight-alias", "a", "--local"])
-        .arg(&manifests)
-        .arg("--cache-dir")
-        .arg(tmp.path().join("cache"))
-        .output()
-        .unwrap();
+    let out = promote_local(tmp.path(), "cfg", "a", &[], &[]);
     let text = String::from_utf8_lossy(&out.stdout);
     // The last step fails on purpose, as Kargo's fail does; everything before it landed.
     assert!(!out.status.success(), "{text}");
@@ -723,13 +695,7 @@ fn git_tag_makes_an_annotated_tag_that_git_push_publishes() {
             "apiVersion: kargo.akuity.io/v1alpha1\nkind: Stage\nmetadata: {{name: rel, namespace: demo}}\nspec:\n  requestedFreight:\n  - origin: {{kind: Warehouse, name: w}}\n    sources: {{direct: true}}\n  promotionTemplate:\n    spec:\n      steps:\n      - uses: git-clone\n        config: {{repoURL: {url}, checkout: [{{branch: main, path: ./src}}], author: {{name: Rel Bot, email: rel@example.com}}}}\n      - uses: file-write\n        config: {{path: ./src/VERSION, contents: \"{content}\", overwrite: true}}\n      - uses: git-commit\n        config: {{path: ./src, message: release}}\n      - uses: git-tag\n        as: tag\n        config: {{path: ./src, tag: v1, message: \"Release ${{{{ ctx.stage }}}}\", force: {force}}}\n      - uses: git-push\n        config: {{path: ./src}}\n      - uses: git-push\n        config: {{path: ./src, tag: v1}}\n---\napiVersion: kargo.akuity.io/v1alpha1\nkind: Freight\nmetadata: {{namespace: demo}}\nalias: a\norigin: {{kind: Warehouse, name: w}}\nimages: [{{repoURL: nginx, tag: \"1\"}}]\n"
         );
         std::fs::write(manifests.join("rel.yaml"), stage).unwrap();
-        Command::new(bin("kubectl-promote").unwrap())
-            .args(["stage/rel", "--freight-alias", "a", "--local"])
-            .arg(&manifests)
-            .arg("--cache-dir")
-            .arg(tmp.path().join("cache"))
-            .output()
-            .unwrap()
+        promote_local(tmp.path(), "rel", "a", &[], &[])
     };
     let (out, _) = ok(&write(false, "1.0"));
     assert!(out.contains("PHASE      Succeeded"), "{out}");
@@ -841,13 +807,7 @@ images: [{{repoURL: nginx, tag: "1"}}]
         bare = bare.display()
     );
     std::fs::write(manifests.join("ops.yaml"), stage).unwrap();
-    let out = Command::new(bin("kubectl-promote").unwrap())
-        .args(["stage/ops", "--freight-alias", "a", "--local"])
-        .arg(&manifests)
-        .arg("--cache-dir")
-        .arg(tmp.path().join("cache"))
-        .output()
-        .unwrap();
+    let out = promote_local(tmp.path(), "ops", "a", &[], &[]);
     let (text, err) = (
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),

@@ -429,6 +429,30 @@ pub(crate) async fn kargo_quickstart_applies(kc: &Path) {
         err.contains("already exists and is not labeled as a Project namespace"),
         "{err}"
     );
+    // As an attacker would try it: a Project over a system namespace is refused (it would adopt
+    // kube-system as a project) ...
+    let err = fails(
+        kc,
+        &["apply", "-f", "-"],
+        Some(
+            "apiVersion: kargo.akuity.io/v1alpha1\nkind: Project\nmetadata:\n  name: kube-system\n",
+        ),
+    )
+    .await;
+    assert!(err.contains("not labeled as a Project namespace"), "{err}");
+    // ... and a promoter, holding the installed roles, may not create Projects at all: the
+    // webhook's namespace creation is not theirs to trigger.
+    let err = fails(
+        kc,
+        &["--context", "alice", "apply", "-f", "-"],
+        Some(
+            "apiVersion: kargo.akuity.io/v1alpha1\nkind: Project\nmetadata:\n  name: alices-own\n",
+        ),
+    )
+    .await;
+    assert!(err.contains("forbidden"), "{err}");
+    let (good, _, _) = k(kc, &["get", "namespace", "alices-own"], None).await;
+    assert!(!good, "no namespace for a refused Project");
 }
 
 /// promote installed (the sandbox, the real control plane): Stage, project and Freight rules,
