@@ -25,7 +25,7 @@ pub fn freight_summary(requested: usize, current: Option<&FreightCollection>) ->
 
 /// One condition (`metav1.Condition`), its `lastTransitionTime` kept from `previous` when its
 /// status did not change, as Kargo's `conditions.Set` keeps it.
-fn condition(
+pub fn condition(
     previous: &[Value],
     kind: &str,
     status: &str,

@@ -127,6 +127,9 @@ pub enum Command {
     Freight(FreightCommand),
     /// The Freight a Stage had, newest first, and the Promotions that put it there.
     History(HistoryArgs),
+    /// Discover a Warehouse's newest images, commits and charts and create the Freight they
+    /// make (as Kargo's Warehouse controller does); record what was found in its status.
+    Discover(DiscoverArgs),
     /// Shell completion script (bash, zsh, fish).
     Completion(CompletionArgs),
 }
@@ -234,6 +237,27 @@ pub struct FreightCreateArgs {
     /// Print the object; create nothing.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+/// `kubectl promote discover warehouse/<name>`.
+#[derive(clap::Args, Debug)]
+pub struct DiscoverArgs {
+    /// The Warehouse, as `warehouse/<name>` (or just `<name>`).
+    #[arg(value_name = "WAREHOUSE", required_unless_present = "all")]
+    pub target: Option<String>,
+    /// Every Warehouse of the project.
+    #[arg(long, conflicts_with = "target")]
+    pub all: bool,
+    /// Without a cluster: read Warehouses from this directory and write new Freight into it
+    /// (`freight-<alias>.yaml`).
+    #[arg(long, value_name = "DIR")]
+    pub local: Option<PathBuf>,
+    /// Discover and show the Freight; create nothing, record nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Where Git mirrors are cached (default: $XDG_CACHE_HOME/kubectl-promote/git).
+    #[arg(long, value_name = "DIR", env = "PROMOTE_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {

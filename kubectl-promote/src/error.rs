@@ -72,6 +72,9 @@ pub enum Error {
     /// An object the API server returned is not what its kind should be.
     #[error("cannot read {what}: {reason}")]
     Decode { what: String, reason: String },
+    /// A Warehouse's discovery failed (its status says so too).
+    #[error("discovering Warehouse \"{warehouse}\": {reason}")]
+    Discovery { warehouse: String, reason: String },
     /// An object named on the command line does not exist.
     #[error("{kind} \"{name}\" not found in project \"{project}\"")]
     NotFound {

@@ -24,6 +24,7 @@
 pub mod cli;
 pub mod commands;
 pub mod credentials;
+pub mod discovery;
 pub mod error;
 pub mod expr;
 pub mod git;

@@ -421,3 +421,40 @@ pub fn base64(data: &[u8]) -> String {
     }
     out
 }
+
+/// Debian's `docker-registry` (the CNCF distribution registry) on 127.0.0.1, storing under
+/// `dir`; with `htpasswd`, basic auth from that file (bcrypt entries).
+pub fn docker_registry(dir: &Path, htpasswd: Option<&Path>) -> Result<Server, String> {
+    let bin = ["/usr/bin/docker-registry", "/usr/local/bin/registry"]
+        .into_iter()
+        .find(|p| Path::new(p).is_file())
+        .ok_or("docker-registry is not installed: scripts/test installs it (apt-get install docker-registry)")?;
+    std::fs::create_dir_all(dir.join("data")).map_err(|e| e.to_string())?;
+    let port = free_port();
+    let auth = htpasswd
+        .map(|p| {
+            format!(
+                "auth:\n  htpasswd:\n    realm: promote-test\n    path: {}\n",
+                p.display()
+            )
+        })
+        .unwrap_or_default();
+    let config = dir.join("config.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}",
+            dir.join("data").display()
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let child = Command::new(bin)
+        .arg("serve")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("{bin}: {e}"))?;
+    wait_for_port(port);
+    Ok(Server { child, port })
+}

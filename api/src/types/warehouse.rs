@@ -82,7 +82,7 @@ pub struct WarehouseStatus {
     /// DiscoveredArtifacts holds the artifacts found by the last discovery.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "any_json")]
-    pub discovered_artifacts: Option<serde_json::Value>,
+    pub discovered_artifacts: Option<DiscoveredArtifacts>,
 }
 
 /// A parsed Warehouse subscription.
@@ -100,43 +100,287 @@ pub enum Subscription {
     Unknown(serde_json::Value),
 }
 
-/// A Git repository subscription (the fields promote reads; the rest stays in the raw JSON).
+/// A Git repository subscription: every field of Kargo v1.11's `GitSubscription`. Defaults
+/// (Kargo's subscription schema, `pkg/subscription/schemas/git.json`) are applied by the methods,
+/// so an object read back is the object written.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GitSubscription {
     /// URL of the repository.
     #[serde(rename = "repoURL", default)]
     pub repo_url: String,
-    /// Branch to follow.
-    #[serde(default)]
+    /// Branch to follow (NewestFromBranch; default: the remote's `main` or `master`, by HEAD).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub branch: String,
-    /// How commits are selected.
-    #[serde(default)]
+    /// `NewestFromBranch` (default), `SemVer`, `Lexical` or `NewestTag`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub commit_selection_strategy: String,
+    /// Only tags that parse as strict semantic versions count (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strict_semvers: Option<bool>,
+    /// Semver constraint for the SemVer strategy.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub semver_constraint: String,
+    /// Deprecated; refused as Kargo v1.11 refuses it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub allow_tags: String,
+    /// Regular expressions a tag must match (any).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_tags_regexes: Vec<String>,
+    /// Deprecated; refused as Kargo v1.11 refuses it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignore_tags: Vec<String>,
+    /// Regular expressions that exclude a tag.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignore_tags_regexes: Vec<String>,
+    /// An expression selecting commits or tags.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub expression_filter: String,
+    /// Skip TLS verification of the Git server.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_skip_tls_verify: bool,
+    /// Fetch without blobs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blobless: Option<bool>,
+    /// Paths a commit must touch (base directories, `glob:`, `regex:`, `regexp:`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include_paths: Vec<String>,
+    /// Paths that do not count as a change.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude_paths: Vec<String>,
+    /// How many commits to discover (1..100, default 20).
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    pub discovery_limit: i64,
+    /// Ignore commits older than this (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
 }
 
-/// An image repository subscription.
+/// An image repository subscription: every field of Kargo v1.11's `ImageSubscription`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ImageSubscription {
-    /// URL of the image repository.
+    /// The image repository (`registry/path`, no tag).
     #[serde(rename = "repoURL", default)]
     pub repo_url: String,
-    /// How images are selected.
-    #[serde(default)]
+    /// `SemVer` (default), `Lexical`, `NewestBuild` or `Digest`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub image_selection_strategy: String,
+    /// Only tags that parse as strict semantic versions count (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strict_semvers: Option<bool>,
+    /// Semver constraint (SemVer), or the mutable tag to follow (Digest).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub constraint: String,
+    /// Deprecated; refused as Kargo v1.11 refuses it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub allow_tags: String,
+    /// Regular expressions a tag must match (any).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_tags_regexes: Vec<String>,
+    /// Deprecated; refused as Kargo v1.11 refuses it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignore_tags: Vec<String>,
+    /// Regular expressions that exclude a tag.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignore_tags_regexes: Vec<String>,
+    /// `os/arch[/variant]` an image must be built for.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub platform: String,
+    /// Skip TLS verification of the registry.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_skip_tls_verify: bool,
+    /// How many images to discover (1..100, default 20).
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    pub discovery_limit: i64,
+    /// Cache image metadata by tag (tags are immutable).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cache_by_tag: bool,
 }
 
-/// A Helm chart subscription.
+/// A Helm chart subscription: every field of Kargo v1.11's `ChartSubscription`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ChartSubscription {
-    /// URL of the chart repository.
+    /// `https://` repository (with `name`) or `oci://registry/path/chart`.
     #[serde(rename = "repoURL", default)]
     pub repo_url: String,
     /// Name of the chart (HTTP repositories).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub name: String,
+    /// Semver constraint the versions must satisfy.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub semver_constraint: String,
+    /// How many versions to discover (1..100, default 20).
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    pub discovery_limit: i64,
+    /// Skip TLS verification of the repository.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure_skip_tls_verify: bool,
+}
+
+/// Kargo's default discovery limit, and its bounds.
+pub const DEFAULT_DISCOVERY_LIMIT: usize = 20;
+
+fn limit(v: i64) -> usize {
+    match v {
+        1..=100 => v as usize,
+        _ => DEFAULT_DISCOVERY_LIMIT,
+    }
+}
+
+impl GitSubscription {
+    /// The strategy, defaulted.
+    pub fn strategy(&self) -> &str {
+        if self.commit_selection_strategy.is_empty() {
+            "NewestFromBranch"
+        } else {
+            &self.commit_selection_strategy
+        }
+    }
+    /// `strictSemvers`, defaulted.
+    pub fn strict(&self) -> bool {
+        self.strict_semvers.unwrap_or(true)
+    }
+    /// `discoveryLimit`, defaulted.
+    pub fn limit(&self) -> usize {
+        limit(self.discovery_limit)
+    }
+}
+
+impl ImageSubscription {
+    /// The strategy, defaulted.
+    pub fn strategy(&self) -> &str {
+        if self.image_selection_strategy.is_empty() {
+            "SemVer"
+        } else {
+            &self.image_selection_strategy
+        }
+    }
+    /// `strictSemvers`, defaulted.
+    pub fn strict(&self) -> bool {
+        self.strict_semvers.unwrap_or(true)
+    }
+    /// `discoveryLimit`, defaulted.
+    pub fn limit(&self) -> usize {
+        limit(self.discovery_limit)
+    }
+}
+
+impl ChartSubscription {
+    /// `discoveryLimit`, defaulted.
+    pub fn limit(&self) -> usize {
+        limit(self.discovery_limit)
+    }
+}
+
+/// What the last discovery found (`status.discoveredArtifacts`), newest first in each list.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DiscoveredArtifacts {
+    /// When the discovery ran.
+    #[serde(default)]
+    pub discovered_at: String,
+    /// One result per Git subscription.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub git: Vec<GitDiscoveryResult>,
+    /// One result per image subscription.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<ImageDiscoveryResult>,
+    /// One result per chart subscription.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub charts: Vec<ChartDiscoveryResult>,
+    /// Generic subscriptions' results (kept as found).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub results: Vec<serde_json::Value>,
+}
+
+/// Commits found in one repository.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GitDiscoveryResult {
+    /// The repository.
+    #[serde(rename = "repoURL")]
+    pub repo_url: String,
+    /// Newest first.
+    #[serde(default)]
+    pub commits: Vec<DiscoveredCommit>,
+}
+
+/// One discovered commit.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DiscoveredCommit {
+    /// Commit ID.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub id: String,
+    /// Branch it was found on.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub branch: String,
+    /// Tag it was found by.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub tag: String,
+    /// Subject, shortened to 80 characters as Kargo does.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub subject: String,
+    /// `Name <email>`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub author: String,
+    /// `Name <email>`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub committer: String,
+    /// Commit (or tag) date.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creator_date: Option<String>,
+}
+
+/// Images found in one repository.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageDiscoveryResult {
+    /// The repository, as subscribed.
+    #[serde(rename = "repoURL")]
+    pub repo_url: String,
+    /// The platform constraint, if any.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub platform: String,
+    /// Newest first.
+    #[serde(default)]
+    pub references: Vec<DiscoveredImageReference>,
+}
+
+/// One discovered image.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DiscoveredImageReference {
+    /// Tag.
+    pub tag: String,
+    /// Digest of the manifest (or index) the tag names.
+    pub digest: String,
+    /// Annotations of the manifest (and of the platform's entry).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub annotations: std::collections::BTreeMap<String, String>,
+    /// Build time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
+}
+
+/// Versions found for one chart.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChartDiscoveryResult {
+    /// The repository.
+    #[serde(rename = "repoURL")]
+    pub repo_url: String,
+    /// The chart (HTTP repositories).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// The constraint used.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub semver_constraint: String,
+    /// Newest first.
+    #[serde(default)]
+    pub versions: Vec<String>,
 }
 
 impl Subscription {

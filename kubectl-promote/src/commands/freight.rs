@@ -94,6 +94,23 @@ fn parse_chart(s: &str) -> Result<Chart, Error> {
     })
 }
 
+/// A generated alias for Freight `name` that no Freight in `taken` has.
+pub(crate) fn free_alias(name: &str, taken: &[Freight]) -> String {
+    (0..64)
+        .map(|i| promote_api::naming::freight_alias(name, i))
+        .find(|a| !taken.iter().any(|f| f.alias() == Some(a.as_str())))
+        .unwrap_or_else(|| promote_api::naming::freight_alias(name, 64))
+}
+
+/// Set the alias field and its label, as Kargo's webhook does.
+pub(crate) fn set_alias(f: &mut Freight, alias: String) {
+    f.alias = alias.clone();
+    f.metadata
+        .labels
+        .get_or_insert_with(Default::default)
+        .insert(ALIAS.to_owned(), alias);
+}
+
 /// Run `freight create`.
 pub fn create(c: &Ctx<'_>, args: &FreightCreateArgs) -> Result<(), Error> {
     let (kube, ns) = (&c.kube, c.ns.as_str());
@@ -121,16 +138,9 @@ pub fn create(c: &Ctx<'_>, args: &FreightCreateArgs) -> Result<(), Error> {
     // Every Freight gets a human alias (Kargo's style); a generated one must be free in the project.
     let alias = match args.alias.as_deref() {
         Some(a) => a.to_owned(),
-        None => {
-            let taken: Vec<Freight> = list_typed(kube, "freights", Some(ns))?;
-            (0..64)
-                .map(|i| promote_api::naming::freight_alias(&name, i))
-                .find(|a| !taken.iter().any(|f| f.alias() == Some(a.as_str())))
-                .unwrap_or_else(|| promote_api::naming::freight_alias(&name, 64))
-        }
+        None => free_alias(&name, &list_typed(kube, "freights", Some(ns))?),
     };
-    f.alias = alias.clone();
-    f.metadata.labels = Some([(ALIAS.to_owned(), alias)].into_iter().collect());
+    set_alias(&mut f, alias);
     let obj = serde_json::to_value(&f).map_err(|e| Error::Output(e.to_string()))?;
     if args.dry_run {
         return match c.global.output {

@@ -5,6 +5,7 @@
 
 mod abort;
 mod approve;
+mod discover;
 mod freight;
 mod get;
 mod history;
@@ -62,6 +63,12 @@ pub fn run(cli: &Cli) -> Result<Vec<Summary>, Error> {
     if let Command::Resume(args) = cmd {
         return promote::resume(cli, args);
     }
+    if let Command::Discover(args) = cmd
+        && args.local.is_some()
+    {
+        discover::local(&cli.global, args)?;
+        return Ok(Vec::new());
+    }
     let c = Ctx::connect(&cli.global)?;
     match cmd {
         Command::Get(args) => get::run(&c, args),
@@ -69,6 +76,7 @@ pub fn run(cli: &Cli) -> Result<Vec<Summary>, Error> {
         Command::Abort(args) => abort::run(&c, args),
         Command::History(args) => history::run(&c, args),
         Command::Freight(FreightCommand::Create(args)) => freight::create(&c, args),
+        Command::Discover(args) => discover::cluster(&c, args),
         Command::Resume(_) | Command::Completion(_) => Ok(()),
     }?;
     Ok(Vec::new())

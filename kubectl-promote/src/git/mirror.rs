@@ -366,6 +366,29 @@ impl Mirror {
         }
     }
 
+    /// Fetch whole histories (blob-less) for discovery: `refspecs` as given, the mirror made
+    /// complete first when an earlier promotion's fetch left it shallow; `prune` drops local refs
+    /// under the refspecs' destinations that the remote no longer has (deleted tags).
+    pub fn fetch_history(&self, refspecs: &[&str], prune: bool) -> Result<(), GitError> {
+        let _lock = self.lock("fetch")?;
+        let mut args = vec![
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            "--no-write-fetch-head",
+            "--filter=blob:none",
+        ];
+        if self.dir.join("shallow").exists() {
+            args.push("--unshallow");
+        }
+        if prune {
+            args.push("--prune");
+        }
+        args.push("origin");
+        args.extend(refspecs);
+        self.git(&args).map(|_| ())
+    }
+
     /// Fetch, in one request, every blob of `commit`'s tree the mirror does not have yet (the
     /// mirror is blob-less; reading them one by one would cost one fetch each). For steps that
     /// hand a whole tree to another program (`kustomize-build`).

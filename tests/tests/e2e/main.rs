@@ -4,6 +4,7 @@
 mod binaries;
 mod cluster;
 mod demo;
+mod discover;
 mod fidelity;
 mod layout;
 mod local;

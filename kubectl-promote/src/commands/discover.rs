@@ -1,0 +1,439 @@
+//! `kubectl promote discover warehouse/<name>`: one pass of Kargo's Warehouse controller, on
+//! demand. Discovery itself is `crate::discovery`; this file reads the Warehouse and the
+//! project's credential Secrets, creates the Freight (or writes it into `--local DIR`) and
+//! records the result in the Warehouse's status.
+
+use std::path::Path;
+
+use promote_api::types::{Freight, Warehouse};
+use serde_json::{Value, json};
+
+use super::freight::{free_alias, set_alias};
+use super::{Ctx, list_typed, print, print_objects, render};
+use crate::cli::{DiscoverArgs, Global, default_cache_dir};
+use crate::credentials::ProjectCredential;
+use crate::discovery::{self, Created, Credentials, Env};
+use crate::error::{Error, context};
+use crate::git::MirrorOptions;
+use crate::kube::{Api, kargo_path};
+use crate::output::Format;
+
+/// What one Warehouse's discovery produced, for the report.
+struct Report {
+    warehouse: String,
+    freight: Option<Freight>,
+    result: String,
+}
+
+fn warehouse_name(target: &str) -> Result<&str, Error> {
+    let name = target
+        .strip_prefix("warehouse/")
+        .or_else(|| target.strip_prefix("warehouses/"))
+        .unwrap_or(target);
+    if name.is_empty() || name.contains('/') {
+        return Err(Error::Usage(format!(
+            "{target:?} is not a Warehouse: expected warehouse/<name>"
+        )));
+    }
+    Ok(name)
+}
+
+fn env(args: &DiscoverArgs, creds: Credentials) -> Env {
+    Env {
+        mirror_opts: MirrorOptions {
+            cache_root: args.cache_dir.clone().unwrap_or_else(default_cache_dir),
+            ..Default::default()
+        },
+        creds,
+    }
+}
+
+/// Kargo's criteria expression runs over what was discovered, with Kargo's functions; promote
+/// does not evaluate it yet, and creating Freight the criteria would refuse is worse than
+/// creating none.
+fn criteria_unsupported(w: &Warehouse) -> Option<String> {
+    w.spec
+        .freight_creation_criteria
+        .as_ref()
+        .filter(|c| !c.expression.is_empty())
+        .map(|c| {
+            format!(
+                "freightCreationCriteria.expression {:?} is not evaluated by promote yet; remove it (or set freightCreationPolicy: Manual and create Freight with `kubectl promote freight create`)",
+                c.expression
+            )
+        })
+}
+
+fn manual(w: &Warehouse) -> bool {
+    w.spec.freight_creation_policy.as_deref() == Some("Manual")
+}
+
+fn print_reports(global: &Global, reports: &[Report]) -> Result<(), Error> {
+    match global.output {
+        Format::Json | Format::Yaml | Format::Name => {
+            let items: Vec<Value> = reports
+                .iter()
+                .filter_map(|r| r.freight.as_ref())
+                .filter_map(|f| serde_json::to_value(f).ok())
+                .collect();
+            print_objects(&items, items.len() == 1, global.output, "Freight")
+        }
+        _ => {
+            let rows: Vec<Vec<String>> = reports
+                .iter()
+                .map(|r| {
+                    let f = r.freight.as_ref();
+                    vec![
+                        r.warehouse.clone(),
+                        f.map(|f| f.name().to_owned())
+                            .unwrap_or_else(|| "<none>".into()),
+                        f.and_then(|f| f.alias().map(str::to_owned))
+                            .unwrap_or_else(|| "<none>".into()),
+                        f.map(artifacts).unwrap_or_default(),
+                        r.result.clone(),
+                    ]
+                })
+                .collect();
+            print(&render(
+                &["WAREHOUSE", "FREIGHT", "ALIAS", "ARTIFACTS", "RESULT"],
+                &rows,
+                false,
+            ))
+        }
+    }
+}
+
+/// `repo:tag`, `repo@sha[:7]`, `chart:version`, comma-separated.
+fn artifacts(f: &Freight) -> String {
+    let images = f.images.iter().map(|i| format!("{}:{}", i.repo_url, i.tag));
+    let commits = f.commits.iter().map(|c| {
+        let id = c.id.get(..7).unwrap_or(&c.id);
+        if c.tag.is_empty() {
+            format!("{}@{id}", c.repo_url)
+        } else {
+            format!("{}@{}", c.repo_url, c.tag)
+        }
+    });
+    let charts = f.charts.iter().map(|c| {
+        if c.name.is_empty() {
+            format!("{}:{}", c.repo_url, c.version)
+        } else {
+            format!("{}/{}:{}", c.repo_url, c.name, c.version)
+        }
+    });
+    images
+        .chain(commits)
+        .chain(charts)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn secrets(kube: &dyn Api, ns: &str, kind: &str, quiet: bool) -> Vec<ProjectCredential> {
+    let selector = format!("{}={kind}", promote_api::keys::CRED_TYPE);
+    match kube.list(&format!("/api/v1/namespaces/{ns}/secrets"), Some(&selector)) {
+        Ok(items) => items
+            .iter()
+            .filter_map(ProjectCredential::from_secret)
+            .collect(),
+        Err(e) if e.code == 403 || e.code == 404 => Vec::new(),
+        Err(e) => {
+            if !quiet {
+                eprintln!(
+                    "warning: cannot read the project's {kind} credential Secrets ({e}); your own credentials apply"
+                );
+            }
+            Vec::new()
+        }
+    }
+}
+
+/// Discover against the cluster.
+pub fn cluster(c: &Ctx<'_>, args: &DiscoverArgs) -> Result<(), Error> {
+    let (kube, ns) = (&c.kube, c.ns.as_str());
+    let warehouses: Vec<Warehouse> = match &args.target {
+        Some(t) => {
+            let name = warehouse_name(t)?;
+            let raw = kube
+                .get(&kargo_path("warehouses", ns, name))
+                .map_err(context(format!("reading Warehouse {name}")))?
+                .ok_or_else(|| Error::NotFound {
+                    kind: "Warehouse",
+                    name: name.to_owned(),
+                    project: ns.to_owned(),
+                })?;
+            vec![crate::error::decode(raw, "Warehouse")?]
+        }
+        None => list_typed(kube, "warehouses", Some(ns))?,
+    };
+    let quiet = c.global.output != Format::Table;
+    let mut creds = Credentials {
+        git: std::sync::Arc::new(secrets(kube, ns, "git", quiet)),
+        image: secrets(kube, ns, "image", quiet),
+        helm: secrets(kube, ns, "helm", quiet),
+        ..Default::default()
+    };
+    creds.load_user();
+    let env = env(args, creds);
+    let mut reports = Vec::new();
+    let mut first_error = None;
+    for w in &warehouses {
+        let name = w.metadata.name.clone().unwrap_or_default();
+        match discover_one(kube, ns, w, &env, args.dry_run) {
+            Ok(r) => reports.push(r),
+            Err(e) => {
+                reports.push(Report {
+                    warehouse: name,
+                    freight: None,
+                    result: "failed".into(),
+                });
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    print_reports(c.global, &reports)?;
+    first_error.map_or(Ok(()), Err)
+}
+
+fn write_status(kube: &dyn Api, ns: &str, w: &Warehouse, status: Value) {
+    let name = w.metadata.name.as_deref().unwrap_or_default();
+    let path = format!("{}/status", kargo_path("warehouses", ns, name));
+    if let Err(e) = kube.merge_patch(&path, &json!({ "status": status })) {
+        eprintln!(
+            "warning: could not record the discovery in Warehouse {name}'s status: {e}{}",
+            if e.code == 403 {
+                " (bind the promote-discoverer role to record it)"
+            } else {
+                ""
+            }
+        );
+    }
+}
+
+fn discover_one(
+    kube: &dyn Api,
+    ns: &str,
+    w: &Warehouse,
+    env: &Env,
+    dry_run: bool,
+) -> Result<Report, Error> {
+    let name = w.metadata.name.clone().unwrap_or_default();
+    let now = crate::kube::now();
+    let failed = |reason: String| Error::Discovery {
+        warehouse: name.clone(),
+        reason,
+    };
+    let found = match discovery::discover(w, env) {
+        Ok(f) => f,
+        Err(e) => {
+            let reason = e.to_string();
+            if !dry_run {
+                write_status(kube, ns, w, discovery::status_failed(w, &reason, &now));
+            }
+            return Err(failed(reason));
+        }
+    };
+    if let Some(why) = criteria_unsupported(w) {
+        return Err(failed(why));
+    }
+    if manual(w) {
+        if !dry_run {
+            let status = discovery::status_after(w, &found, &Ok(Created::Manual), &now);
+            write_status(kube, ns, w, status);
+        }
+        return Ok(Report {
+            warehouse: name,
+            freight: None,
+            result: "discovered (freightCreationPolicy: Manual)".into(),
+        });
+    }
+    let mut freight = match discovery::freight_from(ns, &name, &found) {
+        Ok(f) => f,
+        Err(why) => {
+            if !dry_run {
+                write_status(
+                    kube,
+                    ns,
+                    w,
+                    discovery::status_after(w, &found, &Err(why.clone()), &now),
+                );
+            }
+            return Err(failed(why));
+        }
+    };
+    let fname = freight.name().to_owned();
+    let existing = kube
+        .get(&kargo_path("freights", ns, &fname))
+        .map_err(context(format!("reading Freight {fname}")))?;
+    if let Some(existing) = existing {
+        let existing: Freight = crate::error::decode(existing, "Freight")?;
+        if !dry_run {
+            let status = discovery::status_after(w, &found, &Ok(Created::Existing(fname)), &now);
+            write_status(kube, ns, w, status);
+        }
+        return Ok(Report {
+            warehouse: name,
+            freight: Some(existing),
+            result: "exists".into(),
+        });
+    }
+    let taken: Vec<Freight> = list_typed(kube, "freights", Some(ns))?;
+    set_alias(&mut freight, free_alias(&fname, &taken));
+    if dry_run {
+        return Ok(Report {
+            warehouse: name,
+            freight: Some(freight),
+            result: "would create (dry run)".into(),
+        });
+    }
+    let body = serde_json::to_value(&freight).map_err(|e| Error::Output(e.to_string()))?;
+    let outcome = match kube.create(&kargo_path("freights", ns, ""), &body) {
+        Ok(_) => Created::New(fname.clone()),
+        // Another discovery created it first: the same content, the same name.
+        Err(e) if e.conflict() => Created::Existing(fname.clone()),
+        Err(e) => {
+            let why = format!("Error creating Freight {fname:?} in namespace {ns:?}: {e}");
+            write_status(
+                kube,
+                ns,
+                w,
+                discovery::status_after(w, &found, &Err(why.clone()), &now),
+            );
+            return Err(failed(why));
+        }
+    };
+    let result = match &outcome {
+        Created::New(_) => "created",
+        _ => "exists",
+    };
+    write_status(
+        kube,
+        ns,
+        w,
+        discovery::status_after(w, &found, &Ok(outcome), &now),
+    );
+    Ok(Report {
+        warehouse: name,
+        freight: Some(freight),
+        result: result.into(),
+    })
+}
+
+/// Write a new file whole or not at all, never over an existing one.
+fn write_new(dir: &Path, path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(data)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist_noclobber(path).map(|_| ()).map_err(|e| e.error)
+}
+
+/// Discover from manifests on disk: Freight is written as `DIR/freight-<alias>.yaml`; the
+/// Warehouse's status is not written back (the files are the user's, formatted by hand).
+pub fn local(global: &Global, args: &DiscoverArgs) -> Result<(), Error> {
+    let dir: &Path = args.local.as_deref().unwrap_or(Path::new("."));
+    let m = crate::manifests::Manifests::load(dir, global.namespace.as_deref())?;
+    let ns_ok = |w: &&Warehouse| {
+        global
+            .namespace
+            .as_deref()
+            .is_none_or(|n| w.metadata.namespace.as_deref().is_none_or(|wn| wn == n))
+    };
+    let warehouses: Vec<&Warehouse> = match &args.target {
+        Some(t) => {
+            let name = warehouse_name(t)?;
+            let w = m
+                .warehouses
+                .iter()
+                .filter(ns_ok)
+                .find(|w| w.metadata.name.as_deref() == Some(name))
+                .ok_or_else(|| Error::NotFound {
+                    kind: "Warehouse",
+                    name: name.to_owned(),
+                    project: global
+                        .namespace
+                        .clone()
+                        .unwrap_or_else(|| format!("(any, in {})", dir.display())),
+                })?;
+            vec![w]
+        }
+        None => m.warehouses.iter().filter(ns_ok).collect(),
+    };
+    let mut creds = Credentials::default();
+    creds.load_user();
+    let env = env(args, creds);
+    let mut taken = m.freight.clone();
+    let mut reports = Vec::new();
+    let mut first_error = None;
+    for w in warehouses {
+        let name = w.metadata.name.clone().unwrap_or_default();
+        let ns = w
+            .metadata
+            .namespace
+            .clone()
+            .or_else(|| global.namespace.clone())
+            .unwrap_or_default();
+        let step = || -> Result<Report, Error> {
+            let failed = |reason: String| Error::Discovery {
+                warehouse: name.clone(),
+                reason,
+            };
+            let found = discovery::discover(w, &env).map_err(|e| failed(e.to_string()))?;
+            if let Some(why) = criteria_unsupported(w) {
+                return Err(failed(why));
+            }
+            if manual(w) {
+                return Ok(Report {
+                    warehouse: name.clone(),
+                    freight: None,
+                    result: "discovered (freightCreationPolicy: Manual)".into(),
+                });
+            }
+            let mut f = discovery::freight_from(&ns, &name, &found).map_err(failed)?;
+            if let Some(existing) = taken.iter().find(|t| t.name() == f.name()) {
+                return Ok(Report {
+                    warehouse: name.clone(),
+                    freight: Some(existing.clone()),
+                    result: "exists".into(),
+                });
+            }
+            let alias = free_alias(f.name(), &taken);
+            set_alias(&mut f, alias.clone());
+            if args.dry_run {
+                return Ok(Report {
+                    warehouse: name.clone(),
+                    freight: Some(f),
+                    result: "would create (dry run)".into(),
+                });
+            }
+            let path = dir.join(format!("freight-{alias}.yaml"));
+            let text = serde_yaml::to_string(&f).map_err(|e| Error::Output(e.to_string()))?;
+            write_new(dir, &path, text.as_bytes()).map_err(|e| Error::Load {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            Ok(Report {
+                warehouse: name.clone(),
+                freight: Some(f),
+                result: format!("created ({})", path.display()),
+            })
+        };
+        match step() {
+            Ok(r) => {
+                if let Some(f) = &r.freight {
+                    taken.push(f.clone());
+                }
+                reports.push(r);
+            }
+            Err(e) => {
+                reports.push(Report {
+                    warehouse: name.clone(),
+                    freight: None,
+                    result: "failed".into(),
+                });
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    print_reports(global, &reports)?;
+    first_error.map_or(Ok(()), Err)
+}

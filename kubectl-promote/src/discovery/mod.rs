@@ -1,0 +1,479 @@
+//! Warehouse discovery, as Kargo's Warehouse controller does it (`pkg/controller/warehouses`),
+//! run on demand by `kubectl promote discover`: each subscription finds its newest artifacts
+//! (`image`, `git`, `chart`), the newest of each make one Freight (Kargo's content-hash name, a
+//! generated alias), and the Warehouse's status records what was found (`discoveredArtifacts`,
+//! `lastFreightID`, conditions). The command (`commands/discover.rs`) decides where Freight and
+//! status go: the cluster, or files with `--local`.
+
+pub mod chart;
+pub mod git;
+pub mod image;
+pub mod versions;
+
+use std::sync::Arc;
+
+use promote_api::types::{
+    Chart, DiscoveredArtifacts, Freight, FreightOrigin, GitCommit, Image, Subscription, Warehouse,
+};
+use serde_json::{Value, json};
+
+use crate::credentials::ProjectCredential;
+use crate::git::{GitError, Mirror, MirrorOptions};
+
+/// A username and password for a registry or chart repository. Never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Login {
+    /// User name.
+    pub username: String,
+    /// Password or token.
+    pub password: String,
+}
+
+impl std::fmt::Debug for Login {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Login({}, <redacted>)", self.username)
+    }
+}
+
+/// Why a discovery failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoveryError {
+    /// A subscription could not be read or its artifacts not selected.
+    #[error("{0}")]
+    Failed(String),
+    /// Git failed.
+    #[error(transparent)]
+    Git(#[from] GitError),
+    /// A registry answered with an error, or could not be reached.
+    #[error("registry of {repo:?}: {message}")]
+    Registry {
+        /// The subscription's repoURL.
+        repo: String,
+        /// What went wrong (no credentials in it).
+        message: String,
+        /// The registry said 404 (unknown repository, tag or manifest).
+        not_found: bool,
+    },
+}
+
+impl DiscoveryError {
+    fn registry(repo: &str, e: oci_client::errors::OciDistributionError) -> Self {
+        use oci_client::errors::OciDistributionError as E;
+        let not_found = match &e {
+            E::ServerError { code, .. } => *code == 404,
+            E::RegistryError { envelope, .. } => envelope.errors.iter().any(|x| {
+                matches!(
+                    x.code,
+                    oci_client::errors::OciErrorCode::ManifestUnknown
+                        | oci_client::errors::OciErrorCode::NameUnknown
+                        | oci_client::errors::OciErrorCode::BlobUnknown
+                )
+            }),
+            E::ImageManifestNotFoundError(_) => true,
+            _ => false,
+        };
+        let mut message = crate::git::redact::strip_userinfo(&e.to_string());
+        if let E::AuthenticationFailure(_) | E::UnauthorizedError { .. } = e {
+            message.push_str(
+                "; hint: give the registry's credentials in a Kargo credential Secret (kargo.akuity.io/cred-type: image), in ~/.docker/config.json, or in PROMOTE_REGISTRY_USERNAME/PROMOTE_REGISTRY_PASSWORD with the registry listed in PROMOTE_TOKEN_HOSTS",
+            );
+        }
+        Self::Registry {
+            repo: repo.to_owned(),
+            message,
+            not_found,
+        }
+    }
+}
+
+/// Environment variables for registry credentials (sent only to hosts in `PROMOTE_TOKEN_HOSTS`).
+pub const ENV_REGISTRY_USERNAME: &str = "PROMOTE_REGISTRY_USERNAME";
+/// See [`ENV_REGISTRY_USERNAME`].
+pub const ENV_REGISTRY_PASSWORD: &str = "PROMOTE_REGISTRY_PASSWORD";
+
+/// Where credentials come from: the project's Kargo credential Secrets (by `cred-type`), the
+/// user's Docker (and Helm registry) config, the environment.
+#[derive(Clone, Debug, Default)]
+pub struct Credentials {
+    /// `kargo.akuity.io/cred-type: git` Secrets.
+    pub git: Arc<Vec<ProjectCredential>>,
+    /// `kargo.akuity.io/cred-type: image` Secrets.
+    pub image: Vec<ProjectCredential>,
+    /// `kargo.akuity.io/cred-type: helm` Secrets.
+    pub helm: Vec<ProjectCredential>,
+    /// `auths` of `~/.docker/config.json` and Helm's `registry/config.json`: registry → login.
+    pub docker: Vec<(String, Login)>,
+}
+
+/// The `auths` of a Docker-style config file (`auth` = base64 `user:password`, or `username`
+/// and `password`). Credential helpers (`credsStore`) are not run.
+pub fn docker_auths(doc: &Value) -> Vec<(String, Login)> {
+    let Some(auths) = doc.get("auths").and_then(Value::as_object) else {
+        return Vec::new();
+    };
+    auths
+        .iter()
+        .filter_map(|(host, a)| {
+            let host = host
+                .trim_start_matches("https://")
+                .trim_start_matches("http://")
+                .split('/')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            let from_auth = a
+                .get("auth")
+                .and_then(Value::as_str)
+                .and_then(crate::credentials::base64_decode)
+                .and_then(|b| String::from_utf8(b).ok())
+                .and_then(|s| {
+                    s.split_once(':').map(|(u, p)| Login {
+                        username: u.into(),
+                        password: p.into(),
+                    })
+                });
+            let direct = || {
+                Some(Login {
+                    username: a.get("username")?.as_str()?.into(),
+                    password: a.get("password")?.as_str()?.into(),
+                })
+            };
+            from_auth.or_else(direct).map(|l| (host, l))
+        })
+        .collect()
+}
+
+impl Credentials {
+    /// The user's Docker and Helm registry configs (`$DOCKER_CONFIG/config.json` or
+    /// `~/.docker/config.json`; `$HELM_REGISTRY_CONFIG` or `~/.config/helm/registry/config.json`).
+    pub fn load_user(&mut self) {
+        let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+        let docker = std::env::var_os("DOCKER_CONFIG")
+            .map(|d| std::path::PathBuf::from(d).join("config.json"))
+            .or_else(|| home.as_ref().map(|h| h.join(".docker/config.json")));
+        let helm = std::env::var_os("HELM_REGISTRY_CONFIG")
+            .map(std::path::PathBuf::from)
+            .or_else(|| {
+                home.as_ref()
+                    .map(|h| h.join(".config/helm/registry/config.json"))
+            });
+        for path in [docker, helm].into_iter().flatten() {
+            if let Ok(text) = std::fs::read(&path)
+                && let Ok(doc) = serde_json::from_slice::<Value>(&text)
+            {
+                self.docker.extend(docker_auths(&doc));
+            }
+        }
+    }
+
+    fn from_env(registry: &str) -> Option<Login> {
+        let password = std::env::var(ENV_REGISTRY_PASSWORD).ok()?;
+        if !crate::credentials::opted_in(registry) {
+            return None;
+        }
+        Some(Login {
+            username: std::env::var(ENV_REGISTRY_USERNAME).unwrap_or_else(|_| "promote".into()),
+            password,
+        })
+    }
+
+    fn secret(
+        creds: &[ProjectCredential],
+        url: &str,
+        normalize: fn(&str) -> String,
+    ) -> Option<Login> {
+        let norm = normalize(url);
+        creds
+            .iter()
+            .find(|c| !c.is_regex && normalize(&c.repo_url) == norm)
+            .or_else(|| {
+                creds.iter().find(|c| {
+                    c.is_regex
+                        && regex::Regex::new(&c.repo_url)
+                            .is_ok_and(|re| re.is_match(&norm) || re.is_match(url))
+                })
+            })
+            .filter(|c| !c.password.is_empty())
+            .map(|c| Login {
+                username: c.username.clone(),
+                password: c.password.clone(),
+            })
+    }
+
+    /// The login for an image repository: project Secret, Docker config, environment.
+    pub fn for_image(&self, repo_url: &str) -> Option<Login> {
+        let registry = image::repository(repo_url).ok()?.registry().to_owned();
+        Self::secret(&self.image, repo_url, promote_api::urls::normalize_image)
+            .or_else(|| self.docker_for(&registry))
+            .or_else(|| Self::from_env(&registry))
+    }
+
+    /// The login for a chart repository: project Secret, then for `oci://` the registry
+    /// configs and the environment.
+    pub fn for_chart(&self, repo_url: &str) -> Option<Login> {
+        let from_secret = Self::secret(&self.helm, repo_url, promote_api::urls::normalize_chart);
+        let registry = repo_url
+            .strip_prefix("oci://")
+            .and_then(|r| r.split('/').next())
+            .map(str::to_owned);
+        from_secret.or_else(|| {
+            let registry = registry?;
+            self.docker_for(&registry)
+                .or_else(|| Self::from_env(&registry))
+        })
+    }
+
+    fn docker_for(&self, registry: &str) -> Option<Login> {
+        let names: &[&str] = if registry == "docker.io" || registry == "index.docker.io" {
+            &["index.docker.io", "docker.io", "registry-1.docker.io"]
+        } else {
+            &[registry]
+        };
+        self.docker
+            .iter()
+            .find(|(h, _)| names.contains(&h.as_str()))
+            .map(|(_, l)| l.clone())
+    }
+}
+
+/// What discovery runs with.
+pub struct Env {
+    /// Git mirrors (cache root, TLS, redactor).
+    pub mirror_opts: MirrorOptions,
+    /// Credentials.
+    pub creds: Credentials,
+}
+
+/// Discover every subscription of a Warehouse, in order. Generic subscriptions (Kargo's
+/// extension point for external subscribers) are refused: nothing here can serve them.
+pub fn discover(w: &Warehouse, env: &Env) -> Result<DiscoveredArtifacts, DiscoveryError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| DiscoveryError::Failed(format!("cannot start the HTTP runtime: {e}")))?;
+    let mut out = DiscoveredArtifacts::default();
+    for (i, raw) in w.spec.subscriptions.iter().enumerate() {
+        match Subscription::parse(raw) {
+            Subscription::Image(sub) => {
+                let login = env.creds.for_image(&sub.repo_url);
+                out.images
+                    .push(rt.block_on(image::discover(&sub, login.as_ref()))?);
+            }
+            Subscription::Chart(sub) => {
+                let login = env.creds.for_chart(&sub.repo_url);
+                out.charts
+                    .push(rt.block_on(chart::discover(&sub, login.as_ref()))?);
+            }
+            Subscription::Git(sub) => {
+                let (url, opts) =
+                    crate::credentials::for_url(&sub.repo_url, &env.mirror_opts, &env.creds.git);
+                let mut opts = opts;
+                opts.insecure_skip_tls_verify |= sub.insecure_skip_tls_verify;
+                let mirror = Mirror::open(&url, opts)?;
+                out.git.push(git::discover(&mirror, &sub)?);
+            }
+            Subscription::Generic(_) | Subscription::Unknown(_) => {
+                return Err(DiscoveryError::Failed(format!(
+                    "subscription {i} of Warehouse {:?} is not a git, image or chart subscription; promote discovers only those (generic subscriptions need Kargo's external subscribers)",
+                    w.metadata.name.as_deref().unwrap_or_default()
+                )));
+            }
+        }
+    }
+    out.discovered_at = crate::kube::now();
+    Ok(out)
+}
+
+/// The Freight made of the newest artifact of each subscription (Kargo's
+/// `buildFreightFromLatestArtifacts`), named by its content hash; `None` when some subscription
+/// found nothing (Kargo's `MissingArtifacts`), with the reason.
+pub fn freight_from(
+    ns: &str,
+    warehouse: &str,
+    found: &DiscoveredArtifacts,
+) -> Result<Freight, String> {
+    if found.git.len() + found.images.len() + found.charts.len() == 0 {
+        return Err("No artifacts discovered".into());
+    }
+    let mut f = Freight::new(ns, FreightOrigin::warehouse(warehouse));
+    for r in &found.git {
+        let c = r
+            .commits
+            .first()
+            .ok_or_else(|| format!("no commits discovered for repository {:?}", r.repo_url))?;
+        f.commits.push(GitCommit {
+            repo_url: r.repo_url.clone(),
+            id: c.id.clone(),
+            branch: c.branch.clone(),
+            tag: c.tag.clone(),
+            message: c.subject.clone(),
+            author: c.author.clone(),
+            committer: c.committer.clone(),
+        });
+    }
+    for r in &found.images {
+        let i = r
+            .references
+            .first()
+            .ok_or_else(|| format!("no images discovered for repository {:?}", r.repo_url))?;
+        f.images.push(Image {
+            repo_url: r.repo_url.clone(),
+            tag: i.tag.clone(),
+            digest: i.digest.clone(),
+            annotations: i.annotations.clone(),
+        });
+    }
+    for r in &found.charts {
+        let v = r.versions.first().ok_or_else(|| {
+            format!(
+                "no versions discovered for chart {:?} from repository {:?}",
+                r.name, r.repo_url
+            )
+        })?;
+        f.charts.push(Chart {
+            repo_url: r.repo_url.clone(),
+            name: r.name.clone(),
+            version: v.clone(),
+        });
+    }
+    let name = promote_api::freight_id::freight_id(&f);
+    f.metadata.name = Some(name);
+    f.discovered_at = Some(promote_api::types::Time(
+        found
+            .discovered_at
+            .parse()
+            .unwrap_or_else(|_| jiff::Timestamp::now()),
+    ));
+    Ok(f)
+}
+
+/// What happened to the Freight of a discovery.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Created {
+    /// A new Freight was created.
+    New(String),
+    /// It existed already.
+    Existing(String),
+    /// The Warehouse's policy is Manual: nothing created.
+    Manual,
+}
+
+/// The Warehouse status after a successful discovery (Kargo's conditions, reasons and messages).
+pub fn status_after(
+    w: &Warehouse,
+    found: &DiscoveredArtifacts,
+    created: &Result<Created, String>,
+    now: &str,
+) -> Value {
+    let generation = w.metadata.generation.unwrap_or(0);
+    let previous: Vec<Value> = w
+        .status
+        .as_ref()
+        .map(|s| {
+            s.conditions
+                .iter()
+                .filter_map(|c| serde_json::to_value(c).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let c = |kind: &str, status: &str, reason: &str, message: &str| {
+        promote_api::stage_status::condition(
+            &previous, kind, status, reason, message, generation, now,
+        )
+    };
+    let n = w.spec.subscriptions.len();
+    let mut conditions = Vec::new();
+    let mut last = w
+        .status
+        .as_ref()
+        .map(|s| s.last_freight_id.clone())
+        .unwrap_or_default();
+    match created {
+        Err(message) if message == "No artifacts discovered" => {
+            conditions.push(c("Healthy", "False", "MissingArtifacts", message));
+            conditions.push(c("Ready", "False", "MissingArtifacts", message));
+        }
+        Err(message) => {
+            let msg = format!("Error building Freight from latest artifacts: {message}");
+            conditions.push(c("Healthy", "False", "FreightBuildFailure", &msg));
+            conditions.push(c("Ready", "False", "FreightBuildFailure", &msg));
+        }
+        Ok(outcome) => {
+            match outcome {
+                Created::New(name) => {
+                    conditions.push(c(
+                        "FreightCreationCriteriaSatisfied",
+                        "True",
+                        "CriteriaSatisfied",
+                        "Freight creation criteria satisfied",
+                    ));
+                    conditions.push(c(
+                        "FreightCreated",
+                        "True",
+                        "NewFreight",
+                        "No Freight composed of the newest artifacts already existed",
+                    ));
+                    last = name.clone();
+                }
+                Created::Existing(name) => {
+                    conditions.push(c(
+                        "FreightCreationCriteriaSatisfied",
+                        "True",
+                        "CriteriaSatisfied",
+                        "Freight creation criteria satisfied",
+                    ));
+                    conditions.push(c(
+                        "FreightCreated",
+                        "False",
+                        "AlreadyExists",
+                        "Freight composed of the newest artifacts already exists",
+                    ));
+                    last = name.clone();
+                }
+                Created::Manual => {}
+            }
+            conditions.push(c("Healthy", "True", "ReconciliationSucceeded", ""));
+            conditions.push(c(
+                "Ready",
+                "True",
+                "ArtifactsDiscovered",
+                &format!("Successfully discovered artifacts from {n} subscriptions"),
+            ));
+        }
+    }
+    let mut status = json!({
+        "conditions": conditions,
+        "observedGeneration": generation,
+        "discoveredArtifacts": found,
+    });
+    if !last.is_empty() {
+        status["lastFreightID"] = json!(last);
+    }
+    status
+}
+
+/// The Warehouse status after a failed discovery.
+pub fn status_failed(w: &Warehouse, error: &str, now: &str) -> Value {
+    let generation = w.metadata.generation.unwrap_or(0);
+    let previous: Vec<Value> = w
+        .status
+        .as_ref()
+        .map(|s| {
+            s.conditions
+                .iter()
+                .filter_map(|c| serde_json::to_value(c).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let c = |kind: &str, status: &str, reason: &str, message: &str| {
+        promote_api::stage_status::condition(
+            &previous, kind, status, reason, message, generation, now,
+        )
+    };
+    json!({
+        "conditions": [
+            c("Healthy", "False", "DiscoveryFailed", &format!("Unable to discover artifacts: {error}")),
+            c("Ready", "False", "DiscoveryFailure", &format!("Artifact discovery failed: {error}")),
+        ],
+    })
+}

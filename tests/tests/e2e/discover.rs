@@ -1,0 +1,483 @@
+//! `kubectl promote discover` against real servers on 127.0.0.1: Debian's docker-registry (images
+//! pushed through the registry API: plain tags, a multi-arch index, 1,050 tags for pagination,
+//! basic auth), Git repositories, a Helm repository served as static files and an OCI chart
+//! pushed with the real helm.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use oci_client::client::{ClientConfig, ClientProtocol, ImageLayer};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+use promote_tests::{HttpServer, bare_repo, bin, docker_registry, git};
+use serde_json::{Value, json};
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+/// bcrypt of `registry-pass-7f3a` (cost 4), for the registry's htpasswd.
+const HTPASSWD: &str = "ci-bot:$2b$04$bfPk8MR5CKdKTtjaP905iec/c7q81.1Dpu9CmTEJ9.tzheIFr2eSa\n";
+const PASSWORD: &str = "registry-pass-7f3a";
+
+fn digest(data: &[u8]) -> String {
+    ImageLayer::new(data.to_vec(), "x".into(), None).sha256_digest()
+}
+
+struct Pusher {
+    client: Client,
+    auth: RegistryAuth,
+    registry: String,
+}
+
+impl Pusher {
+    fn new(port: u16, auth: RegistryAuth) -> Self {
+        let registry = format!("127.0.0.1:{port}");
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = Client::new(ClientConfig {
+            protocol: ClientProtocol::HttpsExcept(vec![registry.clone()]),
+            ..Default::default()
+        });
+        Self {
+            client,
+            auth,
+            registry,
+        }
+    }
+
+    fn at(&self, repo: &str, reference: &str) -> Reference {
+        if reference.starts_with("sha256:") {
+            Reference::with_digest(self.registry.clone(), repo.into(), reference.into())
+        } else {
+            Reference::with_tag(self.registry.clone(), repo.into(), reference.into())
+        }
+    }
+
+    async fn blob(&self, repo: &str, data: Vec<u8>) -> (String, usize) {
+        let d = digest(&data);
+        let len = data.len();
+        let r = self.at(repo, "latest");
+        self.client
+            .store_auth_if_needed(r.resolve_registry(), &self.auth)
+            .await;
+        self.client
+            .auth(&r, &self.auth, oci_client::RegistryOperation::Push)
+            .await
+            .unwrap();
+        self.client.push_blob(&r, data, &d).await.unwrap();
+        (d, len)
+    }
+
+    async fn manifest(&self, repo: &str, reference: &str, media: &str, doc: &Value) -> String {
+        let bytes = serde_json::to_vec(doc).unwrap();
+        let d = digest(&bytes);
+        let r = self.at(repo, reference);
+        self.client
+            .auth(&r, &self.auth, oci_client::RegistryOperation::Push)
+            .await
+            .unwrap();
+        self.client
+            .push_manifest_raw(&r, bytes, media.parse().unwrap())
+            .await
+            .unwrap();
+        d
+    }
+
+    /// A single-platform image built at `created`; returns (digest, size) of its manifest.
+    async fn image(
+        &self,
+        repo: &str,
+        reference: &str,
+        created: &str,
+        arch: &str,
+    ) -> (String, usize) {
+        let config = json!({
+            "architecture": arch, "os": "linux", "created": created,
+            "config": {"Labels": {"org.opencontainers.image.source": "https://example.invalid/acme"}},
+            "rootfs": {"type": "layers", "diff_ids": []},
+        });
+        let (cd, cl) = self.blob(repo, serde_json::to_vec(&config).unwrap()).await;
+        let (ld, ll) = self
+            .blob(repo, format!("layer of {reference} {arch}").into_bytes())
+            .await;
+        let doc = json!({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cl},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": ld, "size": ll}],
+            "annotations": {"org.opencontainers.image.revision": reference},
+        });
+        let size = serde_json::to_vec(&doc).unwrap().len();
+        (
+            self.manifest(repo, reference, OCI_MANIFEST, &doc).await,
+            size,
+        )
+    }
+}
+
+fn plugin(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(bin("kubectl-promote").unwrap())
+        .args(args)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("HOME", "/nonexistent-home")
+        .env_remove("DOCKER_CONFIG")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn freight_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("freight-"))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn commit_file(seed: &Path, path: &str, content: &str, message: &str) -> String {
+    let p = seed.join(path);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(&p, content).unwrap();
+    git(seed, &["add", "-A"]);
+    git(seed, &["commit", "-q", "-m", message]);
+    git(seed, &["rev-parse", "HEAD"]).trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discover_finds_the_newest_images_commits_and_charts_and_makes_freight() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = docker_registry(&tmp.path().join("registry"), None).unwrap();
+    let host = format!("127.0.0.1:{}", reg.port);
+    let push = Pusher::new(reg.port, RegistryAuth::Anonymous);
+
+    // acme/api: SemVer among non-semver and non-strict tags.
+    for (tag, day) in [
+        ("1.0.0", "01"),
+        ("1.2.0", "02"),
+        ("v1.10.0", "03"),
+        ("1.10.0-rc.1", "04"),
+        ("2.0.0", "05"),
+        ("latest", "06"),
+        ("1.3", "07"),
+    ] {
+        push.image(
+            "acme/api",
+            tag,
+            &format!("2026-03-{day}T00:00:00Z"),
+            "amd64",
+        )
+        .await;
+    }
+    // acme/multi: an index (amd64 + arm64 + an attestation) that is older than a newer
+    // single-platform image; with platform linux/arm64, NewestBuild must pick the index.
+    let (amd, amd_size) = push
+        .image(
+            "acme/multi",
+            "sha256-unused-amd",
+            "2026-01-01T00:00:00Z",
+            "amd64",
+        )
+        .await;
+    let (arm, arm_size) = push
+        .image(
+            "acme/multi",
+            "sha256-unused-arm",
+            "2026-01-02T00:00:00Z",
+            "arm64",
+        )
+        .await;
+    let index = json!({
+        "schemaVersion": 2, "mediaType": OCI_INDEX,
+        "manifests": [
+            {"mediaType": OCI_MANIFEST, "digest": amd, "size": amd_size, "platform": {"os": "linux", "architecture": "amd64"}},
+            {"mediaType": OCI_MANIFEST, "digest": arm, "size": arm_size, "platform": {"os": "linux", "architecture": "arm64"},
+             "annotations": {"com.example.platform-note": "arm"}},
+            {"mediaType": OCI_MANIFEST, "digest": amd, "size": amd_size, "platform": {"os": "unknown", "architecture": "unknown"}},
+        ],
+        "annotations": {"org.opencontainers.image.version": "multi-1"},
+    });
+    let index_digest = push
+        .manifest("acme/multi", "multi-1", OCI_INDEX, &index)
+        .await;
+    push.image("acme/multi", "single-2", "2026-06-01T00:00:00Z", "amd64")
+        .await;
+    // acme/many: 1,050 tags of one manifest, more than one page of the tag list.
+    let (many, _) = push
+        .image("acme/many", "build-0000", "2026-02-01T00:00:00Z", "amd64")
+        .await;
+    let many_doc = push
+        .client
+        .pull_manifest_raw(
+            &push.at("acme/many", &many),
+            &RegistryAuth::Anonymous,
+            &[OCI_MANIFEST],
+        )
+        .await
+        .unwrap()
+        .0;
+    let many_doc: Value = serde_json::from_slice(&many_doc).unwrap();
+    for i in 1..1050 {
+        push.manifest(
+            "acme/many",
+            &format!("build-{i:04}"),
+            OCI_MANIFEST,
+            &many_doc,
+        )
+        .await;
+    }
+
+    // Git: the newest commit touching apps/api is not the branch head.
+    let root = tmp.path();
+    let bare = bare_repo(root, "app", &[("apps/api/main.go", "package main\n")]);
+    let seed = root.join("app-seed");
+    let wanted = commit_file(&seed, "apps/api/main.go", "package main // v2\n", "api: v2");
+    commit_file(&seed, "docs/readme.md", "docs\n", "docs only");
+    git(&seed, &["push", "-q", bare.to_str().unwrap(), "main"]);
+    let git_url = format!("file://{}", bare.display());
+
+    // A Helm repository as static files.
+    let index_yaml = "apiVersion: v1\nentries:\n  podinfo:\n  - version: 1.0.0\n  - version: 1.5.0\n  - version: 2.0.0-beta.1\n  - version: not-a-version\n  other:\n  - version: 9.9.9\n";
+    let charts = HttpServer::start(move |req| {
+        if req.target == "/index.yaml" {
+            ("200 OK".into(), vec![], index_yaml.as_bytes().to_vec())
+        } else {
+            ("404 Not Found".into(), vec![], Vec::new())
+        }
+    });
+
+    let dir = root.join("kargo");
+    std::fs::create_dir_all(&dir).unwrap();
+    let warehouse = format!(
+        r#"apiVersion: kargo.akuity.io/v1alpha1
+kind: Warehouse
+metadata: {{ name: app, namespace: demo }}
+spec:
+  subscriptions:
+    - image: {{ repoURL: {host}/acme/api, constraint: ^1.0, discoveryLimit: 2 }}
+    - image: {{ repoURL: {host}/acme/multi, imageSelectionStrategy: NewestBuild, platform: linux/arm64 }}
+    - image: {{ repoURL: {host}/acme/many, imageSelectionStrategy: Lexical, allowTagsRegexes: ["^build-"], discoveryLimit: 1 }}
+    - git: {{ repoURL: "{git_url}", includePaths: [apps/api] }}
+    - chart: {{ repoURL: "http://127.0.0.1:{}", name: podinfo, semverConstraint: "<2" }}
+"#,
+        charts.port
+    );
+    std::fs::write(dir.join("warehouse.yaml"), &warehouse).unwrap();
+    let cache = root.join("cache");
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = ["discover", "warehouse/app", "-n", "demo", "--local"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        v.push(dir.display().to_string());
+        v.push("--cache-dir".into());
+        v.push(cache.display().to_string());
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let run = |extra: &[&str]| {
+        let a = args(extra);
+        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+        plugin(&refs, &[])
+    };
+
+    // A dry run shows the Freight and writes nothing.
+    let dry = run(&["--dry-run", "-o", "json"]);
+    assert!(dry.status.success(), "{}", text(&dry));
+    assert!(freight_files(&dir).is_empty());
+    let f: Value = serde_json::from_slice(&dry.stdout).unwrap();
+    let images = f["images"].as_array().unwrap();
+    assert_eq!(images[0]["repoURL"], format!("{host}/acme/api"));
+    assert_eq!(
+        images[0]["tag"], "v1.10.0",
+        "SemVer: newest under ^1.0, strict, v allowed"
+    );
+    assert_eq!(
+        images[1]["tag"], "multi-1",
+        "NewestBuild with platform picks the index"
+    );
+    assert_eq!(images[1]["digest"], index_digest.as_str());
+    assert_eq!(images[1]["annotations"]["com.example.platform-note"], "arm");
+    assert_eq!(
+        images[1]["annotations"]["org.opencontainers.image.version"],
+        "multi-1"
+    );
+    assert_eq!(
+        images[2]["tag"], "build-1049",
+        "Lexical over every page of tags"
+    );
+    assert_eq!(images[2]["digest"], many.as_str());
+    assert_eq!(
+        f["commits"][0]["id"],
+        wanted.as_str(),
+        "includePaths skips the docs commit"
+    );
+    assert_eq!(f["commits"][0]["message"], "api: v2");
+    assert_eq!(f["charts"][0]["version"], "1.5.0");
+    assert_eq!(f["origin"], json!({"kind": "Warehouse", "name": "app"}));
+    assert!(f["discoveredAt"].as_str().is_some_and(|t| t.ends_with('Z')));
+    let typed: promote_api::types::Freight = serde_json::from_value(f.clone()).unwrap();
+    assert_eq!(
+        f["metadata"]["name"],
+        promote_api::freight_id::freight_id(&typed).as_str(),
+        "named by Kargo's content hash"
+    );
+
+    // For real: one file, and the promotion path can read it back.
+    let first = run(&[]);
+    assert!(first.status.success(), "{}", text(&first));
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert!(stdout.starts_with("WAREHOUSE"), "{stdout}");
+    assert!(stdout.contains("created"), "{stdout}");
+    let files = freight_files(&dir);
+    assert_eq!(files.len(), 1, "{files:?}");
+    let written: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&files[0]).unwrap()).unwrap();
+    assert_eq!(written["metadata"]["name"], f["metadata"]["name"]);
+    let alias = written["alias"].as_str().unwrap().to_owned();
+    assert_eq!(
+        written["metadata"]["labels"]["kargo.akuity.io/alias"],
+        alias.as_str()
+    );
+
+    // Nothing new: the same Freight, no second file.
+    let again = run(&[]);
+    assert!(again.status.success(), "{}", text(&again));
+    assert!(String::from_utf8_lossy(&again.stdout).contains("exists"));
+    assert_eq!(freight_files(&dir).len(), 1);
+
+    // A new image version: new Freight, another alias.
+    push.image("acme/api", "1.11.0", "2026-04-01T00:00:00Z", "amd64")
+        .await;
+    let third = run(&["-o", "yaml"]);
+    assert!(third.status.success(), "{}", text(&third));
+    let f3: Value = serde_yaml::from_slice(&third.stdout).unwrap();
+    assert_eq!(f3["images"][0]["tag"], "1.11.0");
+    assert_ne!(f3["alias"].as_str(), Some(alias.as_str()));
+    assert_eq!(freight_files(&dir).len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discover_refuses_clearly_and_sends_credentials_only_where_they_belong() {
+    let tmp = tempfile::tempdir().unwrap();
+    let htpasswd = tmp.path().join("htpasswd");
+    std::fs::write(&htpasswd, HTPASSWD).unwrap();
+    let reg = docker_registry(&tmp.path().join("registry"), Some(&htpasswd)).unwrap();
+    let host = format!("127.0.0.1:{}", reg.port);
+    let push = Pusher::new(
+        reg.port,
+        RegistryAuth::Basic("ci-bot".into(), PASSWORD.into()),
+    );
+    push.image("team/private", "0.1.0", "2026-05-01T00:00:00Z", "amd64")
+        .await;
+
+    let dir = tmp.path().join("kargo");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("w.yaml"),
+        format!(
+            "apiVersion: kargo.akuity.io/v1alpha1\nkind: Warehouse\nmetadata: {{ name: private, namespace: demo }}\nspec:\n  subscriptions:\n    - image: {{ repoURL: {host}/team/private }}\n---\napiVersion: kargo.akuity.io/v1alpha1\nkind: Warehouse\nmetadata: {{ name: old-fields, namespace: demo }}\nspec:\n  subscriptions:\n    - image: {{ repoURL: {host}/team/private, allowTags: \"^v\" }}\n---\napiVersion: kargo.akuity.io/v1alpha1\nkind: Warehouse\nmetadata: {{ name: bad-constraint, namespace: demo }}\nspec:\n  subscriptions:\n    - image: {{ repoURL: {host}/team/private, constraint: \">= banana\" }}\n"
+        ),
+    )
+    .unwrap();
+    let d = dir.display().to_string();
+    let cache = tmp.path().join("cache").display().to_string();
+    let run = |w: &str, env: &[(&str, &str)]| {
+        plugin(
+            &[
+                "discover",
+                w,
+                "-n",
+                "demo",
+                "--local",
+                &d,
+                "--cache-dir",
+                &cache,
+                "--dry-run",
+                "-o",
+                "json",
+            ],
+            env,
+        )
+    };
+
+    // No credentials: the registry's 401, with the ways to give them.
+    let anon = run("warehouse/private", &[]);
+    assert_eq!(anon.status.code(), Some(1), "{}", text(&anon));
+    let err = String::from_utf8_lossy(&anon.stderr);
+    assert!(err.contains("discovering Warehouse \"private\""), "{err}");
+    assert!(err.contains("PROMOTE_REGISTRY_USERNAME"), "{err}");
+
+    // Credentials in the environment go only to hosts the user listed.
+    let env = [
+        ("PROMOTE_REGISTRY_USERNAME", "ci-bot"),
+        ("PROMOTE_REGISTRY_PASSWORD", PASSWORD),
+    ];
+    let unlisted = run("warehouse/private", &env);
+    assert_eq!(unlisted.status.code(), Some(1), "{}", text(&unlisted));
+    let listed = run(
+        "warehouse/private",
+        &[env[0], env[1], ("PROMOTE_TOKEN_HOSTS", host.as_str())],
+    );
+    assert!(listed.status.success(), "{}", text(&listed));
+    let f: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(f["images"][0]["tag"], "0.1.0");
+    // From a Docker config file too.
+    let docker = tmp.path().join("docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    let auth = promote_tests::base64(format!("ci-bot:{PASSWORD}").as_bytes());
+    std::fs::write(
+        docker.join("config.json"),
+        json!({"auths": {host.clone(): {"auth": auth}}}).to_string(),
+    )
+    .unwrap();
+    let from_config = run(
+        "warehouse/private",
+        &[("DOCKER_CONFIG", docker.to_str().unwrap())],
+    );
+    assert!(from_config.status.success(), "{}", text(&from_config));
+    for o in [&anon, &unlisted, &listed, &from_config] {
+        let all = text(o);
+        assert!(
+            !all.contains(PASSWORD) && !all.contains(&auth),
+            "a credential leaked:\n{all}"
+        );
+    }
+
+    // Kargo's refusals, with Kargo's words.
+    let old = run("warehouse/old-fields", &[]);
+    assert_eq!(old.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&old.stderr).contains(
+            "AllowTags is deprecated and unsupported as of v1.11.0; use AllowTagsRegexes instead"
+        ),
+        "{}",
+        text(&old)
+    );
+    let bad = run("warehouse/bad-constraint", &[]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("banana"),
+        "{}",
+        text(&bad)
+    );
+    let missing = run("warehouse/nope", &[]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("Warehouse \"nope\" not found"),
+        "{}",
+        text(&missing)
+    );
+}
