@@ -159,6 +159,12 @@ fn values(arg: &Arg, positionals: &[&str], words: &Words<'_>) -> (Vec<String>, u
         "FREIGHT" => words.names("freights"),
         "ALIAS" => aliases(words),
         "PROMOTION" => unfinished(words),
+        // `discover warehouse/<name>`; `freight create --warehouse` takes the bare name.
+        "WAREHOUSE" if arg.is_positional() => words
+            .names("warehouses")
+            .into_iter()
+            .map(|n| format!("warehouse/{n}"))
+            .collect(),
         "WAREHOUSE" => words.names("warehouses"),
         "KIND" => ["stages", "freight", "promotions", "warehouses"]
             .map(str::to_owned)

@@ -477,3 +477,183 @@ pub fn status_failed(w: &Warehouse, error: &str, now: &str) -> Value {
         ],
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use promote_api::types::{
+        ChartDiscoveryResult, DiscoveredCommit, DiscoveredImageReference, GitDiscoveryResult,
+        ImageDiscoveryResult,
+    };
+
+    fn warehouse() -> Warehouse {
+        serde_json::from_value(json!({
+            "metadata": {"name": "w", "namespace": "p", "generation": 4},
+            "spec": {"subscriptions": [{"image": {"repoURL": "ghcr.io/acme/api"}}, {"git": {"repoURL": "https://git.example/r.git"}}]},
+            "status": {"lastFreightID": "old", "conditions": [
+                {"type": "Ready", "status": "True", "reason": "ArtifactsDiscovered", "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"}
+            ]},
+        }))
+        .unwrap()
+    }
+
+    fn found() -> DiscoveredArtifacts {
+        DiscoveredArtifacts {
+            discovered_at: "2026-12-02T10:00:00Z".into(),
+            images: vec![ImageDiscoveryResult {
+                repo_url: "ghcr.io/acme/api".into(),
+                references: vec![
+                    DiscoveredImageReference {
+                        tag: "1.2.0".into(),
+                        digest: "sha256:b".into(),
+                        ..Default::default()
+                    },
+                    DiscoveredImageReference {
+                        tag: "1.1.0".into(),
+                        digest: "sha256:a".into(),
+                        ..Default::default()
+                    },
+                ],
+                ..Default::default()
+            }],
+            git: vec![GitDiscoveryResult {
+                repo_url: "https://git.example/r.git".into(),
+                commits: vec![DiscoveredCommit {
+                    id: "c0ffee".into(),
+                    subject: "fix".into(),
+                    ..Default::default()
+                }],
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_newest_of_each_subscription_make_one_freight_named_by_its_content() {
+        let f = freight_from("p", "w", &found()).unwrap();
+        assert_eq!(f.images[0].tag, "1.2.0");
+        assert_eq!(f.commits[0].message, "fix");
+        assert_eq!(
+            f.metadata.name.as_deref(),
+            Some(promote_api::freight_id::freight_id(&f).as_str())
+        );
+        assert_eq!(f.metadata.namespace.as_deref(), Some("p"));
+        let mut none = found();
+        none.images[0].references.clear();
+        assert_eq!(
+            freight_from("p", "w", &none).unwrap_err(),
+            "no images discovered for repository \"ghcr.io/acme/api\""
+        );
+        let mut chartless = DiscoveredArtifacts::default();
+        chartless.charts.push(ChartDiscoveryResult {
+            repo_url: "oci://r/c".into(),
+            ..Default::default()
+        });
+        assert!(
+            freight_from("p", "w", &chartless)
+                .unwrap_err()
+                .contains("no versions discovered")
+        );
+        assert_eq!(
+            freight_from("p", "w", &DiscoveredArtifacts::default()).unwrap_err(),
+            "No artifacts discovered"
+        );
+    }
+
+    #[test]
+    fn the_warehouse_status_says_what_kargos_controller_says() {
+        let w = warehouse();
+        let now = "2026-12-02T10:00:01Z";
+        let s = status_after(&w, &found(), &Ok(Created::New("abc".into())), now);
+        assert_eq!(s["lastFreightID"], "abc");
+        assert_eq!(s["observedGeneration"], 4);
+        let cond = |s: &Value, t: &str| {
+            s["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["type"] == t)
+                .cloned()
+                .unwrap()
+        };
+        let ready = cond(&s, "Ready");
+        assert_eq!(
+            ready["message"],
+            "Successfully discovered artifacts from 2 subscriptions"
+        );
+        assert_eq!(
+            ready["lastTransitionTime"], "2026-01-01T00:00:00Z",
+            "unchanged status keeps its time"
+        );
+        assert_eq!(cond(&s, "FreightCreated")["reason"], "NewFreight");
+        let again = status_after(&w, &found(), &Ok(Created::Existing("abc".into())), now);
+        assert_eq!(cond(&again, "FreightCreated")["reason"], "AlreadyExists");
+        let manual = status_after(&w, &found(), &Ok(Created::Manual), now);
+        assert_eq!(manual["lastFreightID"], "old");
+        assert!(
+            manual["conditions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|c| c["type"] != "FreightCreated")
+        );
+        let missing = status_after(
+            &w,
+            &DiscoveredArtifacts::default(),
+            &Err("No artifacts discovered".into()),
+            now,
+        );
+        assert_eq!(cond(&missing, "Ready")["reason"], "MissingArtifacts");
+        let failed = status_failed(&w, "boom", now);
+        assert_eq!(cond(&failed, "Ready")["status"], "False");
+        assert_eq!(cond(&failed, "Ready")["lastTransitionTime"], now);
+        assert_eq!(
+            cond(&failed, "Healthy")["message"],
+            "Unable to discover artifacts: boom"
+        );
+    }
+
+    #[test]
+    fn credentials_come_from_secrets_then_docker_config_and_are_never_shown() {
+        let docker = docker_auths(&json!({"auths": {
+            "https://index.docker.io/v1/": {"auth": crate::credentials::base64(b"hub:hub-pass")},
+            "registry.local:5000": {"username": "u", "password": "p"},
+        }}));
+        let mut creds = Credentials {
+            docker,
+            ..Default::default()
+        };
+        assert_eq!(creds.for_image("nginx").unwrap().username, "hub");
+        assert_eq!(
+            creds
+                .for_image("registry.local:5000/team/app")
+                .unwrap()
+                .password,
+            "p"
+        );
+        assert!(creds.for_image("ghcr.io/acme/api").is_none());
+        creds.image.push(ProjectCredential {
+            repo_url: "registry.local:5000/team/app".into(),
+            username: "bot".into(),
+            password: "s3cret".into(),
+            ..Default::default()
+        });
+        creds.helm.push(ProjectCredential {
+            repo_url: "^oci://charts\\.example/.*".into(),
+            is_regex: true,
+            username: "c".into(),
+            password: "chart-pass".into(),
+            ..Default::default()
+        });
+        let l = creds.for_image("Registry.local:5000/team/app").unwrap();
+        assert_eq!(l.username, "bot", "the project's Secret comes first");
+        assert!(!format!("{l:?}").contains("s3cret"));
+        assert_eq!(
+            creds
+                .for_chart("oci://charts.example/x/podinfo")
+                .unwrap()
+                .password,
+            "chart-pass"
+        );
+    }
+}

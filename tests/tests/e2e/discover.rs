@@ -481,3 +481,132 @@ async fn discover_refuses_clearly_and_sends_credentials_only_where_they_belong()
         text(&missing)
     );
 }
+
+/// Discovery through a cluster (the sandbox, and the real control plane in `real.rs`): bob holds
+/// promote-discoverer in project `demo` and creates the Freight; the Warehouse's status says what
+/// was found; alice, without the role, is refused and nothing is created.
+pub(crate) async fn discover_in_cluster(kc: &Path, tmp: &Path) {
+    use crate::sandbox::{k, ok};
+    let reg = docker_registry(&tmp.join("registry"), None).unwrap();
+    let host = format!("127.0.0.1:{}", reg.port);
+    let push = Pusher::new(reg.port, RegistryAuth::Anonymous);
+    push.image("acme/web", "1.0.0", "2026-03-01T00:00:00Z", "amd64")
+        .await;
+    let (newest, _) = push
+        .image("acme/web", "1.2.0", "2026-03-02T00:00:00Z", "amd64")
+        .await;
+    let roles = promote_tests::workspace_root().join("manifests/rbac/roles.yaml");
+    ok(kc, &["apply", "-f", &roles.display().to_string()]).await;
+    let setup = format!(
+        r#"apiVersion: v1
+kind: Namespace
+metadata: {{ name: disco, labels: {{ kargo.akuity.io/project: "true" }} }}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{ name: bob-discovers, namespace: disco }}
+roleRef: {{ apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: promote-discoverer }}
+subjects: [{{ kind: User, name: bob, apiGroup: rbac.authorization.k8s.io }}]
+---
+apiVersion: kargo.akuity.io/v1alpha1
+kind: Warehouse
+metadata: {{ name: web, namespace: disco }}
+spec:
+  subscriptions:
+    - image: {{ repoURL: {host}/acme/web }}
+"#
+    );
+    let (good, out, err) = k(kc, &["apply", "-f", "-"], Some(&setup)).await;
+    assert!(good, "{err}\n{out}");
+    let kc_s = kc.display().to_string();
+    let cache = tmp.join("cache").display().to_string();
+    let run = |user: &str| {
+        plugin(
+            &[
+                "--kubeconfig",
+                &kc_s,
+                "--context",
+                user,
+                "discover",
+                "warehouse/web",
+                "-n",
+                "disco",
+                "--cache-dir",
+                &cache,
+            ],
+            &[],
+        )
+    };
+    let denied = run("alice");
+    assert_eq!(denied.status.code(), Some(1), "{}", text(&denied));
+    assert!(
+        String::from_utf8_lossy(&denied.stderr).contains("forbidden")
+            || String::from_utf8_lossy(&denied.stderr).contains("403"),
+        "{}",
+        text(&denied)
+    );
+    let created = run("bob");
+    assert!(created.status.success(), "{}", text(&created));
+    let out = String::from_utf8_lossy(&created.stdout).into_owned();
+    assert!(
+        out.contains("created") && out.contains(&format!("{host}/acme/web:1.2.0")),
+        "{out}"
+    );
+    let freight: Value =
+        serde_json::from_str(&ok(kc, &["get", "freight", "-n", "disco", "-o", "json"]).await)
+            .unwrap();
+    let items = freight["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{freight}");
+    assert_eq!(items[0]["images"][0]["digest"], newest.as_str());
+    let name = items[0]["metadata"]["name"].as_str().unwrap().to_owned();
+    let w: Value = serde_json::from_str(
+        &ok(
+            kc,
+            &["get", "warehouse", "web", "-n", "disco", "-o", "json"],
+        )
+        .await,
+    )
+    .unwrap();
+    assert_eq!(w["status"]["lastFreightID"], name.as_str(), "{w}");
+    let refs = &w["status"]["discoveredArtifacts"]["images"][0]["references"];
+    assert_eq!(refs[0]["tag"], "1.2.0");
+    assert_eq!(refs[1]["tag"], "1.0.0");
+    let ready = w["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap();
+    assert_eq!(ready["status"], "True", "{w}");
+    assert_eq!(ready["reason"], "ArtifactsDiscovered");
+    // Once more: nothing new, the same Freight.
+    let again = run("bob");
+    assert!(again.status.success(), "{}", text(&again));
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains("exists"),
+        "{}",
+        text(&again)
+    );
+    let w: Value = serde_json::from_str(
+        &ok(
+            kc,
+            &["get", "warehouse", "web", "-n", "disco", "-o", "json"],
+        )
+        .await,
+    )
+    .unwrap();
+    let created_cond = w["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "FreightCreated")
+        .unwrap();
+    assert_eq!(created_cond["reason"], "AlreadyExists", "{w}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discover_through_the_sandbox() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sb = crate::sandbox::start(&tmp.path().join("sb"), &[]).await;
+    discover_in_cluster(&sb.kubeconfig_path(), tmp.path()).await;
+}
