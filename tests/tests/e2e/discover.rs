@@ -610,3 +610,95 @@ async fn discover_through_the_sandbox() {
     let sb = crate::sandbox::start(&tmp.path().join("sb"), &[]).await;
     discover_in_cluster(&sb.kubeconfig_path(), tmp.path()).await;
 }
+
+/// OCI charts pushed with the real helm (Helm writes `+` in a version as `_` in the tag).
+#[test]
+fn discover_reads_oci_charts_pushed_by_the_real_helm() {
+    let helm = match std::env::var("PROMOTE_HELM") {
+        Ok(p) => PathBuf::from(p),
+        Err(_) if std::env::var("PROMOTE_REAL_KUBE_REQUIRED").is_ok_and(|v| v == "1") => {
+            panic!(
+                "PROMOTE_HELM is not set: scripts/test builds helm with scripts/kube-build --helm"
+            )
+        }
+        Err(_) => {
+            eprintln!(
+                "skipped: PROMOTE_HELM is not set (scripts/test builds helm when Go is installed)"
+            );
+            return;
+        }
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = docker_registry(&tmp.path().join("registry"), None).unwrap();
+    let host = format!("127.0.0.1:{}", reg.port);
+    let helm_env = |c: &mut Command| {
+        c.env("HELM_CACHE_HOME", tmp.path().join("helm/cache"))
+            .env("HELM_CONFIG_HOME", tmp.path().join("helm/config"))
+            .env("HELM_DATA_HOME", tmp.path().join("helm/data"))
+            .current_dir(tmp.path());
+    };
+    for version in ["0.3.0", "0.4.0+build.1", "0.5.0-rc.1"] {
+        let chart = tmp.path().join(format!("podinfo-{version}"));
+        std::fs::create_dir_all(chart.join("templates")).unwrap();
+        std::fs::write(
+            chart.join("Chart.yaml"),
+            format!("apiVersion: v2\nname: podinfo\nversion: {version}\n"),
+        )
+        .unwrap();
+        let mut package = Command::new(&helm);
+        helm_env(&mut package);
+        let out = package.arg("package").arg(&chart).output().unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        let mut push = Command::new(&helm);
+        helm_env(&mut push);
+        let out = push
+            .args([
+                "push",
+                &format!("podinfo-{version}.tgz"),
+                &format!("oci://{host}/charts"),
+                "--plain-http",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+    }
+    let dir = tmp.path().join("kargo");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("w.yaml"),
+        format!("apiVersion: kargo.akuity.io/v1alpha1\nkind: Warehouse\nmetadata: {{ name: charts, namespace: demo }}\nspec:\n  subscriptions:\n    - chart: {{ repoURL: \"oci://{host}/charts/podinfo\" }}\n---\napiVersion: kargo.akuity.io/v1alpha1\nkind: Warehouse\nmetadata: {{ name: stable, namespace: demo }}\nspec:\n  subscriptions:\n    - chart: {{ repoURL: \"oci://{host}/charts/podinfo\", semverConstraint: \"<0.5.0\" }}\n"),
+    )
+    .unwrap();
+    let d = dir.display().to_string();
+    let cache = tmp.path().join("cache").display().to_string();
+    let discover = |w: &str| {
+        let out = plugin(
+            &[
+                "discover",
+                w,
+                "-n",
+                "demo",
+                "--local",
+                &d,
+                "--cache-dir",
+                &cache,
+                "--dry-run",
+                "-o",
+                "json",
+            ],
+            &[],
+        );
+        assert!(out.status.success(), "{}", text(&out));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let f = discover("warehouse/charts");
+    assert_eq!(
+        f["charts"][0]["repoURL"],
+        format!("oci://{host}/charts/podinfo")
+    );
+    // No constraint: every version counts, pre-releases too (Kargo's chart selection).
+    assert_eq!(f["charts"][0]["version"], "0.5.0-rc.1");
+    // The tag 0.4.0_build.1 is the version 0.4.0+build.1.
+    let f = discover("warehouse/stable");
+    assert_eq!(f["charts"][0]["version"], "0.4.0+build.1");
+}
