@@ -6,8 +6,8 @@
 use promote_api::types::{DiscoveredCommit, GitDiscoveryResult, GitSubscription};
 use regex::Regex;
 
-use super::DiscoveryError;
 use super::versions::{self, Constraint};
+use super::{DiscoveryError, TagFilter};
 use crate::git::Mirror;
 
 /// One commit or tag as git lists it.
@@ -70,8 +70,7 @@ struct Filters {
     include: Vec<PathMatcher>,
     exclude: Vec<PathMatcher>,
     expression: Option<expr::Program>,
-    allow: Vec<Regex>,
-    ignore: Vec<Regex>,
+    tags: TagFilter,
 }
 
 impl Filters {
@@ -88,10 +87,7 @@ impl Filters {
     }
 
     fn tag_allowed(&self, tag: &str) -> bool {
-        if self.ignore.iter().any(|r| r.is_match(tag)) {
-            return false;
-        }
-        self.allow.is_empty() || self.allow.iter().any(|r| r.is_match(tag))
+        self.tags.allows(tag)
     }
 
     /// The expression filter over a commit (`id`, `commitDate`, `author`, `committer`,
@@ -129,28 +125,7 @@ impl Filters {
     }
 }
 
-fn regexes(list: &[String], field: &str) -> Result<Vec<Regex>, String> {
-    list.iter()
-        .map(|r| {
-            Regex::new(r)
-                .map_err(|e| format!("{field}: error compiling regular expression {r:?}: {e}"))
-        })
-        .collect()
-}
-
 fn filters(sub: &GitSubscription) -> Result<Filters, String> {
-    if !sub.allow_tags.is_empty() {
-        return Err(
-            "AllowTags is deprecated and unsupported as of v1.11.0; use AllowTagsRegexes instead"
-                .into(),
-        );
-    }
-    if !sub.ignore_tags.is_empty() {
-        return Err(
-            "IgnoreTags is deprecated and unsupported as of v1.11.0; use IgnoreTagsRegexes instead"
-                .into(),
-        );
-    }
     let paths = |list: &[String]| {
         list.iter()
             .map(|p| PathMatcher::parse(p))
@@ -168,8 +143,12 @@ fn filters(sub: &GitSubscription) -> Result<Filters, String> {
                     .map_err(|err| format!("error compiling filter expression: {err}"))?,
             ),
         },
-        allow: regexes(&sub.allow_tags_regexes, "allowTagsRegexes")?,
-        ignore: regexes(&sub.ignore_tags_regexes, "ignoreTagsRegexes")?,
+        tags: TagFilter::new(
+            &sub.allow_tags,
+            &sub.ignore_tags,
+            &sub.allow_tags_regexes,
+            &sub.ignore_tags_regexes,
+        )?,
     })
 }
 
@@ -335,10 +314,13 @@ fn by_tags(
     sub: &GitSubscription,
     f: &Filters,
 ) -> Result<Vec<DiscoveredCommit>, DiscoveryError> {
-    let mut listed: Vec<Listed> = tags(mirror)?
-        .into_iter()
-        .filter(|t| f.tag_allowed(&t.tag))
-        .collect();
+    // Git's creator-date order (NewestTag keeps it), less the tags the filters drop.
+    let mut listed: Vec<Listed> = Vec::new();
+    for t in tags(mirror)? {
+        if f.tag_allowed(&t.tag) && f.keep(&t, true).map_err(DiscoveryError::Failed)? {
+            listed.push(t);
+        }
+    }
     match sub.strategy() {
         "SemVer" => {
             let constraint = match sub.semver_constraint.as_str() {
@@ -347,47 +329,16 @@ fn by_tags(
                     DiscoveryError::Failed(format!("error parsing semver constraint: {e}"))
                 })?),
             };
-            listed.retain(|t| {
-                versions::parse_tag(&t.tag, sub.strict())
-                    .is_some_and(|p| constraint.as_ref().is_none_or(|c| c.matches(&p.version)))
-            });
-            let mut kept = Vec::new();
-            for t in listed {
-                if f.keep(&t, true).map_err(DiscoveryError::Failed)? {
-                    kept.push(t);
-                }
-            }
-            kept.sort_by(|a, b| {
-                match (
-                    versions::parse_tag(&a.tag, false),
-                    versions::parse_tag(&b.tag, false),
-                ) {
-                    (Some(x), Some(y)) => versions::newest_first(&x, &y),
-                    _ => b.tag.cmp(&a.tag),
-                }
-            });
-            listed = kept;
+            let mut parsed: Vec<(versions::Parsed, Listed)> = listed
+                .into_iter()
+                .filter_map(|t| versions::parse_tag(&t.tag, sub.strict()).map(|p| (p, t)))
+                .filter(|(p, _)| constraint.as_ref().is_none_or(|c| c.matches(&p.version)))
+                .collect();
+            parsed.sort_by(|(a, _), (b, _)| versions::newest_first(a, b));
+            listed = parsed.into_iter().map(|(_, t)| t).collect();
         }
-        "Lexical" => {
-            let mut kept = Vec::new();
-            for t in listed {
-                if f.keep(&t, true).map_err(DiscoveryError::Failed)? {
-                    kept.push(t);
-                }
-            }
-            kept.sort_by(|a, b| b.tag.cmp(&a.tag));
-            listed = kept;
-        }
-        _ => {
-            // NewestTag: git's creator-date order.
-            let mut kept = Vec::new();
-            for t in listed {
-                if f.keep(&t, true).map_err(DiscoveryError::Failed)? {
-                    kept.push(t);
-                }
-            }
-            listed = kept;
-        }
+        "Lexical" => listed.sort_by(|a, b| b.tag.cmp(&a.tag)),
+        _ => {}
     }
     let limit = sub.limit();
     let mut out = Vec::new();

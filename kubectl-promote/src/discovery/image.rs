@@ -12,11 +12,10 @@ use oci_client::manifest;
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use promote_api::types::{DiscoveredImageReference, ImageDiscoveryResult, ImageSubscription};
-use regex::Regex;
 use serde_json::Value;
 
 use super::versions::{self, Constraint};
-use super::{DiscoveryError, Login};
+use super::{DiscoveryError, Login, TagFilter};
 
 /// Tags asked for per page.
 pub const PAGE: usize = 1000;
@@ -132,18 +131,8 @@ struct Selector<'a> {
     client: Client,
     auth: RegistryAuth,
     repo: Reference,
-    allow: Vec<Regex>,
-    ignore: Vec<Regex>,
+    tags: TagFilter,
     platform: Option<Platform>,
-}
-
-fn regexes(list: &[String], field: &str) -> Result<Vec<Regex>, String> {
-    list.iter()
-        .map(|r| {
-            Regex::new(r)
-                .map_err(|e| format!("{field}: error compiling regular expression {r:?}: {e}"))
-        })
-        .collect()
 }
 
 /// The repository reference of a subscription's `repoURL` (Kargo's `urls.NormalizeImage` first:
@@ -168,10 +157,7 @@ pub fn repository(repo_url: &str) -> Result<Reference, String> {
 
 impl Selector<'_> {
     fn tag_allowed(&self, tag: &str) -> bool {
-        if self.ignore.iter().any(|r| r.is_match(tag)) {
-            return false;
-        }
-        self.allow.is_empty() || self.allow.iter().any(|r| r.is_match(tag))
+        self.tags.allows(tag)
     }
 
     fn at(&self, reference: &str) -> Reference {
@@ -333,25 +319,18 @@ pub async fn discover(
     login: Option<&Login>,
 ) -> Result<ImageDiscoveryResult, DiscoveryError> {
     let fail = |m: String| DiscoveryError::Failed(format!("image {:?}: {m}", sub.repo_url));
-    if !sub.allow_tags.is_empty() {
-        return Err(fail(
-            "AllowTags is deprecated and unsupported as of v1.11.0; use AllowTagsRegexes instead"
-                .into(),
-        ));
-    }
-    if !sub.ignore_tags.is_empty() {
-        return Err(fail(
-            "IgnoreTags is deprecated and unsupported as of v1.11.0; use IgnoreTagsRegexes instead"
-                .into(),
-        ));
-    }
     let repo = repository(&sub.repo_url).map_err(fail)?;
     let sel = Selector {
         sub,
         client: client(repo.registry(), sub.insecure_skip_tls_verify),
         auth: auth(login),
-        allow: regexes(&sub.allow_tags_regexes, "allowTagsRegexes").map_err(fail)?,
-        ignore: regexes(&sub.ignore_tags_regexes, "ignoreTagsRegexes").map_err(fail)?,
+        tags: TagFilter::new(
+            &sub.allow_tags,
+            &sub.ignore_tags,
+            &sub.allow_tags_regexes,
+            &sub.ignore_tags_regexes,
+        )
+        .map_err(fail)?,
         platform: parse_platform(&sub.platform).map_err(fail)?,
         repo,
     };

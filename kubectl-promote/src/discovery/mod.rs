@@ -86,6 +86,50 @@ impl DiscoveryError {
     }
 }
 
+/// Kargo's tag filters (`allowTagsRegexes`, `ignoreTagsRegexes`), shared by image and Git tag
+/// discovery: an ignored tag never counts; without allow patterns every other tag does.
+pub(crate) struct TagFilter {
+    allow: Vec<regex::Regex>,
+    ignore: Vec<regex::Regex>,
+}
+
+impl TagFilter {
+    /// Compile both lists; an invalid pattern names its field. The deprecated `allowTags` and
+    /// `ignoreTags` are refused with Kargo v1.11's words.
+    pub(crate) fn new(
+        allow_tags: &str,
+        ignore_tags: &[String],
+        allow: &[String],
+        ignore: &[String],
+    ) -> Result<Self, String> {
+        if !allow_tags.is_empty() {
+            return Err("AllowTags is deprecated and unsupported as of v1.11.0; use AllowTagsRegexes instead".into());
+        }
+        if !ignore_tags.is_empty() {
+            return Err("IgnoreTags is deprecated and unsupported as of v1.11.0; use IgnoreTagsRegexes instead".into());
+        }
+        let compile = |list: &[String], field: &str| {
+            list.iter()
+                .map(|r| {
+                    regex::Regex::new(r).map_err(|e| {
+                        format!("{field}: error compiling regular expression {r:?}: {e}")
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        Ok(Self {
+            allow: compile(allow, "allowTagsRegexes")?,
+            ignore: compile(ignore, "ignoreTagsRegexes")?,
+        })
+    }
+
+    /// Whether a tag passes.
+    pub(crate) fn allows(&self, tag: &str) -> bool {
+        !self.ignore.iter().any(|r| r.is_match(tag))
+            && (self.allow.is_empty() || self.allow.iter().any(|r| r.is_match(tag)))
+    }
+}
+
 /// Environment variables for registry credentials (sent only to hosts in `PROMOTE_TOKEN_HOSTS`).
 pub const ENV_REGISTRY_USERNAME: &str = "PROMOTE_REGISTRY_USERNAME";
 /// See [`ENV_REGISTRY_USERNAME`].

@@ -702,3 +702,108 @@ fn discover_reads_oci_charts_pushed_by_the_real_helm() {
     let f = discover("warehouse/stable");
     assert_eq!(f["charts"][0]["version"], "0.4.0+build.1");
 }
+
+/// Git tags: SemVer (annotated and lightweight tags, strict versions), Lexical, NewestTag,
+/// an expression filter (expr-lang) and ignore patterns.
+#[test]
+fn discover_selects_git_tags_as_kargo_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let bare = bare_repo(root, "tags", &[("a.txt", "0\n")]);
+    let seed = root.join("tags-seed");
+    let mut ids = std::collections::BTreeMap::new();
+    for (i, tag) in ["v1.2.0", "v1.10.0", "1.3", "zeta", "v2.0.0-rc.1", "v1.9.0"]
+        .iter()
+        .enumerate()
+    {
+        // Distinct creator dates, in this order (a lightweight tag's is its commit's).
+        let date = format!("2026-0{}-01T00:00:00Z", i + 1);
+        std::fs::write(seed.join("a.txt"), format!("{}\n", i + 1)).unwrap();
+        let out = Command::new("git")
+            .current_dir(&seed)
+            .env("GIT_COMMITTER_DATE", &date)
+            .env("GIT_AUTHOR_DATE", &date)
+            .args(["commit", "-q", "-am", &format!("release {tag}")])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        let id = git(&seed, &["rev-parse", "HEAD"]).trim().to_owned();
+        if i % 2 == 0 {
+            let out = Command::new("git")
+                .current_dir(&seed)
+                .env("GIT_COMMITTER_DATE", &date)
+                .args(["tag", "-a", tag, "-m", &format!("annotated {tag}")])
+                .output()
+                .unwrap();
+            assert!(out.status.success());
+        } else {
+            git(&seed, &["tag", tag]);
+        }
+        ids.insert(tag.to_string(), id);
+    }
+    git(
+        &seed,
+        &["push", "-q", "--tags", bare.to_str().unwrap(), "main"],
+    );
+    let url = format!("file://{}", bare.display());
+    let dir = root.join("kargo");
+    std::fs::create_dir_all(&dir).unwrap();
+    let w = |name: &str, extra: &str| {
+        format!(
+            "apiVersion: kargo.akuity.io/v1alpha1\nkind: Warehouse\nmetadata: {{ name: {name}, namespace: demo }}\nspec:\n  subscriptions:\n    - git: {{ repoURL: \"{url}\", {extra} }}\n"
+        )
+    };
+    let docs = [
+        w("semver", "commitSelectionStrategy: SemVer"),
+        w(
+            "semver-lt",
+            "commitSelectionStrategy: SemVer, semverConstraint: \"<1.10\"",
+        ),
+        w(
+            "lexical",
+            "commitSelectionStrategy: Lexical, ignoreTagsRegexes: [\"^zeta$\"]",
+        ),
+        w("newest", "commitSelectionStrategy: NewestTag"),
+        w(
+            "expr",
+            "commitSelectionStrategy: NewestTag, expressionFilter: \"tag startsWith 'v1.'\"",
+        ),
+    ];
+    std::fs::write(dir.join("w.yaml"), docs.join("---\n")).unwrap();
+    let d = dir.display().to_string();
+    let cache = root.join("cache").display().to_string();
+    let tag_of = |name: &str| {
+        let out = plugin(
+            &[
+                "discover",
+                &format!("warehouse/{name}"),
+                "-n",
+                "demo",
+                "--local",
+                &d,
+                "--cache-dir",
+                &cache,
+                "--dry-run",
+                "-o",
+                "json",
+            ],
+            &[],
+        );
+        assert!(out.status.success(), "{}", text(&out));
+        let f: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let c = &f["commits"][0];
+        assert_eq!(
+            c["id"],
+            ids[c["tag"].as_str().unwrap()].as_str(),
+            "the tag's commit: {f}"
+        );
+        c["tag"].as_str().unwrap().to_owned()
+    };
+    // Strict SemVer: 1.3 is not a version; v2.0.0-rc.1 is newer than every release.
+    assert_eq!(tag_of("semver"), "v2.0.0-rc.1");
+    assert_eq!(tag_of("semver-lt"), "v1.9.0");
+    assert_eq!(tag_of("lexical"), "v2.0.0-rc.1");
+    // NewestTag: the newest creator date (the last tag made).
+    assert_eq!(tag_of("newest"), "v1.9.0");
+    assert_eq!(tag_of("expr"), "v1.9.0");
+}
