@@ -9,6 +9,7 @@
 
 pub mod argocd;
 pub mod authorized_stage;
+pub mod auto_promotion;
 pub mod availability;
 pub mod crd;
 pub mod duration;

@@ -255,9 +255,20 @@ pub struct DiscoverArgs {
     /// Discover and show the Freight; create nothing, record nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Then promote the newest available Freight into every Stage whose ProjectConfig promotion
+    /// policy enables auto-promotion (Kargo's rules), through the normal promotion path, until
+    /// no Stage takes more (dev, then test once dev verified it, ...).
+    #[arg(long, conflicts_with_all = ["local", "dry_run"])]
+    pub auto_promote: bool,
+    /// For --auto-promote: give up on a promotion after this long, e.g. 90s, 10m.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub timeout: std::time::Duration,
     /// Where Git mirrors are cached (default: $XDG_CACHE_HOME/kubectl-promote/git).
     #[arg(long, value_name = "DIR", env = "PROMOTE_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// Who to record as the promotions' actor when the cluster cannot say (default: $USER).
+    #[arg(long, env = "PROMOTE_ACTOR", hide = true)]
+    pub actor: Option<String>,
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {

@@ -16,7 +16,7 @@ use crate::discovery::{self, Created, Credentials, Env};
 use crate::error::{Error, context};
 use crate::git::MirrorOptions;
 use crate::kube::{Api, kargo_path};
-use crate::output::Format;
+use crate::output::{Format, Summary};
 
 /// What one Warehouse's discovery produced, for the report.
 struct Report {
@@ -147,8 +147,8 @@ fn secrets(kube: &dyn Api, ns: &str, kind: &str, quiet: bool) -> Vec<ProjectCred
     }
 }
 
-/// Discover against the cluster.
-pub fn cluster(c: &Ctx<'_>, args: &DiscoverArgs) -> Result<(), Error> {
+/// Discover against the cluster; with `--auto-promote`, the promotions' summaries.
+pub fn cluster(c: &Ctx<'_>, args: &DiscoverArgs, quiet: bool) -> Result<Vec<Summary>, Error> {
     let (kube, ns) = (&c.kube, c.ns.as_str());
     let warehouses: Vec<Warehouse> = match &args.target {
         Some(t) => {
@@ -165,11 +165,11 @@ pub fn cluster(c: &Ctx<'_>, args: &DiscoverArgs) -> Result<(), Error> {
         }
         None => list_typed(kube, "warehouses", Some(ns))?,
     };
-    let quiet = c.global.output != Format::Table;
+    let machine = c.global.output != Format::Table;
     let mut creds = Credentials {
-        git: std::sync::Arc::new(secrets(kube, ns, "git", quiet)),
-        image: secrets(kube, ns, "image", quiet),
-        helm: secrets(kube, ns, "helm", quiet),
+        git: std::sync::Arc::new(secrets(kube, ns, "git", machine || quiet)),
+        image: secrets(kube, ns, "image", machine || quiet),
+        helm: secrets(kube, ns, "helm", machine || quiet),
         ..Default::default()
     };
     creds.load_user();
@@ -191,7 +191,106 @@ pub fn cluster(c: &Ctx<'_>, args: &DiscoverArgs) -> Result<(), Error> {
         }
     }
     print_reports(c.global, &reports)?;
-    first_error.map_or(Ok(()), Err)
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    if !args.auto_promote {
+        return Ok(Vec::new());
+    }
+    auto_promote(c, args, quiet)
+}
+
+/// Kargo's auto-promotion, run to a fixed point: each round looks at every Stage whose policy
+/// enables it and promotes each origin's candidate that `auto_promotion::decide` lets through;
+/// a promotion can make Freight available downstream (verified in its Stage), so rounds go on
+/// until one promotes nothing. A failed promotion is not retried (its newest Promotion did not
+/// succeed), so the rounds end.
+fn auto_promote(c: &Ctx<'_>, args: &DiscoverArgs, quiet: bool) -> Result<Vec<Summary>, Error> {
+    use promote_api::auto_promotion::{Decision, candidates, decide, enabled};
+    use promote_api::types::{ProjectConfig, Promotion, Stage};
+    let (kube, ns) = (&c.kube, c.ns.as_str());
+    let config: Option<ProjectConfig> = kube
+        .get(&kargo_path("projectconfigs", ns, ns))
+        .map_err(context(format!("reading ProjectConfig {ns}")))?
+        .map(|v| crate::error::decode(v, "ProjectConfig"))
+        .transpose()?;
+    if config.is_none() {
+        if !quiet {
+            eprintln!(
+                "auto-promotion: project {ns:?} has no ProjectConfig {ns:?}, so no Stage auto-promotes"
+            );
+        }
+        return Ok(Vec::new());
+    }
+    crate::interrupt::install(kube);
+    let identity =
+        crate::promotion::Identity::ask(kube, super::promote::actor(args.actor.clone()))?;
+    let source = crate::promotion::source::Cluster::new(kube, ns.to_owned(), quiet);
+    let settings = super::promote::settings_for(
+        quiet,
+        args.cache_dir.clone().unwrap_or_else(default_cache_dir),
+        false,
+        args.timeout,
+        false,
+    );
+    let mut out = Vec::new();
+    let mut stages: Vec<Stage> = list_typed(kube, "stages", Some(ns))?;
+    stages.sort_by(|a, b| a.name().cmp(b.name()));
+    for _round in 0..=stages.len() {
+        let stages: Vec<Stage> = list_typed(kube, "stages", Some(ns))?;
+        let freight: Vec<Freight> = list_typed(kube, "freights", Some(ns))?;
+        let promotions: Vec<Promotion> = list_typed(kube, "promotions", Some(ns))?;
+        let now = jiff::Timestamp::now();
+        let mut promoted = false;
+        for stage in &stages {
+            let on = enabled(config.as_ref(), stage)
+                .map_err(|e| Error::Usage(format!("ProjectConfig {ns:?}: {e}")))?;
+            if !on {
+                continue;
+            }
+            for (origin, candidate) in candidates(stage, &freight, now) {
+                match decide(stage, &origin, candidate, &promotions) {
+                    Decision::Skip(why) => {
+                        if !quiet {
+                            eprintln!(
+                                "auto-promotion: Stage {}, Freight {}: skipped: {why}",
+                                stage.name(),
+                                candidate.name()
+                            );
+                        }
+                    }
+                    Decision::Promote => {
+                        if !quiet {
+                            eprintln!(
+                                "auto-promotion: promoting Freight {} ({origin}) to Stage {}",
+                                candidate.name(),
+                                stage.name()
+                            );
+                        }
+                        let start = crate::promotion::Start::New {
+                            stage: stage.name(),
+                            freight: Some(candidate.name()),
+                            alias: None,
+                        };
+                        match super::promote::through_cluster(&source, &identity, &settings, start)
+                        {
+                            Ok(s) => out.push(s),
+                            // Busy or no longer available: the next run looks again.
+                            Err(e @ (Error::StageBusy { .. } | Error::Unavailable { .. })) => {
+                                eprintln!("auto-promotion: Stage {}: {e}", stage.name());
+                            }
+                            Err(e) => return Err(e),
+                        }
+                        promoted = true;
+                    }
+                }
+            }
+        }
+        if !promoted {
+            break;
+        }
+    }
+    Ok(out)
 }
 
 fn write_status(kube: &dyn Api, ns: &str, w: &Warehouse, status: Value) {

@@ -70,13 +70,16 @@ pub fn run(cli: &Cli) -> Result<Vec<Summary>, Error> {
         return Ok(Vec::new());
     }
     let c = Ctx::connect(&cli.global)?;
+    if let Command::Discover(args) = cmd {
+        return discover::cluster(&c, args, cli.quiet);
+    }
     match cmd {
         Command::Get(args) => get::run(&c, args),
         Command::Approve(args) => approve::run(&c, args),
         Command::Abort(args) => abort::run(&c, args),
         Command::History(args) => history::run(&c, args),
         Command::Freight(FreightCommand::Create(args)) => freight::create(&c, args),
-        Command::Discover(args) => discover::cluster(&c, args),
+        Command::Discover(_) => Ok(()),
         Command::Resume(_) | Command::Completion(_) => Ok(()),
     }?;
     Ok(Vec::new())

@@ -21,6 +21,24 @@ use crate::promotion::{self, Identity, Recorder, Settings, Start};
 const QUEUE_POLL: Duration = Duration::from_millis(500);
 
 fn settings(cli: &Cli, timeout: Duration, dry_run: bool) -> Settings {
+    settings_for(
+        cli.quiet,
+        cli.cache_dir.clone().unwrap_or_else(default_cache_dir),
+        cli.wait,
+        timeout,
+        dry_run,
+    )
+}
+
+/// Promotion settings for commands that promote without `kubectl promote`'s own flags
+/// (`discover --auto-promote`).
+pub(crate) fn settings_for(
+    quiet: bool,
+    cache_dir: std::path::PathBuf,
+    wait: bool,
+    timeout: Duration,
+    dry_run: bool,
+) -> Settings {
     let lease_ttl = std::env::var("PROMOTE_LEASE_TTL")
         .ok()
         .and_then(|s| s.parse::<u64>().ok())
@@ -29,9 +47,9 @@ fn settings(cli: &Cli, timeout: Duration, dry_run: bool) -> Settings {
         .unwrap_or(DEFAULT_LEASE_TTL);
     Settings {
         dry_run,
-        quiet: cli.quiet,
-        cache_dir: cli.cache_dir.clone().unwrap_or_else(default_cache_dir),
-        wait: cli.wait,
+        quiet,
+        cache_dir,
+        wait,
         timeout,
         deadline: Instant::now() + timeout,
         lease_ttl,
@@ -42,14 +60,18 @@ fn settings(cli: &Cli, timeout: Duration, dry_run: bool) -> Settings {
 
 /// The local user, when the cluster cannot say (or there is none).
 fn local_actor(cli: &Cli) -> Option<String> {
-    cli.actor
-        .clone()
+    actor(cli.actor.clone())
+}
+
+/// `--actor`, else $USER.
+pub(crate) fn actor(given: Option<String>) -> Option<String> {
+    given
         .or_else(|| std::env::var("USER").ok())
         .filter(|a| !a.is_empty())
 }
 
 /// One promotion through the cluster: the terminal records a dry run, the cluster a real one.
-fn through_cluster(
+pub(crate) fn through_cluster(
     source: &Cluster<'_>,
     identity: &Identity,
     settings: &Settings,

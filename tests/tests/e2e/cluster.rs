@@ -15,7 +15,7 @@ use crate::webhook::{Webhook, install_webhook, sh};
 
 const STAGES: &[&str] = &["dev", "test", "prod"];
 
-fn stage_yaml(name: &str, url: &str) -> String {
+pub(crate) fn stage_yaml(name: &str, url: &str) -> String {
     let sources = match name {
         "dev" => "{ direct: true }".to_owned(),
         "test" => "{ stages: [dev] }".to_owned(),
@@ -231,6 +231,11 @@ impl World {
             .store
             .lock()
             .list("kargo.akuity.io", "promotions", Some("demo"))
+    }
+
+    /// The GitOps repository's URL.
+    pub(crate) fn repo_url(&self) -> String {
+        format!("file://{}", self.repo.display())
     }
 
     fn head(&self) -> String {

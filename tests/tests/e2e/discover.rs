@@ -807,3 +807,120 @@ fn discover_selects_git_tags_as_kargo_does() {
     assert_eq!(tag_of("newest"), "v1.9.0");
     assert_eq!(tag_of("expr"), "v1.9.0");
 }
+
+/// `discover --auto-promote` through the sandbox and the webhook: a new image in the registry
+/// becomes Freight and is promoted into dev, then into test once dev verified it (the
+/// ProjectConfig enables both), never into prod (not enabled); a second run promotes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn discover_auto_promotes_where_the_project_config_allows() {
+    use crate::sandbox::{k, ok};
+    let w = crate::cluster::World::new(true).await;
+    let reg = docker_registry(&w.tmp.path().join("registry"), None).unwrap();
+    let host = format!("127.0.0.1:{}", reg.port);
+    let push = Pusher::new(reg.port, RegistryAuth::Anonymous);
+    push.image("nginx", "1.25.0", "2026-03-01T00:00:00Z", "amd64")
+        .await;
+    let url = w.repo_url();
+    let mut docs = vec![format!(
+        r#"apiVersion: kargo.akuity.io/v1alpha1
+kind: Warehouse
+metadata: {{ name: web, namespace: demo }}
+spec:
+  subscriptions:
+    - image: {{ repoURL: {host}/nginx }}
+---
+apiVersion: kargo.akuity.io/v1alpha1
+kind: ProjectConfig
+metadata: {{ name: demo, namespace: demo }}
+spec:
+  promotionPolicies:
+    - stageSelector: {{ name: "regex:^(dev|test)$" }}
+      autoPromotionEnabled: true
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{ name: alice-discovers, namespace: demo }}
+roleRef: {{ apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: promote-discoverer }}
+subjects: [{{ kind: User, name: alice, apiGroup: rbac.authorization.k8s.io }}]
+"#
+    )];
+    for s in ["dev", "test", "prod"] {
+        docs.push(crate::cluster::stage_yaml(s, &url).replace(
+            "images: [{ image: nginx }]",
+            &format!("images: [{{ image: {host}/nginx }}]"),
+        ));
+    }
+    let roles = promote_tests::workspace_root().join("manifests/rbac/roles.yaml");
+    ok(&w.kc, &["apply", "-f", &roles.display().to_string()]).await;
+    let (good, out, err) = k(&w.kc, &["apply", "-f", "-"], Some(&docs.join("\n---\n"))).await;
+    assert!(good, "{err}\n{out}");
+
+    let (code, out, err) = w
+        .plugin(
+            "alice",
+            &[
+                "discover",
+                "warehouse/web",
+                "--auto-promote",
+                "--timeout",
+                "60s",
+            ],
+        )
+        .await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("created"), "{out}");
+    let freight: Value =
+        serde_json::from_str(&ok(&w.kc, &["get", "freight", "-n", "demo", "-o", "json"]).await)
+            .unwrap();
+    let name = freight["items"][0]["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let current = |stage: &str| {
+        let kc = w.kc.clone();
+        let stage = stage.to_owned();
+        async move {
+            let s: Value = serde_json::from_str(
+                &ok(&kc, &["get", "stage", &stage, "-n", "demo", "-o", "json"]).await,
+            )
+            .unwrap();
+            s["status"]["freightHistory"][0]["items"]["Warehouse/web"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        }
+    };
+    assert_eq!(current("dev").await, name, "{out}\n{err}");
+    assert_eq!(
+        current("test").await,
+        name,
+        "test once dev verified it:\n{err}"
+    );
+    assert_eq!(current("prod").await, "", "prod is not auto-promoted");
+    let promotions: Value =
+        serde_json::from_str(&ok(&w.kc, &["get", "promotions", "-n", "demo", "-o", "json"]).await)
+            .unwrap();
+    let phases: Vec<(String, String)> = promotions["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["spec"]["stage"].as_str().unwrap().to_owned(),
+                p["status"]["phase"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(phases.len(), 2, "{phases:?}");
+    assert!(phases.iter().all(|(_, ph)| ph == "Succeeded"), "{phases:?}");
+    // Nothing new: nothing promoted again.
+    let (code, out, err) = w
+        .plugin("alice", &["discover", "warehouse/web", "--auto-promote"])
+        .await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("exists"), "{out}");
+    let promotions: Value =
+        serde_json::from_str(&ok(&w.kc, &["get", "promotions", "-n", "demo", "-o", "json"]).await)
+            .unwrap();
+    assert_eq!(promotions["items"].as_array().unwrap().len(), 2);
+}
