@@ -130,6 +130,9 @@ pub enum Command {
     /// Discover a Warehouse's newest images, commits and charts and create the Freight they
     /// make (as Kargo's Warehouse controller does); record what was found in its status.
     Discover(DiscoverArgs),
+    /// Run the project's Promotions that nobody runs: created as data (`kubectl create`, CI) and
+    /// never started, or started by a runner that stopped (lease expired; resumed).
+    Run(RunArgs),
     /// Shell completion script (bash, zsh, fish).
     Completion(CompletionArgs),
 }
@@ -237,6 +240,24 @@ pub struct FreightCreateArgs {
     /// Print the object; create nothing.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+/// `kubectl promote run --pending`.
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// Every Promotion of the project that is not finished and that no live runner holds, oldest
+    /// first.
+    #[arg(long, required = true)]
+    pub pending: bool,
+    /// Give up on a promotion after this long, e.g. 90s, 10m.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub timeout: std::time::Duration,
+    /// Where Git mirrors are cached (default: $XDG_CACHE_HOME/kubectl-promote/git).
+    #[arg(long, value_name = "DIR", env = "PROMOTE_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Who to record as the promotions' actor when the cluster cannot say (default: $USER).
+    #[arg(long, env = "PROMOTE_ACTOR", hide = true)]
+    pub actor: Option<String>,
 }
 
 /// `kubectl promote discover warehouse/<name>`.

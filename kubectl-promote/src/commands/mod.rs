@@ -10,6 +10,7 @@ mod freight;
 mod get;
 mod history;
 pub mod promote;
+mod run;
 
 use std::io::Write;
 
@@ -73,13 +74,16 @@ pub fn run(cli: &Cli) -> Result<Vec<Summary>, Error> {
     if let Command::Discover(args) = cmd {
         return discover::cluster(&c, args, cli.quiet);
     }
+    if let Command::Run(args) = cmd {
+        return run::pending(&c, args, cli.quiet);
+    }
     match cmd {
         Command::Get(args) => get::run(&c, args),
         Command::Approve(args) => approve::run(&c, args),
         Command::Abort(args) => abort::run(&c, args),
         Command::History(args) => history::run(&c, args),
         Command::Freight(FreightCommand::Create(args)) => freight::create(&c, args),
-        Command::Discover(_) => Ok(()),
+        Command::Discover(_) | Command::Run(_) => Ok(()),
         Command::Resume(_) | Command::Completion(_) => Ok(()),
     }?;
     Ok(Vec::new())

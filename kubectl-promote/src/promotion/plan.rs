@@ -105,11 +105,33 @@ pub fn resumed(source: &dyn Source, name: &str, now: jiff::Timestamp) -> Result<
             project: source.project().to_owned(),
             available: vec![],
         })?;
+    // A Promotion created as plain data (`kubectl create`) where promote's mutating webhook is
+    // not installed carries no steps: derive them from the Stage as the webhook would (Kargo's
+    // webhook does the same), checked before anything runs. One that names steps runs those.
+    let (steps, vars) = if promotion.spec.steps.is_empty() {
+        let (mut stages, tasks) = source.template_inputs(&stage)?;
+        if !stages.iter().any(|s| s.name() == stage.name()) {
+            stages.push(stage.clone());
+        }
+        let effective = template::effective_stage(&stage, &stages)?;
+        if let Availability::Unavailable(reason) = availability::check(&effective, &freight, now) {
+            return Err(Error::Unavailable {
+                freight: freight.name().to_owned(),
+                stage: stage.name().to_owned(),
+                reason,
+            });
+        }
+        let derived = stage_steps(&stage, &stages, &tasks)?;
+        runner::check_steps(stage.name(), &derived.0)?;
+        derived
+    } else {
+        (promotion.spec.steps.clone(), promotion.spec.vars.clone())
+    };
     Ok(Plan {
         project: source.project().to_owned(),
         collection: collection(&stage, &freight),
-        steps: promotion.spec.steps.clone(),
-        vars: promotion.spec.vars.clone(),
+        steps,
+        vars,
         name: name.to_owned(),
         stage,
         freight,

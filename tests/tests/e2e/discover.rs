@@ -924,3 +924,135 @@ subjects: [{{ kind: User, name: alice, apiGroup: rbac.authorization.k8s.io }}]
             .unwrap();
     assert_eq!(promotions["items"].as_array().unwrap().len(), 2);
 }
+
+/// Promotions as data: a Promotion created with plain `kubectl create` (as CI would) is run by
+/// `kubectl promote run --pending`, with promote's mutating webhook (it derived the steps) and
+/// without it (the run derives them, as the webhook would); a second run finds nothing to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn run_pending_runs_promotions_created_as_data() {
+    use crate::sandbox::{k, ok};
+    for webhook in [true, false] {
+        let w = crate::cluster::World::new(webhook).await;
+        let freight = w.freight("1.25.0", "ci-made").await;
+        let promotion = format!(
+            "apiVersion: kargo.akuity.io/v1alpha1\nkind: Promotion\nmetadata: {{ name: dev-from-ci, namespace: demo }}\nspec: {{ stage: dev, freight: {freight} }}\n"
+        );
+        let (good, out, err) = k(
+            &w.kc,
+            &["--context", "alice", "create", "-o", "name", "-f", "-"],
+            Some(&promotion),
+        )
+        .await;
+        assert!(good, "{err}\n{out}");
+        // The mutating webhook names Promotions as Kargo does; without it the name stays.
+        let name = out
+            .trim()
+            .trim_start_matches("promotion.kargo.akuity.io/")
+            .to_owned();
+        let (code, out, err) = w
+            .plugin("alice", &["run", "--pending", "--timeout", "60s"])
+            .await;
+        assert_eq!(code, 0, "webhook: {webhook}\n{out}\n{err}");
+        let got = ok(&w.kc, &["get", "promotions", "-n", "demo", "-o", "json"]).await;
+        let list: Value = serde_json::from_str(&got).unwrap();
+        let p = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["metadata"]["name"] == name.as_str())
+            .cloned()
+            .unwrap_or_else(|| {
+                panic!("no Promotion {name} (webhook: {webhook}):\n{got}\n{out}\n{err}")
+            });
+        assert_eq!(
+            p["status"]["phase"], "Succeeded",
+            "webhook: {webhook}\n{p}\n{err}"
+        );
+        let s: Value = serde_json::from_str(
+            &ok(&w.kc, &["get", "stage", "dev", "-n", "demo", "-o", "json"]).await,
+        )
+        .unwrap();
+        assert_eq!(
+            s["status"]["freightHistory"][0]["items"]["Warehouse/web"]["name"],
+            freight.as_str()
+        );
+        let (code, _, err) = w.plugin("alice", &["run", "--pending"]).await;
+        assert_eq!(code, 0, "{err}");
+    }
+}
+
+/// `kubectl auth can-i --as USER ...` says yes.
+async fn can_i(kc: &Path, user: &str, args: &[&str]) -> bool {
+    let mut a = vec!["auth", "can-i", "--as", user];
+    a.extend_from_slice(args);
+    let (_, out, _) = crate::sandbox::k(kc, &a, None).await;
+    out.trim() == "yes"
+}
+
+/// `manifests/discovery/` on the real API server: the CronJob and its ServiceAccount apply, and
+/// the ServiceAccount may do what discovery, auto-promotion and `run --pending` need in its
+/// project and nothing else (real RBAC, asked with `kubectl auth can-i`).
+pub(crate) async fn discovery_job_is_least_privilege(kc: &Path) {
+    use crate::sandbox::ok;
+    let dir = promote_tests::workspace_root().join("manifests/discovery");
+    let out = ok(kc, &["apply", "-k", &dir.display().to_string()]).await;
+    assert!(
+        out.contains("cronjob.batch/promote-discovery created"),
+        "{out}"
+    );
+    // The README's second command, verbatim.
+    let readme =
+        std::fs::read_to_string(promote_tests::workspace_root().join("README.md")).unwrap();
+    let line = readme
+        .lines()
+        .find(|l| l.starts_with("kubectl create rolebinding promote-discovery-syncs"))
+        .unwrap();
+    let args: Vec<&str> = line.split_whitespace().skip(1).collect();
+    ok(kc, &args).await;
+    let sa = "system:serviceaccount:kargo-demo:promote-discovery";
+    assert!(
+        can_i(
+            kc,
+            sa,
+            &["patch", "applications.argoproj.io", "-n", "argocd"]
+        )
+        .await
+    );
+    for allowed in [
+        &["get", "warehouses.kargo.akuity.io", "-n", "kargo-demo"][..],
+        &["list", "stages.kargo.akuity.io", "-n", "kargo-demo"],
+        &["create", "freights.kargo.akuity.io", "-n", "kargo-demo"],
+        &[
+            "patch",
+            "warehouses.kargo.akuity.io",
+            "--subresource=status",
+            "-n",
+            "kargo-demo",
+        ],
+        &["get", "projectconfigs.kargo.akuity.io", "-n", "kargo-demo"],
+        &["list", "secrets", "-n", "kargo-demo"],
+        &["create", "promotions.kargo.akuity.io", "-n", "kargo-demo"],
+        &["promote", "stages.kargo.akuity.io", "-n", "kargo-demo"],
+    ] {
+        assert!(
+            can_i(kc, sa, allowed).await,
+            "the discovery job may not {allowed:?}"
+        );
+    }
+    for denied in [
+        &["create", "warehouses.kargo.akuity.io", "-n", "kargo-demo"][..],
+        &["patch", "warehouses.kargo.akuity.io", "-n", "kargo-demo"],
+        &["patch", "stages.kargo.akuity.io", "-n", "kargo-demo"],
+        &["delete", "freights.kargo.akuity.io", "-n", "kargo-demo"],
+        &["create", "secrets", "-n", "kargo-demo"],
+        &["list", "secrets", "-n", "kube-system"],
+        &["create", "freights.kargo.akuity.io", "-n", "default"],
+        &["create", "pods", "-n", "kargo-demo"],
+        &["authorize", "stages.kargo.akuity.io", "-n", "kargo-demo"],
+    ] {
+        assert!(
+            !can_i(kc, sa, denied).await,
+            "the discovery job may {denied:?}"
+        );
+    }
+}

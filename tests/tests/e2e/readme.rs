@@ -19,6 +19,14 @@ use serde_json::json;
 /// README commands run by other tests (or by CI itself), with where.
 const ELSEWHERE: &[(&str, &str)] = &[
     (
+        "kubectl apply -k manifests/discovery/",
+        "real::real_control_plane_decides_through_the_manifests applies it (discover::discovery_job_is_least_privilege)",
+    ),
+    (
+        "kubectl create rolebinding promote-discovery-syncs -n argocd --clusterrole=promote-argocd-syncer --serviceaccount=kargo-demo:promote-discovery",
+        "discover::discovery_job_is_least_privilege runs it on the real API server and checks the grant",
+    ),
+    (
         "cargo build --release --workspace --bins",
         "scripts/test builds the same binaries (debug profile) before the tests run",
     ),

@@ -119,6 +119,7 @@ async fn real_control_plane_decides_through_the_manifests() {
     // Discovery through the real server: RBAC on the status subresource, Freight creation
     // through the webhook, the Warehouse status as the real server stores it.
     crate::discover::discover_in_cluster(&kc, tmp.path()).await;
+    crate::discover::discovery_job_is_least_privilege(&kc).await;
     // Kargo's printer columns and the custom verb, as the real server serves them.
     let (good, out, err) = k(&kc, &["get", "stages", "-n", "kargo-demo"], None).await;
     assert!(good && out.starts_with("NAME"), "{err}{out}");
