@@ -119,7 +119,9 @@ def main():
             while True:
                 url = f"{base}/v2/{repo}/tags/list?n=1000" + (f"&last={last}" if last else "")
                 page = json.loads(request("GET", url)[2])["tags"] or []
-                if not page:
+                # Debian's registry (distribution 2.8) ignores n and last and answers every tag
+                # at once: a page that does not move past `last` is the end.
+                if not page or page[-1] == last:
                     break
                 tags += page
                 last = page[-1]
