@@ -276,6 +276,10 @@ pub struct DiscoverArgs {
     /// Discover and show the Freight; create nothing, record nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// The alias of the Freight this discovery creates (default: a generated one, as Kargo
+    /// gives). Not used when the Freight exists already; refused when another Freight has it.
+    #[arg(long, conflicts_with = "all")]
+    pub alias: Option<String>,
     /// Then promote the newest available Freight into every Stage whose ProjectConfig promotion
     /// policy enables auto-promotion (Kargo's rules), through the normal promotion path, until
     /// no Stage takes more (dev, then test once dev verified it, ...).

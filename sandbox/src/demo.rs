@@ -90,7 +90,8 @@ const BASE_KUSTOMIZATION: &str = "apiVersion: kustomize.config.k8s.io/v1beta1\nk
 const BASE_DEPLOYMENT: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: guestbook\nspec:\n  replicas: 1\n  selector:\n    matchLabels: { app: guestbook }\n  template:\n    metadata:\n      labels: { app: guestbook }\n    spec:\n      containers:\n      - name: guestbook\n        image: nginx:1.24.0\n";
 
 /// The project a platform team would write: namespace, who may do what, Warehouse, Stages, Apps.
-fn project_yaml(repo: &str) -> String {
+fn project_yaml(repo: &str, image: &DemoImage) -> String {
+    let (repo_url, entry) = (&image.repo_url, &image.kustomize_entry);
     let mut docs = vec![format!(
         r#"apiVersion: v1
 kind: Namespace
@@ -143,7 +144,7 @@ kind: Warehouse
 metadata: {{ name: guestbook, namespace: kargo-demo }}
 spec:
   subscriptions:
-    - image: {{ repoURL: nginx, semverConstraint: ^1.24.0 }}"#
+    - image: {{ repoURL: {repo_url}, constraint: ^1.25.0 }}"#
     )];
     for (stage, sources) in [
         ("dev", "{ direct: true }"),
@@ -171,7 +172,7 @@ spec:
           as: update
           config:
             path: ./src/env/{stage}
-            images: [{{ image: nginx }}]
+            images: [{entry}]
         - uses: git-commit
           as: commit
           config:
@@ -205,6 +206,135 @@ spec:
     docs.join("\n---\n") + "\n"
 }
 
+/// Where the demo's images come from: a registry on 127.0.0.1 (Debian's `docker-registry`),
+/// discovered by the Warehouse; else the public name, with Freight created by hand.
+struct DemoImage {
+    repo_url: String,
+    kustomize_entry: String,
+    registry: Option<(Guard, String)>,
+}
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+fn sha256(data: &[u8]) -> String {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(data);
+    let hex: String = d.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+/// Push a small image (config and one layer) under `tag`, through the registry API.
+async fn push_image(base: &str, repo: &str, tag: &str, created: &str) -> Result<(), String> {
+    // reqwest is built without a default TLS provider (the workspace uses ring); building a
+    // client without one would panic, even for plain HTTP.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::builder()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let blob = |data: Vec<u8>| {
+        let client = client.clone();
+        async move {
+            let digest = sha256(&data);
+            let start = client
+                .post(format!("{base}/v2/{repo}/blobs/uploads/"))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            let location = start
+                .headers()
+                .get("Location")
+                .and_then(|l| l.to_str().ok())
+                .ok_or("the registry gave no upload location")?
+                .to_owned();
+            let url = if location.starts_with('/') {
+                format!("{base}{location}")
+            } else {
+                location
+            };
+            let sep = if url.contains('?') { '&' } else { '?' };
+            let size = data.len();
+            let put = client
+                .put(format!("{url}{sep}digest={digest}"))
+                .header("Content-Type", "application/octet-stream")
+                .body(data)
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            if !put.status().is_success() {
+                return Err(format!("blob upload: HTTP {}", put.status()));
+            }
+            Ok::<_, String>((digest, size))
+        }
+    };
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux", "created": created,
+        "config": {"Labels": {"org.opencontainers.image.version": tag}},
+        "rootfs": {"type": "layers", "diff_ids": []},
+    });
+    let (cd, cs) = blob(serde_json::to_vec(&config).map_err(|e| e.to_string())?).await?;
+    let (ld, ls) = blob(format!("guestbook {tag}").into_bytes()).await?;
+    let manifest = serde_json::json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cs},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": ld, "size": ls}],
+    });
+    let put = client
+        .put(format!("{base}/v2/{repo}/manifests/{tag}"))
+        .header("Content-Type", OCI_MANIFEST)
+        .body(serde_json::to_vec(&manifest).map_err(|e| e.to_string())?)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !put.status().is_success() {
+        return Err(format!("manifest upload: HTTP {}", put.status()));
+    }
+    Ok(())
+}
+
+/// Start Debian's docker-registry on 127.0.0.1 when it is installed.
+fn demo_image(dir: &Path, wanted: bool) -> Result<DemoImage, SandboxError> {
+    let bin = ["/usr/bin/docker-registry", "/usr/local/bin/registry"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| wanted && p.is_file());
+    let Some(bin) = bin else {
+        return Ok(DemoImage {
+            repo_url: "nginx".into(),
+            kustomize_entry: "{ image: nginx }".into(),
+            registry: None,
+        });
+    };
+    let port = free_port()?;
+    let root = dir.join("registry");
+    std::fs::create_dir_all(&root).map_err(io(&root))?;
+    let config = root.join("config.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            root.join("data").display()
+        ),
+    )
+    .map_err(io(&config))?;
+    let log = std::fs::File::create(root.join("registry.log")).map_err(io(&root))?;
+    let child = Command::new(&bin)
+        .arg("serve")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map_err(|e| err(format!("starting {}: {e}", bin.display())))?;
+    let guard = Guard(child);
+    wait_port(port, "docker-registry")?;
+    let host = format!("127.0.0.1:{port}");
+    Ok(DemoImage {
+        repo_url: format!("{host}/nginx"),
+        // The overlays name the image `nginx`; the discovered one comes from the registry.
+        kustomize_entry: format!("{{ image: {host}/nginx, name: nginx, newName: {host}/nginx }}"),
+        registry: Some((guard, format!("http://{host}"))),
+    })
+}
+
 /// How to run the demo.
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
@@ -214,6 +344,8 @@ pub struct DemoOptions {
     pub bin_dir: Option<PathBuf>,
     /// Stop at the end instead of serving until Ctrl-C.
     pub exit: bool,
+    /// Push the images to Debian's docker-registry and discover them, when it is installed.
+    pub registry: bool,
 }
 
 fn err(msg: impl Into<String>) -> SandboxError {
@@ -501,8 +633,9 @@ pub fn run(rt: &tokio::runtime::Runtime, opts: &DemoOptions) -> Result<(), Sandb
         }
         std::fs::write(&p, text).map_err(io(&p))?;
     }
+    let image = demo_image(&dir, opts.registry)?;
     let project = dir.join("kargo-demo.yaml");
-    std::fs::write(&project, project_yaml(&repo)).map_err(io(&project))?;
+    std::fs::write(&project, project_yaml(&repo, &image)).map_err(io(&project))?;
     let sa_kubeconfig = dir.join("webhook.kubeconfig");
     std::fs::write(
         &sa_kubeconfig,
@@ -578,9 +711,32 @@ pub fn run(rt: &tokio::runtime::Runtime, opts: &DemoOptions) -> Result<(), Sandb
 
     sh.say("The platform team's project: Warehouse, Stages dev -> test -> prod, Argo CD Applications, RBAC");
     sh.must("kubectl apply -f kargo-demo.yaml")?;
-    sh.say("Two image versions arrive as Freight");
-    sh.must("kubectl promote freight create -n kargo-demo --warehouse guestbook --image nginx:1.25.0 --alias first-light")?;
-    sh.must("kubectl promote freight create -n kargo-demo --warehouse guestbook --image nginx:1.26.0 --alias second-wave")?;
+    let arrive = |tag: &str, alias: &str, created: &str| -> Result<(), SandboxError> {
+        match &image.registry {
+            Some((_, base)) => {
+                println!("# (CI pushes nginx:{tag} to the registry on {})", base.trim_start_matches("http://"));
+                rt.block_on(push_image(base, "nginx", tag, created))
+                    .map_err(|e| err(format!("pushing nginx:{tag} to the demo registry: {e}")))?;
+                sh.must(&format!(
+                    "kubectl promote discover warehouse/guestbook -n kargo-demo --alias {alias}"
+                ))
+            }
+            None => sh.must(&format!(
+                "kubectl promote freight create -n kargo-demo --warehouse guestbook --image nginx:{tag} --alias {alias}"
+            )),
+        }
+    };
+    if image.registry.is_some() {
+        sh.say("nginx 1.25.0 arrives in the registry: the Warehouse discovers it as Freight");
+    } else {
+        if opts.registry {
+            println!(
+                "# (Debian's docker-registry is not installed, so the Freight is created by hand instead of discovered; apt-get install docker-registry to see discovery)"
+            );
+        }
+        sh.say("nginx 1.25.0 arrives as Freight (created by hand)");
+    }
+    arrive("1.25.0", "first-light", "2026-03-01T00:00:00Z")?;
 
     sh.say("alice promotes first-light through dev, test and prod");
     for stage in ["dev", "test", "prod"] {
@@ -588,6 +744,12 @@ pub fn run(rt: &tokio::runtime::Runtime, opts: &DemoOptions) -> Result<(), Sandb
             "kubectl promote stage/{stage} --freight-alias first-light -n kargo-demo --context alice"
         ))?;
     }
+    if image.registry.is_some() {
+        sh.say("nginx 1.26.0 arrives: discovered as the next Freight");
+    } else {
+        sh.say("nginx 1.26.0 arrives as the next Freight");
+    }
+    arrive("1.26.0", "second-wave", "2026-03-02T00:00:00Z")?;
     sh.say("bob may promote dev and test: second-wave goes to dev and test");
     for stage in ["dev", "test"] {
         sh.must(&format!(

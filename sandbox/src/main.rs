@@ -68,6 +68,10 @@ enum Command {
         /// Stop when the story is told instead of serving until Ctrl-C.
         #[arg(long)]
         exit: bool,
+        /// Create the Freight by hand even when Debian's docker-registry is installed (no
+        /// discovery).
+        #[arg(long)]
+        no_registry: bool,
     },
 }
 
@@ -140,8 +144,18 @@ fn main() -> ExitCode {
             });
             ExitCode::SUCCESS
         }
-        Command::Demo { dir, bin_dir, exit } => {
-            let opts = promote_sandbox::demo::DemoOptions { dir, bin_dir, exit };
+        Command::Demo {
+            dir,
+            bin_dir,
+            exit,
+            no_registry,
+        } => {
+            let opts = promote_sandbox::demo::DemoOptions {
+                dir,
+                bin_dir,
+                exit,
+                registry: !no_registry,
+            };
             match promote_sandbox::demo::run(&rt, &opts) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

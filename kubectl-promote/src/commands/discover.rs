@@ -178,7 +178,7 @@ pub fn cluster(c: &Ctx<'_>, args: &DiscoverArgs, quiet: bool) -> Result<Vec<Summ
     let mut first_error = None;
     for w in &warehouses {
         let name = w.metadata.name.clone().unwrap_or_default();
-        match discover_one(kube, ns, w, &env, args.dry_run) {
+        match discover_one(kube, ns, w, &env, args) {
             Ok(r) => reports.push(r),
             Err(e) => {
                 reports.push(Report {
@@ -293,6 +293,20 @@ fn auto_promote(c: &Ctx<'_>, args: &DiscoverArgs, quiet: bool) -> Result<Vec<Sum
     Ok(out)
 }
 
+/// `--alias`, when no other Freight has it; else a generated one.
+fn alias_for(name: &str, given: Option<&str>, taken: &[Freight]) -> Result<String, Error> {
+    match given {
+        None => Ok(free_alias(name, taken)),
+        Some(a) => match taken.iter().find(|f| f.alias() == Some(a)) {
+            Some(other) => Err(Error::Usage(format!(
+                "--alias {a:?} is taken by Freight {}; choose another",
+                promote_api::naming::short_name(other.name())
+            ))),
+            None => Ok(a.to_owned()),
+        },
+    }
+}
+
 fn write_status(kube: &dyn Api, ns: &str, w: &Warehouse, status: Value) {
     let name = w.metadata.name.as_deref().unwrap_or_default();
     let path = format!("{}/status", kargo_path("warehouses", ns, name));
@@ -313,8 +327,9 @@ fn discover_one(
     ns: &str,
     w: &Warehouse,
     env: &Env,
-    dry_run: bool,
+    args: &DiscoverArgs,
 ) -> Result<Report, Error> {
+    let dry_run = args.dry_run;
     let name = w.metadata.name.clone().unwrap_or_default();
     let now = crate::kube::now();
     let failed = |reason: String| Error::Discovery {
@@ -376,7 +391,10 @@ fn discover_one(
         });
     }
     let taken: Vec<Freight> = list_typed(kube, "freights", Some(ns))?;
-    set_alias(&mut freight, free_alias(&fname, &taken));
+    set_alias(
+        &mut freight,
+        alias_for(&fname, args.alias.as_deref(), &taken)?,
+    );
     if dry_run {
         return Ok(Report {
             warehouse: name,
@@ -495,7 +513,7 @@ pub fn local(global: &Global, args: &DiscoverArgs) -> Result<(), Error> {
                     result: "exists".into(),
                 });
             }
-            let alias = free_alias(f.name(), &taken);
+            let alias = alias_for(f.name(), args.alias.as_deref(), &taken)?;
             set_alias(&mut f, alias.clone());
             if args.dry_run {
                 return Ok(Report {

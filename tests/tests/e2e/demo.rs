@@ -33,9 +33,14 @@ fn the_demo_tells_the_whole_story() {
         "$ kubectl promote stage/prod --freight-alias first-light -n kargo-demo --context alice",
         "$ kubectl promote stage/test --freight-alias second-wave -n kargo-demo --context bob",
         "$ kubectl promote get stages -n kargo-demo",
+        // scripts/test installs Debian's docker-registry: the Warehouse discovers both images.
+        "$ kubectl promote discover warehouse/guestbook -n kargo-demo --alias first-light",
+        "$ kubectl promote discover warehouse/guestbook -n kargo-demo --alias second-wave",
     ] {
         assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");
     }
+    assert!(stdout.matches("/nginx:1.2").count() >= 2, "{stdout}");
+    assert!(!stdout.contains("freight create"), "{stdout}");
     assert_eq!(
         stdout.matches("PHASE      Succeeded").count(),
         5,
@@ -72,6 +77,33 @@ fn the_demo_tells_the_whole_story() {
         "export KUBECONFIG={}",
         dir.join("kubeconfig").display()
     )));
+}
+
+/// Without a registry (`--no-registry`, or docker-registry not installed) the same story runs on
+/// Freight created by hand.
+#[test]
+fn the_demo_without_a_registry_creates_the_freight_by_hand() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("promote-demo");
+    let out = Command::new(bin("promote-sandbox").unwrap())
+        .args(["demo", "--exit", "--no-registry", "--dir"])
+        .arg(&dir)
+        .env_remove("KUBECONFIG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("$ kubectl promote freight create -n kargo-demo --warehouse guestbook --image nginx:1.25.0 --alias first-light"), "{stdout}");
+    assert!(!stdout.contains("promote discover"), "{stdout}");
+    assert_eq!(
+        stdout.matches("PHASE      Succeeded").count(),
+        5,
+        "{stdout}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
