@@ -1056,3 +1056,66 @@ pub(crate) async fn discovery_job_is_least_privilege(kc: &Path) {
         );
     }
 }
+
+/// The Digest strategy follows a mutable tag: the Freight is the tag's current digest, and a
+/// re-pushed tag makes new Freight; a tag that does not exist discovers nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discover_follows_a_mutable_tag_by_digest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = docker_registry(&tmp.path().join("registry"), None).unwrap();
+    let host = format!("127.0.0.1:{}", reg.port);
+    let push = Pusher::new(reg.port, RegistryAuth::Anonymous);
+    let (first, _) = push
+        .image("team/app", "latest", "2026-05-01T00:00:00Z", "amd64")
+        .await;
+    let dir = tmp.path().join("kargo");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("w.yaml"),
+        format!("apiVersion: kargo.akuity.io/v1alpha1\nkind: Warehouse\nmetadata: {{ name: rolling, namespace: demo }}\nspec:\n  subscriptions:\n    - image: {{ repoURL: {host}/team/app, imageSelectionStrategy: Digest, constraint: latest }}\n---\napiVersion: kargo.akuity.io/v1alpha1\nkind: Warehouse\nmetadata: {{ name: absent, namespace: demo }}\nspec:\n  subscriptions:\n    - image: {{ repoURL: {host}/team/app, imageSelectionStrategy: Digest, constraint: nightly }}\n"),
+    )
+    .unwrap();
+    let d = dir.display().to_string();
+    let cache = tmp.path().join("cache").display().to_string();
+    let run = |w: &str| {
+        plugin(
+            &[
+                "discover",
+                w,
+                "-n",
+                "demo",
+                "--local",
+                &d,
+                "--cache-dir",
+                &cache,
+                "-o",
+                "json",
+            ],
+            &[],
+        )
+    };
+    let one = run("warehouse/rolling");
+    assert!(one.status.success(), "{}", text(&one));
+    let f1: Value = serde_json::from_slice(&one.stdout).unwrap();
+    assert_eq!(f1["images"][0]["tag"], "latest");
+    assert_eq!(f1["images"][0]["digest"], first.as_str());
+    let (second, _) = push
+        .image("team/app", "latest", "2026-05-02T00:00:00Z", "amd64")
+        .await;
+    assert_ne!(first, second);
+    let two = run("warehouse/rolling");
+    assert!(two.status.success(), "{}", text(&two));
+    let f2: Value = serde_json::from_slice(&two.stdout).unwrap();
+    assert_eq!(f2["images"][0]["digest"], second.as_str());
+    assert_ne!(f1["metadata"]["name"], f2["metadata"]["name"]);
+    assert_eq!(freight_files(&dir).len(), 2);
+    // No such tag: nothing discovered, Kargo's "no images discovered", no Freight.
+    let none = run("warehouse/absent");
+    assert_eq!(none.status.code(), Some(1), "{}", text(&none));
+    assert!(
+        String::from_utf8_lossy(&none.stderr).contains("no images discovered for repository"),
+        "{}",
+        text(&none)
+    );
+    assert_eq!(freight_files(&dir).len(), 2);
+}
