@@ -621,6 +621,27 @@ impl Cluster {
         Ok(())
     }
 
+    /// A Secret's `stringData` is write-only, as on the real API server: folded into `data`
+    /// (base64, over a `data` key of the same name) and never stored.
+    fn fold_string_data(rt: &ResourceType, obj: &mut Value) {
+        if !(rt.group.is_empty() && rt.plural == "secrets") {
+            return;
+        }
+        let Some(string_data) = obj.as_object_mut().and_then(|m| m.remove("stringData")) else {
+            return;
+        };
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        if !obj.get("data").is_some_and(Value::is_object) {
+            obj["data"] = json!({});
+        }
+        for (k, v) in string_data.as_object().into_iter().flatten() {
+            if let Some(text) = v.as_str() {
+                obj["data"][k] = json!(b64.encode(text.as_bytes()));
+            }
+        }
+    }
+
     fn namespace_labels(&self, ns: &str) -> Option<Value> {
         let inner = self.store.lock();
         inner
@@ -696,6 +717,7 @@ impl Cluster {
     ) -> Result<Reply, ApiError> {
         let mut obj = Self::body(req)?;
         Self::check_kind(&t.rt, &mut obj)?;
+        Self::fold_string_data(&t.rt, &mut obj);
         if t.rt.review {
             return self.review(t, obj, user);
         }
@@ -1089,6 +1111,7 @@ impl Cluster {
                     "the result of the write is not an object",
                 ));
             }
+            Self::fold_string_data(rt, &mut new);
             new["apiVersion"] = json!(rt.api_version());
             new["kind"] = json!(rt.kind);
             if t.subresource == "status" {

@@ -487,9 +487,16 @@ async fn discover_refuses_clearly_and_sends_credentials_only_where_they_belong()
 /// was found; alice, without the role, is refused and nothing is created.
 pub(crate) async fn discover_in_cluster(kc: &Path, tmp: &Path) {
     use crate::sandbox::{k, ok};
-    let reg = docker_registry(&tmp.join("registry"), None).unwrap();
+    // A registry that needs a login: bob's discovery gets it from the project's Kargo credential
+    // Secret (he holds promote-credentials-reader), never from his machine.
+    let htpasswd = tmp.join("htpasswd");
+    std::fs::write(&htpasswd, HTPASSWD).unwrap();
+    let reg = docker_registry(&tmp.join("registry"), Some(&htpasswd)).unwrap();
     let host = format!("127.0.0.1:{}", reg.port);
-    let push = Pusher::new(reg.port, RegistryAuth::Anonymous);
+    let push = Pusher::new(
+        reg.port,
+        RegistryAuth::Basic("ci-bot".into(), PASSWORD.into()),
+    );
     push.image("acme/web", "1.0.0", "2026-03-01T00:00:00Z", "amd64")
         .await;
     let (newest, _) = push
@@ -507,6 +514,20 @@ kind: RoleBinding
 metadata: {{ name: bob-discovers, namespace: disco }}
 roleRef: {{ apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: promote-discoverer }}
 subjects: [{{ kind: User, name: bob, apiGroup: rbac.authorization.k8s.io }}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{ name: bob-reads-credentials, namespace: disco }}
+roleRef: {{ apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: promote-credentials-reader }}
+subjects: [{{ kind: User, name: bob, apiGroup: rbac.authorization.k8s.io }}]
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: registry-login
+  namespace: disco
+  labels: {{ kargo.akuity.io/cred-type: image }}
+stringData: {{ repoURL: "{host}/acme/web", username: ci-bot, password: "{PASSWORD}" }}
 ---
 apiVersion: kargo.akuity.io/v1alpha1
 kind: Warehouse
@@ -547,6 +568,11 @@ spec:
     );
     let created = run("bob");
     assert!(created.status.success(), "{}", text(&created));
+    assert!(
+        !text(&created).contains(PASSWORD),
+        "a credential leaked:\n{}",
+        text(&created)
+    );
     let out = String::from_utf8_lossy(&created.stdout).into_owned();
     assert!(
         out.contains("created") && out.contains(&format!("{host}/acme/web:1.2.0")),

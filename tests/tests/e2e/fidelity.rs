@@ -29,7 +29,29 @@ const STALE: &str = "apiVersion: kargo.akuity.io/v1alpha1\nkind: Freight\nmetada
 
 const BAD_CRD: &str = "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: { name: gizmos.example.com }\nspec:\n  group: example.com\n  names: { kind: Gizmo, plural: gizmos }\n  scope: Namespaced\n  versions:\n    - name: v1\n      served: true\n      storage: true\n      schema:\n        openAPIV3Schema:\n          type: object\n          properties:\n            metadata: { type: object, default: {} }\n            spec:\n              type: object\n              properties:\n                kind: { type: string, enum: [A], default: \"\" }\n";
 
+const SECRET: &str = "apiVersion: v1\nkind: Secret\nmetadata: { name: creds, namespace: fid, labels: { kargo.akuity.io/cred-type: image } }\ndata: { username: Ym90 }\nstringData: { password: s3cret, username: ci-bot }\n";
+
 const CORPUS: &[Case] = &[
+    Case {
+        name: "a Secret's stringData is folded into data",
+        user: "admin",
+        args: &["create", "-f", "-"],
+        stdin: Some(SECRET),
+    },
+    Case {
+        name: "stringData is never stored",
+        user: "admin",
+        args: &[
+            "get",
+            "secret",
+            "creds",
+            "-n",
+            "fid",
+            "-o",
+            "jsonpath={.data}{.stringData}",
+        ],
+        stdin: None,
+    },
     Case {
         name: "apply creates",
         user: "admin",
