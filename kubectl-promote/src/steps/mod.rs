@@ -24,6 +24,7 @@ mod git_open_pr;
 mod git_push;
 mod git_tag;
 mod helm_template;
+mod helm_update_chart;
 mod helm_update_image;
 mod http;
 mod kustomize_build;
@@ -82,6 +83,7 @@ pub const REGISTRY: &[&Step] = &[
     &yaml_update::STEP,
     &helm_update_image::STEP,
     &helm_template::STEP,
+    &helm_update_chart::STEP,
     &git_commit::STEP,
     &git_tag::STEP,
     &git_push::STEP,

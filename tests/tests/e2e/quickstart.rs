@@ -831,3 +831,154 @@ images: [{{repoURL: nginx, tag: "1"}}]
         "headers are never printed"
     );
 }
+
+/// `helm-update-chart` with the real helm: a dependency from an HTTP repository (static files)
+/// and one from an OCI registry (Debian's docker-registry, pushed with helm) move to the
+/// Freight's versions; `Chart.lock` and `charts/` come back into the commit (the old archives
+/// removed), only the version scalars of `Chart.yaml` change, and the commit message is Kargo's.
+#[test]
+fn helm_update_chart_updates_dependencies_with_the_real_helm() {
+    let Some(helm) = helm() else {
+        eprintln!("skipped: helm is not built (scripts/test builds it when Go is installed)");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let helm_cmd = |args: &[&str]| {
+        let out = Command::new(&helm)
+            .args(args)
+            .current_dir(root)
+            .env("HELM_CACHE_HOME", root.join("h/cache"))
+            .env("HELM_CONFIG_HOME", root.join("h/config"))
+            .env("HELM_DATA_HOME", root.join("h/data"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "helm {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let chart = |name: &str, version: &str| {
+        let dir = root.join(format!("c/{name}-{version}"));
+        std::fs::create_dir_all(dir.join("templates")).unwrap();
+        std::fs::write(
+            dir.join("Chart.yaml"),
+            format!("apiVersion: v2\nname: {name}\nversion: {version}\n"),
+        )
+        .unwrap();
+        dir.display().to_string()
+    };
+    // An HTTP repository: packaged charts and helm's own index.
+    let repo_dir = root.join("repo");
+    std::fs::create_dir_all(&repo_dir).unwrap();
+    let served = repo_dir.clone();
+    let http = promote_tests::HttpServer::start(move |req| {
+        match std::fs::read(served.join(req.target.trim_start_matches('/'))) {
+            Ok(body) => ("200 OK".into(), vec![], body),
+            Err(_) => ("404 Not Found".into(), vec![], Vec::new()),
+        }
+    });
+    let http_url = format!("http://127.0.0.1:{}", http.port);
+    for v in ["1.0.0", "1.1.0"] {
+        let c = chart("podinfo", v);
+        helm_cmd(&["package", &c, "-d", repo_dir.to_str().unwrap()]);
+    }
+    helm_cmd(&[
+        "repo",
+        "index",
+        repo_dir.to_str().unwrap(),
+        "--url",
+        &http_url,
+    ]);
+    // An OCI registry.
+    let reg = promote_tests::docker_registry(&root.join("registry"), None).unwrap();
+    let oci = format!("oci://127.0.0.1:{}/charts", reg.port);
+    for v in ["0.2.0", "0.3.0"] {
+        let c = chart("other", v);
+        helm_cmd(&["package", &c, "-d", root.join("pkg").to_str().unwrap()]);
+        let tgz = root.join(format!("pkg/other-{v}.tgz"));
+        helm_cmd(&["push", tgz.to_str().unwrap(), &oci, "--plain-http"]);
+    }
+    let chart_yaml = format!(
+        "apiVersion: v2\nname: umbrella\nversion: 0.1.0\n# the web tier\ndependencies:\n  - name: podinfo   # pinned by Kargo\n    repository: {http_url}\n    version: \"1.0.0\"\n  - name: other\n    repository: {oci}\n    version: 0.2.0\n"
+    );
+    let bare = bare_repo(
+        root,
+        "gitops",
+        &[("charts/umbrella/Chart.yaml", &chart_yaml)],
+    );
+    let url = format!("file://{}", bare.display());
+    let manifests = root.join("kargo");
+    std::fs::create_dir_all(&manifests).unwrap();
+    let stage = format!(
+        "apiVersion: kargo.akuity.io/v1alpha1\nkind: Stage\nmetadata: {{name: test, namespace: demo}}\nspec:\n  requestedFreight:\n  - origin: {{kind: Warehouse, name: w}}\n    sources: {{direct: true}}\n  promotionTemplate:\n    spec:\n      vars:\n      - {{name: web, value: \"{http_url}\"}}\n      - {{name: oci, value: \"{oci}\"}}\n      steps:\n      - uses: git-clone\n        config: {{repoURL: \"{url}\", checkout: [{{branch: main, path: ./src}}]}}\n      - uses: helm-update-chart\n        as: deps\n        config:\n          path: ./src/charts/umbrella\n          charts:\n          - {{repository: \"${{{{ vars.web }}}}\", name: podinfo, version: \"${{{{ chartFrom(vars.web, 'podinfo').Version }}}}\"}}\n          - {{repository: \"${{{{ vars.oci }}}}\", name: other, version: \"${{{{ chartFrom(vars.oci + '/other').Version }}}}\"}}\n      - uses: git-commit\n        config: {{path: ./src, message: \"${{{{ outputs.deps.commitMessage }}}}\"}}\n      - uses: git-push\n        config: {{path: ./src}}\n"
+    );
+    let freight = |alias: &str, web: &str, other: &str| {
+        format!(
+            "---\napiVersion: kargo.akuity.io/v1alpha1\nkind: Freight\nmetadata: {{namespace: demo}}\nalias: {alias}\norigin: {{kind: Warehouse, name: w}}\ncharts:\n- {{repoURL: \"{http_url}\", name: podinfo, version: \"{web}\"}}\n- {{repoURL: \"{oci}/other\", version: \"{other}\"}}\n"
+        )
+    };
+    std::fs::write(
+        manifests.join("stage.yaml"),
+        stage + &freight("old", "1.0.0", "0.2.0") + &freight("new", "1.1.0", "0.3.0"),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        helm.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let env = [("PATH", path.as_str()), ("HOME", root.to_str().unwrap())];
+    let first = promote_local(root, "test", "old", &["-n", "demo"], &env);
+    assert!(
+        first.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&first.stdout),
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let files = git(&bare, &["ls-tree", "-r", "--name-only", "main"]);
+    assert!(files.contains("charts/umbrella/Chart.lock"), "{files}");
+    assert!(
+        files.contains("charts/umbrella/charts/podinfo-1.0.0.tgz")
+            && files.contains("charts/umbrella/charts/other-0.2.0.tgz"),
+        "{files}"
+    );
+    assert_eq!(
+        git(&bare, &["show", "main:charts/umbrella/Chart.yaml"]),
+        chart_yaml.trim_end(),
+        "versions already right: Chart.yaml unchanged"
+    );
+    let second = promote_local(root, "test", "new", &["-n", "demo"], &env);
+    assert!(
+        second.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&second.stdout),
+        String::from_utf8_lossy(&second.stderr)
+    );
+    let files = git(&bare, &["ls-tree", "-r", "--name-only", "main"]);
+    assert!(
+        files.contains("charts/umbrella/charts/podinfo-1.1.0.tgz")
+            && files.contains("charts/umbrella/charts/other-0.3.0.tgz"),
+        "{files}"
+    );
+    assert!(
+        !files.contains("podinfo-1.0.0.tgz") && !files.contains("other-0.2.0.tgz"),
+        "stale archives removed: {files}"
+    );
+    let expected = chart_yaml
+        .replace("version: \"1.0.0\"", "version: \"1.1.0\"")
+        .replace("version: 0.2.0", "version: 0.3.0");
+    assert_eq!(
+        git(&bare, &["show", "main:charts/umbrella/Chart.yaml"]),
+        expected.trim_end(),
+        "only the version scalars move"
+    );
+    let lock = git(&bare, &["show", "main:charts/umbrella/Chart.lock"]);
+    assert!(
+        lock.contains("version: 1.1.0") && lock.contains("version: 0.3.0"),
+        "{lock}"
+    );
+    let message = git(&bare, &["log", "-1", "--format=%B", "main"]);
+    assert!(message.starts_with("Updated chart dependencies for ./src/charts/umbrella\n\n- other: 0.2.0 -> 0.3.0\n- podinfo: 1.0.0 -> 1.1.0"), "{message}");
+}
