@@ -29,6 +29,7 @@ mod helm_update_image;
 mod http;
 mod kustomize_build;
 mod kustomize_set_image;
+mod oci_push;
 mod parse;
 mod shape;
 mod structured_update;
@@ -90,6 +91,7 @@ pub const REGISTRY: &[&Step] = &[
     &git_open_pr::STEP,
     &argocd_update::STEP,
     &argocd_wait::STEP,
+    &oci_push::STEP,
     &structured_update::JSON,
     &structured_update::TOML,
     &parse::JSON,

@@ -1145,3 +1145,92 @@ async fn discover_follows_a_mutable_tag_by_digest() {
     );
     assert_eq!(freight_files(&dir).len(), 2);
 }
+
+/// A manifest (or index) and the digest the registry names it by.
+async fn read_manifest(p: &Pusher, repo: &str, reference: &str) -> (String, Value) {
+    let (bytes, d) = p
+        .client
+        .pull_manifest_raw(
+            &p.at(repo, reference),
+            &RegistryAuth::Anonymous,
+            &[OCI_INDEX, OCI_MANIFEST],
+        )
+        .await
+        .unwrap();
+    (d, serde_json::from_slice::<Value>(&bytes).unwrap())
+}
+
+/// `oci-push` between two registries on 127.0.0.1: a multi-arch index is copied whole with its
+/// digest kept, retagged in place, and copied with annotations (a new digest; children and
+/// index annotated as asked), through a `--local` promotion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oci_push_copies_and_retags_artifacts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = docker_registry(&tmp.path().join("a"), None).unwrap();
+    let b = docker_registry(&tmp.path().join("b"), None).unwrap();
+    let (ha, hb) = (
+        format!("127.0.0.1:{}", a.port),
+        format!("127.0.0.1:{}", b.port),
+    );
+    let push = Pusher::new(a.port, RegistryAuth::Anonymous);
+    let (amd, amd_size) = push
+        .image("team/app", "amd", "2026-01-01T00:00:00Z", "amd64")
+        .await;
+    let (arm, arm_size) = push
+        .image("team/app", "arm", "2026-01-01T00:00:00Z", "arm64")
+        .await;
+    let index = json!({
+        "schemaVersion": 2, "mediaType": OCI_INDEX,
+        "manifests": [
+            {"mediaType": OCI_MANIFEST, "digest": amd, "size": amd_size, "platform": {"os": "linux", "architecture": "amd64"}},
+            {"mediaType": OCI_MANIFEST, "digest": arm, "size": arm_size, "platform": {"os": "linux", "architecture": "arm64"}},
+        ],
+    });
+    let digest = push.manifest("team/app", "1.0.0", OCI_INDEX, &index).await;
+    let dir = tmp.path().join("kargo");
+    std::fs::create_dir_all(&dir).unwrap();
+    let stage = format!(
+        "apiVersion: kargo.akuity.io/v1alpha1\nkind: Stage\nmetadata: {{name: release, namespace: demo}}\nspec:\n  requestedFreight:\n  - origin: {{kind: Warehouse, name: w}}\n    sources: {{direct: true}}\n  promotionTemplate:\n    spec:\n      steps:\n      - uses: oci-push\n        as: copy\n        config: {{srcRef: \"{ha}/team/app@${{{{ imageFrom('{ha}/team/app').Digest }}}}\", destRef: \"{hb}/prod/app:${{{{ imageFrom('{ha}/team/app').Tag }}}}\"}}\n      - uses: oci-push\n        config: {{srcRef: \"{ha}/team/app:1.0.0\", destRef: \"oci://{ha}/team/app:stable\"}}\n      - uses: oci-push\n        as: annotated\n        config: {{srcRef: \"${{{{ outputs.copy.image }}}}\", destRef: \"{hb}/prod/app:annotated\", annotations: {{\"index:org.example.release\": r1, \"manifest:org.example.tier\": prod}}}}\n---\napiVersion: kargo.akuity.io/v1alpha1\nkind: Freight\nmetadata: {{namespace: demo}}\nalias: one\norigin: {{kind: Warehouse, name: w}}\nimages: [{{repoURL: \"{ha}/team/app\", tag: 1.0.0, digest: \"{digest}\"}}]\n"
+    );
+    std::fs::write(dir.join("stage.yaml"), stage).unwrap();
+    let cache = tmp.path().join("cache").display().to_string();
+    let d = dir.display().to_string();
+    let out = plugin(
+        &[
+            "stage/release",
+            "--freight-alias",
+            "one",
+            "-n",
+            "demo",
+            "--local",
+            &d,
+            "--cache-dir",
+            &cache,
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("pushed as {hb}/prod/app:1.0.0 ({digest})")),
+        "{stdout}"
+    );
+    let to = Pusher::new(b.port, RegistryAuth::Anonymous);
+    let (copied, _) = read_manifest(&to, "prod/app", "1.0.0").await;
+    assert_eq!(copied, digest, "the index is copied byte for byte");
+    let (child, _) = read_manifest(&to, "prod/app", &arm).await;
+    assert_eq!(child, arm, "its manifests too");
+    let (retagged, _) = read_manifest(&push, "team/app", "stable").await;
+    assert_eq!(retagged, digest);
+    let (annotated, doc) = read_manifest(&to, "prod/app", "annotated").await;
+    assert_ne!(annotated, digest);
+    assert_eq!(doc["annotations"]["org.example.release"], "r1");
+    let child = doc["manifests"][1]["digest"].as_str().unwrap().to_owned();
+    assert_ne!(child, arm);
+    let (_, child_doc) = read_manifest(&to, "prod/app", &child).await;
+    assert_eq!(child_doc["annotations"]["org.example.tier"], "prod");
+    assert_eq!(
+        child_doc["annotations"]["org.opencontainers.image.revision"], "arm",
+        "existing annotations kept"
+    );
+}
