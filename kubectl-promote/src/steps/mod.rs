@@ -29,6 +29,7 @@ mod helm_update_image;
 mod http;
 mod kustomize_build;
 mod kustomize_set_image;
+mod oci_download;
 mod oci_push;
 mod parse;
 mod shape;
@@ -92,6 +93,7 @@ pub const REGISTRY: &[&Step] = &[
     &argocd_update::STEP,
     &argocd_wait::STEP,
     &oci_push::STEP,
+    &oci_download::STEP,
     &structured_update::JSON,
     &structured_update::TOML,
     &parse::JSON,

@@ -23,7 +23,7 @@ use crate::discovery::{Credentials, image};
 
 /// Kargo's default cap on the bytes one copy moves.
 const MAX_BYTES: i64 = 1 << 30;
-const ACCEPT: [&str; 4] = [
+pub(super) const ACCEPT: [&str; 4] = [
     oci_client::manifest::OCI_IMAGE_INDEX_MEDIA_TYPE,
     oci_client::manifest::IMAGE_MANIFEST_LIST_MEDIA_TYPE,
     oci_client::manifest::OCI_IMAGE_MEDIA_TYPE,
@@ -41,16 +41,16 @@ struct Config {
     insecure_skip_tls_verify: bool,
 }
 
-fn parse_ref(field: &str, s: &str) -> Result<Reference, StepError> {
+pub(super) fn parse_ref(step: &str, field: &str, s: &str) -> Result<Reference, StepError> {
     let bare = s.strip_prefix("oci://").unwrap_or(s);
     bare.parse::<Reference>().map_err(|e| {
         fail(format!(
-            "oci-push: {field} {s:?} is not an OCI reference ({e}); expected registry/repository:tag or registry/repository@sha256:..."
+            "{step}: {field} {s:?} is not an OCI reference ({e}); expected registry/repository:tag or registry/repository@sha256:..."
         ))
     })
 }
 
-fn registry_error(
+pub(super) fn registry_error(
     what: &str,
     r: &Reference,
     e: oci_client::errors::OciDistributionError,
@@ -65,12 +65,12 @@ fn registry_error(
 }
 
 /// One side of the copy: its client and login.
-struct End {
-    client: Client,
-    auth: RegistryAuth,
+pub(super) struct End {
+    pub(super) client: Client,
+    pub(super) auth: RegistryAuth,
 }
 
-fn end(r: &Reference, creds: &Credentials, insecure: bool) -> End {
+pub(super) fn end(r: &Reference, creds: &Credentials, insecure: bool) -> End {
     let login = creds.for_image(&format!("{}/{}", r.registry(), r.repository()));
     End {
         client: image::client(r.registry(), insecure),
@@ -362,17 +362,17 @@ async fn copy(
     Ok(digest)
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, StepError> {
+pub(super) fn runtime() -> Result<tokio::runtime::Runtime, StepError> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| fail(format!("oci-push: cannot start the HTTP runtime: {e}")))
+        .map_err(|e| fail(format!("cannot start the HTTP runtime: {e}")))
 }
 
 fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepError> {
     let cfg: Config = config("oci-push", cfg)?;
-    let src = parse_ref("srcRef", &cfg.src_ref)?;
-    let dst = parse_ref("destRef", &cfg.dest_ref)?;
+    let src = parse_ref("oci-push", "srcRef", &cfg.src_ref)?;
+    let dst = parse_ref("oci-push", "destRef", &cfg.dest_ref)?;
     let Some(tag) = dst
         .tag()
         .map(str::to_owned)
@@ -411,7 +411,7 @@ fn verify_recorded(cfg: &Value, outputs: &Value, _rt: &mut Runtime<'_>) -> Resul
     if recorded.is_empty() {
         return Ok(());
     }
-    let dst = parse_ref("destRef", &cfg.dest_ref)?;
+    let dst = parse_ref("oci-push", "destRef", &cfg.dest_ref)?;
     let mut creds = Credentials::default();
     creds.load_user();
     let e = end(&dst, &creds, cfg.insecure_skip_tls_verify);

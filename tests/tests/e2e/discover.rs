@@ -1187,10 +1187,12 @@ async fn oci_push_copies_and_retags_artifacts() {
         ],
     });
     let digest = push.manifest("team/app", "1.0.0", OCI_INDEX, &index).await;
+    let bare = bare_repo(tmp.path(), "files", &[("README.md", "files\n")]);
+    let git_url = format!("file://{}", bare.display());
     let dir = tmp.path().join("kargo");
     std::fs::create_dir_all(&dir).unwrap();
     let stage = format!(
-        "apiVersion: kargo.akuity.io/v1alpha1\nkind: Stage\nmetadata: {{name: release, namespace: demo}}\nspec:\n  requestedFreight:\n  - origin: {{kind: Warehouse, name: w}}\n    sources: {{direct: true}}\n  promotionTemplate:\n    spec:\n      steps:\n      - uses: oci-push\n        as: copy\n        config: {{srcRef: \"{ha}/team/app@${{{{ imageFrom('{ha}/team/app').Digest }}}}\", destRef: \"{hb}/prod/app:${{{{ imageFrom('{ha}/team/app').Tag }}}}\"}}\n      - uses: oci-push\n        config: {{srcRef: \"{ha}/team/app:1.0.0\", destRef: \"oci://{ha}/team/app:stable\"}}\n      - uses: oci-push\n        as: annotated\n        config: {{srcRef: \"${{{{ outputs.copy.image }}}}\", destRef: \"{hb}/prod/app:annotated\", annotations: {{\"index:org.example.release\": r1, \"manifest:org.example.tier\": prod}}}}\n---\napiVersion: kargo.akuity.io/v1alpha1\nkind: Freight\nmetadata: {{namespace: demo}}\nalias: one\norigin: {{kind: Warehouse, name: w}}\nimages: [{{repoURL: \"{ha}/team/app\", tag: 1.0.0, digest: \"{digest}\"}}]\n"
+        "apiVersion: kargo.akuity.io/v1alpha1\nkind: Stage\nmetadata: {{name: release, namespace: demo}}\nspec:\n  requestedFreight:\n  - origin: {{kind: Warehouse, name: w}}\n    sources: {{direct: true}}\n  promotionTemplate:\n    spec:\n      steps:\n      - uses: oci-push\n        as: copy\n        config: {{srcRef: \"{ha}/team/app@${{{{ imageFrom('{ha}/team/app').Digest }}}}\", destRef: \"{hb}/prod/app:${{{{ imageFrom('{ha}/team/app').Tag }}}}\"}}\n      - uses: oci-push\n        config: {{srcRef: \"{ha}/team/app:1.0.0\", destRef: \"oci://{ha}/team/app:stable\"}}\n      - uses: git-clone\n        config: {{repoURL: \"{git_url}\", checkout: [{{branch: main, path: ./src}}]}}\n      - uses: oci-download\n        config: {{imageRef: \"oci://{ha}/team/app@{amd}\", outPath: ./src/layer.tar, mediaType: application/vnd.oci.image.layer.v1.tar}}\n      - uses: git-commit\n        config: {{path: ./src, message: layer}}\n      - uses: git-push\n        config: {{path: ./src}}\n      - uses: oci-push\n        as: annotated\n        config: {{srcRef: \"${{{{ outputs.copy.image }}}}\", destRef: \"{hb}/prod/app:annotated\", annotations: {{\"index:org.example.release\": r1, \"manifest:org.example.tier\": prod}}}}\n---\napiVersion: kargo.akuity.io/v1alpha1\nkind: Freight\nmetadata: {{namespace: demo}}\nalias: one\norigin: {{kind: Warehouse, name: w}}\nimages: [{{repoURL: \"{ha}/team/app\", tag: 1.0.0, digest: \"{digest}\"}}]\n"
     );
     std::fs::write(dir.join("stage.yaml"), stage).unwrap();
     let cache = tmp.path().join("cache").display().to_string();
@@ -1216,6 +1218,11 @@ async fn oci_push_copies_and_retags_artifacts() {
         "{stdout}"
     );
     let to = Pusher::new(b.port, RegistryAuth::Anonymous);
+    // oci-download wrote the layer into the commit.
+    assert_eq!(
+        git(&bare, &["show", "main:layer.tar"]),
+        "layer of amd amd64"
+    );
     let (copied, _) = read_manifest(&to, "prod/app", "1.0.0").await;
     assert_eq!(copied, digest, "the index is copied byte for byte");
     let (child, _) = read_manifest(&to, "prod/app", &arm).await;
