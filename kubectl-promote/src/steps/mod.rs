@@ -34,6 +34,7 @@ mod oci_push;
 mod parse;
 mod shape;
 mod structured_update;
+mod untar;
 mod yaml_update;
 
 use std::collections::BTreeMap;
@@ -80,6 +81,7 @@ pub const REGISTRY: &[&Step] = &[
     &copy::STEP,
     &delete::STEP,
     &file_write::STEP,
+    &untar::STEP,
     &kustomize_set_image::STEP,
     &kustomize_build::STEP,
     &yaml_update::STEP,

@@ -982,3 +982,84 @@ fn helm_update_chart_updates_dependencies_with_the_real_helm() {
     let message = git(&bare, &["log", "-1", "--format=%B", "main"]);
     assert!(message.starts_with("Updated chart dependencies for ./src/charts/umbrella\n\n- other: 0.2.0 -> 0.3.0\n- podinfo: 1.0.0 -> 1.1.0"), "{message}");
 }
+
+/// `untar` on an archive made by the real tar: gzip detected, leading components stripped,
+/// `.gitignore` patterns honoured, links skipped and said, files written into the checkout.
+#[test]
+fn untar_extracts_an_archive_of_the_checkout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let src = root.join("bundle/app");
+    std::fs::create_dir_all(src.join("conf/sub")).unwrap();
+    std::fs::write(src.join("conf/a.yaml"), "a: 1\n").unwrap();
+    std::fs::write(src.join("conf/sub/b.yaml"), "b: 2\n").unwrap();
+    std::fs::write(src.join("conf/NOTES.md"), "notes\n").unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", src.join("conf/link")).unwrap();
+    let out = Command::new("tar")
+        .args([
+            "czf",
+            "bundle.tgz",
+            "-C",
+            root.join("bundle").to_str().unwrap(),
+            "app",
+        ])
+        .current_dir(root)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let archive = std::fs::read(root.join("bundle.tgz")).unwrap();
+    // The archive goes into the repository through git itself (binary).
+    let seed = root.join("seed");
+    std::fs::create_dir_all(&seed).unwrap();
+    git(&seed, &["init", "-q", "-b", "main"]);
+    std::fs::write(seed.join("bundle.tgz"), &archive).unwrap();
+    std::fs::create_dir_all(seed.join("out")).unwrap();
+    std::fs::write(seed.join("out/a.yaml"), "a: old\n").unwrap();
+    std::fs::write(seed.join("out/keep.yaml"), "keep\n").unwrap();
+    git(&seed, &["add", "-A"]);
+    git(&seed, &["commit", "-q", "-m", "seed"]);
+    let bare = root.join("files.git");
+    git(
+        root,
+        &[
+            "clone",
+            "-q",
+            "--bare",
+            seed.to_str().unwrap(),
+            bare.to_str().unwrap(),
+        ],
+    );
+    git(&bare, &["config", "uploadpack.allowFilter", "true"]);
+    git(&bare, &["config", "uploadpack.allowAnySHA1InWant", "true"]);
+    let url = format!("file://{}", bare.display());
+    let manifests = root.join("kargo");
+    std::fs::create_dir_all(&manifests).unwrap();
+    std::fs::write(
+        manifests.join("stage.yaml"),
+        format!("apiVersion: kargo.akuity.io/v1alpha1\nkind: Stage\nmetadata: {{name: test, namespace: demo}}\nspec:\n  requestedFreight:\n  - origin: {{kind: Warehouse, name: w}}\n    sources: {{direct: true}}\n  promotionTemplate:\n    spec:\n      steps:\n      - uses: git-clone\n        config: {{repoURL: \"{url}\", checkout: [{{branch: main, path: ./src}}]}}\n      - uses: untar\n        config: {{inPath: ./src/bundle.tgz, outPath: ./src/out, stripComponents: 2, ignore: \"*.md\\n\"}}\n      - uses: git-commit\n        config: {{path: ./src, message: unpacked}}\n      - uses: git-push\n        config: {{path: ./src}}\n---\napiVersion: kargo.akuity.io/v1alpha1\nkind: Freight\nmetadata: {{namespace: demo}}\nalias: a\norigin: {{kind: Warehouse, name: w}}\nimages: [{{repoURL: nginx, tag: 1.27.3}}]\n"),
+    )
+    .unwrap();
+    let out = promote_local(root, "test", "a", &["-n", "demo"], &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("1 link(s) skipped"), "{stdout}");
+    let files = git(&bare, &["ls-tree", "-r", "--name-only", "main"]);
+    assert_eq!(
+        files
+            .lines()
+            .filter(|l| l.starts_with("out/"))
+            .collect::<Vec<_>>(),
+        ["out/a.yaml", "out/keep.yaml", "out/sub/b.yaml"],
+        "{files}"
+    );
+    assert_eq!(git(&bare, &["show", "main:out/a.yaml"]), "a: 1");
+    assert_eq!(git(&bare, &["show", "main:out/keep.yaml"]), "keep");
+}
