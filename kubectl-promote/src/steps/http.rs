@@ -15,9 +15,9 @@ use serde_json::{Map, Value, json};
 use super::{Runtime, StepError, StepResult, config, fail};
 
 #[derive(Deserialize)]
-struct NameValue {
-    name: String,
-    value: String,
+pub(super) struct NameValue {
+    pub(super) name: String,
+    pub(super) value: String,
 }
 
 #[derive(Deserialize)]
@@ -64,11 +64,11 @@ fn duration(field: &str, v: &str, default: Duration) -> Result<Duration, StepErr
 }
 
 /// The URL with the query parameters added (Kargo's `url.Values.Encode` sorts them by name).
-fn full_url(cfg: &Config) -> String {
-    if cfg.query_params.is_empty() {
-        return cfg.url.clone();
+pub(super) fn with_query(url: &str, params: &[NameValue]) -> String {
+    if params.is_empty() {
+        return url.to_owned();
     }
-    let mut params: Vec<&NameValue> = cfg.query_params.iter().collect();
+    let mut params: Vec<&NameValue> = params.iter().collect();
     params.sort_by(|a, b| a.name.cmp(&b.name));
     let q: Vec<String> = params
         .iter()
@@ -78,8 +78,12 @@ fn full_url(cfg: &Config) -> String {
             format!("{}={}", q(&p.name), q(&p.value))
         })
         .collect();
-    let sep = if cfg.url.contains('?') { '&' } else { '?' };
-    format!("{}{sep}{}", cfg.url, q.join("&"))
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}{}", q.join("&"))
+}
+
+fn full_url(cfg: &Config) -> String {
+    with_query(&cfg.url, &cfg.query_params)
 }
 
 /// The `response` the expressions see.

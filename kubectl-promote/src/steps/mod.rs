@@ -27,6 +27,7 @@ mod helm_template;
 mod helm_update_chart;
 mod helm_update_image;
 mod http;
+mod http_download;
 mod kustomize_build;
 mod kustomize_set_image;
 mod oci_download;
@@ -94,6 +95,7 @@ pub const REGISTRY: &[&Step] = &[
     &git_open_pr::STEP,
     &argocd_update::STEP,
     &argocd_wait::STEP,
+    &http_download::STEP,
     &oci_push::STEP,
     &oci_download::STEP,
     &structured_update::JSON,

@@ -1063,3 +1063,79 @@ fn untar_extracts_an_archive_of_the_checkout() {
     assert_eq!(git(&bare, &["show", "main:out/a.yaml"]), "a: 1");
     assert_eq!(git(&bare, &["show", "main:out/keep.yaml"]), "keep");
 }
+
+/// `http-download` from a server on 127.0.0.1 (a header and query parameters sent, as Kargo
+/// sends them), then `untar` of what came: the files land in the commit; a second download onto
+/// the same file without `allowOverwrite` fails and pushes nothing.
+#[test]
+fn http_download_fetches_a_file_into_the_checkout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    std::fs::create_dir_all(root.join("b/app")).unwrap();
+    std::fs::write(root.join("b/app/values.yaml"), "replicas: 2\n").unwrap();
+    let out = Command::new("tar")
+        .args([
+            "czf",
+            "bundle.tgz",
+            "-C",
+            root.join("b").to_str().unwrap(),
+            "app",
+        ])
+        .current_dir(root)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let archive = std::fs::read(root.join("bundle.tgz")).unwrap();
+    let server = promote_tests::HttpServer::start(move |req| {
+        let token = req
+            .headers
+            .iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case("x-token") && v == "t0ken");
+        if req.target == "/bundle.tgz?channel=stable&v=1+2" && token {
+            ("200 OK".into(), vec![], archive.clone())
+        } else {
+            ("404 Not Found".into(), vec![], Vec::new())
+        }
+    });
+    let bare = bare_repo(root, "files", &[("README.md", "files\n")]);
+    let url = format!("file://{}", bare.display());
+    let manifests = root.join("kargo");
+    std::fs::create_dir_all(&manifests).unwrap();
+    let download = format!(
+        "      - uses: http-download\n        config: {{url: \"http://127.0.0.1:{}/bundle.tgz\", outPath: ./src/dl/bundle.tgz, headers: [{{name: X-Token, value: t0ken}}], queryParams: [{{name: v, value: \"1 2\"}}, {{name: channel, value: stable}}]}}\n",
+        server.port
+    );
+    let stage = |name: &str, steps: &str| {
+        format!(
+            "---\napiVersion: kargo.akuity.io/v1alpha1\nkind: Stage\nmetadata: {{name: {name}, namespace: demo}}\nspec:\n  requestedFreight:\n  - origin: {{kind: Warehouse, name: w}}\n    sources: {{direct: true}}\n  promotionTemplate:\n    spec:\n      steps:\n      - uses: git-clone\n        config: {{repoURL: \"{url}\", checkout: [{{branch: main, path: ./src}}]}}\n{steps}      - uses: git-commit\n        config: {{path: ./src, message: downloaded}}\n      - uses: git-push\n        config: {{path: ./src}}\n"
+        )
+    };
+    let untar = "      - uses: untar\n        config: {inPath: ./src/dl/bundle.tgz, outPath: ./src/dl, stripComponents: 1}\n";
+    std::fs::write(
+        manifests.join("stage.yaml"),
+        stage("test", &format!("{download}{untar}"))
+            + &stage("again", &download)
+            + "---\napiVersion: kargo.akuity.io/v1alpha1\nkind: Freight\nmetadata: {namespace: demo}\nalias: a\norigin: {kind: Warehouse, name: w}\nimages: [{repoURL: nginx, tag: 1.27.3}]\n",
+    )
+    .unwrap();
+    let out = promote_local(root, "test", "a", &["-n", "demo"], &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !stdout.contains("t0ken"),
+        "a header value was printed:\n{stdout}"
+    );
+    assert_eq!(git(&bare, &["show", "main:dl/values.yaml"]), "replicas: 2");
+    let head = git(&bare, &["rev-parse", "main"]);
+    let again = promote_local(root, "again", "a", &["-n", "demo"], &[]);
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains("allowOverwrite")
+            || String::from_utf8_lossy(&again.stderr).contains("allowOverwrite")
+    );
+    assert_eq!(git(&bare, &["rev-parse", "main"]), head, "nothing pushed");
+}
