@@ -36,6 +36,7 @@ mod parse;
 mod shape;
 mod structured_update;
 mod untar;
+mod yaml_merge;
 mod yaml_update;
 
 use std::collections::BTreeMap;
@@ -86,6 +87,7 @@ pub const REGISTRY: &[&Step] = &[
     &kustomize_set_image::STEP,
     &kustomize_build::STEP,
     &yaml_update::STEP,
+    &yaml_merge::STEP,
     &helm_update_image::STEP,
     &helm_template::STEP,
     &helm_update_chart::STEP,

@@ -1139,3 +1139,48 @@ fn http_download_fetches_a_file_into_the_checkout() {
     );
     assert_eq!(git(&bare, &["rev-parse", "main"]), head, "nothing pushed");
 }
+
+/// `yaml-merge` through a promotion: base and environment values merged into a new file, a
+/// missing cluster file skipped (`ignoreMissingFiles`), the base's comments kept, Kargo's message.
+#[test]
+fn yaml_merge_merges_values_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let bare = bare_repo(
+        root,
+        "values",
+        &[
+            (
+                "base/values.yaml",
+                "# defaults\nimage:\n  tag: \"1.0\" # pinned\nreplicas: 1\n",
+            ),
+            (
+                "qa/values.yaml",
+                "image:\n  tag: \"2.0\"\nreplicas: null\nresources:\n  cpu: 100m\n",
+            ),
+        ],
+    );
+    let url = format!("file://{}", bare.display());
+    let manifests = root.join("kargo");
+    std::fs::create_dir_all(&manifests).unwrap();
+    std::fs::write(
+        manifests.join("stage.yaml"),
+        format!("apiVersion: kargo.akuity.io/v1alpha1\nkind: Stage\nmetadata: {{name: qa, namespace: demo}}\nspec:\n  requestedFreight:\n  - origin: {{kind: Warehouse, name: w}}\n    sources: {{direct: true}}\n  promotionTemplate:\n    spec:\n      steps:\n      - uses: git-clone\n        config: {{repoURL: \"{url}\", checkout: [{{branch: main, path: ./src}}]}}\n      - uses: yaml-merge\n        as: merge\n        config: {{inFiles: [./src/base/values.yaml, ./src/qa/values.yaml, ./src/qa/cluster-a/values.yaml], outFile: ./src/out/values.yaml, ignoreMissingFiles: true}}\n      - uses: git-commit\n        config: {{path: ./src, message: \"${{{{ outputs.merge.commitMessage }}}}\"}}\n      - uses: git-push\n        config: {{path: ./src}}\n---\napiVersion: kargo.akuity.io/v1alpha1\nkind: Freight\nmetadata: {{namespace: demo}}\nalias: a\norigin: {{kind: Warehouse, name: w}}\nimages: [{{repoURL: nginx, tag: 1.27.3}}]\n"),
+    )
+    .unwrap();
+    let out = promote_local(root, "qa", "a", &["-n", "demo"], &[]);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        git(&bare, &["show", "main:out/values.yaml"]),
+        "# defaults\nimage:\n  tag: \"2.0\" # pinned\nresources:\n  cpu: 100m"
+    );
+    assert_eq!(
+        git(&bare, &["log", "-1", "--format=%B", "main"]),
+        "Merged 2 YAML files to ./src/out/values.yaml\n- ./src/base/values.yaml\n- ./src/qa/values.yaml"
+    );
+}
