@@ -33,6 +33,7 @@ mod kustomize_set_image;
 mod oci_download;
 mod oci_push;
 mod parse;
+mod set_freight_alias;
 mod shape;
 mod structured_update;
 mod untar;
@@ -97,6 +98,7 @@ pub const REGISTRY: &[&Step] = &[
     &git_open_pr::STEP,
     &argocd_update::STEP,
     &argocd_wait::STEP,
+    &set_freight_alias::STEP,
     &http_download::STEP,
     &oci_push::STEP,
     &oci_download::STEP,

@@ -1241,3 +1241,55 @@ async fn oci_push_copies_and_retags_artifacts() {
         "existing annotations kept"
     );
 }
+
+/// `set-freight-alias` through the sandbox and the webhook: a promoter who may patch Freight
+/// renames the promoted Freight (field and label); one who may not gets the verb to ask for, and
+/// the alias stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn set_freight_alias_renames_the_promoted_freight() {
+    use crate::sandbox::{k, ok};
+    let w = crate::cluster::World::new(true).await;
+    let freight = w.freight("1.25.0", "first").await;
+    let setup = "apiVersion: kargo.akuity.io/v1alpha1\nkind: Stage\nmetadata: { name: release, namespace: demo }\nspec:\n  requestedFreight:\n    - origin: { kind: Warehouse, name: web }\n      sources: { direct: true }\n  promotionTemplate:\n    spec:\n      steps:\n        - uses: set-freight-alias\n          config: { name: \"${{ ctx.targetFreight.name }}\", alias: \"released-${{ ctx.stage }}\" }\n";
+    let (good, out, err) = k(&w.kc, &["apply", "-f", "-"], Some(setup)).await;
+    assert!(good, "{err}\n{out}");
+    // bob may patch Freight (the world's promotion-writer role) but not promote: give him the
+    // promoter role too. alice is a promoter only.
+    let bind = "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: { name: bob-promoter, namespace: demo }\nroleRef: { apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: promote-promoter }\nsubjects: [{ kind: User, name: bob, apiGroup: rbac.authorization.k8s.io }]\n";
+    let (good, out, err) = k(&w.kc, &["apply", "-f", "-"], Some(bind)).await;
+    assert!(good, "{err}\n{out}");
+    let (code, out, err) = w
+        .plugin("alice", &["stage/release", "--freight-alias", "first"])
+        .await;
+    assert_ne!(code, 0, "{out}\n{err}");
+    assert!(
+        format!("{out}{err}").contains("needs verb \"patch\" on resource \"freights\""),
+        "{out}\n{err}"
+    );
+    let f: Value = serde_json::from_str(
+        &ok(
+            &w.kc,
+            &["get", "freight", &freight, "-n", "demo", "-o", "json"],
+        )
+        .await,
+    )
+    .unwrap();
+    assert_eq!(f["alias"], "first");
+    let (code, out, err) = w
+        .plugin("bob", &["stage/release", "--freight-alias", "first"])
+        .await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    let f: Value = serde_json::from_str(
+        &ok(
+            &w.kc,
+            &["get", "freight", &freight, "-n", "demo", "-o", "json"],
+        )
+        .await,
+    )
+    .unwrap();
+    assert_eq!(f["alias"], "released-release", "{f}");
+    assert_eq!(
+        f["metadata"]["labels"]["kargo.akuity.io/alias"],
+        "released-release"
+    );
+}
