@@ -55,12 +55,27 @@ pub(super) fn registry_error(
     r: &Reference,
     e: oci_client::errors::OciDistributionError,
 ) -> StepError {
-    StepError::Http {
-        url: r.whole(),
-        message: format!(
-            "{what}: {}",
-            crate::git::redact::strip_userinfo(&e.to_string())
-        ),
+    use oci_client::errors::OciDistributionError as E;
+    let message = format!(
+        "{what}: {}",
+        crate::git::redact::strip_userinfo(&e.to_string())
+    );
+    // The network, 429 and 5xx are transient (retried with backoff); a refusal (401, 403, 404, a
+    // bad manifest) fails at once, with a hint for credentials.
+    match &e {
+        E::RequestError(_) | E::IoError(_) => StepError::Http {
+            url: r.whole(),
+            message,
+        },
+        E::ServerError { code, .. } if *code == 429 || *code >= 500 => StepError::Http {
+            url: r.whole(),
+            message,
+        },
+        E::AuthenticationFailure(_) | E::UnauthorizedError { .. } => fail(format!(
+            "{}: {message}; hint: log in with docker login or helm registry login, or set PROMOTE_REGISTRY_USERNAME/PROMOTE_REGISTRY_PASSWORD with the registry listed in PROMOTE_TOKEN_HOSTS",
+            r.whole()
+        )),
+        _ => fail(format!("{}: {message}", r.whole())),
     }
 }
 

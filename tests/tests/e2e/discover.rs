@@ -480,6 +480,46 @@ async fn discover_refuses_clearly_and_sends_credentials_only_where_they_belong()
         "{}",
         text(&missing)
     );
+    // The oci steps meet the same registry: without a login, oci-push fails at once (a 401 is
+    // not transient) with the ways to log in; with one from the environment it copies.
+    let stage = format!(
+        "apiVersion: kargo.akuity.io/v1alpha1\nkind: Stage\nmetadata: {{name: copy, namespace: demo}}\nspec:\n  requestedFreight:\n  - origin: {{kind: Warehouse, name: w}}\n    sources: {{direct: true}}\n  promotionTemplate:\n    spec:\n      steps:\n      - uses: oci-push\n        config: {{srcRef: \"{host}/team/private:0.1.0\", destRef: \"{host}/team/private:stable\"}}\n---\napiVersion: kargo.akuity.io/v1alpha1\nkind: Freight\nmetadata: {{namespace: demo}}\nalias: one\norigin: {{kind: Warehouse, name: w}}\nimages: [{{repoURL: \"{host}/team/private\", tag: 0.1.0}}]\n"
+    );
+    let sdir = tmp.path().join("stage");
+    std::fs::create_dir_all(&sdir).unwrap();
+    std::fs::write(sdir.join("s.yaml"), stage).unwrap();
+    let sd = sdir.display().to_string();
+    let promote = |env: &[(&str, &str)]| {
+        plugin(
+            &[
+                "stage/copy",
+                "--freight-alias",
+                "one",
+                "-n",
+                "demo",
+                "--local",
+                &sd,
+                "--cache-dir",
+                &cache,
+            ],
+            env,
+        )
+    };
+    let refused = promote(&[]);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("docker login"),
+        "{}",
+        text(&refused)
+    );
+    assert!(
+        !text(&refused).contains("attempts)"),
+        "a 401 is not retried:\n{}",
+        text(&refused)
+    );
+    let copied = promote(&[env[0], env[1], ("PROMOTE_TOKEN_HOSTS", host.as_str())]);
+    assert!(copied.status.success(), "{}", text(&copied));
+    assert!(!text(&copied).contains(PASSWORD));
 }
 
 /// Discovery through a cluster (the sandbox, and the real control plane in `real.rs`): bob holds
