@@ -4,9 +4,11 @@
 //! step does: `Chart.lock` and `charts/*.tgz` come back into the checkout (stale archives
 //! removed); when no dependency version changed, the old `Chart.lock` is kept (helm rewrites its
 //! timestamp every time). Without `charts`, the dependencies are updated within the ranges
-//! `Chart.yaml` declares. HTTP(S) repositories are registered in a throwaway repositories file
-//! (credentials from the user's own `repositories.yaml` for the same URL); `oci://` ones use the
-//! user's Helm registry login, over plain HTTP only on loopback. `file://` dependencies must stay
+//! `Chart.yaml` declares. HTTP(S) repositories are registered in a throwaway repositories file and
+//! OCI registries in a throwaway login file: logins from the project's Kargo credential Secrets
+//! (`cred-type: helm`, read when the step runs against a cluster), else the user's own
+//! (`repositories.yaml` for the same URL, Docker and Helm registry logins); OCI over plain HTTP
+//! only on loopback. `file://` dependencies must stay
 //! inside the checkout. Output: `commitMessage` (Kargo's: `Updated chart dependencies for
 //! <path>` and one `- name: old -> new` line per change).
 
@@ -119,6 +121,7 @@ fn user_repo_login(url: &str) -> Option<(String, String)> {
 
 fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepError> {
     let cfg: Config = config("helm-update-chart", cfg)?;
+    let creds = super::oci_push::credentials(rt);
     let (co, rel) = rt.resolve(&cfg.path)?;
     let chart_yaml = if rel.is_empty() {
         "Chart.yaml".to_owned()
@@ -204,14 +207,20 @@ fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepError> {
     let src = tmp.path().join("src");
     co.checkout.materialize(&src)?;
     let chart = src.join(&rel);
-    // A repositories file of our own: every HTTP(S) dependency repository, named as Kargo names
-    // them, with the user's credentials for the same URL when they have some.
+    // A repositories file and a registry login file of our own: every HTTP(S) dependency
+    // repository, named as Kargo names them, and every OCI registry, with the logins the project's
+    // `cred-type: helm` Secrets (or, for OCI, `image` ones) give, else the user's own.
     let mut repos = Vec::new();
+    let mut auths = serde_json::Map::new();
     let mut plain_http = false;
     for d in &parsed.dependencies {
         if d.repository.starts_with("http://") || d.repository.starts_with("https://") {
             let mut entry = json!({"name": repo_name(&d.repository), "url": d.repository});
-            if let Some((user, pass)) = user_repo_login(&d.repository) {
+            let login = creds
+                .for_chart(&d.repository)
+                .map(|l| (l.username, l.password))
+                .or_else(|| user_repo_login(&d.repository));
+            if let Some((user, pass)) = login {
                 if let Some(why) = crate::credentials::insecure_transport(&d.repository) {
                     return Err(fail(format!("helm-update-chart: {why}")));
                 }
@@ -220,13 +229,17 @@ fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepError> {
             }
             repos.push(entry);
         }
-        if let Some(host) = d
-            .repository
-            .strip_prefix("oci://")
-            .and_then(|r| r.split('/').next())
-            && crate::credentials::is_loopback(host)
-        {
-            plain_http = true;
+        if let Some(rest) = d.repository.strip_prefix("oci://") {
+            let host = rest.split('/').next().unwrap_or_default();
+            if crate::credentials::is_loopback(host) {
+                plain_http = true;
+            }
+            let full = format!("{}/{}", d.repository.trim_end_matches('/'), d.name);
+            if let Some(l) = creds.for_chart(&full) {
+                let token =
+                    crate::credentials::base64(format!("{}:{}", l.username, l.password).as_bytes());
+                auths.insert(host.to_owned(), json!({"auth": token}));
+            }
         }
     }
     let repo_file = tmp.path().join("repositories.yaml");
@@ -237,6 +250,9 @@ fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepError> {
         serde_yaml::to_string(&repo_doc).map_err(|e| tool_error(e.to_string()))?,
     )
     .map_err(|e| tool_error(e.to_string()))?;
+    let registry_file = tmp.path().join("registry.json");
+    std::fs::write(&registry_file, json!({"auths": auths}).to_string())
+        .map_err(|e| tool_error(e.to_string()))?;
     let mut args: Vec<String> = vec![
         "dependency".into(),
         "update".into(),
@@ -245,17 +261,9 @@ fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepError> {
         repo_file.display().to_string(),
         "--repository-cache".into(),
         tmp.path().join("repository-cache").display().to_string(),
+        "--registry-config".into(),
+        registry_file.display().to_string(),
     ];
-    let user_registry = std::env::var_os("HELM_REGISTRY_CONFIG")
-        .map(std::path::PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .map(|h| std::path::PathBuf::from(h).join(".config/helm/registry/config.json"))
-        })
-        .filter(|p| p.is_file());
-    if let Some(r) = user_registry {
-        args.extend(["--registry-config".into(), r.display().to_string()]);
-    }
     if plain_http {
         args.push("--plain-http".into());
     }

@@ -9,7 +9,6 @@ use serde_json::{Value, json};
 
 use super::oci_push::{ACCEPT, end, parse_ref, registry_error, runtime};
 use super::{Runtime, StepError, StepResult, config, fail};
-use crate::discovery::Credentials;
 
 /// Kargo's download limit.
 const MAX_BYTES: i64 = 100 << 20;
@@ -30,6 +29,7 @@ struct Config {
 fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepError> {
     let cfg: Config = config("oci-download", cfg)?;
     let r = parse_ref("oci-download", "imageRef", &cfg.image_ref)?;
+    let creds = super::oci_push::credentials(rt);
     let (co, rel) = rt.resolve(&cfg.out_path)?;
     if co.checkout.read(&rel)?.is_some() && !cfg.allow_overwrite {
         return Err(fail(format!(
@@ -37,9 +37,12 @@ fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepError> {
             cfg.out_path
         )));
     }
-    let mut creds = Credentials::default();
-    creds.load_user();
-    let e = end(&r, &creds, cfg.insecure_skip_tls_verify);
+    let e = end(
+        &r,
+        cfg.image_ref.starts_with("oci://"),
+        &creds,
+        cfg.insecure_skip_tls_verify,
+    );
     let (data, digest) = runtime()?.block_on(async {
         let (bytes, _) = e
             .client

@@ -85,8 +85,44 @@ pub(super) struct End {
     pub(super) auth: RegistryAuth,
 }
 
-pub(super) fn end(r: &Reference, creds: &Credentials, insecure: bool) -> End {
-    let login = creds.for_image(&format!("{}/{}", r.registry(), r.repository()));
+/// The logins the oci steps may use: the project's Kargo credential Secrets (`cred-type: image`,
+/// and `helm` for `oci://` references; read when the step runs, against a cluster, if the
+/// promoter may list Secrets), then the user's own.
+pub(super) fn credentials(rt: &Runtime<'_>) -> Credentials {
+    let mut creds = Credentials::default();
+    if let Some(cl) = &rt.cluster {
+        let list = |kind: &str| {
+            let selector = format!("{}={kind}", promote_api::keys::CRED_TYPE);
+            cl.kube
+                .list(
+                    &format!("/api/v1/namespaces/{}/secrets", rt.ctx.project),
+                    Some(&selector),
+                )
+                .map(|items| {
+                    items
+                        .iter()
+                        .filter_map(crate::credentials::ProjectCredential::from_secret)
+                        .collect()
+                })
+                // Promoters usually may not read Secrets: their own logins apply.
+                .unwrap_or_default()
+        };
+        creds.image = list("image");
+        creds.helm = list("helm");
+    }
+    creds.load_user();
+    creds
+}
+
+pub(super) fn end(r: &Reference, oci: bool, creds: &Credentials, insecure: bool) -> End {
+    let repo = format!("{}/{}", r.registry(), r.repository());
+    let login = if oci {
+        creds
+            .for_chart(&format!("oci://{repo}"))
+            .or_else(|| creds.for_image(&repo))
+    } else {
+        creds.for_image(&repo)
+    };
     End {
         client: image::client(r.registry(), insecure),
         auth: image::auth(login.as_ref()),
@@ -274,14 +310,23 @@ fn annotate(doc: &mut Value, annotations: &BTreeMap<String, String>) {
 
 async fn copy(
     cfg: &Config,
+    creds: &Credentials,
     src: &Reference,
     dst: &Reference,
     tag: &str,
 ) -> Result<String, StepError> {
-    let mut creds = Credentials::default();
-    creds.load_user();
-    let from = end(src, &creds, cfg.insecure_skip_tls_verify);
-    let to = end(dst, &creds, cfg.insecure_skip_tls_verify);
+    let from = end(
+        src,
+        cfg.src_ref.starts_with("oci://"),
+        creds,
+        cfg.insecure_skip_tls_verify,
+    );
+    let to = end(
+        dst,
+        cfg.dest_ref.starts_with("oci://"),
+        creds,
+        cfg.insecure_skip_tls_verify,
+    );
     from.client
         .auth(src, &from.auth, RegistryOperation::Pull)
         .await
@@ -409,7 +454,8 @@ fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepError> {
             format!("would copy {} to {image} (dry run)", cfg.src_ref),
         ));
     }
-    let digest = runtime()?.block_on(copy(&cfg, &src, &dst, &tag))?;
+    let creds = credentials(rt);
+    let digest = runtime()?.block_on(copy(&cfg, &creds, &src, &dst, &tag))?;
     Ok(StepResult::ok(
         json!({"image": image, "digest": digest, "tag": tag}),
         format!("{} pushed as {image} ({digest})", cfg.src_ref),
@@ -417,7 +463,7 @@ fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepError> {
 }
 
 /// On a resume: the destination tag must still name the recorded digest.
-fn verify_recorded(cfg: &Value, outputs: &Value, _rt: &mut Runtime<'_>) -> Result<(), StepError> {
+fn verify_recorded(cfg: &Value, outputs: &Value, rt: &mut Runtime<'_>) -> Result<(), StepError> {
     let cfg: Config = config("oci-push", cfg)?;
     let recorded = outputs
         .get("digest")
@@ -427,9 +473,13 @@ fn verify_recorded(cfg: &Value, outputs: &Value, _rt: &mut Runtime<'_>) -> Resul
         return Ok(());
     }
     let dst = parse_ref("oci-push", "destRef", &cfg.dest_ref)?;
-    let mut creds = Credentials::default();
-    creds.load_user();
-    let e = end(&dst, &creds, cfg.insecure_skip_tls_verify);
+    let creds = credentials(rt);
+    let e = end(
+        &dst,
+        cfg.dest_ref.starts_with("oci://"),
+        &creds,
+        cfg.insecure_skip_tls_verify,
+    );
     let now = runtime()?
         .block_on(e.client.fetch_manifest_digest(&dst, &e.auth))
         .map_err(|err| registry_error("reading the destination tag", &dst, err))?;

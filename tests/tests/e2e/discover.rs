@@ -1333,3 +1333,47 @@ async fn set_freight_alias_renames_the_promoted_freight() {
         "released-release"
     );
 }
+
+/// Against a cluster, the oci steps log in with the project's Kargo credential Secret
+/// (`cred-type: image`), read through promote-credentials-reader when the step runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn oci_push_logs_in_with_the_projects_credential_secret() {
+    use crate::sandbox::k;
+    let w = crate::cluster::World::new(true).await;
+    let htpasswd = w.tmp.path().join("htpasswd");
+    std::fs::write(&htpasswd, HTPASSWD).unwrap();
+    let reg = docker_registry(&w.tmp.path().join("registry"), Some(&htpasswd)).unwrap();
+    let host = format!("127.0.0.1:{}", reg.port);
+    let push = Pusher::new(
+        reg.port,
+        RegistryAuth::Basic("ci-bot".into(), PASSWORD.into()),
+    );
+    let (digest, _) = push
+        .image("team/private", "0.1.0", "2026-05-01T00:00:00Z", "amd64")
+        .await;
+    w.freight("1.25.0", "first").await;
+    let setup = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{ name: registry, namespace: demo, labels: {{ kargo.akuity.io/cred-type: image }} }}\nstringData: {{ repoURL: \"^{host}/.*\", repoURLIsRegex: \"true\", username: ci-bot, password: \"{PASSWORD}\" }}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{ name: alice-reads-credentials, namespace: demo }}\nroleRef: {{ apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: promote-credentials-reader }}\nsubjects: [{{ kind: User, name: alice, apiGroup: rbac.authorization.k8s.io }}]\n---\napiVersion: kargo.akuity.io/v1alpha1\nkind: Stage\nmetadata: {{ name: release, namespace: demo }}\nspec:\n  requestedFreight:\n    - origin: {{ kind: Warehouse, name: web }}\n      sources: {{ direct: true }}\n  promotionTemplate:\n    spec:\n      steps:\n        - uses: oci-push\n          config: {{ srcRef: \"{host}/team/private:0.1.0\", destRef: \"{host}/team/released:0.1.0\" }}\n"
+    );
+    let (good, out, err) = k(&w.kc, &["apply", "-f", "-"], Some(&setup)).await;
+    assert!(good, "{err}\n{out}");
+    let (code, out, err) = w
+        .plugin("alice", &["stage/release", "--freight-alias", "first"])
+        .await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        !format!("{out}{err}").contains(PASSWORD),
+        "a credential leaked"
+    );
+    let (copied, _) = read_manifest_as(&push, "team/released", "0.1.0").await;
+    assert_eq!(copied, digest);
+}
+
+async fn read_manifest_as(p: &Pusher, repo: &str, reference: &str) -> (String, Value) {
+    let (bytes, d) = p
+        .client
+        .pull_manifest_raw(&p.at(repo, reference), &p.auth, &[OCI_INDEX, OCI_MANIFEST])
+        .await
+        .unwrap();
+    (d, serde_json::from_slice::<Value>(&bytes).unwrap())
+}
