@@ -425,12 +425,6 @@ pub fn base64(data: &[u8]) -> String {
 /// Debian's `docker-registry` (the CNCF distribution registry) on 127.0.0.1, storing under
 /// `dir`; with `htpasswd`, basic auth from that file (bcrypt entries).
 pub fn docker_registry(dir: &Path, htpasswd: Option<&Path>) -> Result<Server, String> {
-    let bin = ["/usr/bin/docker-registry", "/usr/local/bin/registry"]
-        .into_iter()
-        .find(|p| Path::new(p).is_file())
-        .ok_or("docker-registry is not installed: scripts/test installs it (apt-get install docker-registry)")?;
-    std::fs::create_dir_all(dir.join("data")).map_err(|e| e.to_string())?;
-    let port = free_port();
     let auth = htpasswd
         .map(|p| {
             format!(
@@ -439,6 +433,17 @@ pub fn docker_registry(dir: &Path, htpasswd: Option<&Path>) -> Result<Server, St
             )
         })
         .unwrap_or_default();
+    docker_registry_with(dir, &auth)
+}
+
+/// Debian's `docker-registry` with an `auth:` section of the caller's (e.g. token auth).
+pub fn docker_registry_with(dir: &Path, auth: &str) -> Result<Server, String> {
+    let bin = ["/usr/bin/docker-registry", "/usr/local/bin/registry"]
+        .into_iter()
+        .find(|p| Path::new(p).is_file())
+        .ok_or("docker-registry is not installed: scripts/test installs it (apt-get install docker-registry)")?;
+    std::fs::create_dir_all(dir.join("data")).map_err(|e| e.to_string())?;
+    let port = free_port();
     let config = dir.join("config.yml");
     std::fs::write(
         &config,

@@ -1377,3 +1377,159 @@ async fn read_manifest_as(p: &Pusher, repo: &str, reference: &str) -> (String, V
         .unwrap();
     (d, serde_json::from_slice::<Value>(&bytes).unwrap())
 }
+
+/// A JWT the distribution registry's token auth accepts: ES256 with the signing certificate in
+/// `x5c`, `access` granting what the scope asks for.
+fn registry_token(key: &rcgen::KeyPair, cert_der: &[u8], scope: &str) -> String {
+    use base64::Engine;
+    use rcgen::SigningKey;
+    let url = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let std = base64::engine::general_purpose::STANDARD;
+    let header = json!({"typ": "JWT", "alg": "ES256", "x5c": [std.encode(cert_der)]});
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let access: Vec<Value> = scope
+        .split(' ')
+        .filter_map(|s| {
+            let mut p = s.splitn(3, ':');
+            let (t, n, a) = (p.next()?, p.next()?, p.next()?);
+            Some(json!({"type": t, "name": n, "actions": a.split(',').collect::<Vec<_>>()}))
+        })
+        .collect();
+    let claims = json!({
+        "iss": "promote-test", "sub": "ci-bot", "aud": "promote-registry",
+        "exp": now + 600, "nbf": now - 30, "iat": now - 30, "jti": format!("{now}"),
+        "access": access,
+    });
+    let signing_input = format!(
+        "{}.{}",
+        url.encode(header.to_string()),
+        url.encode(claims.to_string())
+    );
+    // ring signs ECDSA as ASN.1 DER; JWS wants r || s, 32 bytes each.
+    let der = key.sign(signing_input.as_bytes()).unwrap();
+    let (r, rest) = der_integer(&der[2..]);
+    let (s, _) = der_integer(rest);
+    let mut raw = Vec::new();
+    for part in [r, s] {
+        let trimmed: &[u8] = &part[part.len().saturating_sub(32)..];
+        raw.extend(std::iter::repeat_n(0u8, 32 - trimmed.len()));
+        raw.extend_from_slice(trimmed);
+    }
+    format!("{signing_input}.{}", url.encode(raw))
+}
+
+fn der_integer(b: &[u8]) -> (&[u8], &[u8]) {
+    assert_eq!(b[0], 0x02, "an ASN.1 INTEGER");
+    let len = b[1] as usize;
+    (&b[2..2 + len], &b[2 + len..])
+}
+
+/// Token auth, as Docker Hub, GHCR and Harbor do it: the registry answers 401 with a Bearer
+/// challenge; the client gets a token from the realm with its basic login and retries. Discovery
+/// logs in this way with a login from the environment, and without one is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discover_logs_in_through_a_token_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["promote-test".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let bundle = tmp.path().join("token-root.pem");
+    std::fs::write(&bundle, cert.pem()).unwrap();
+    let cert_der = cert.der().to_vec();
+    let expected = format!(
+        "Basic {}",
+        promote_tests::base64(format!("ci-bot:{PASSWORD}").as_bytes())
+    );
+    let tokens = HttpServer::start(move |req| {
+        let authorized = req
+            .headers
+            .iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case("authorization") && *v == expected);
+        if !req.target.starts_with("/token") || !authorized {
+            return ("401 Unauthorized".into(), vec![], b"{}".to_vec());
+        }
+        let query = req
+            .target
+            .split_once('?')
+            .map(|(_, q)| q)
+            .unwrap_or_default();
+        let scope: String = query
+            .split('&')
+            .filter_map(|kv| kv.strip_prefix("scope="))
+            .map(|s| {
+                s.replace("%3A", ":")
+                    .replace("%2C", ",")
+                    .replace("%2F", "/")
+                    .replace('+', " ")
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+        let token = registry_token(&key, &cert_der, &scope);
+        (
+            "200 OK".into(),
+            vec![("Content-Type".into(), "application/json".into())],
+            json!({"token": token, "access_token": token, "expires_in": 600})
+                .to_string()
+                .into_bytes(),
+        )
+    });
+    let auth = format!(
+        "auth:\n  token:\n    realm: http://127.0.0.1:{}/token\n    service: promote-registry\n    issuer: promote-test\n    rootcertbundle: {}\n",
+        tokens.port,
+        bundle.display()
+    );
+    let reg = promote_tests::docker_registry_with(&tmp.path().join("registry"), &auth).unwrap();
+    let host = format!("127.0.0.1:{}", reg.port);
+    let push = Pusher::new(
+        reg.port,
+        RegistryAuth::Basic("ci-bot".into(), PASSWORD.into()),
+    );
+    let (digest, _) = push
+        .image("team/app", "2.0.0", "2026-05-01T00:00:00Z", "amd64")
+        .await;
+    let dir = tmp.path().join("kargo");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("w.yaml"),
+        format!("apiVersion: kargo.akuity.io/v1alpha1\nkind: Warehouse\nmetadata: {{ name: app, namespace: demo }}\nspec:\n  subscriptions:\n    - image: {{ repoURL: {host}/team/app }}\n"),
+    )
+    .unwrap();
+    let d = dir.display().to_string();
+    let cache = tmp.path().join("cache").display().to_string();
+    let run = |env: &[(&str, &str)]| {
+        plugin(
+            &[
+                "discover",
+                "warehouse/app",
+                "-n",
+                "demo",
+                "--local",
+                &d,
+                "--cache-dir",
+                &cache,
+                "--dry-run",
+                "-o",
+                "json",
+            ],
+            env,
+        )
+    };
+    let refused = run(&[]);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    let ok = run(&[
+        ("PROMOTE_REGISTRY_USERNAME", "ci-bot"),
+        ("PROMOTE_REGISTRY_PASSWORD", PASSWORD),
+        ("PROMOTE_TOKEN_HOSTS", host.as_str()),
+    ]);
+    assert!(ok.status.success(), "{}", text(&ok));
+    let f: Value = serde_json::from_slice(&ok.stdout).unwrap();
+    assert_eq!(f["images"][0]["digest"], digest.as_str());
+    assert!(!text(&ok).contains(PASSWORD) && !text(&refused).contains(PASSWORD));
+    let asked = tokens.requests.lock().unwrap().len();
+    assert!(asked >= 2, "the token server was asked ({asked} requests)");
+}
