@@ -104,7 +104,18 @@ fn rows(
             ],
             2,
         ),
-        _ => (vec!["NAME", "SHARD", "AGE"], 0),
+        // Kargo's columns, and with -o wide what the last discovery found.
+        _ => (
+            vec![
+                "NAME",
+                "SHARD",
+                "AGE",
+                "READY",
+                "LAST FREIGHT",
+                "DISCOVERED",
+            ],
+            3,
+        ),
     };
     let mut out = Vec::new();
     for o in items {
@@ -176,6 +187,19 @@ fn rows(
             _ => {
                 row.push(s(o, "/spec/shard").to_owned());
                 row.push(age(o));
+                let ready = o
+                    .pointer("/status/conditions")
+                    .and_then(Value::as_array)
+                    .and_then(|cs| cs.iter().find(|c| s(c, "/type") == "Ready"))
+                    .map(|c| format!("{} ({})", s(c, "/status"), s(c, "/reason")))
+                    .unwrap_or_default();
+                row.push(or_none(ready));
+                row.push(or_none(
+                    promote_api::naming::short_name(s(o, "/status/lastFreightID")).to_owned(),
+                ));
+                row.push(or_none(
+                    s(o, "/status/discoveredArtifacts/discoveredAt").to_owned(),
+                ));
             }
         }
         out.push(row);
@@ -282,6 +306,28 @@ fn freight_json(kube: &dyn Api, ns: &str, wanted: &str) -> Result<Value, Error> 
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn warehouses_show_their_last_discovery_when_wide() {
+        let w = json!({"metadata": {"name": "web"}, "spec": {},
+            "status": {"lastFreightID": "0123456789abcdef", "conditions": [{"type": "Ready", "status": "True", "reason": "ArtifactsDiscovered"}],
+                       "discoveredArtifacts": {"discoveredAt": "2026-12-02T10:00:00Z"}}});
+        let (headers, wide, rows) = rows(
+            "warehouses",
+            &[w, json!({"metadata": {"name": "new"}})],
+            false,
+        );
+        assert_eq!(headers.len() - wide, 3, "Kargo's columns without -o wide");
+        assert_eq!(
+            rows[0][3..],
+            [
+                "True (ArtifactsDiscovered)",
+                "0123456",
+                "2026-12-02T10:00:00Z"
+            ]
+        );
+        assert_eq!(rows[1][3..], ["<none>", "<none>", "<none>"]);
+    }
 
     #[test]
     fn stale_promotions_say_so() {

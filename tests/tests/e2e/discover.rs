@@ -645,6 +645,28 @@ spec:
         .unwrap();
     assert_eq!(ready["status"], "True", "{w}");
     assert_eq!(ready["reason"], "ArtifactsDiscovered");
+    // The table says what the last discovery found (-o wide).
+    let table = plugin(
+        &[
+            "--kubeconfig",
+            &kc_s,
+            "--context",
+            "bob",
+            "get",
+            "warehouses",
+            "-n",
+            "disco",
+            "-o",
+            "wide",
+        ],
+        &[],
+    );
+    let table_out = String::from_utf8_lossy(&table.stdout).into_owned();
+    assert!(table_out.starts_with("NAME"), "{}", text(&table));
+    assert!(
+        table_out.contains("True (ArtifactsDiscovered)") && table_out.contains(&name[..7]),
+        "{table_out}"
+    );
     // Once more: nothing new, the same Freight.
     let again = run("bob");
     assert!(again.status.success(), "{}", text(&again));
