@@ -165,25 +165,176 @@ impl Api {
     }
 }
 
-pub(super) fn run(
-    cfg: &Value,
-    rt: &mut Runtime<'_>,
-    _alias: &str,
-) -> Result<StepResult, StepError> {
-    let cfg: Config = config("git-open-pr", cfg)?;
-    let repo = parse_repo(&cfg.repo_url).map_err(|e| fail(format!("git-open-pr: {e}")))?;
-    let provider = match cfg.provider.as_deref() {
+/// The repository and its provider (`provider`, else github.com / gitlab.com by host).
+fn provider_of(step: &str, url: &str, given: Option<&str>) -> Result<(Repo, String), StepError> {
+    let repo = parse_repo(url).map_err(|e| fail(format!("{step}: {e}")))?;
+    let provider = match given {
         Some(p) => p.to_owned(),
         None => match repo.host.as_str() {
             "github.com" => "github".to_owned(),
             "gitlab.com" => "gitlab".to_owned(),
             h => {
                 return Err(fail(format!(
-                    "git-open-pr: cannot tell which provider hosts {h:?}; set provider: github, gitlab or gitea"
+                    "{step}: cannot tell which provider hosts {h:?}; set provider: github, gitlab or gitea"
                 )));
             }
         },
     };
+    Ok((repo, provider))
+}
+
+/// An API client for the provider, with its token (never printed).
+fn api_for(
+    step: &str,
+    url: &str,
+    repo: &Repo,
+    provider: &str,
+    rt: &Runtime<'_>,
+) -> Result<Api, StepError> {
+    let tok = token(provider, url, repo).map_err(fail)?;
+    let mut redactor = rt.mirror_opts.redactor.clone();
+    if let Some(t) = &tok {
+        crate::credentials::redact_all(&mut redactor, "", t);
+        if let Some(why) = crate::credentials::insecure_transport(&repo.base) {
+            return Err(fail(format!("{step}: {why}")));
+        }
+    }
+    let auth = tok.map(|t| match provider {
+        "gitlab" => format!("Bearer {t}"),
+        _ => format!("token {t}"),
+    });
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(30)))
+        .build()
+        .into();
+    Ok(Api {
+        agent,
+        auth,
+        redactor,
+    })
+}
+
+/// The provider's REST base for repository-level calls.
+fn api_base(repo: &Repo, provider: &str) -> String {
+    match provider {
+        "gitlab" => format!(
+            "{}/api/v4/projects/{}",
+            repo.base,
+            crate::kube::percent_encode(&repo.path)
+        ),
+        _ if repo.host == "github.com" => format!("https://api.github.com/repos/{}", repo.path),
+        "github" => format!("{}/api/v3/repos/{}", repo.base, repo.path),
+        _ => format!("{}/api/v1/repos/{}", repo.base, repo.path),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WaitConfig {
+    #[serde(rename = "repoURL")]
+    repo_url: String,
+    pr_number: i64,
+    provider: Option<String>,
+    #[serde(default)]
+    poll_interval: String,
+}
+
+/// `git-wait-for-pr`: wait until the pull request is merged (output `commit`: the merge commit)
+/// or closed without merging (the step fails), asking every `pollInterval` (default 10s) within
+/// `--timeout`, as Kargo's controller re-runs the step.
+fn wait(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepError> {
+    let cfg: WaitConfig = config("git-wait-for-pr", cfg)?;
+    let (repo, provider) = provider_of("git-wait-for-pr", &cfg.repo_url, cfg.provider.as_deref())?;
+    let poll = match cfg.poll_interval.as_str() {
+        "" => std::time::Duration::from_secs(10),
+        p => promote_api::duration::parse(p).map_err(|e| {
+            fail(format!(
+                "git-wait-for-pr: pollInterval {p:?} is not a duration: {e}"
+            ))
+        })?,
+    };
+    if rt.dry_run {
+        return Ok(StepResult::skipped(format!(
+            "dry run: would wait for {provider} pull request #{}",
+            cfg.pr_number
+        )));
+    }
+    let api = api_for("git-wait-for-pr", &cfg.repo_url, &repo, &provider, rt)?;
+    let url = match provider.as_str() {
+        "github" | "gitea" => format!("{}/pulls/{}", api_base(&repo, &provider), cfg.pr_number),
+        "gitlab" => format!(
+            "{}/merge_requests/{}",
+            api_base(&repo, &provider),
+            cfg.pr_number
+        ),
+        other => {
+            return Err(fail(format!(
+                "git-wait-for-pr: provider {other:?} is not supported; use github, gitlab or gitea"
+            )));
+        }
+    };
+    loop {
+        let pr = api.call("GET", &url, None)?;
+        let (merged, closed) = match provider.as_str() {
+            "gitlab" => {
+                let state = pr.get("state").and_then(Value::as_str).unwrap_or_default();
+                (state == "merged", state == "closed")
+            }
+            _ => {
+                let merged = pr.get("merged").and_then(Value::as_bool).unwrap_or(false);
+                let state = pr.get("state").and_then(Value::as_str).unwrap_or_default();
+                (merged, state == "closed" && !merged)
+            }
+        };
+        if merged {
+            let commit = ["merge_commit_sha", "squash_commit_sha"]
+                .iter()
+                .find_map(|k| pr.get(*k).and_then(Value::as_str).filter(|s| !s.is_empty()))
+                .unwrap_or_default()
+                .to_owned();
+            return Ok(StepResult::ok(
+                json!({ "commit": commit }),
+                format!("pull request #{} merged as {commit}", cfg.pr_number),
+            ));
+        }
+        if closed {
+            return Err(fail(format!(
+                "git-wait-for-pr: pull request #{} was closed without being merged",
+                cfg.pr_number
+            )));
+        }
+        if rt
+            .deadline
+            .is_none_or(|d| std::time::Instant::now() + poll >= d)
+        {
+            return Err(StepError::Timeout(format!(
+                "git-wait-for-pr: pull request #{} was still open at the timeout",
+                cfg.pr_number
+            )));
+        }
+        if crate::interrupt::requested().is_some() {
+            return Err(StepError::Stopped(format!(
+                "waiting for pull request #{}",
+                cfg.pr_number
+            )));
+        }
+        rt.note(&format!(
+            "pull request #{} is open; asking again in {:.0}s",
+            cfg.pr_number,
+            poll.as_secs_f64()
+        ));
+        std::thread::sleep(poll);
+    }
+}
+
+pub(super) fn run(
+    cfg: &Value,
+    rt: &mut Runtime<'_>,
+    _alias: &str,
+) -> Result<StepResult, StepError> {
+    let cfg: Config = config("git-open-pr", cfg)?;
+    let (repo, provider) = provider_of("git-open-pr", &cfg.repo_url, cfg.provider.as_deref())?;
     if rt.dry_run {
         return Ok(StepResult::skipped(format!(
             "dry run: would open a {provider} pull request from {} to {}",
@@ -201,28 +352,7 @@ pub(super) fn run(
     } else {
         cfg.title.clone()
     };
-    let tok = token(&provider, &cfg.repo_url, &repo).map_err(fail)?;
-    let mut redactor = rt.mirror_opts.redactor.clone();
-    if let Some(t) = &tok {
-        crate::credentials::redact_all(&mut redactor, "", t);
-        if let Some(why) = crate::credentials::insecure_transport(&repo.base) {
-            return Err(fail(format!("git-open-pr: {why}")));
-        }
-    }
-    let auth = tok.map(|t| match provider.as_str() {
-        "gitlab" => format!("Bearer {t}"),
-        _ => format!("token {t}"),
-    });
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(std::time::Duration::from_secs(30)))
-        .build()
-        .into();
-    let api = Api {
-        agent,
-        auth,
-        redactor,
-    };
+    let api = api_for("git-open-pr", &cfg.repo_url, &repo, &provider, rt)?;
     let (id, url, reused) = match provider.as_str() {
         "github" | "gitea" => {
             let base = if repo.host == "github.com" {
@@ -327,6 +457,25 @@ const GIT_OPEN_PR: Shape = Obj(&[
     ("insecureSkipTLSVerify", false, Bool),
     ("createTargetBranch", false, Bool),
 ]);
+
+const GIT_WAIT_FOR_PR: Shape = Obj(&[
+    ("repoURL", true, Str),
+    ("prNumber", true, Int),
+    ("provider", false, Str),
+    ("insecureSkipTLSVerify", false, Bool),
+    ("pollInterval", false, Str),
+]);
+
+/// The registry entry of `git-wait-for-pr` (`steps::REGISTRY`).
+pub(super) const WAIT: super::Step = super::Step {
+    name: "git-wait-for-pr",
+    summary: "wait until a pull request is merged (its merge commit) or closed (fails)",
+    shape: &GIT_WAIT_FOR_PR,
+    run: |cfg, rt, _| wait(cfg, rt),
+    remote: false,
+    outputs: &["commit"],
+    verify_recorded: None,
+};
 
 /// The registry entry (`steps::REGISTRY`).
 pub(super) const STEP: super::Step = super::Step {

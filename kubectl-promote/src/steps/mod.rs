@@ -96,6 +96,7 @@ pub const REGISTRY: &[&Step] = &[
     &git_tag::STEP,
     &git_push::STEP,
     &git_open_pr::STEP,
+    &git_open_pr::WAIT,
     &argocd_update::STEP,
     &argocd_wait::STEP,
     &set_freight_alias::STEP,

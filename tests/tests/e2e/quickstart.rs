@@ -1184,3 +1184,87 @@ fn yaml_merge_merges_values_files() {
         "Merged 2 YAML files to ./src/out/values.yaml\n- ./src/base/values.yaml\n- ./src/qa/values.yaml"
     );
 }
+
+/// `git-wait-for-pr` against local fakes of GitHub's, GitLab's and Gitea's REST APIs: an open pull
+/// request is asked again until merged (its merge commit is the output), one closed without merging
+/// fails the promotion.
+#[test]
+fn git_wait_for_pr_waits_for_the_merge() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let asked = std::sync::Arc::new(AtomicUsize::new(0));
+    let seen = asked.clone();
+    let api = promote_tests::HttpServer::start(move |req| {
+        let body = match req.target.as_str() {
+            "/api/v3/repos/acme/app/pulls/7" => {
+                if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+                    r#"{"number": 7, "state": "open", "merged": false}"#
+                } else {
+                    r#"{"number": 7, "state": "closed", "merged": true, "merge_commit_sha": "1111111111111111111111111111111111111111"}"#
+                }
+            }
+            "/api/v4/projects/acme%2Fapp/merge_requests/3" => {
+                r#"{"iid": 3, "state": "merged", "merge_commit_sha": "2222222222222222222222222222222222222222"}"#
+            }
+            "/api/v1/repos/acme/app/pulls/5" => {
+                r#"{"number": 5, "state": "closed", "merged": true, "merge_commit_sha": "3333333333333333333333333333333333333333"}"#
+            }
+            "/api/v3/repos/acme/app/pulls/8" => {
+                r#"{"number": 8, "state": "closed", "merged": false}"#
+            }
+            _ => return ("404 Not Found".into(), vec![], b"{}".to_vec()),
+        };
+        (
+            "200 OK".into(),
+            vec![("Content-Type".into(), "application/json".into())],
+            body.as_bytes().to_vec(),
+        )
+    });
+    let repo = format!("http://127.0.0.1:{}/acme/app", api.port);
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let manifests = root.join("kargo");
+    std::fs::create_dir_all(&manifests).unwrap();
+    let stage = |name: &str, steps: &str| {
+        format!(
+            "---\napiVersion: kargo.akuity.io/v1alpha1\nkind: Stage\nmetadata: {{name: {name}, namespace: demo}}\nspec:\n  requestedFreight:\n  - origin: {{kind: Warehouse, name: w}}\n    sources: {{direct: true}}\n  promotionTemplate:\n    spec:\n      steps:\n{steps}"
+        )
+    };
+    let wait = |provider: &str, n: u32| {
+        format!(
+            "      - uses: git-wait-for-pr\n        config: {{repoURL: \"{repo}\", provider: {provider}, prNumber: {n}, pollInterval: 1s}}\n"
+        )
+    };
+    std::fs::write(
+        manifests.join("stages.yaml"),
+        stage("merged", &(wait("github", 7) + &wait("gitlab", 3) + &wait("gitea", 5)))
+            + &stage("closed", &wait("github", 8))
+            + "---\napiVersion: kargo.akuity.io/v1alpha1\nkind: Freight\nmetadata: {namespace: demo}\nalias: a\norigin: {kind: Warehouse, name: w}\nimages: [{repoURL: nginx, tag: 1.27.3}]\n",
+    )
+    .unwrap();
+    let out = promote_local(root, "merged", "a", &["-n", "demo"], &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for sha in [
+        "1111111111111111111111111111111111111111",
+        "2222222222222222222222222222222222222222",
+        "3333333333333333333333333333333333333333",
+    ] {
+        assert!(stdout.contains(&format!("merged as {sha}")), "{stdout}");
+    }
+    assert!(
+        asked.load(Ordering::SeqCst) >= 2,
+        "the open pull request was asked again"
+    );
+    let closed = promote_local(root, "closed", "a", &["-n", "demo"], &[]);
+    assert!(!closed.status.success());
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&closed.stdout),
+        String::from_utf8_lossy(&closed.stderr)
+    );
+    assert!(text.contains("was closed without being merged"), "{text}");
+}
