@@ -53,16 +53,19 @@ pub fn condition(
     c
 }
 
+/// Typed conditions as the JSON `condition` compares with (their `lastTransitionTime` kept).
+pub fn as_values(conditions: &[crate::types::Condition]) -> Vec<Value> {
+    conditions
+        .iter()
+        .filter_map(|c| serde_json::to_value(c).ok())
+        .collect()
+}
+
 fn previous(stage: &Stage) -> Vec<Value> {
     stage
         .status
         .as_ref()
-        .map(|s| {
-            s.conditions
-                .iter()
-                .filter_map(|c| serde_json::to_value(c).ok())
-                .collect()
-        })
+        .map(|s| as_values(&s.conditions))
         .unwrap_or_default()
 }
 

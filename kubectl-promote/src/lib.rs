@@ -36,4 +36,5 @@ pub mod output;
 pub mod promotion;
 pub mod runner;
 pub mod steps;
+pub mod web;
 pub mod yaml_edit;

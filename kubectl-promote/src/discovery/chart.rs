@@ -28,17 +28,12 @@ fn http_versions(
     {
         return Err(DiscoveryError::Failed(why));
     }
-    let mut builder = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(std::time::Duration::from_secs(60)));
-    if sub.insecure_skip_tls_verify {
-        builder = builder.tls_config(
-            ureq::tls::TlsConfig::builder()
-                .disable_verification(true)
-                .build(),
-        );
-    }
-    let agent: ureq::Agent = builder.build().into();
+    let agent: ureq::Agent = crate::web::agent_config(
+        std::time::Duration::from_secs(60),
+        sub.insecure_skip_tls_verify,
+    )
+    .build()
+    .into();
     let mut req = agent.get(&index_url);
     if let Some(l) = login {
         let basic = crate::credentials::base64(format!("{}:{}", l.username, l.password).as_bytes());

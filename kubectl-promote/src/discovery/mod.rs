@@ -402,6 +402,25 @@ pub enum Created {
     Manual,
 }
 
+/// Kargo's `conditions.Set` for this Warehouse: a condition whose status did not change keeps its
+/// `lastTransitionTime`.
+fn condition_maker<'a>(
+    w: &Warehouse,
+    now: &'a str,
+) -> impl Fn(&str, &str, &str, &str) -> Value + 'a {
+    let generation = w.metadata.generation.unwrap_or(0);
+    let previous = w
+        .status
+        .as_ref()
+        .map(|s| promote_api::stage_status::as_values(&s.conditions))
+        .unwrap_or_default();
+    move |kind, status, reason, message| {
+        promote_api::stage_status::condition(
+            &previous, kind, status, reason, message, generation, now,
+        )
+    }
+}
+
 /// The Warehouse status after a successful discovery (Kargo's conditions, reasons and messages).
 pub fn status_after(
     w: &Warehouse,
@@ -410,21 +429,7 @@ pub fn status_after(
     now: &str,
 ) -> Value {
     let generation = w.metadata.generation.unwrap_or(0);
-    let previous: Vec<Value> = w
-        .status
-        .as_ref()
-        .map(|s| {
-            s.conditions
-                .iter()
-                .filter_map(|c| serde_json::to_value(c).ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    let c = |kind: &str, status: &str, reason: &str, message: &str| {
-        promote_api::stage_status::condition(
-            &previous, kind, status, reason, message, generation, now,
-        )
-    };
+    let c = condition_maker(w, now);
     let n = w.spec.subscriptions.len();
     let mut conditions = Vec::new();
     let mut last = w
@@ -498,22 +503,7 @@ pub fn status_after(
 
 /// The Warehouse status after a failed discovery.
 pub fn status_failed(w: &Warehouse, error: &str, now: &str) -> Value {
-    let generation = w.metadata.generation.unwrap_or(0);
-    let previous: Vec<Value> = w
-        .status
-        .as_ref()
-        .map(|s| {
-            s.conditions
-                .iter()
-                .filter_map(|c| serde_json::to_value(c).ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    let c = |kind: &str, status: &str, reason: &str, message: &str| {
-        promote_api::stage_status::condition(
-            &previous, kind, status, reason, message, generation, now,
-        )
-    };
+    let c = condition_maker(w, now);
     json!({
         "conditions": [
             c("Healthy", "False", "DiscoveryFailed", &format!("Unable to discover artifacts: {error}")),

@@ -165,16 +165,7 @@ fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepError> {
     };
     let url = full_url(&cfg);
     let shown = crate::git::redact::strip_userinfo(&cfg.url);
-    let mut builder = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(timeout));
-    if cfg.insecure_skip_tls_verify {
-        builder = builder.tls_config(
-            ureq::tls::TlsConfig::builder()
-                .disable_verification(true)
-                .build(),
-        );
-    }
+    let mut builder = crate::web::agent_config(timeout, cfg.insecure_skip_tls_verify);
     if !cfg.proxy.is_empty() {
         let proxy = ureq::Proxy::new(&cfg.proxy).map_err(|e| {
             fail(format!(

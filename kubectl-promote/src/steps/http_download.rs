@@ -49,17 +49,9 @@ fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepError> {
             cfg.out_path
         )));
     }
-    let mut builder = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(timeout));
-    if cfg.insecure_skip_tls_verify {
-        builder = builder.tls_config(
-            ureq::tls::TlsConfig::builder()
-                .disable_verification(true)
-                .build(),
-        );
-    }
-    let agent: ureq::Agent = builder.build().into();
+    let agent: ureq::Agent = crate::web::agent_config(timeout, cfg.insecure_skip_tls_verify)
+        .build()
+        .into();
     let mut req = agent.get(&with_query(&cfg.url, &cfg.query_params));
     for h in &cfg.headers {
         req = req.header(h.name.as_str(), h.value.as_str());
