@@ -10,7 +10,14 @@ use crate::types::{Promotion, PromotionPhase};
 
 /// Steps that change something outside the promoter's machine. Once recorded as `Succeeded` they
 /// are never run again on resume, and their recorded outputs are never rewritten.
-pub const REMOTE_STEPS: &[&str] = &["git-push", "git-open-pr", "argocd-update", "oci-push"];
+pub const REMOTE_STEPS: &[&str] = &[
+    "git-push",
+    "github-push",
+    "git-open-pr",
+    "git-merge-pr",
+    "argocd-update",
+    "oci-push",
+];
 
 /// Key in `Promotion.status.state` under which the runner records, before it writes an Argo CD
 /// Application, the sources and revisions that write will set (`SyncPlan` by `<namespace>/<name>`).

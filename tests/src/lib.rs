@@ -341,66 +341,75 @@ pub fn git_http(root: &Path, auth: Option<(&str, &str)>) -> HttpServer {
                 b"unauthorized\n".to_vec(),
             );
         }
-        let (path, query) = req.target.split_once('?').unwrap_or((&req.target, ""));
-        let mut cmd = Command::new("git");
-        cmd.arg("http-backend")
-            .env("GIT_PROJECT_ROOT", &root)
-            .env("GIT_HTTP_EXPORT_ALL", "1")
-            .env("REQUEST_METHOD", &req.method)
-            .env("PATH_INFO", path)
-            .env("QUERY_STRING", query)
-            .env("CONTENT_LENGTH", req.body.len().to_string())
-            .env("REMOTE_USER", &user)
-            .env("REMOTE_ADDR", "127.0.0.1")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        if let Some(ct) = req.headers.get("content-type") {
-            cmd.env("CONTENT_TYPE", ct);
-        }
-        if let Some(ce) = req.headers.get("content-encoding") {
-            cmd.env("HTTP_CONTENT_ENCODING", ce);
-        }
-        if let Some(p) = req.headers.get("git-protocol") {
-            cmd.env("GIT_PROTOCOL", p);
-        }
-        let Ok(mut child) = cmd.spawn() else {
-            return ("500 Internal Server Error".into(), vec![], vec![]);
-        };
-        if let Some(mut stdin) = child.stdin.take() {
-            let _ = stdin.write_all(&req.body);
-        }
-        let Ok(out) = child.wait_with_output() else {
-            return ("500 Internal Server Error".into(), vec![], vec![]);
-        };
-        let split = out
-            .stdout
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .map(|i| (i, 4))
-            .or_else(|| {
-                out.stdout
-                    .windows(2)
-                    .position(|w| w == b"\n\n")
-                    .map(|i| (i, 2))
-            });
-        let Some((i, n)) = split else {
-            return ("500 Internal Server Error".into(), vec![], out.stdout);
-        };
-        let head = String::from_utf8_lossy(&out.stdout[..i]).into_owned();
-        let mut status = "200 OK".to_owned();
-        let mut headers = Vec::new();
-        for l in head.lines() {
-            if let Some((k, v)) = l.split_once(':') {
-                if k.eq_ignore_ascii_case("status") {
-                    status = v.trim().to_owned();
-                } else {
-                    headers.push((k.trim().to_owned(), v.trim().to_owned()));
-                }
+        git_http_backend(&root, &user, req)
+    })
+}
+
+/// One request answered by `git http-backend` for the repositories under `root`, as `user`.
+pub fn git_http_backend(
+    root: &Path,
+    user: &str,
+    req: &Request,
+) -> (String, Vec<(String, String)>, Vec<u8>) {
+    let (path, query) = req.target.split_once('?').unwrap_or((&req.target, ""));
+    let mut cmd = Command::new("git");
+    cmd.arg("http-backend")
+        .env("GIT_PROJECT_ROOT", root)
+        .env("GIT_HTTP_EXPORT_ALL", "1")
+        .env("REQUEST_METHOD", &req.method)
+        .env("PATH_INFO", path)
+        .env("QUERY_STRING", query)
+        .env("CONTENT_LENGTH", req.body.len().to_string())
+        .env("REMOTE_USER", user)
+        .env("REMOTE_ADDR", "127.0.0.1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    if let Some(ct) = req.headers.get("content-type") {
+        cmd.env("CONTENT_TYPE", ct);
+    }
+    if let Some(ce) = req.headers.get("content-encoding") {
+        cmd.env("HTTP_CONTENT_ENCODING", ce);
+    }
+    if let Some(p) = req.headers.get("git-protocol") {
+        cmd.env("GIT_PROTOCOL", p);
+    }
+    let Ok(mut child) = cmd.spawn() else {
+        return ("500 Internal Server Error".into(), vec![], vec![]);
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(&req.body);
+    }
+    let Ok(out) = child.wait_with_output() else {
+        return ("500 Internal Server Error".into(), vec![], vec![]);
+    };
+    let split = out
+        .stdout
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| (i, 4))
+        .or_else(|| {
+            out.stdout
+                .windows(2)
+                .position(|w| w == b"\n\n")
+                .map(|i| (i, 2))
+        });
+    let Some((i, n)) = split else {
+        return ("500 Internal Server Error".into(), vec![], out.stdout);
+    };
+    let head = String::from_utf8_lossy(&out.stdout[..i]).into_owned();
+    let mut status = "200 OK".to_owned();
+    let mut headers = Vec::new();
+    for l in head.lines() {
+        if let Some((k, v)) = l.split_once(':') {
+            if k.eq_ignore_ascii_case("status") {
+                status = v.trim().to_owned();
+            } else {
+                headers.push((k.trim().to_owned(), v.trim().to_owned()));
             }
         }
-        (status, headers, out.stdout[i + n..].to_vec())
-    })
+    }
+    (status, headers, out.stdout[i + n..].to_vec())
 }
 
 /// Standard base64.

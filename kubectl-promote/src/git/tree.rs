@@ -593,6 +593,15 @@ impl Checkout {
         self.branch = Some(branch.to_owned());
     }
 
+    /// Continue from `commit` on `branch`, which holds what the local commits held under other ids
+    /// (`github-push` replays them through GitHub's API): nothing is left unpushed.
+    pub fn adopt(&mut self, branch: &str, commit: &str) {
+        self.local.clear();
+        self.upstream = commit.to_owned();
+        self.head = commit.to_owned();
+        self.branch = Some(branch.to_owned());
+    }
+
     /// Every file that differs between the remote commit the checkout is based on and its current
     /// head (committed changes only).
     pub fn committed_changes(&self) -> Result<Vec<FileChange>, GitError> {

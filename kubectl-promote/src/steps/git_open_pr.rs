@@ -29,9 +29,11 @@ struct Config {
     #[serde(default)]
     labels: Vec<String>,
     provider: Option<String>,
+    #[serde(default, rename = "insecureSkipTLSVerify")]
+    insecure_skip_tls_verify: bool,
 }
 
-struct Repo {
+pub(super) struct Repo {
     /// `http(s)://host[:port]`
     base: String,
     host: String,
@@ -39,7 +41,7 @@ struct Repo {
     path: String,
 }
 
-fn parse_repo(url: &str) -> Result<Repo, String> {
+pub(super) fn parse_repo(url: &str) -> Result<Repo, String> {
     let norm = promote_api::urls::normalize_git(url);
     let (scheme, rest) = if let Some(r) = norm.strip_prefix("https://") {
         ("https", r)
@@ -103,21 +105,52 @@ fn token(provider: &str, url: &str, repo: &Repo) -> Result<Option<String>, Strin
         && !crate::credentials::opted_in(authority)
     {
         return Err(format!(
-            "git-open-pr: {name} is not sent to {authority}, which is not {provider}'s public host; hint: if {authority} is your {provider} server, list it in {}={authority}",
+            "{name} is not sent to {authority}, which is not {provider}'s public host; hint: if {authority} is your {provider} server, list it in {}={authority}",
             crate::credentials::ENV_TOKEN_HOSTS
         ));
     }
     Ok(Some(tok))
 }
 
-struct Api {
+pub(super) struct Api {
     agent: ureq::Agent,
     auth: Option<String>,
     redactor: crate::git::Redactor,
+    /// The step's name, for messages.
+    step: &'static str,
 }
 
 impl Api {
-    fn call(&self, method: &str, url: &str, body: Option<&Value>) -> Result<Value, StepError> {
+    /// A call whose non-2xx answer fails the step (401 and 403 with a hint, never their body).
+    pub(super) fn call(
+        &self,
+        method: &str,
+        url: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, StepError> {
+        let (status, value, text) = self.send(method, url, body)?;
+        if !(200..300).contains(&status) {
+            return Err(self.refused(method, url, status, &text));
+        }
+        Ok(value)
+    }
+
+    /// Why a call answered `status` (its body cut to 300 characters and redacted).
+    pub(super) fn refused(&self, method: &str, url: &str, status: u16, text: &str) -> StepError {
+        fail(self.redactor.clean(&format!(
+            "{}: {method} {url} answered {status}: {}",
+            self.step,
+            text.chars().take(300).collect::<String>()
+        )))
+    }
+
+    /// A call and its answer (status, JSON body or null, body text); 401 and 403 fail the step.
+    pub(super) fn send(
+        &self,
+        method: &str,
+        url: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, Value, String), StepError> {
         let mut req = ureq::http::Request::builder()
             .method(method)
             .uri(url)
@@ -142,31 +175,34 @@ impl Api {
         let mut resp = result.map_err(|e| {
             fail(
                 self.redactor
-                    .clean(&format!("git-open-pr: {method} {url}: {e}")),
+                    .clean(&format!("{}: {method} {url}: {e}", self.step)),
             )
         })?;
-        let status = resp.status();
+        let status = resp.status().as_u16();
         let text = resp.body_mut().read_to_string().unwrap_or_default();
-        if status.as_u16() == 401 || status.as_u16() == 403 {
+        if status == 401 || status == 403 {
             // What a server answers to a refused credential may echo it (in any encoding): never
             // printed.
             return Err(fail(format!(
-                "git-open-pr: {method} {} answered {status}; hint: check the token's scopes and that it belongs to this server",
+                "{}: {method} {} answered {status}; hint: check the token's scopes and that it belongs to this server",
+                self.step,
                 self.redactor.clean(url)
             )));
         }
-        if !status.is_success() {
-            return Err(fail(self.redactor.clean(&format!(
-                "git-open-pr: {method} {url} answered {status}: {}",
-                text.chars().take(300).collect::<String>()
-            ))));
-        }
-        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+        Ok((
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::Null),
+            text,
+        ))
     }
 }
 
 /// The repository and its provider (`provider`, else github.com / gitlab.com by host).
-fn provider_of(step: &str, url: &str, given: Option<&str>) -> Result<(Repo, String), StepError> {
+pub(super) fn provider_of(
+    step: &str,
+    url: &str,
+    given: Option<&str>,
+) -> Result<(Repo, String), StepError> {
     let repo = parse_repo(url).map_err(|e| fail(format!("{step}: {e}")))?;
     let provider = match given {
         Some(p) => p.to_owned(),
@@ -184,14 +220,27 @@ fn provider_of(step: &str, url: &str, given: Option<&str>) -> Result<(Repo, Stri
 }
 
 /// An API client for the provider, with its token (never printed).
-fn api_for(
-    step: &str,
+pub(super) fn api_for(
+    step: &'static str,
     url: &str,
     repo: &Repo,
     provider: &str,
+    insecure_skip_tls_verify: bool,
     rt: &Runtime<'_>,
 ) -> Result<Api, StepError> {
-    let tok = token(provider, url, repo).map_err(fail)?;
+    // The URL's own token first, then the project's Kargo credential Secret for the repository
+    // (its password is the token, as Kargo reads it), then the environment's.
+    let (clean, userinfo) = split_userinfo(url);
+    let from_secret = userinfo
+        .is_none()
+        .then(|| crate::credentials::project_credential(&clean, &rt.project_credentials))
+        .flatten()
+        .filter(|c| !c.password.is_empty())
+        .map(|c| c.password.clone());
+    let tok = match from_secret {
+        Some(t) => Some(t),
+        None => token(provider, url, repo).map_err(|e| fail(format!("{step}: {e}")))?,
+    };
     let mut redactor = rt.mirror_opts.redactor.clone();
     if let Some(t) = &tok {
         crate::credentials::redact_all(&mut redactor, "", t);
@@ -203,20 +252,20 @@ fn api_for(
         "gitlab" => format!("Bearer {t}"),
         _ => format!("token {t}"),
     });
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(std::time::Duration::from_secs(30)))
-        .build()
-        .into();
+    let agent: ureq::Agent =
+        crate::web::agent_config(std::time::Duration::from_secs(30), insecure_skip_tls_verify)
+            .build()
+            .into();
     Ok(Api {
         agent,
         auth,
         redactor,
+        step,
     })
 }
 
 /// The provider's REST base for repository-level calls.
-fn api_base(repo: &Repo, provider: &str) -> String {
+pub(super) fn api_base(repo: &Repo, provider: &str) -> String {
     match provider {
         "gitlab" => format!(
             "{}/api/v4/projects/{}",
@@ -238,6 +287,8 @@ struct WaitConfig {
     provider: Option<String>,
     #[serde(default)]
     poll_interval: String,
+    #[serde(default, rename = "insecureSkipTLSVerify")]
+    insecure_skip_tls_verify: bool,
 }
 
 /// `git-wait-for-pr`: wait until the pull request is merged (output `commit`: the merge commit)
@@ -260,7 +311,14 @@ fn wait(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepError> {
             cfg.pr_number
         )));
     }
-    let api = api_for("git-wait-for-pr", &cfg.repo_url, &repo, &provider, rt)?;
+    let api = api_for(
+        "git-wait-for-pr",
+        &cfg.repo_url,
+        &repo,
+        &provider,
+        cfg.insecure_skip_tls_verify,
+        rt,
+    )?;
     let url = match provider.as_str() {
         "github" | "gitea" => format!("{}/pulls/{}", api_base(&repo, &provider), cfg.pr_number),
         "gitlab" => format!(
@@ -352,7 +410,14 @@ pub(super) fn run(
     } else {
         cfg.title.clone()
     };
-    let api = api_for("git-open-pr", &cfg.repo_url, &repo, &provider, rt)?;
+    let api = api_for(
+        "git-open-pr",
+        &cfg.repo_url,
+        &repo,
+        &provider,
+        cfg.insecure_skip_tls_verify,
+        rt,
+    )?;
     let (id, url, reused) = match provider.as_str() {
         "github" | "gitea" => {
             let base = if repo.host == "github.com" {

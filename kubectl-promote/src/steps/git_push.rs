@@ -16,8 +16,8 @@ use crate::git::{GitError, PushOutcome, RemoteRef};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Config {
-    path: String,
+pub(super) struct Config {
+    pub(super) path: String,
     #[serde(default)]
     target_branch: String,
     #[serde(default)]
@@ -28,6 +28,16 @@ struct Config {
     force: bool,
     max_attempts: Option<i64>,
     provider: Option<String>,
+    #[serde(default, rename = "insecureSkipTLSVerify")]
+    pub(super) insecure_skip_tls_verify: bool,
+}
+
+/// How one push attempt ended.
+pub(super) enum Delivery {
+    /// The branch now points at this commit.
+    Pushed(String),
+    /// The remote moved on (or refused a non-fast-forward): why.
+    Rejected(String),
 }
 
 /// Default `maxAttempts`, as Kargo.
@@ -80,7 +90,16 @@ pub fn commit_url(repo_url: &str, commit: &str, provider: Option<&str>) -> Optio
 }
 
 pub(super) fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepError> {
-    let cfg: Config = config("git-push", cfg)?;
+    push(config("git-push", cfg)?, rt, "git-push", None)
+}
+
+/// Push a checkout's commits, over Git or (`github-push`) replayed through GitHub's API.
+pub(super) fn push(
+    cfg: Config,
+    rt: &mut Runtime<'_>,
+    step: &str,
+    via: Option<&super::github_push::Replay>,
+) -> Result<StepResult, StepError> {
     let modes = [
         !cfg.target_branch.is_empty(),
         cfg.generate_target_branch,
@@ -90,17 +109,17 @@ pub(super) fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepE
     .filter(|b| **b)
     .count();
     if modes > 1 {
-        return Err(fail(
-            "git-push: set at most one of targetBranch, generateTargetBranch and tag",
-        ));
+        return Err(fail(format!(
+            "{step}: set at most one of targetBranch, generateTargetBranch and tag"
+        )));
     }
     if cfg.force && !cfg.tag.is_empty() {
-        return Err(fail("git-push: force cannot be used with tag"));
+        return Err(fail(format!("{step}: force cannot be used with tag")));
     }
     let attempts = cfg.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS);
     if attempts < 1 {
         return Err(fail(format!(
-            "git-push: maxAttempts must be at least 1, got {attempts}"
+            "{step}: maxAttempts must be at least 1, got {attempts}"
         )));
     }
     let promotion = rt.ctx.promotion.clone();
@@ -117,7 +136,7 @@ pub(super) fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepE
             Some(b) => (b, cfg.force),
             None => {
                 return Err(fail(format!(
-                    "git-push: the checkout at \"./{}\" is not on a branch (it checked out a commit or tag); set targetBranch",
+                    "{step}: the checkout at \"./{}\" is not on a branch (it checked out a commit or tag); set targetBranch",
                     co.path
                 )));
             }
@@ -174,11 +193,36 @@ pub(super) fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepE
     let mut attempt = 1;
     loop {
         let co = &mut rt.checkouts[idx];
-        let head = co.checkout.head().to_owned();
-        match mirror.push(&head, &branch, force)? {
-            PushOutcome::Pushed => {
-                co.checkout.mark_pushed(&branch);
-                let url = commit_url(&co.repo_url, &head, cfg.provider.as_deref());
+        let local_head = co.checkout.head().to_owned();
+        let outcome = match via {
+            None => match mirror.push(&local_head, &branch, force)? {
+                PushOutcome::Pushed => Delivery::Pushed(local_head.clone()),
+                PushOutcome::Rejected(reason) => Delivery::Rejected(reason),
+            },
+            Some(replay) => replay.push(
+                &mirror,
+                &co.checkout,
+                &branch,
+                force,
+                co.signing_key.is_some(),
+            )?,
+        };
+        match outcome {
+            Delivery::Pushed(head) => {
+                if head == local_head {
+                    co.checkout.mark_pushed(&branch);
+                } else {
+                    // Replayed through an API: the remote's commits carry the same trees under
+                    // new ids; the checkout continues from them.
+                    let tip = mirror.fetch(&RemoteRef::Branch(branch.clone()))?;
+                    co.checkout.adopt(&branch, &tip);
+                }
+                let provider = if via.is_some() {
+                    Some("github")
+                } else {
+                    cfg.provider.as_deref()
+                };
+                let url = commit_url(&co.repo_url, &head, provider);
                 let mut out = json!({ "commit": head, "branch": branch });
                 if let Some(u) = &url {
                     out["commitURL"] = json!(u);
@@ -205,7 +249,7 @@ pub(super) fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepE
                 });
                 return Ok(StepResult::ok(out, msg));
             }
-            PushOutcome::Rejected(reason) => {
+            Delivery::Rejected(reason) => {
                 if attempt >= attempts {
                     return Err(StepError::Git(GitError::Command {
                         command: "push".into(),

@@ -20,9 +20,11 @@ mod file_write;
 mod git_clear;
 mod git_clone;
 mod git_commit;
+mod git_merge_pr;
 mod git_open_pr;
 mod git_push;
 mod git_tag;
+mod github_push;
 mod helm_template;
 mod helm_update_chart;
 mod helm_update_image;
@@ -95,8 +97,10 @@ pub const REGISTRY: &[&Step] = &[
     &git_commit::STEP,
     &git_tag::STEP,
     &git_push::STEP,
+    &github_push::STEP,
     &git_open_pr::STEP,
     &git_open_pr::WAIT,
+    &git_merge_pr::STEP,
     &argocd_update::STEP,
     &argocd_wait::STEP,
     &set_freight_alias::STEP,

@@ -1268,3 +1268,535 @@ fn git_wait_for_pr_waits_for_the_merge() {
     );
     assert!(text.contains("was closed without being merged"), "{text}");
 }
+
+/// `git-merge-pr` against local fakes of GitHub's, GitLab's and Gitea's REST APIs: a pull request
+/// GitHub is still computing is tried again under `wait: true` and then merged with the method
+/// asked for; GitLab's and Gitea's are merged at once; their merge commits are the outputs. A
+/// conflict, a not-ready pull request without `wait`, and a merge method the repository refuses
+/// each fail the promotion with the reason, and an unknown method fails before any request.
+#[test]
+fn git_merge_pr_merges_or_waits() {
+    use std::collections::BTreeSet;
+    use std::sync::{Arc, Mutex};
+    let merged = Arc::new(Mutex::new(BTreeSet::<String>::new()));
+    let looks = Arc::new(Mutex::new(0usize));
+    let (m, l) = (merged.clone(), looks.clone());
+    let api = promote_tests::HttpServer::start(move |req| {
+        let json = |status: &str, body: String| {
+            (
+                status.to_owned(),
+                vec![("Content-Type".into(), "application/json".into())],
+                body.into_bytes(),
+            )
+        };
+        let done = |k: &str| m.lock().unwrap().contains(k);
+        let path = req.target.as_str();
+        let body = String::from_utf8_lossy(&req.body).into_owned();
+        match (req.method.as_str(), path) {
+            ("GET", "/api/v3/repos/acme/app/pulls/7") => {
+                let first = {
+                    let mut n = l.lock().unwrap();
+                    *n += 1;
+                    *n == 1
+                };
+                if done("gh7") {
+                    json("200 OK", r#"{"number": 7, "state": "closed", "merged": true, "merged_at": "2026-12-02T07:00:00Z", "merge_commit_sha": "1111111111111111111111111111111111111111"}"#.into())
+                } else if first {
+                    json("200 OK", r#"{"number": 7, "state": "open", "mergeable": null, "mergeable_state": "unknown"}"#.into())
+                } else {
+                    json("200 OK", r#"{"number": 7, "state": "open", "mergeable": true, "mergeable_state": "clean"}"#.into())
+                }
+            }
+            ("PUT", "/api/v3/repos/acme/app/pulls/7/merge") => {
+                if !body.contains(r#""merge_method":"squash""#) {
+                    return json("422 Unprocessable Entity", format!(r#"{{"message": "unexpected body {body}"}}"#));
+                }
+                m.lock().unwrap().insert("gh7".into());
+                json("200 OK", r#"{"merged": true, "sha": "1111111111111111111111111111111111111111", "message": "Pull Request successfully merged"}"#.into())
+            }
+            ("GET", "/api/v4/projects/acme%2Fapp/merge_requests/3") => {
+                json("200 OK", r#"{"iid": 3, "state": "opened", "draft": false, "detailed_merge_status": "mergeable"}"#.into())
+            }
+            ("PUT", "/api/v4/projects/acme%2Fapp/merge_requests/3/merge") => {
+                json("200 OK", r#"{"iid": 3, "state": "merged", "merge_commit_sha": "2222222222222222222222222222222222222222"}"#.into())
+            }
+            ("GET", "/api/v1/repos/acme/app/pulls/5") => {
+                if done("gitea5") {
+                    json("200 OK", r#"{"number": 5, "state": "closed", "merged": true, "merge_commit_sha": "3333333333333333333333333333333333333333"}"#.into())
+                } else {
+                    json("200 OK", r#"{"number": 5, "state": "open", "merged": false, "mergeable": true}"#.into())
+                }
+            }
+            ("POST", "/api/v1/repos/acme/app/pulls/5/merge") if body.contains(r#""Do":"merge""#) => {
+                m.lock().unwrap().insert("gitea5".into());
+                ("200 OK".into(), vec![], vec![])
+            }
+            ("GET", "/api/v3/repos/acme/app/pulls/8") => {
+                json("200 OK", r#"{"number": 8, "state": "open", "mergeable": false, "mergeable_state": "dirty"}"#.into())
+            }
+            ("GET", "/api/v3/repos/acme/app/pulls/9") => {
+                json("200 OK", r#"{"number": 9, "state": "open", "mergeable": null, "mergeable_state": "unknown"}"#.into())
+            }
+            ("GET", "/api/v3/repos/acme/app/pulls/10") => {
+                json("200 OK", r#"{"number": 10, "state": "open", "mergeable": true, "mergeable_state": "clean"}"#.into())
+            }
+            ("PUT", "/api/v3/repos/acme/app/pulls/10/merge") => {
+                json("405 Method Not Allowed", r#"{"message": "Squash merges are not allowed on this repository."}"#.into())
+            }
+            _ => json("404 Not Found", r#"{"message": "Not Found"}"#.into()),
+        }
+    });
+    let repo = format!("http://127.0.0.1:{}/acme/app", api.port);
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let manifests = root.join("kargo");
+    std::fs::create_dir_all(&manifests).unwrap();
+    let stage = |name: &str, steps: &str| {
+        format!(
+            "---\napiVersion: kargo.akuity.io/v1alpha1\nkind: Stage\nmetadata: {{name: {name}, namespace: demo}}\nspec:\n  requestedFreight:\n  - origin: {{kind: Warehouse, name: w}}\n    sources: {{direct: true}}\n  promotionTemplate:\n    spec:\n      steps:\n{steps}"
+        )
+    };
+    let merge = |provider: &str, n: u32, extra: &str| {
+        format!(
+            "      - uses: git-merge-pr\n        config: {{repoURL: \"{repo}\", provider: {provider}, prNumber: {n}{extra}}}\n"
+        )
+    };
+    std::fs::write(
+        manifests.join("stages.yaml"),
+        stage(
+            "merged",
+            &(merge(
+                "github",
+                7,
+                ", wait: true, pollInterval: 1s, mergeMethod: squash",
+            ) + &merge("gitlab", 3, "")
+                + &merge("gitea", 5, "")),
+        ) + &stage("conflict", &merge("github", 8, ", wait: true"))
+            + &stage("unready", &merge("github", 9, ""))
+            + &stage("refused", &merge("github", 10, ", mergeMethod: squash"))
+            + &stage("badmethod", &merge("github", 10, ", mergeMethod: fast"))
+            + "---\napiVersion: kargo.akuity.io/v1alpha1\nkind: Freight\nmetadata: {namespace: demo}\nalias: a\norigin: {kind: Warehouse, name: w}\nimages: [{repoURL: nginx, tag: 1.27.3}]\n",
+    )
+    .unwrap();
+    let out = promote_local(root, "merged", "a", &["-n", "demo"], &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for sha in [
+        "1111111111111111111111111111111111111111",
+        "2222222222222222222222222222222222222222",
+        "3333333333333333333333333333333333333333",
+    ] {
+        assert!(stdout.contains(&format!("merged as {sha}")), "{stdout}");
+    }
+    assert!(
+        *looks.lock().unwrap() >= 3,
+        "GitHub's pull request was read again"
+    );
+    let before = api.requests.lock().unwrap().len();
+    for (stage, why) in [
+        (
+            "conflict",
+            "pull request 8 has conflicts and cannot be merged",
+        ),
+        (
+            "unready",
+            "pull request 9 is not ready to merge (mergeable_state \"unknown\") and wait is disabled",
+        ),
+        (
+            "refused",
+            "GitHub refused to merge pull request 10: Squash merges are not allowed on this repository.",
+        ),
+        (
+            "badmethod",
+            "unsupported merge method \"fast\" for github; use one of merge, rebase, squash",
+        ),
+    ] {
+        let out = promote_local(root, stage, "a", &["-n", "demo"], &[]);
+        assert!(!out.status.success(), "{stage}");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains(why), "{stage}: {text}");
+    }
+    let sent: Vec<String> = api.requests.lock().unwrap()[before..]
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.target))
+        .collect();
+    assert!(
+        !sent
+            .iter()
+            .any(|r| r.contains("/pulls/8/merge") || r.contains("/pulls/9/merge")),
+        "no merge was attempted for a pull request that cannot be merged: {sent:?}"
+    );
+    assert_eq!(
+        sent.iter().filter(|r| r.contains("/pulls/10")).count(),
+        2,
+        "the refused merge was tried once and the unknown method never sent: {sent:?}"
+    );
+}
+
+/// A local fake of GitHub's Git data API over a real bare repository, plus smart HTTP for the
+/// same repository: what `github-push` talks to. Commits made through the API carry the author
+/// and committer given, else GitHub's own identity (as GitHub does for a token's commits). On the
+/// first branch update, when `race` is set, someone else's commit lands on `main` first and the
+/// update is refused as GitHub refuses a non-fast-forward (422).
+fn fake_github(root: &Path, bare: &Path, token: &str, race: bool) -> promote_tests::HttpServer {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let (root, bare) = (root.to_owned(), bare.to_owned());
+    let auth = format!("token {token}");
+    let raced = AtomicBool::new(!race);
+    promote_tests::HttpServer::start(move |req| {
+        let Some(api) = req.target.strip_prefix("/api/v3/repos/acme/app/") else {
+            return promote_tests::git_http_backend(&root, "anonymous", req);
+        };
+        let json = |status: &str, v: serde_json::Value| {
+            (
+                status.to_owned(),
+                vec![("Content-Type".into(), "application/json".into())],
+                v.to_string().into_bytes(),
+            )
+        };
+        if req.headers.get("authorization") != Some(&auth) {
+            return json(
+                "401 Unauthorized",
+                serde_json::json!({"message": "Bad credentials"}),
+            );
+        }
+        let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap_or_default();
+        let run = |args: &[&str], envs: &[(&str, String)], input: &str| {
+            let mut child = Command::new("git")
+                .args(args)
+                .current_dir(&bare)
+                .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
+            let out = child.wait_with_output().unwrap();
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+            )
+        };
+        match (req.method.as_str(), api) {
+            ("POST", "git/commits") => {
+                let mut args = vec![
+                    "commit-tree".to_owned(),
+                    body["tree"].as_str().unwrap_or_default().to_owned(),
+                ];
+                for p in body["parents"].as_array().cloned().unwrap_or_default() {
+                    args.push("-p".into());
+                    args.push(p.as_str().unwrap_or_default().to_owned());
+                }
+                let who = |k: &str, var: &str| -> Vec<(String, String)> {
+                    let v = &body[k];
+                    if v.is_null() {
+                        vec![
+                            (format!("GIT_{var}_NAME"), "GitHub".into()),
+                            (format!("GIT_{var}_EMAIL"), "noreply@github.com".into()),
+                        ]
+                    } else {
+                        vec![
+                            (
+                                format!("GIT_{var}_NAME"),
+                                v["name"].as_str().unwrap_or_default().into(),
+                            ),
+                            (
+                                format!("GIT_{var}_EMAIL"),
+                                v["email"].as_str().unwrap_or_default().into(),
+                            ),
+                            (
+                                format!("GIT_{var}_DATE"),
+                                v["date"].as_str().unwrap_or_default().into(),
+                            ),
+                        ]
+                    }
+                };
+                let envs: Vec<(String, String)> = who("author", "AUTHOR")
+                    .into_iter()
+                    .chain(who("committer", "COMMITTER"))
+                    .collect();
+                let envs: Vec<(&str, String)> =
+                    envs.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+                let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+                let (ok, sha) = run(&argv, &envs, body["message"].as_str().unwrap_or_default());
+                if !ok {
+                    return json(
+                        "422 Unprocessable Entity",
+                        serde_json::json!({"message": "Tree SHA does not exist"}),
+                    );
+                }
+                json("201 Created", serde_json::json!({"sha": sha}))
+            }
+            ("POST", "git/refs") => {
+                let r = body["ref"].as_str().unwrap_or_default();
+                if run(&["rev-parse", "--verify", "-q", r], &[], "").0 {
+                    return json(
+                        "422 Unprocessable Entity",
+                        serde_json::json!({"message": "Reference already exists"}),
+                    );
+                }
+                run(
+                    &["update-ref", r, body["sha"].as_str().unwrap_or_default()],
+                    &[],
+                    "",
+                );
+                json("201 Created", serde_json::json!({"ref": r}))
+            }
+            ("PATCH", r) if r.starts_with("git/refs/heads/") => {
+                let name = format!("refs/{}", r.trim_start_matches("git/refs/"));
+                let sha = body["sha"].as_str().unwrap_or_default();
+                if !raced.swap(true, Ordering::SeqCst) {
+                    // Someone else's commit lands first.
+                    let (_, tip) = run(&["rev-parse", &name], &[], "");
+                    let (_, blob) = run(&["hash-object", "-w", "--stdin"], &[], "other\n");
+                    let (_, tree) =
+                        run(&["mktree"], &[], &format!("100644 blob {blob}\tOTHER.md\n"));
+                    let (_, base_tree) = run(&["rev-parse", &format!("{tip}^{{tree}}")], &[], "");
+                    let _ = tree;
+                    let (_, listing) = run(&["ls-tree", &base_tree], &[], "");
+                    let (_, merged_tree) = run(
+                        &["mktree"],
+                        &[],
+                        &format!("{listing}\n100644 blob {blob}\tOTHER.md\n"),
+                    );
+                    let envs = [
+                        ("GIT_AUTHOR_NAME", "Someone".to_owned()),
+                        ("GIT_AUTHOR_EMAIL", "someone@example.com".to_owned()),
+                        ("GIT_COMMITTER_NAME", "Someone".to_owned()),
+                        ("GIT_COMMITTER_EMAIL", "someone@example.com".to_owned()),
+                    ];
+                    let (_, other) = run(
+                        &[
+                            "commit-tree",
+                            &merged_tree,
+                            "-p",
+                            &tip,
+                            "-m",
+                            "someone else",
+                        ],
+                        &envs,
+                        "",
+                    );
+                    run(&["update-ref", &name, &other], &[], "");
+                    return json(
+                        "422 Unprocessable Entity",
+                        serde_json::json!({"message": "Update is not a fast forward"}),
+                    );
+                }
+                let forced = body["force"].as_bool().unwrap_or(false);
+                let (_, tip) = run(&["rev-parse", &name], &[], "");
+                if !forced && !run(&["merge-base", "--is-ancestor", &tip, sha], &[], "").0 {
+                    return json(
+                        "422 Unprocessable Entity",
+                        serde_json::json!({"message": "Update is not a fast forward"}),
+                    );
+                }
+                run(&["update-ref", &name, sha], &[], "");
+                json(
+                    "200 OK",
+                    serde_json::json!({"ref": name, "object": {"sha": sha}}),
+                )
+            }
+            ("DELETE", r) if r.starts_with("git/refs/") => {
+                run(
+                    &[
+                        "update-ref",
+                        "-d",
+                        &format!("refs/{}", r.trim_start_matches("git/refs/")),
+                    ],
+                    &[],
+                    "",
+                );
+                ("204 No Content".into(), vec![], vec![])
+            }
+            _ => json("404 Not Found", serde_json::json!({"message": "Not Found"})),
+        }
+    })
+}
+
+/// `github-push` against a local fake of GitHub's API over a real repository: the commit is
+/// replayed through the API with its author and committer kept (it is not signed), the branch
+/// moves to the replayed commit, the staging ref is gone; a branch that moved on meanwhile is
+/// integrated and the push retried; `generateTargetBranch` creates the branch; the token is
+/// never printed.
+#[test]
+fn github_push_replays_commits_through_the_api() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let served = root.join("served");
+    let bare = bare_repo(
+        &served.join("acme"),
+        "app",
+        &[("values.yaml", "image:\n  tag: \"1.0\"\n")],
+    );
+    let key = root.join("signing_key");
+    let keygen = Command::new("ssh-keygen")
+        .args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            "promoter@example.com",
+            "-f",
+        ])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(keygen.success());
+    for (name, race, signed) in [
+        ("test", false, false),
+        ("race", true, false),
+        ("signed", false, true),
+    ] {
+        let api = fake_github(&served, &bare, "s3cret-token", race);
+        let author = if signed {
+            format!(
+                ", author: {{name: Promoter, email: promoter@example.com, signingKey: \"{}\"}}",
+                key.display()
+            )
+        } else {
+            String::new()
+        };
+        let url = format!("http://127.0.0.1:{}/acme/app.git", api.port);
+        let manifests = root.join("kargo");
+        std::fs::create_dir_all(&manifests).unwrap();
+        let stage = |name: &str, push: &str| {
+            format!(
+                "---\napiVersion: kargo.akuity.io/v1alpha1\nkind: Stage\nmetadata: {{name: {name}, namespace: demo}}\nspec:\n  requestedFreight:\n  - origin: {{kind: Warehouse, name: w}}\n    sources: {{direct: true}}\n  promotionTemplate:\n    spec:\n      steps:\n      - uses: git-clone\n        config: {{repoURL: \"{url}\", checkout: [{{branch: main, path: ./src}}]{author}}}\n      - uses: yaml-update\n        config: {{path: ./src/values.yaml, updates: [{{key: image.tag, value: \"{name}\"}}]}}\n      - uses: git-commit\n        config: {{path: ./src, message: \"bump to {name}\"}}\n      - uses: github-push\n        as: push\n        config: {{path: ./src{push}}}\n"
+            )
+        };
+        std::fs::write(
+            manifests.join("stages.yaml"),
+            stage(name, "")
+                + &stage("pr", ", generateTargetBranch: true")
+                + "---\napiVersion: kargo.akuity.io/v1alpha1\nkind: Freight\nmetadata: {namespace: demo}\nalias: a\norigin: {kind: Warehouse, name: w}\nimages: [{repoURL: nginx, tag: 1.27.3}]\n",
+        )
+        .unwrap();
+        let env = [
+            ("GITHUB_TOKEN", "s3cret-token"),
+            ("PROMOTE_TOKEN_HOSTS", &*format!("127.0.0.1:{}", api.port)),
+            ("GIT_CONFIG_COUNT", "1"),
+            ("GIT_CONFIG_KEY_0", "gpg.format"),
+            ("GIT_CONFIG_VALUE_0", "ssh"),
+        ];
+        let before = git(&bare, &["rev-parse", "main"]);
+        let out = promote_local(root, name, "a", &["-n", "demo"], &env);
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        );
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        assert!(
+            !stdout.contains("s3cret") && !stderr.contains("s3cret"),
+            "the token was printed"
+        );
+        let tip = git(&bare, &["rev-parse", "main"]);
+        assert_ne!(tip, before);
+        assert_eq!(
+            git(&bare, &["show", "main:values.yaml"]),
+            format!("image:\n  tag: \"{name}\"")
+        );
+        assert_eq!(
+            git(&bare, &["log", "-1", "--format=%s", "main"]),
+            format!("bump to {name}")
+        );
+        let author = git(
+            &bare,
+            &["log", "-1", "--format=%an <%ae>|%cn <%ce>", "main"],
+        );
+        if signed {
+            assert_eq!(
+                author, "GitHub <noreply@github.com>|GitHub <noreply@github.com>",
+                "a commit signed by the git-clone step's key is left to GitHub to attribute and sign"
+            );
+        } else {
+            assert!(
+                !author.contains("GitHub"),
+                "an unsigned commit keeps its author and committer: {author}"
+            );
+        }
+        assert!(
+            stdout.contains(&format!("pushed {} to main", &tip[..12])),
+            "{stdout}"
+        );
+        if race {
+            assert!(stdout.contains("after 1 retry"), "{stdout}");
+            assert_eq!(
+                git(&bare, &["log", "-1", "--format=%s", "main~1"]),
+                "someone else"
+            );
+            assert_eq!(git(&bare, &["show", "main:OTHER.md"]), "other");
+        } else {
+            assert_eq!(
+                git(&bare, &["rev-parse", "main~1"]),
+                before,
+                "one commit replayed on the old tip"
+            );
+        }
+        assert_eq!(
+            git(&bare, &["for-each-ref", "refs/kargo"]),
+            "",
+            "the staging ref is deleted"
+        );
+        let sent: Vec<String> = api
+            .requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.target.starts_with("/api/"))
+            .map(|r| format!("{} {}", r.method, r.target))
+            .collect();
+        assert!(
+            sent.contains(&"POST /api/v3/repos/acme/app/git/commits".to_owned()),
+            "{sent:?}"
+        );
+        assert!(
+            sent.contains(&"PATCH /api/v3/repos/acme/app/git/refs/heads/main".to_owned()),
+            "{sent:?}"
+        );
+        if name == "test" {
+            let pr = promote_local(root, "pr", "a", &["-n", "demo"], &env);
+            let stdout = String::from_utf8_lossy(&pr.stdout).into_owned();
+            assert!(
+                pr.status.success(),
+                "{stdout}\n{}",
+                String::from_utf8_lossy(&pr.stderr)
+            );
+            let branches = git(
+                &bare,
+                &[
+                    "for-each-ref",
+                    "--format=%(refname:short)",
+                    "refs/heads/kargo/promotion",
+                ],
+            );
+            assert!(branches.starts_with("kargo/promotion/pr."), "{branches}");
+            assert_eq!(
+                git(&bare, &["show", &format!("{branches}:values.yaml")]),
+                "image:\n  tag: \"pr\""
+            );
+            let tip = git(&bare, &["rev-parse", &branches]);
+            assert!(
+                stdout.contains(&format!("pushed {} to {branches}", &tip[..12])),
+                "{stdout}"
+            );
+        }
+    }
+}
