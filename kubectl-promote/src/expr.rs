@@ -5,12 +5,17 @@
 //! `${{ quote(x) }}` keeps a number a string), else a number, else a boolean, else JSON, else the
 //! string. Delimiters are `${{ }}` and `${% %}`.
 //!
-//! The language is the subset of expr-lang that promotion configs use: literals, `vars`, `ctx`,
-//! `outputs`, `task`, member and index access (`a.b`, `a['b-c']`, `a?.b`), calls, `!`/`not`,
-//! `+ - * /`, comparisons, `&&`/`and`, `||`/`or`, `??`, and `c ? a : b`. Functions: `quote`,
-//! `unsafeQuote`, `asJSON`, `commitFrom`, `imageFrom`, `chartFrom`, `warehouse`, and in `if`:
-//! `success()`, `failure()`, `always()`.
+//! The language is expr-lang, as in Kargo, evaluated by the `expr-lang` crate with its builtins
+//! (`upper`, `split`, `toJSON`, `now()`, `date()`, `duration()`, `filter`, `map`, ...) and Kargo's
+//! functions registered next to them: `quote`, `unsafeQuote`, `asJSON`, `asYAML`, `warehouse`,
+//! `commitFrom`, `imageFrom`, `chartFrom`, `artifactFrom`, `freightMetadata`, `stageMetadata`,
+//! `configMap`, `secret`, `sharedConfigMap`, `sharedSecret`, `semverDiff`, `semverParse`,
+//! `success`, `failure`, `always`, `status`. Go methods on values (`response.header(name)`,
+//! `semverParse(v).IncMinor().String()`) have no counterpart in the crate, so calls of those
+//! method names are rewritten into calls of hidden functions before compiling
+//! ([`rewrite_methods`]).
 
+use expr::Value as X;
 use serde_json::{Map, Value, json};
 
 /// An expression failed to parse or evaluate.
@@ -23,8 +28,39 @@ pub struct ExprError {
     pub message: String,
 }
 
-/// Functions whose results depend on the promotion (freight lookups, step status).
-pub trait Functions {
+/// What the cluster-backed functions read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lookup {
+    /// `configMap(name)`: the project's ConfigMap's data.
+    ConfigMap,
+    /// `secret(name)`: the project's Secret's data, decoded.
+    Secret,
+    /// `sharedConfigMap(name)`: a ConfigMap of the shared resources namespace.
+    SharedConfigMap,
+    /// `sharedSecret(name)`: a generic-credentials Secret of the shared resources namespace.
+    SharedSecret,
+    /// `stageMetadata(name)`: a Stage's `status.metadata`.
+    StageMetadata,
+    /// `freightMetadata(name)`: a Freight's `status.metadata`.
+    FreightMetadata,
+}
+
+impl Lookup {
+    /// The function's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Lookup::ConfigMap => "configMap",
+            Lookup::Secret => "secret",
+            Lookup::SharedConfigMap => "sharedConfigMap",
+            Lookup::SharedSecret => "sharedSecret",
+            Lookup::StageMetadata => "stageMetadata",
+            Lookup::FreightMetadata => "freightMetadata",
+        }
+    }
+}
+
+/// Functions whose results depend on the promotion (freight lookups, step status, the cluster).
+pub trait Functions: Sync {
     /// `commitFrom(repoURL[, origin])`.
     fn commit_from(&self, repo: &str, origin: Option<&Value>) -> Result<Value, String>;
     /// `imageFrom(repoURL[, origin])`.
@@ -40,246 +76,180 @@ pub trait Functions {
     fn all_succeeded(&self) -> bool {
         true
     }
+    /// `status(alias)`: the status of an earlier step of the promotion (`""` when none ran).
+    fn step_status(&self, _alias: &str) -> String {
+        String::new()
+    }
+    /// `configMap()`, `secret()`, `stageMetadata()`, ...: what the cluster holds (empty map, or
+    /// nil for metadata, when the object does not exist).
+    fn lookup(&self, what: Lookup, _name: &str) -> Result<Value, String> {
+        Err(format!("{}() needs a cluster", what.name()))
+    }
 }
 
-#[derive(Clone, Debug, PartialEq)]
-enum Tok {
-    Num(f64),
-    Str(String),
-    Ident(String),
-    Op(&'static str),
-}
+/// The Go methods Kargo's expressions call on values, rewritten into hidden functions.
+const METHODS: &[&str] = &[
+    "header",
+    "Major",
+    "Minor",
+    "Patch",
+    "Prerelease",
+    "Metadata",
+    "IncMajor",
+    "IncMinor",
+    "IncPatch",
+    "String",
+    "Original",
+];
 
-fn lex(src: &str) -> Result<Vec<Tok>, String> {
-    let mut out = Vec::new();
-    let chars: Vec<char> = src.chars().collect();
+/// The byte offsets of string literals in `src` (start, end exclusive).
+fn string_spans(src: &str) -> Vec<(usize, usize)> {
+    let b = src.as_bytes();
+    let mut spans = Vec::new();
     let mut i = 0;
-    const OPS: [&str; 24] = [
-        "??", "?.", "==", "!=", "<=", ">=", "&&", "||", "(", ")", "[", "]", ".", ",", "!", "+",
-        "-", "*", "/", "<", ">", "?", ":", "%",
-    ];
-    while i < chars.len() {
-        let c = chars[i];
-        if c.is_whitespace() {
-            i += 1;
-        } else if c.is_ascii_digit() {
+    while i < b.len() {
+        let q = b[i];
+        if q == b'"' || q == b'\'' || q == b'`' {
             let start = i;
-            while i < chars.len()
-                && (chars[i].is_ascii_digit()
-                    || chars[i] == '.' && chars.get(i + 1).is_some_and(char::is_ascii_digit))
-            {
-                i += 1;
-            }
-            let s: String = chars[start..i].iter().collect();
-            out.push(Tok::Num(
-                s.parse().map_err(|_| format!("bad number {s:?}"))?,
-            ));
-        } else if c == '"' || c == '\'' || c == '`' {
-            let quote = c;
             i += 1;
-            let mut s = String::new();
-            loop {
-                let Some(&ch) = chars.get(i) else {
-                    return Err("unterminated string".into());
-                };
-                i += 1;
-                match ch {
-                    ch if ch == quote => break,
-                    '\\' if quote != '`' => {
-                        let Some(&e) = chars.get(i) else {
-                            return Err("unterminated string".into());
-                        };
-                        i += 1;
-                        s.push(match e {
-                            'n' => '\n',
-                            't' => '\t',
-                            'r' => '\r',
-                            other => other,
-                        });
-                    }
-                    ch => s.push(ch),
+            while i < b.len() && b[i] != q {
+                if b[i] == b'\\' && q != b'`' {
+                    i += 1;
                 }
-            }
-            out.push(Tok::Str(s));
-        } else if c.is_alphabetic() || c == '_' || c == '$' {
-            let start = i;
-            while i < chars.len()
-                && (chars[i].is_alphanumeric() || chars[i] == '_' || chars[i] == '$')
-            {
                 i += 1;
             }
-            out.push(Tok::Ident(chars[start..i].iter().collect()));
+            i = (i + 1).min(b.len());
+            spans.push((start, i));
         } else {
-            let rest: String = chars[i..chars.len().min(i + 2)].iter().collect();
-            let op = OPS
-                .iter()
-                .find(|op| rest.starts_with(**op))
-                .ok_or_else(|| format!("unexpected character {c:?}"))?;
-            i += op.chars().count();
-            out.push(Tok::Op(op));
+            i += 1;
         }
     }
-    Ok(out)
+    spans
 }
 
-#[derive(Debug)]
-enum Ast {
-    Lit(Value),
-    Ident(String),
-    Member(Box<Ast>, Box<Ast>, bool),
-    Call(String, Vec<Ast>),
-    /// `value.name(args)`: a method of a value (`response.header("X")` in `http`).
-    Method(Box<Ast>, String, Vec<Ast>),
-    Unary(&'static str, Box<Ast>),
-    Binary(&'static str, Box<Ast>, Box<Ast>),
-    Cond(Box<Ast>, Box<Ast>, Box<Ast>),
-}
-
-struct P {
-    toks: Vec<Tok>,
-    pos: usize,
-}
-
-impl P {
-    fn peek(&self) -> Option<&Tok> {
-        self.toks.get(self.pos)
-    }
-    fn next(&mut self) -> Option<Tok> {
-        let t = self.toks.get(self.pos).cloned();
-        self.pos += 1;
-        t
-    }
-    fn eat(&mut self, op: &str) -> bool {
-        if matches!(self.peek(), Some(Tok::Op(o)) if *o == op) {
-            self.pos += 1;
-            true
-        } else {
-            false
-        }
-    }
-    fn expect(&mut self, op: &str) -> Result<(), String> {
-        if self.eat(op) {
-            Ok(())
-        } else {
-            Err(format!("expected {op:?}"))
-        }
-    }
-
-    fn binary_op(&self) -> Option<(&'static str, u8)> {
-        match self.peek()? {
-            Tok::Op("??") => Some(("??", 1)),
-            Tok::Op("||") => Some(("||", 2)),
-            Tok::Ident(w) if w == "or" => Some(("||", 2)),
-            Tok::Op("&&") => Some(("&&", 3)),
-            Tok::Ident(w) if w == "and" => Some(("&&", 3)),
-            Tok::Op(o @ ("==" | "!=" | "<" | ">" | "<=" | ">=")) => Some((o, 4)),
-            Tok::Op(o @ ("+" | "-")) => Some((o, 5)),
-            Tok::Op(o @ ("*" | "/" | "%")) => Some((o, 6)),
-            _ => None,
-        }
-    }
-
-    fn expr(&mut self, min: u8) -> Result<Ast, String> {
-        let mut lhs = self.unary()?;
-        while let Some((op, prec)) = self.binary_op() {
-            if prec < min {
-                break;
-            }
-            self.pos += 1;
-            let rhs = self.expr(prec + 1)?;
-            lhs = Ast::Binary(op, Box::new(lhs), Box::new(rhs));
-        }
-        if min == 0 && self.eat("?") {
-            let a = self.expr(0)?;
-            self.expect(":")?;
-            let b = self.expr(0)?;
-            lhs = Ast::Cond(Box::new(lhs), Box::new(a), Box::new(b));
-        }
-        Ok(lhs)
-    }
-
-    fn unary(&mut self) -> Result<Ast, String> {
-        if self.eat("!") {
-            return Ok(Ast::Unary("!", Box::new(self.unary()?)));
-        }
-        if matches!(self.peek(), Some(Tok::Ident(w)) if w == "not") {
-            self.pos += 1;
-            return Ok(Ast::Unary("!", Box::new(self.unary()?)));
-        }
-        if self.eat("-") {
-            return Ok(Ast::Unary("-", Box::new(self.unary()?)));
-        }
-        self.postfix()
-    }
-
-    fn postfix(&mut self) -> Result<Ast, String> {
-        let mut node = match self.next().ok_or("unexpected end of expression")? {
-            Tok::Num(n) => Ast::Lit(num(n)),
-            Tok::Str(s) => Ast::Lit(Value::String(s)),
-            Tok::Ident(w) => match w.as_str() {
-                "true" => Ast::Lit(Value::Bool(true)),
-                "false" => Ast::Lit(Value::Bool(false)),
-                "nil" => Ast::Lit(Value::Null),
-                _ if self.eat("(") => {
-                    let mut args = Vec::new();
-                    if !self.eat(")") {
-                        loop {
-                            args.push(self.expr(0)?);
-                            if self.eat(")") {
-                                break;
-                            }
-                            self.expect(",")?;
-                        }
-                    }
-                    Ast::Call(w, args)
-                }
-                _ => Ast::Ident(w),
-            },
-            Tok::Op("(") => {
-                let e = self.expr(0)?;
-                self.expect(")")?;
-                e
-            }
-            Tok::Op(o) => return Err(format!("unexpected {o:?}")),
-        };
-        loop {
-            let optional = if self.eat("?.") {
-                true
-            } else if self.eat(".") {
-                false
-            } else if self.eat("[") {
-                let idx = self.expr(0)?;
-                self.expect("]")?;
-                node = Ast::Member(Box::new(node), Box::new(idx), false);
+/// Rewrite `receiver.Method(args)` (also `?.`) into `__Method(receiver, args)` for the methods
+/// in [`METHODS`], outside string literals; the receiver is the postfix expression before the dot
+/// (names, member and index access, calls, literals).
+pub fn rewrite_methods(src: &str) -> String {
+    let mut s = src.to_owned();
+    'outer: loop {
+        let spans = string_spans(&s);
+        let inside = |i: usize| spans.iter().any(|(a, b)| i >= *a && i < *b);
+        let bytes = s.as_bytes();
+        for (dot, _) in s.match_indices('.') {
+            if inside(dot) {
                 continue;
-            } else {
-                break;
+            }
+            let rest = &s[dot + 1..];
+            let Some(name) = METHODS
+                .iter()
+                .find(|m| rest.starts_with(**m) && rest[m.len()..].starts_with('('))
+            else {
+                continue;
             };
-            match self.next() {
-                Some(Tok::Ident(name)) if self.eat("(") => {
-                    let mut args = Vec::new();
-                    if !self.eat(")") {
-                        loop {
-                            args.push(self.expr(0)?);
-                            if self.eat(")") {
+            // The receiver: scan back over a postfix expression.
+            let end = if dot > 0 && bytes[dot - 1] == b'?' {
+                dot - 1
+            } else {
+                dot
+            };
+            let mut i = end;
+            while i > 0 {
+                let c = bytes[i - 1];
+                if c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c == b'.' || c == b'?' {
+                    i -= 1;
+                } else if c == b')' || c == b']' {
+                    let (open, close) = if c == b')' {
+                        (b'(', b')')
+                    } else {
+                        (b'[', b']')
+                    };
+                    let mut depth = 0usize;
+                    let mut j = i;
+                    while j > 0 {
+                        j -= 1;
+                        if let Some((a, _)) = spans.iter().find(|(a, b)| j >= *a && j < *b) {
+                            j = *a;
+                            continue;
+                        }
+                        if bytes[j] == close {
+                            depth += 1;
+                        } else if bytes[j] == open {
+                            depth -= 1;
+                            if depth == 0 {
                                 break;
                             }
-                            self.expect(",")?;
                         }
                     }
-                    node = Ast::Method(Box::new(node), name, args);
+                    i = j;
+                } else if let Some((a, _)) = spans.iter().find(|(_, b)| *b == i) {
+                    i = *a;
+                } else {
+                    break;
                 }
-                Some(Tok::Ident(name)) => {
-                    node = Ast::Member(
-                        Box::new(node),
-                        Box::new(Ast::Lit(Value::String(name))),
-                        optional,
-                    )
-                }
-                _ => return Err("expected a field name after '.'".into()),
             }
+            if i == end {
+                continue;
+            }
+            let receiver = s[i..end].to_owned();
+            let args = &s[dot + 1 + name.len() + 1..];
+            let sep = if args.trim_start().starts_with(')') {
+                ""
+            } else {
+                ", "
+            };
+            s = format!("{}__{name}({receiver}{sep}{args}", &s[..i]);
+            continue 'outer;
         }
-        Ok(node)
+        return s;
+    }
+}
+
+/// serde_json → expr-lang.
+fn to_x(v: &Value) -> X {
+    match v {
+        Value::Null => X::Nil,
+        Value::Bool(b) => X::Bool(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => X::Integer(i),
+            None => X::Float(n.as_f64().unwrap_or_default()),
+        },
+        Value::String(s) => X::String(s.clone()),
+        Value::Array(a) => X::Array(a.iter().map(to_x).collect()),
+        Value::Object(m) => X::Map(m.iter().map(|(k, v)| (k.clone(), to_x(v))).collect()),
+    }
+}
+
+/// expr-lang → serde_json, as Go's `encoding/json` would write the value: times as RFC 3339,
+/// durations as nanoseconds, bytes as base64, a parsed version as its string.
+fn from_x(v: &X) -> Value {
+    match v {
+        X::Nil => Value::Null,
+        X::Bool(b) => Value::Bool(*b),
+        X::Integer(i) => json!(i),
+        X::Float(f) => num(*f),
+        X::String(s) => Value::String(s.clone()),
+        X::Array(a) => Value::Array(a.iter().map(from_x).collect()),
+        X::Map(m) => match semver_of(v) {
+            Some(ver) => Value::String(ver.string()),
+            None => Value::Object(m.iter().map(|(k, v)| (k.clone(), from_x(v))).collect()),
+        },
+        X::KeyedMap(pairs) => Value::Object(
+            pairs
+                .iter()
+                .map(|(k, v)| {
+                    let key = match k {
+                        X::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    (key, from_x(v))
+                })
+                .collect(),
+        ),
+        X::Bytes(b) => Value::String(crate::credentials::base64(b)),
+        X::DateTime(d) => Value::String(d.to_rfc3339()),
+        X::Duration(ns) => json!(ns),
+        other => Value::String(other.to_string()),
     }
 }
 
@@ -289,19 +259,6 @@ fn num(n: f64) -> Value {
     } else {
         serde_json::Number::from_f64(n).map_or(Value::Null, Value::Number)
     }
-}
-
-fn truthy(v: &Value) -> bool {
-    match v {
-        Value::Null => false,
-        Value::Bool(b) => *b,
-        _ => true,
-    }
-}
-
-fn as_str<'a>(v: &'a Value, what: &str) -> Result<&'a str, String> {
-    v.as_str()
-        .ok_or_else(|| format!("{what} must be a string, got {v}"))
 }
 
 /// JSON as Go's `encoding/json` writes it: map keys sorted.
@@ -329,209 +286,341 @@ fn go_quote(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_default()
 }
 
-struct Eval<'a> {
-    env: &'a Map<String, Value>,
-    funcs: &'a dyn Functions,
+/// A version as Masterminds/semver keeps it (`semverParse`).
+#[derive(Clone, Debug, PartialEq)]
+struct Ver {
+    major: u64,
+    minor: u64,
+    patch: u64,
+    pre: String,
+    meta: String,
+    original: String,
 }
 
-impl Eval<'_> {
-    fn eval(&self, ast: &Ast) -> Result<Value, String> {
-        Ok(match ast {
-            Ast::Lit(v) => v.clone(),
-            Ast::Ident(name) => self
-                .env
-                .get(name)
-                .cloned()
-                .ok_or_else(|| format!("unknown name {name:?}"))?,
-            Ast::Member(obj, key, optional) => {
-                let o = self.eval(obj)?;
-                let k = self.eval(key)?;
-                match (&o, &k) {
-                    (Value::Null, _) if *optional => Value::Null,
-                    (Value::Null, Value::String(k)) => {
-                        return Err(format!("cannot fetch {k:?} from nil"));
-                    }
-                    (Value::Object(m), Value::String(k)) => {
-                        m.get(k).cloned().unwrap_or(Value::Null)
-                    }
-                    (Value::Array(a), Value::Number(n)) => {
-                        let i = n.as_i64().ok_or("index must be an integer")?;
-                        let i = if i < 0 { a.len() as i64 + i } else { i };
-                        a.get(usize::try_from(i).map_err(|_| "index out of range")?)
-                            .cloned()
-                            .ok_or("index out of range")?
-                    }
-                    (o, k) => return Err(format!("cannot index {} with {k}", type_name(o))),
-                }
-            }
-            Ast::Unary("!", e) => Value::Bool(!truthy(&self.eval(e)?)),
-            Ast::Unary(_, e) => match self.eval(e)?.as_f64() {
-                Some(n) => num(-n),
-                None => return Err("'-' needs a number".into()),
-            },
-            Ast::Binary(op, a, b) => self.binary(op, a, b)?,
-            Ast::Cond(c, a, b) => {
-                if truthy(&self.eval(c)?) {
-                    self.eval(a)?
-                } else {
-                    self.eval(b)?
-                }
-            }
-            Ast::Call(name, args) => self.call(name, args)?,
-            Ast::Method(base, name, args) => self.method(base, name, args)?,
+/// The marker key of a parsed version held as an expr map.
+const SEMVER_KEY: &str = "__semver";
+
+impl Ver {
+    fn parse(s: &str) -> Option<Ver> {
+        let v = crate::discovery::versions::parse_loose(s)?;
+        Some(Ver {
+            major: v.major,
+            minor: v.minor,
+            patch: v.patch,
+            pre: v.pre.to_string(),
+            meta: v.build.to_string(),
+            original: s.to_owned(),
         })
     }
-
-    fn binary(&self, op: &str, a: &Ast, b: &Ast) -> Result<Value, String> {
-        match op {
-            "&&" => {
-                return Ok(Value::Bool(
-                    truthy(&self.eval(a)?) && truthy(&self.eval(b)?),
-                ));
-            }
-            "||" => {
-                return Ok(Value::Bool(
-                    truthy(&self.eval(a)?) || truthy(&self.eval(b)?),
-                ));
-            }
-            "??" => {
-                let l = self.eval(a)?;
-                return if l.is_null() { self.eval(b) } else { Ok(l) };
-            }
-            _ => {}
+    fn string(&self) -> String {
+        let mut out = format!("{}.{}.{}", self.major, self.minor, self.patch);
+        if !self.pre.is_empty() {
+            out.push('-');
+            out.push_str(&self.pre);
         }
-        let (l, r) = (self.eval(a)?, self.eval(b)?);
-        Ok(match (op, &l, &r) {
-            ("==", ..) => Value::Bool(loose_eq(&l, &r)),
-            ("!=", ..) => Value::Bool(!loose_eq(&l, &r)),
-            ("+", Value::String(x), Value::String(y)) => Value::String(format!("{x}{y}")),
-            (_, Value::Number(_), Value::Number(_)) => {
-                let (x, y) = (
-                    l.as_f64().unwrap_or_default(),
-                    r.as_f64().unwrap_or_default(),
-                );
-                match op {
-                    "+" => num(x + y),
-                    "-" => num(x - y),
-                    "*" => num(x * y),
-                    "/" => num(x / y),
-                    "%" => num(x % y),
-                    "<" => Value::Bool(x < y),
-                    ">" => Value::Bool(x > y),
-                    "<=" => Value::Bool(x <= y),
-                    ">=" => Value::Bool(x >= y),
-                    _ => return Err(format!("unsupported operator {op}")),
-                }
-            }
-            (_, Value::String(x), Value::String(y)) => match op {
-                "<" => Value::Bool(x < y),
-                ">" => Value::Bool(x > y),
-                "<=" => Value::Bool(x <= y),
-                ">=" => Value::Bool(x >= y),
-                _ => return Err(format!("operator {op} does not apply to strings")),
-            },
-            _ => {
-                return Err(format!(
-                    "operator {op} does not apply to {} and {}",
-                    type_name(&l),
-                    type_name(&r)
-                ));
-            }
-        })
-    }
-
-    /// Methods of values: `header(name)` of an HTTP response (its `headers`, by name in any
-    /// case; `""` when absent, as Go's `Header.Get`).
-    fn method(&self, base: &Ast, name: &str, args: &[Ast]) -> Result<Value, String> {
-        let base = self.eval(base)?;
-        match name {
-            "header" => {
-                let wanted = match args.first().map(|a| self.eval(a)).transpose()? {
-                    Some(Value::String(s)) => s.to_lowercase(),
-                    _ => return Err("header() needs a header name".into()),
-                };
-                let found = base
-                    .get("headers")
-                    .and_then(Value::as_object)
-                    .and_then(|h| h.iter().find(|(k, _)| k.to_lowercase() == wanted))
-                    .and_then(|(_, v)| match v {
-                        Value::Array(a) => a.first().cloned(),
-                        other => Some(other.clone()),
-                    });
-                Ok(found.unwrap_or_else(|| Value::String(String::new())))
-            }
-            other => Err(format!("unknown method {other}()")),
+        if !self.meta.is_empty() {
+            out.push('+');
+            out.push_str(&self.meta);
         }
+        out
     }
-
-    fn call(&self, name: &str, args: &[Ast]) -> Result<Value, String> {
-        let vals: Vec<Value> = args
-            .iter()
-            .map(|a| self.eval(a))
-            .collect::<Result<_, _>>()?;
-        let arg = |i: usize| {
-            vals.get(i)
-                .ok_or_else(|| format!("{name}() needs at least {} argument(s)", i + 1))
+    fn bumped(&self, major: u64, minor: u64, patch: u64) -> Ver {
+        let mut v = Ver {
+            major,
+            minor,
+            patch,
+            pre: String::new(),
+            meta: String::new(),
+            original: String::new(),
         };
-        Ok(match name {
-            "quote" => match arg(0)? {
-                Value::String(s) => Value::String(go_quote(s)),
-                other => Value::String(format!("\"{}\"", go_json(other))),
-            },
-            "unsafeQuote" => Value::String(format!("\"{}\"", go_json(arg(0)?))),
-            "asJSON" => Value::String(format!(
-                "\"{}\n\"",
-                serde_json::to_string_pretty(arg(0)?).unwrap_or_default()
-            )),
-            "warehouse" => {
-                json!({ "kind": "Warehouse", "name": as_str(arg(0)?, "warehouse()'s argument")? })
-            }
-            "commitFrom" => self
-                .funcs
-                .commit_from(as_str(arg(0)?, "commitFrom()'s repoURL")?, vals.get(1))?,
-            "imageFrom" => self
-                .funcs
-                .image_from(as_str(arg(0)?, "imageFrom()'s repoURL")?, vals.get(1))?,
-            "chartFrom" => {
-                let repo = as_str(arg(0)?, "chartFrom()'s repoURL")?;
-                match vals.get(1) {
-                    Some(Value::String(n)) => self.funcs.chart_from(repo, Some(n), vals.get(2))?,
-                    other => self.funcs.chart_from(repo, None, other)?,
-                }
-            }
-            "success" => Value::Bool(self.funcs.all_succeeded()),
-            "failure" => Value::Bool(!self.funcs.all_succeeded()),
-            "always" => Value::Bool(true),
-            "len" => json!(match arg(0)? {
-                Value::String(s) => s.chars().count(),
-                Value::Array(a) => a.len(),
-                Value::Object(o) => o.len(),
-                _ => 0,
-            }),
-            "lower" => Value::String(as_str(arg(0)?, "lower()'s argument")?.to_lowercase()),
-            "upper" => Value::String(as_str(arg(0)?, "upper()'s argument")?.to_uppercase()),
-            "trim" => Value::String(as_str(arg(0)?, "trim()'s argument")?.trim().to_owned()),
-            other => return Err(format!("unknown function {other}()")),
-        })
+        let prefix = if self.original.starts_with('v') {
+            "v"
+        } else {
+            ""
+        };
+        v.original = format!("{prefix}{}", v.string());
+        v
+    }
+    fn to_x(&self) -> X {
+        let mut m = expr::__private::IndexMap::new();
+        m.insert(SEMVER_KEY.to_owned(), X::Bool(true));
+        for (k, n) in [
+            ("major", self.major),
+            ("minor", self.minor),
+            ("patch", self.patch),
+        ] {
+            m.insert(
+                k.to_owned(),
+                X::Integer(i64::try_from(n).unwrap_or(i64::MAX)),
+            );
+        }
+        m.insert("pre".to_owned(), X::String(self.pre.clone()));
+        m.insert("meta".to_owned(), X::String(self.meta.clone()));
+        m.insert("original".to_owned(), X::String(self.original.clone()));
+        X::Map(m)
     }
 }
 
-fn loose_eq(a: &Value, b: &Value) -> bool {
-    match (a.as_f64(), b.as_f64()) {
-        (Some(x), Some(y)) => x == y,
-        _ => a == b,
-    }
+fn semver_of(v: &X) -> Option<Ver> {
+    let X::Map(m) = v else { return None };
+    m.get(SEMVER_KEY)?;
+    let n = |k: &str| match m.get(k) {
+        Some(X::Integer(i)) => u64::try_from(*i).ok(),
+        _ => None,
+    };
+    let s = |k: &str| match m.get(k) {
+        Some(X::String(s)) => s.clone(),
+        _ => String::new(),
+    };
+    Some(Ver {
+        major: n("major")?,
+        minor: n("minor")?,
+        patch: n("patch")?,
+        pre: s("pre"),
+        meta: s("meta"),
+        original: s("original"),
+    })
 }
 
-fn type_name(v: &Value) -> &'static str {
+fn type_name(v: &X) -> &'static str {
     match v {
-        Value::Null => "nil",
-        Value::Bool(_) => "bool",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "map",
+        X::Nil => "nil",
+        X::Bool(_) => "bool",
+        X::Integer(_) => "int",
+        X::Float(_) => "float64",
+        X::String(_) => "string",
+        X::Array(_) => "array",
+        X::Map(_) | X::KeyedMap(_) => "map",
+        _ => "value",
     }
+}
+
+/// A string argument, with Go's wording when it is not one.
+fn str_arg(args: &[X], i: usize, f: &str) -> expr::Result<String> {
+    match args.get(i) {
+        Some(X::String(s)) => Ok(s.clone()),
+        Some(other) => Err(expr::Error::ExprError(format!(
+            "{f}(): argument {} must be string, got {}",
+            i + 1,
+            type_name(other)
+        ))),
+        None => Err(expr::Error::ExprError(format!(
+            "{f}(): expected at least {} argument(s), got {}",
+            i + 1,
+            args.len()
+        ))),
+    }
+}
+
+fn arity(args: &[X], n: usize, f: &str) -> expr::Result<()> {
+    if args.len() == n {
+        Ok(())
+    } else {
+        Err(expr::Error::ExprError(format!(
+            "{f}(): expected {n} argument(s), got {}",
+            args.len()
+        )))
+    }
+}
+
+fn err(e: String) -> expr::Error {
+    expr::Error::ExprError(e)
+}
+
+/// expr-lang's environment with Kargo's functions over `funcs`.
+fn environment(funcs: &dyn Functions) -> expr::Environment<'_> {
+    let mut env = expr::Environment::new();
+    env.add_function("quote", |c| {
+        arity(&c.args, 1, "quote")?;
+        Ok(X::String(match &c.args[0] {
+            X::String(s) => go_quote(s),
+            other => format!("\"{}\"", go_json(&from_x(other))),
+        }))
+    });
+    env.add_function("unsafeQuote", |c| {
+        arity(&c.args, 1, "unsafeQuote")?;
+        Ok(X::String(format!("\"{}\"", go_json(&from_x(&c.args[0])))))
+    });
+    env.add_function("asJSON", |c| {
+        arity(&c.args, 1, "asJSON")?;
+        Ok(X::String(format!(
+            "\"{}\n\"",
+            serde_json::to_string_pretty(&from_x(&c.args[0])).unwrap_or_default()
+        )))
+    });
+    env.add_function("asYAML", |c| {
+        arity(&c.args, 1, "asYAML")?;
+        let yaml = serde_yaml::to_string(&from_x(&c.args[0])).map_err(|e| err(e.to_string()))?;
+        Ok(X::String(format!("\"{yaml}\"")))
+    });
+    env.add_function("warehouse", |c| {
+        arity(&c.args, 1, "warehouse")?;
+        let name = str_arg(&c.args, 0, "warehouse")?;
+        Ok(to_x(&json!({ "kind": "Warehouse", "name": name })))
+    });
+    env.add_function("commitFrom", move |c| {
+        let repo = str_arg(&c.args, 0, "commitFrom")?;
+        let origin = c.args.get(1).map(from_x);
+        funcs
+            .commit_from(&repo, origin.as_ref())
+            .map(|v| to_x(&v))
+            .map_err(err)
+    });
+    env.add_function("imageFrom", move |c| {
+        let repo = str_arg(&c.args, 0, "imageFrom")?;
+        let origin = c.args.get(1).map(from_x);
+        funcs
+            .image_from(&repo, origin.as_ref())
+            .map(|v| to_x(&v))
+            .map_err(err)
+    });
+    env.add_function("chartFrom", move |c| {
+        let repo = str_arg(&c.args, 0, "chartFrom")?;
+        let result = match c.args.get(1) {
+            Some(X::String(n)) => {
+                let origin = c.args.get(2).map(from_x);
+                funcs.chart_from(&repo, Some(n), origin.as_ref())
+            }
+            other => {
+                let origin = other.map(from_x);
+                funcs.chart_from(&repo, None, origin.as_ref())
+            }
+        };
+        result.map(|v| to_x(&v)).map_err(err)
+    });
+    env.add_function("artifactFrom", |_| {
+        Err(err(
+            "artifactFrom(): generic artifact subscriptions are not supported by promote (Freight holds commits, images and charts)".into(),
+        ))
+    });
+    for what in [
+        Lookup::ConfigMap,
+        Lookup::Secret,
+        Lookup::SharedConfigMap,
+        Lookup::SharedSecret,
+        Lookup::StageMetadata,
+        Lookup::FreightMetadata,
+    ] {
+        env.add_function(what.name(), move |c| {
+            arity(&c.args, 1, what.name())?;
+            let name = str_arg(&c.args, 0, what.name())?;
+            if name.is_empty() && matches!(what, Lookup::StageMetadata | Lookup::FreightMetadata) {
+                return Err(err(format!(
+                    "{}(): the name must not be empty",
+                    what.name()
+                )));
+            }
+            funcs.lookup(what, &name).map(|v| to_x(&v)).map_err(err)
+        });
+    }
+    env.add_function("success", move |c| {
+        arity(&c.args, 0, "success")?;
+        Ok(X::Bool(funcs.all_succeeded()))
+    });
+    env.add_function("failure", move |c| {
+        arity(&c.args, 0, "failure")?;
+        Ok(X::Bool(!funcs.all_succeeded()))
+    });
+    env.add_function("always", |c| {
+        arity(&c.args, 0, "always")?;
+        Ok(X::Bool(true))
+    });
+    env.add_function("status", move |c| {
+        arity(&c.args, 1, "status")?;
+        let alias = str_arg(&c.args, 0, "status")?;
+        if alias.is_empty() {
+            return Err(err("status(): argument must not be empty".into()));
+        }
+        Ok(X::String(funcs.step_status(&alias)))
+    });
+    env.add_function("semverDiff", |c| {
+        arity(&c.args, 2, "semverDiff")?;
+        let (a, b) = (
+            str_arg(&c.args, 0, "semverDiff")?,
+            str_arg(&c.args, 1, "semverDiff")?,
+        );
+        let (Some(a), Some(b)) = (Ver::parse(&a), Ver::parse(&b)) else {
+            return Ok(X::String("Incomparable".into()));
+        };
+        Ok(X::String(
+            if a.major != b.major {
+                "Major"
+            } else if a.minor != b.minor {
+                "Minor"
+            } else if a.patch != b.patch {
+                "Patch"
+            } else if a.meta != b.meta {
+                "Metadata"
+            } else {
+                "None"
+            }
+            .into(),
+        ))
+    });
+    env.add_function("semverParse", |c| {
+        arity(&c.args, 1, "semverParse")?;
+        let s = str_arg(&c.args, 0, "semverParse")?;
+        Ver::parse(&s)
+            .map(|v| v.to_x())
+            .ok_or_else(|| err(format!("semverParse(): invalid semantic version: {s:?}")))
+    });
+    // The rewritten methods (see `rewrite_methods`): nil receivers give nil, as `?.` would.
+    env.add_function("__header", |c| {
+        let wanted = str_arg(&c.args, 1, "header")?.to_lowercase();
+        let headers = match c.args.first() {
+            Some(X::Map(m)) => m.get("headers").cloned(),
+            _ => None,
+        };
+        let found = match headers {
+            Some(X::Map(h)) => h
+                .iter()
+                .find(|(k, _)| k.to_lowercase() == wanted)
+                .map(|(_, v)| match v {
+                    X::Array(a) => a.first().cloned().unwrap_or_default(),
+                    other => other.clone(),
+                }),
+            _ => None,
+        };
+        Ok(found.unwrap_or_else(|| X::String(String::new())))
+    });
+    for method in &METHODS[1..] {
+        let method: &'static str = method;
+        env.add_function(&format!("__{method}"), move |c| {
+            let Some(receiver) = c.args.first() else {
+                return Ok(X::Nil);
+            };
+            if matches!(receiver, X::Nil) {
+                return Ok(X::Nil);
+            }
+            let Some(v) = semver_of(receiver) else {
+                if method == "String" {
+                    return Ok(X::String(match receiver {
+                        X::String(s) => s.clone(),
+                        other => other.to_string(),
+                    }));
+                }
+                return Err(err(format!(
+                    "{method}() is a method of a version (semverParse), not of a {}",
+                    type_name(receiver)
+                )));
+            };
+            let int = |n: u64| X::Integer(i64::try_from(n).unwrap_or(i64::MAX));
+            Ok(match method {
+                "Major" => int(v.major),
+                "Minor" => int(v.minor),
+                "Patch" => int(v.patch),
+                "Prerelease" => X::String(v.pre.clone()),
+                "Metadata" => X::String(v.meta.clone()),
+                "Original" => X::String(v.original.clone()),
+                "String" => X::String(v.string()),
+                "IncMajor" => v.bumped(v.major + 1, 0, 0).to_x(),
+                "IncMinor" => v.bumped(v.major, v.minor + 1, 0).to_x(),
+                _ if v.pre.is_empty() => v.bumped(v.major, v.minor, v.patch + 1).to_x(),
+                _ => v.bumped(v.major, v.minor, v.patch).to_x(),
+            })
+        });
+    }
+    env
 }
 
 /// Evaluate one expression (no delimiters) to a value.
@@ -544,16 +633,16 @@ pub fn eval_expr(
         expr: src.trim().to_owned(),
         message,
     };
-    let toks = lex(src).map_err(fail)?;
-    let mut p = P { toks, pos: 0 };
-    let ast = p.expr(0).map_err(fail)?;
-    if p.pos < p.toks.len() {
-        return Err(fail(format!(
-            "unexpected {:?} after the expression",
-            p.toks[p.pos]
-        )));
+    let code = rewrite_methods(src);
+    let program = expr::compile(&code).map_err(|e| fail(e.to_string()))?;
+    let mut ctx = expr::Context::default();
+    for (k, v) in env {
+        ctx.insert(k.clone(), to_x(v));
     }
-    Eval { env, funcs }.eval(&ast).map_err(fail)
+    let value = environment(funcs)
+        .run(&program, &ctx)
+        .map_err(|e| fail(e.to_string()))?;
+    Ok(from_x(&value))
 }
 
 const DELIMS: [(&str, &str); 2] = [("${{", "}}"), ("${%", "%}")];
@@ -753,12 +842,146 @@ mod tests {
     #[test]
     fn errors_say_what_is_wrong() {
         let e = eval_template("${{ nope.x }}", &env(), &F).unwrap_err();
-        assert_eq!(e.message, "unknown name \"nope\"");
+        assert_eq!(e.message, "unknown variable: nope");
+        let e = eval_template("${{ semverParse('x.y') }}", &env(), &F).unwrap_err();
+        assert_eq!(
+            e.message,
+            "semverParse(): invalid semantic version: \"x.y\""
+        );
+        let e = eval_template("${{ configMap('c').a }}", &env(), &F).unwrap_err();
+        assert_eq!(e.message, "configMap() needs a cluster");
         let e = eval_template("${{ ctx.stage", &env(), &F).unwrap_err();
         assert!(e.message.contains("unclosed expression"), "{e}");
         assert!(eval_template("${{ ctx..stage }}", &env(), &F).is_err());
         assert!(eval_template("${{ imageFrom('missing').Tag }}", &env(), &F).is_err());
         assert!(eval_template("${{ unknownFn() }}", &env(), &F).is_err());
+    }
+
+    struct G;
+    impl Functions for G {
+        fn commit_from(&self, _: &str, _: Option<&Value>) -> Result<Value, String> {
+            Ok(Value::Null)
+        }
+        fn image_from(&self, _: &str, _: Option<&Value>) -> Result<Value, String> {
+            Ok(Value::Null)
+        }
+        fn chart_from(&self, _: &str, _: Option<&str>, _: Option<&Value>) -> Result<Value, String> {
+            Ok(Value::Null)
+        }
+        fn step_status(&self, alias: &str) -> String {
+            if alias == "push" {
+                "Succeeded".into()
+            } else {
+                String::new()
+            }
+        }
+        fn lookup(&self, what: Lookup, name: &str) -> Result<Value, String> {
+            Ok(match (what, name) {
+                (Lookup::ConfigMap, "settings") => json!({ "region": "eu-west-1" }),
+                (Lookup::StageMetadata, "test") => {
+                    json!({ "aws-region": "us-east-1", "config": { "timeout": 30 } })
+                }
+                (Lookup::StageMetadata, _) => Value::Null,
+                _ => json!({}),
+            })
+        }
+    }
+
+    fn g(s: &str) -> Value {
+        eval_template(s, &env(), &G).unwrap()
+    }
+
+    #[test]
+    fn kargos_functions_and_expr_langs_builtins() {
+        assert_eq!(g("${{ semverDiff('1.2.3', 'v1.3.0') }}"), json!("Minor"));
+        assert_eq!(g("${{ semverDiff('1.2.3', '2.0') }}"), json!("Major"));
+        assert_eq!(
+            g("${{ semverDiff('1.2.3+a', '1.2.3+b') }}"),
+            json!("Metadata")
+        );
+        assert_eq!(g("${{ semverDiff('1.2.3', 'v1.2.3') }}"), json!("None"));
+        assert_eq!(
+            g("${{ semverDiff('1.2.3', 'latest') }}"),
+            json!("Incomparable")
+        );
+        assert_eq!(
+            g("${{ semverParse('v1.2.3').IncMinor().String() }}"),
+            json!("1.3.0")
+        );
+        assert_eq!(
+            g("${{ semverParse('v1.2.3').IncMajor().Original() }}"),
+            json!("v2.0.0")
+        );
+        assert_eq!(
+            g("${{ semverParse('1.2.3-rc.1').IncPatch().String() }}"),
+            json!("1.2.3")
+        );
+        assert_eq!(g("${{ semverParse('1.2.3').IncPatch() }}"), json!("1.2.4"));
+        assert_eq!(
+            g("${{ semverParse('1.2.3-rc.1+b5').Prerelease() }}"),
+            json!("rc.1")
+        );
+        assert_eq!(
+            g("${{ semverParse(vars.repo == '' ? '0.0.1' : '4.5.6').Major() + 1 }}"),
+            json!(5)
+        );
+        assert_eq!(g("${{ configMap('settings').region }}"), json!("eu-west-1"));
+        assert_eq!(
+            g("${{ configMap('absent').region ?? 'none' }}"),
+            json!("none")
+        );
+        assert_eq!(
+            g("${{ stageMetadata(ctx.stage)['aws-region'] }}"),
+            json!("us-east-1")
+        );
+        assert_eq!(
+            g("${{ stageMetadata(ctx.stage)?.config?.timeout ?? 300 }}"),
+            json!(30)
+        );
+        assert_eq!(
+            g("${{ stageMetadata('uat')?.config?.timeout ?? 300 }}"),
+            json!(300)
+        );
+        assert_eq!(g("${{ status('push') }}"), json!("Succeeded"));
+        assert_eq!(
+            g("${{ upper(ctx.stage) + '-' + join(split('a,b', ','), '+') }}"),
+            json!("TEST-a+b")
+        );
+        assert_eq!(g("${{ toJSON({a: 1}) }}"), json!({ "a": 1 }));
+        // Kargo's quote() is Go's %q, whose escapes the coercion keeps.
+        assert_eq!(g("${{ quote(toJSON({a: 1})) }}"), json!("{\\\"a\\\":1}"));
+        assert_eq!(g("${{ len(filter([1, 2, 3], # > 1)) }}"), json!(2));
+        assert_eq!(g("${{ ctx.stage in ['test', 'uat'] }}"), json!(true));
+        assert_eq!(g("${{ now().Year() > 2000 }}"), json!(true));
+        assert_eq!(g("${{ date('2024-01-02').Year() }}"), json!(2024));
+        assert_eq!(g("${{ asYAML({a: 1}) }}"), json!("a: 1\n"));
+        assert_eq!(
+            eval_expr(
+                "response.header('content-type')",
+                json!({ "response": { "headers": { "Content-Type": ["text/plain"] } } })
+                    .as_object()
+                    .unwrap(),
+                &G
+            )
+            .unwrap(),
+            json!("text/plain")
+        );
+    }
+
+    #[test]
+    fn methods_are_rewritten_outside_strings() {
+        assert_eq!(rewrite_methods("a.b.String()"), "__String(a.b)");
+        assert_eq!(
+            rewrite_methods("semverParse(x['v']).IncMinor().String()"),
+            "__String(__IncMinor(semverParse(x['v'])))"
+        );
+        assert_eq!(rewrite_methods("r?.header('X')"), "__header(r, 'X')");
+        assert_eq!(rewrite_methods("'a.String()' + b"), "'a.String()' + b");
+        assert_eq!(
+            rewrite_methods("f(a).Major() > 1 && b.Minor() < 2"),
+            "__Major(f(a)) > 1 && __Minor(b) < 2"
+        );
+        assert_eq!(rewrite_methods("now().Year()"), "now().Year()");
     }
 
     #[test]

@@ -23,6 +23,8 @@ pub struct Manifests {
     pub tasks: Vec<PromotionTask>,
     /// Argo CD Applications, as open JSON.
     pub applications: Vec<Value>,
+    /// ConfigMaps and Secrets (`configMap()`, `secret()` in expressions), as open JSON.
+    pub data: Vec<Value>,
 }
 
 fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), Error> {
@@ -122,6 +124,7 @@ impl Manifests {
                         typed::<promote_api::types::ClusterPromotionTask>(&path, value)?.into(),
                     ),
                     ("argoproj.io/v1alpha1", "Application") => m.applications.push(value),
+                    ("v1", "ConfigMap" | "Secret") => m.data.push(value),
                     _ => {}
                 }
             }

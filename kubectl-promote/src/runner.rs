@@ -122,7 +122,7 @@ fn eval_vars(
         if let Some(o) = outputs {
             env.insert("outputs".into(), Value::Object(o.clone()));
         }
-        let value = expr::eval_template(&v.value, &env, rt.ctx)?;
+        let value = expr::eval_template(&v.value, &env, &rt.functions(false))?;
         out.insert(v.name.clone(), value);
     }
     Ok(out)
@@ -199,6 +199,8 @@ pub fn run_steps(
                     duration_ms: started.elapsed().as_millis() as u64,
                 };
                 progress.finish(i, total, &record, &rt.outputs);
+                rt.step_statuses
+                    .insert(record.alias.clone(), status_text(record.status));
                 records.push(record);
                 continue;
             }
@@ -218,6 +220,8 @@ pub fn run_steps(
                 duration_ms: 0,
             };
             progress.finish(i, total, &record, &rt.outputs);
+            rt.step_statuses
+                .insert(record.alias.clone(), status_text(record.status));
             records.push(record);
             continue;
         }
@@ -284,6 +288,8 @@ pub fn run_steps(
             duration_ms: started.elapsed().as_millis() as u64,
         };
         progress.finish(i, total, &record, &rt.outputs);
+        rt.step_statuses
+            .insert(record.alias.clone(), status_text(record.status));
         records.push(record);
     }
     Ok(match failed {
@@ -411,10 +417,7 @@ fn step_config(
             .collect();
         env.insert("task".into(), json!({ "outputs": task_outputs }));
     }
-    let failed_fn = FailAware {
-        ctx: rt.ctx,
-        failed: earlier_failed,
-    };
+    let failed_fn = rt.functions(earlier_failed).for_step(alias);
     if !check_if {
         // The caller runs the step whatever its condition (a recorded step being checked).
     } else if step.if_.is_empty() {
@@ -433,30 +436,4 @@ fn step_config(
         &failed_fn,
     )?;
     Ok(Some(cfg))
-}
-
-/// The promotion's functions plus `success()`/`failure()` knowing about earlier failures.
-struct FailAware<'a> {
-    ctx: &'a steps::PromotionContext,
-    failed: bool,
-}
-
-impl expr::Functions for FailAware<'_> {
-    fn commit_from(&self, repo: &str, origin: Option<&Value>) -> Result<Value, String> {
-        self.ctx.commit_from(repo, origin)
-    }
-    fn image_from(&self, repo: &str, origin: Option<&Value>) -> Result<Value, String> {
-        self.ctx.image_from(repo, origin)
-    }
-    fn chart_from(
-        &self,
-        repo: &str,
-        name: Option<&str>,
-        origin: Option<&Value>,
-    ) -> Result<Value, String> {
-        self.ctx.chart_from(repo, name, origin)
-    }
-    fn all_succeeded(&self) -> bool {
-        !self.failed
-    }
 }

@@ -110,6 +110,25 @@ impl Source for Files {
 
     fn equip<'a>(&'a self, rt: &mut Runtime<'a>, _: Instant, _: Duration) {
         rt.applications = self.manifests.applications.clone();
+        let typed = |v: serde_json::Result<serde_json::Value>| v.ok();
+        rt.local_objects = self
+            .manifests
+            .data
+            .iter()
+            .cloned()
+            .chain(self.manifests.stages.iter().filter_map(|s| {
+                typed(serde_json::to_value(s)).map(|mut v| {
+                    v["kind"] = "Stage".into();
+                    v
+                })
+            }))
+            .chain(self.manifests.freight.iter().filter_map(|f| {
+                typed(serde_json::to_value(f)).map(|mut v| {
+                    v["kind"] = "Freight".into();
+                    v
+                })
+            }))
+            .collect();
     }
 }
 

@@ -146,7 +146,7 @@ fn judge(
     if expr.is_empty() {
         return Ok(None);
     }
-    match crate::expr::eval_expr(expr, env, rt.ctx)? {
+    match crate::expr::eval_expr(expr, env, &rt.functions(false))? {
         Value::Bool(b) => Ok(Some(b)),
         other => Err(fail(format!(
             "http: {what} expression {expr:?} did not evaluate to a boolean (got {other})"
@@ -211,7 +211,7 @@ fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepError> {
                 let msg = if cfg.error_expression.is_empty() {
                     String::new()
                 } else {
-                    crate::expr::eval_expr(&cfg.error_expression, &env, rt.ctx)
+                    crate::expr::eval_expr(&cfg.error_expression, &env, &rt.functions(false))
                         .ok()
                         .and_then(|v| v.as_str().map(str::to_owned))
                         .unwrap_or_default()

@@ -36,6 +36,7 @@ mod oci_download;
 mod oci_push;
 mod parse;
 mod set_freight_alias;
+mod set_metadata;
 mod shape;
 mod structured_update;
 mod untar;
@@ -104,6 +105,7 @@ pub const REGISTRY: &[&Step] = &[
     &argocd_update::STEP,
     &argocd_wait::STEP,
     &set_freight_alias::STEP,
+    &set_metadata::STEP,
     &http_download::STEP,
     &oci_push::STEP,
     &oci_download::STEP,
@@ -348,6 +350,155 @@ impl PromotionContext {
     }
 }
 
+/// The namespace of Kargo's shared resources (`sharedConfigMap()`, `sharedSecret()`): Kargo's
+/// default, or `PROMOTE_SHARED_RESOURCES_NAMESPACE`.
+pub fn shared_resources_namespace() -> String {
+    std::env::var("PROMOTE_SHARED_RESOURCES_NAMESPACE")
+        .ok()
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "kargo-shared-resources".to_owned())
+}
+
+/// What expressions call during a promotion: the Freight's artifacts, earlier steps' statuses,
+/// and the cluster's (or, with `--local`, the manifests') ConfigMaps, Secrets and metadata. Reads
+/// go to the API server each time, with the promoter's own credentials (their RBAC applies).
+pub struct StepFunctions<'a> {
+    ctx: &'a PromotionContext,
+    failed: bool,
+    statuses: &'a BTreeMap<String, String>,
+    kube: Option<&'a dyn crate::kube::Api>,
+    local: &'a [Value],
+    /// The task alias of the step being evaluated (`task::step` aliases), for `status()`.
+    scope: Option<String>,
+}
+
+impl StepFunctions<'_> {
+    /// For the step `alias`: `status("x")` inside a task means that task's step `x`, as in Kargo.
+    pub fn for_step(mut self, alias: &str) -> Self {
+        self.scope = alias.split_once("::").map(|(task, _)| task.to_owned());
+        self
+    }
+
+    fn find_local(&self, kind: &str, ns: &str, name: &str) -> Option<&Value> {
+        self.local.iter().find(|o| {
+            o.get("kind").and_then(Value::as_str) == Some(kind)
+                && o.pointer("/metadata/name").and_then(Value::as_str) == Some(name)
+                && o.pointer("/metadata/namespace")
+                    .and_then(Value::as_str)
+                    .unwrap_or(ns)
+                    == ns
+        })
+    }
+}
+
+/// A Secret's `data` decoded (and `stringData` folded in), as Kargo's `secret()` returns it.
+fn secret_data(secret: &Value) -> Value {
+    let mut out = Map::new();
+    if let Some(d) = secret.get("data").and_then(Value::as_object) {
+        for (k, v) in d {
+            let text = v
+                .as_str()
+                .and_then(crate::credentials::base64_decode)
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default();
+            out.insert(k.clone(), Value::String(text));
+        }
+    }
+    if let Some(d) = secret.get("stringData").and_then(Value::as_object) {
+        for (k, v) in d {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    Value::Object(out)
+}
+
+impl Functions for StepFunctions<'_> {
+    fn commit_from(&self, repo: &str, origin: Option<&Value>) -> Result<Value, String> {
+        self.ctx.commit_from(repo, origin)
+    }
+    fn image_from(&self, repo: &str, origin: Option<&Value>) -> Result<Value, String> {
+        self.ctx.image_from(repo, origin)
+    }
+    fn chart_from(
+        &self,
+        repo: &str,
+        name: Option<&str>,
+        origin: Option<&Value>,
+    ) -> Result<Value, String> {
+        self.ctx.chart_from(repo, name, origin)
+    }
+    fn all_succeeded(&self) -> bool {
+        !self.failed
+    }
+    fn step_status(&self, alias: &str) -> String {
+        let key = match &self.scope {
+            Some(task) => format!("{task}::{alias}"),
+            None => alias.to_owned(),
+        };
+        self.statuses.get(&key).cloned().unwrap_or_default()
+    }
+    fn lookup(&self, what: crate::expr::Lookup, name: &str) -> Result<Value, String> {
+        use crate::expr::Lookup;
+        let project = self.ctx.project.as_str();
+        let shared = shared_resources_namespace();
+        let (kind, ns, path) = match what {
+            Lookup::ConfigMap => (
+                "ConfigMap",
+                project,
+                format!("/api/v1/namespaces/{project}/configmaps/{name}"),
+            ),
+            Lookup::Secret => (
+                "Secret",
+                project,
+                format!("/api/v1/namespaces/{project}/secrets/{name}"),
+            ),
+            Lookup::SharedConfigMap => (
+                "ConfigMap",
+                shared.as_str(),
+                format!("/api/v1/namespaces/{shared}/configmaps/{name}"),
+            ),
+            Lookup::SharedSecret => (
+                "Secret",
+                shared.as_str(),
+                format!("/api/v1/namespaces/{shared}/secrets/{name}"),
+            ),
+            Lookup::StageMetadata => (
+                "Stage",
+                project,
+                crate::kube::kargo_path("stages", project, name),
+            ),
+            Lookup::FreightMetadata => (
+                "Freight",
+                project,
+                crate::kube::kargo_path("freights", project, name),
+            ),
+        };
+        let obj = match self.kube {
+            Some(kube) => kube
+                .get(&path)
+                .map_err(|e| format!("{}({name:?}): {e}", what.name()))?,
+            None => self.find_local(kind, ns, name).cloned(),
+        };
+        Ok(match what {
+            Lookup::ConfigMap | Lookup::SharedConfigMap => obj
+                .and_then(|o| o.get("data").cloned())
+                .unwrap_or_else(|| json!({})),
+            Lookup::Secret => obj.map_or_else(|| json!({}), |o| secret_data(&o)),
+            Lookup::SharedSecret => obj
+                .filter(|o| {
+                    o.pointer("/metadata/labels/kargo.akuity.io~1cred-type")
+                        .and_then(Value::as_str)
+                        == Some("generic")
+                })
+                .map_or_else(|| json!({}), |o| secret_data(&o)),
+            Lookup::StageMetadata | Lookup::FreightMetadata => obj
+                .and_then(|o| o.pointer("/status/metadata").cloned())
+                .filter(|m| m.as_object().is_some_and(|m| !m.is_empty()))
+                .unwrap_or(Value::Null),
+        })
+    }
+}
+
 impl Functions for PromotionContext {
     fn commit_from(&self, repo: &str, origin: Option<&Value>) -> Result<Value, String> {
         let norm = promote_api::urls::normalize_git(repo);
@@ -463,6 +614,11 @@ pub struct Runtime<'a> {
     pub retry_backoff: std::time::Duration,
     /// When the promotion's `--timeout` ends (retries and waits stop there).
     pub deadline: Option<std::time::Instant>,
+    /// Each step's status so far, by alias (`status()` in expressions).
+    pub step_statuses: BTreeMap<String, String>,
+    /// With `--local`: the manifests' ConfigMaps, Secrets, Stages and Freight, as open JSON, for
+    /// `configMap()`, `secret()`, `stageMetadata()`, `freightMetadata()` and `set-metadata`.
+    pub local_objects: Vec<Value>,
 }
 
 impl<'a> Runtime<'a> {
@@ -485,6 +641,20 @@ impl<'a> Runtime<'a> {
             recorded: BTreeMap::new(),
             retry_backoff: std::time::Duration::from_secs(1),
             deadline: None,
+            step_statuses: BTreeMap::new(),
+            local_objects: Vec::new(),
+        }
+    }
+
+    /// The functions expressions call in this promotion; `failed`: an earlier step failed.
+    pub fn functions(&self, failed: bool) -> StepFunctions<'_> {
+        StepFunctions {
+            ctx: self.ctx,
+            failed,
+            statuses: &self.step_statuses,
+            kube: self.cluster.as_ref().map(|c| c.kube),
+            local: &self.local_objects,
+            scope: None,
         }
     }
 

@@ -25,7 +25,7 @@ pub(super) fn outputs(
     for o in outputs {
         out.insert(
             o.name.clone(),
-            crate::expr::eval_expr(&o.from_expression, env, rt.ctx)?,
+            crate::expr::eval_expr(&o.from_expression, env, &rt.functions(false))?,
         );
     }
     Ok(Value::Object(out))

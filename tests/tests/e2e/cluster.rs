@@ -1406,3 +1406,117 @@ async fn kargos_quickstart_through_the_cluster() {
         );
     }
 }
+
+/// `set-metadata` through the cluster with the webhook: a promotion of one Stage sets another
+/// Stage's and its Freight's `status.metadata`, later steps read them back with
+/// `stageMetadata()` and `freightMetadata()` (and a ConfigMap with `configMap()`, an earlier
+/// step's status with `status()`); the same metadata written by hand, outside a promotion, is
+/// refused by the webhook.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn set_metadata_is_read_back_and_guarded() {
+    let w = World::new(true).await;
+    let stage = r#"apiVersion: kargo.akuity.io/v1alpha1
+kind: Stage
+metadata: { name: gate, namespace: demo }
+spec:
+  requestedFreight:
+    - origin: { kind: Warehouse, name: web }
+      sources: { direct: true }
+  promotionTemplate:
+    spec:
+      steps:
+        - uses: set-metadata
+          as: meta
+          config:
+            updates:
+              - kind: Stage
+                name: prod
+                values: { approved-by: "${{ ctx.stage }}", ticket: 42 }
+              - kind: Freight
+                name: ${{ ctx.targetFreight.name }}
+                values: { tested: true, checks: [unit, e2e] }
+        - uses: compose-output
+          as: out
+          config:
+            approver: ${{ stageMetadata('prod')['approved-by'] }}
+            checks: ${{ len(freightMetadata(ctx.targetFreight.name).checks) }}
+            region: ${{ configMap('settings').region }}
+            absent: ${{ stageMetadata('dev')?.x ?? 'none' }}
+            meta: ${{ status('meta') }}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: { name: settings, namespace: demo }
+data: { region: eu-west-1 }
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: { name: settings-reader, namespace: demo }
+rules:
+  - { apiGroups: [""], resources: ["configmaps"], verbs: ["get"] }
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: { name: alice-settings, namespace: demo }
+roleRef: { apiGroup: rbac.authorization.k8s.io, kind: Role, name: settings-reader }
+subjects: [{ kind: User, name: alice, apiGroup: rbac.authorization.k8s.io }]
+"#;
+    let (good, _, err) = k(&w.kc, &["apply", "-f", "-"], Some(stage)).await;
+    assert!(good, "{err}");
+    let freight = w.freight("1.25.0", "v1").await;
+    let (code, out, err) = w
+        .plugin(
+            "alice",
+            &["stage/gate", "--freight-alias", "v1", "-o", "json"],
+        )
+        .await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    let prod = w.get("stages", "demo", "prod");
+    assert_eq!(
+        prod["status"]["metadata"],
+        serde_json::json!({ "approved-by": "gate", "ticket": 42 })
+    );
+    let f = w.get("freights", "demo", &freight);
+    assert_eq!(
+        f["status"]["metadata"],
+        serde_json::json!({ "tested": true, "checks": ["unit", "e2e"] })
+    );
+    let promotion = w
+        .promotions()
+        .into_iter()
+        .find(|p| p["spec"]["stage"] == "gate")
+        .unwrap();
+    assert_eq!(
+        promotion["status"]["state"]["out"],
+        serde_json::json!({ "approver": "gate", "checks": 2, "region": "eu-west-1", "absent": "none", "meta": "Succeeded" }),
+        "{promotion}"
+    );
+    // By hand, outside a promotion: refused, and nothing changes.
+    let (good, _, err) = k(
+        &w.kc,
+        &[
+            "--context",
+            "alice",
+            "-n",
+            "demo",
+            "patch",
+            "stages",
+            "prod",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"metadata":{"approved-by":"me"}}}"#,
+        ],
+        None,
+    )
+    .await;
+    assert!(!good);
+    assert!(
+        err.contains("may not change status.metadata of Stage \"prod\""),
+        "{err}"
+    );
+    assert_eq!(
+        w.get("stages", "demo", "prod")["status"]["metadata"]["approved-by"],
+        "gate"
+    );
+}

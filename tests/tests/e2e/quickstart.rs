@@ -1800,3 +1800,48 @@ fn github_push_replays_commits_through_the_api() {
         }
     }
 }
+
+/// `set-metadata` with `--local`: the values hold for the rest of the promotion, where
+/// `stageMetadata()` reads them back; `configMap()` and `secret()` read DIR's objects; an update
+/// of a Stage the manifests do not hold fails and names it.
+#[test]
+fn set_metadata_and_lookups_with_local() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let manifests = root.join("kargo");
+    std::fs::create_dir_all(&manifests).unwrap();
+    let stage = |name: &str, target: &str| {
+        format!(
+            "---\napiVersion: kargo.akuity.io/v1alpha1\nkind: Stage\nmetadata: {{name: {name}, namespace: demo}}\nspec:\n  requestedFreight:\n  - origin: {{kind: Warehouse, name: w}}\n    sources: {{direct: true}}\n  promotionTemplate:\n    spec:\n      steps:\n      - uses: set-metadata\n        config: {{updates: [{{kind: Stage, name: {target}, values: {{owner: \"${{{{ configMap('team').owner }}}}\"}}}}]}}\n      - uses: compose-output\n        as: out\n        config: {{owner: \"${{{{ stageMetadata('{target}').owner }}}}\", token: \"${{{{ secret('api').token }}}}\"}}\n      - uses: fail\n        config: {{message: \"read back ${{{{ outputs.out.owner }}}} ${{{{ outputs.out.token }}}}\"}}\n"
+        )
+    };
+    std::fs::write(
+        manifests.join("stages.yaml"),
+        stage("meta", "meta")
+            + &stage("missing", "nowhere")
+            + "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: team, namespace: demo}\ndata: {owner: platform}\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: api, namespace: demo}\nstringData: {token: t0k}\n---\napiVersion: kargo.akuity.io/v1alpha1\nkind: Freight\nmetadata: {namespace: demo}\nalias: a\norigin: {kind: Warehouse, name: w}\nimages: [{repoURL: nginx, tag: 1.27.3}]\n",
+    )
+    .unwrap();
+    // The last step, `fail`, shows what the earlier ones read back.
+    let out = promote_local(root, "meta", "a", &["-n", "demo"], &[]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("for this run only"), "{text}");
+    assert!(text.contains("read back platform t0k"), "{text}");
+    let out = promote_local(root, "missing", "a", &["-n", "demo"], &[]);
+    assert!(!out.status.success());
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains(
+            "set-metadata: Stage \"nowhere\" not found in the manifests of project \"demo\""
+        ),
+        "{text}"
+    );
+}

@@ -12,7 +12,8 @@
 //! `approvedFor`, `verifiedIn` or `currentlyIn` a write changes needs the writer to hold
 //! `promote` on that Stage (Kargo's rule for approval), and a new or changed `verifiedIn` or
 //! `currentlyIn` entry is accepted only as evidence: a Succeeded Promotion of this Freight into
-//! that Stage whose Argo CD Applications' own status shows its sync Succeeded.
+//! that Stage whose Argo CD Applications' own status shows its sync Succeeded. `metadata` changes
+//! only by a running `set-metadata` step (`metadata.rs`).
 
 use promote_api::freight_id::freight_id;
 use promote_api::keys::ALIAS;
@@ -103,6 +104,9 @@ async fn gather_status<C: Cluster>(req: &Request, cluster: &C) -> Result<Facts, 
     let mut facts = Facts::default();
     let ns = req.namespace.as_str();
     let name = req.object_name();
+    if super::metadata::changed(req) {
+        facts.metadata_writer = Some(super::metadata::writer(req, cluster, "Freight").await?);
+    }
     let changes = stage_changes(req);
     for (_, stage, _) in &changes {
         if facts.grant(Verb::Promote, ns, stage).is_none() {
@@ -203,6 +207,17 @@ async fn confirmed_by_argocd<C: Cluster>(
 fn validate_status(req: &Request, facts: &Facts) -> Verdict {
     let (name, ns) = (req.object_name(), req.namespace.as_str());
     let user = super::user_label(&req.user_info);
+    if super::metadata::changed(req) {
+        match &facts.metadata_writer {
+            Some(Ok(_)) => {}
+            Some(Err(why)) => return super::metadata::refusal(req, "Freight", why),
+            None => {
+                return Verdict::internal(format!(
+                    "cannot check the metadata writer of Freight \"{name}\" in namespace \"{ns}\""
+                ));
+            }
+        }
+    }
     for (map, stage, added) in stage_changes(req) {
         if let Some(denied) = promote_denied(
             facts.grant(Verb::Promote, ns, &stage),

@@ -8,6 +8,7 @@
 
 pub mod application;
 pub mod freight;
+mod metadata;
 pub mod project;
 pub mod promotion;
 pub mod stage;
@@ -331,6 +332,9 @@ pub struct Facts {
     pub error: Option<String>,
     /// The Namespace a Project names, as read (Project hook).
     pub namespace: Option<serde_json::Value>,
+    /// For a status write that changes `status.metadata` of a Stage or Freight: `Ok(promotion)`,
+    /// the running Promotion whose `set-metadata` step accounts for it, or `Err(why)`.
+    pub metadata_writer: Option<Result<String, String>>,
 }
 
 /// One SubjectAccessReview answer: `verb` on `stages/<stage>` in namespace `project`.

@@ -6,7 +6,8 @@
 //! `currentPromotion` to a running Promotion of this Stage whose runner is the writer; a *record*
 //! sets `lastPromotion` to a finished Promotion of this Stage the writer ran (its phase as
 //! recorded), and only a record of a Succeeded Promotion may put its Freight at the head of
-//! `freightHistory`. `health` and every other field change only with a claim or a record.
+//! `freightHistory`. `health` and every other field change only with a claim or a record, except
+//! `metadata`, which only a running `set-metadata` step writes (`metadata.rs`).
 
 use std::sync::Arc;
 
@@ -35,6 +36,12 @@ pub(super) async fn gather<C: Cluster>(req: &Request, cluster: &C) -> Result<Fac
         return Ok(facts);
     }
     let ns = req.namespace.as_str();
+    if super::metadata::changed(req) {
+        facts.metadata_writer = Some(super::metadata::writer(req, cluster, "Stage").await?);
+        if only_metadata(req) {
+            return Ok(facts);
+        }
+    }
     facts.access = Some(
         cluster
             .may_promote(&req.user_info, ns, req.object_name())
@@ -56,6 +63,22 @@ pub(super) async fn gather<C: Cluster>(req: &Request, cluster: &C) -> Result<Fac
     Ok(facts)
 }
 
+/// Whether `status.metadata` is the only status field the write changes.
+fn only_metadata(req: &Request) -> bool {
+    let status = |o: Option<&Value>| {
+        o.and_then(|o| o.get("status"))
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .filter(|(k, _)| k.as_str() != "metadata")
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect::<serde_json::Map<_, _>>()
+            })
+            .unwrap_or_default()
+    };
+    status(req.object.as_ref()) == status(req.old_object.as_ref())
+}
+
 /// Validating `stages/status`: see the module documentation.
 fn validate_status(req: &Request, facts: &Facts) -> Verdict {
     let (new, old) = (req.object.as_ref(), req.old_object.as_ref());
@@ -69,6 +92,20 @@ fn validate_status(req: &Request, facts: &Facts) -> Verdict {
         return Verdict::internal(format!(
             "cannot check the status of Stage \"{stage}\" in namespace \"{ns}\": {e}"
         ));
+    }
+    if super::metadata::changed(req) {
+        match &facts.metadata_writer {
+            Some(Ok(_)) => {}
+            Some(Err(why)) => return super::metadata::refusal(req, "Stage", why),
+            None => {
+                return Verdict::internal(format!(
+                    "cannot check the metadata writer of Stage \"{stage}\" in namespace \"{ns}\""
+                ));
+            }
+        }
+        if only_metadata(req) {
+            return Verdict::allow();
+        }
     }
     if let Some(denied) = promote_denied(
         facts.access.as_ref(),
@@ -172,7 +209,7 @@ fn validate_status(req: &Request, facts: &Facts) -> Verdict {
             .chain(old_s.iter())
             .filter_map(Value::as_object)
             .flat_map(|m| m.keys().cloned())
-            .filter(|k| k != "currentPromotion" && changed(k))
+            .filter(|k| k != "currentPromotion" && k != "metadata" && changed(k))
             .collect();
         if let Some(k) = others.first() {
             return deny(format!(

@@ -2040,3 +2040,63 @@ fn a_project_refuses_a_namespace_that_is_not_a_projects() {
     );
     assert_eq!(c.namespaces.lock().unwrap().len(), 2, "nothing created");
 }
+
+/// `status.metadata` of a Stage or Freight changes only while its writer runs a Promotion whose
+/// steps hold a `set-metadata` update of that object (by name, or by an expression); the Stage
+/// written need not be one the writer may promote (the Stage's template, which its admins wrote,
+/// decided the write).
+#[test]
+fn metadata_is_written_only_by_a_running_set_metadata_step() {
+    let mut running = promotion(PROMO, "test", Some("Running"));
+    running["metadata"]["annotations"]["promote.dev/lease-holder"] = json!("alice@laptop/1");
+    running["spec"]["steps"] = json!([{ "uses": "set-metadata", "config": { "updates": [
+        { "kind": "Stage", "name": "prod", "values": { "approved-by": "${{ ctx.stage }}" } },
+        { "kind": "Freight", "name": "${{ ctx.targetFreight.name }}", "values": { "tested": true } }
+    ] } }]);
+    let mut done = promotion(OLD_PROMO, "test", Some("Succeeded"));
+    done["metadata"]["annotations"]["promote.dev/lease-holder"] = json!("carol@laptop/1");
+    done["spec"]["steps"] = running["spec"]["steps"].clone();
+    let mut c = cluster(vec![running, done]);
+    c.promoters = Some(vec![("alice".into(), PROJECT.into(), "test".into())]);
+    let prod = stage("prod", true);
+    let mut written = prod.clone();
+    written["status"]["metadata"] = json!({ "approved-by": "test" });
+    check(
+        "the running step's own write",
+        &validate_status(&c, "Stage", &prod, &written, "alice"),
+        &Ok(()),
+    );
+    check(
+        "a finished Promotion's step",
+        &validate_status(&c, "Stage", &prod, &written, "carol"),
+        &Err((403, "has a set-metadata step for Stage \"prod\"")),
+    );
+    let uat = stage("uat", true);
+    let mut other = uat.clone();
+    other["status"]["metadata"] = json!({ "approved-by": "test" });
+    check(
+        "a Stage the step does not name",
+        &validate_status(&c, "Stage", &uat, &other, "alice"),
+        &Err((403, "may not change status.metadata of Stage \"uat\"")),
+    );
+    let mut both = written.clone();
+    both["status"]["health"] = json!({ "status": "Healthy" });
+    check(
+        "metadata does not carry other fields along",
+        &validate_status(&c, "Stage", &prod, &both, "alice"),
+        &Err((403, "is not permitted to write the status of the Stage")),
+    );
+    let f = freight(&[]);
+    let mut tagged = f.clone();
+    tagged["status"]["metadata"] = json!({ "tested": true });
+    check(
+        "Freight named by an expression",
+        &validate_status(&c, "Freight", &f, &tagged, "alice"),
+        &Ok(()),
+    );
+    check(
+        "Freight metadata by someone running nothing",
+        &validate_status(&c, "Freight", &f, &tagged, "bob"),
+        &Err((403, "may not change status.metadata of Freight")),
+    );
+}
