@@ -8,7 +8,8 @@
 //! The language is expr-lang, as in Kargo, evaluated by the `expr-lang` crate with its builtins
 //! (`upper`, `split`, `toJSON`, `now()`, `date()`, `duration()`, `filter`, `map`, ...) and Kargo's
 //! functions registered next to them: `quote`, `unsafeQuote`, `asJSON`, `asYAML`, `warehouse`,
-//! `commitFrom`, `imageFrom`, `chartFrom`, `artifactFrom`, `freightMetadata`, `stageMetadata`,
+//! `commitFrom`, `imageFrom`, `chartFrom`, `artifactFrom`, `freightMetadata`, `freightStatus`,
+//! `stageMetadata`,
 //! `configMap`, `secret`, `sharedConfigMap`, `sharedSecret`, `semverDiff`, `semverParse`,
 //! `success`, `failure`, `always`, `status`. Go methods on values (`response.header(name)`,
 //! `semverParse(v).IncMinor().String()`) have no counterpart in the crate, so calls of those
@@ -43,6 +44,8 @@ pub enum Lookup {
     StageMetadata,
     /// `freightMetadata(name)`: a Freight's `status.metadata`.
     FreightMetadata,
+    /// `freightStatus(name)`: a Freight's whole `status` (Kargo after v1.11).
+    FreightStatus,
 }
 
 impl Lookup {
@@ -55,6 +58,7 @@ impl Lookup {
             Lookup::SharedSecret => "sharedSecret",
             Lookup::StageMetadata => "stageMetadata",
             Lookup::FreightMetadata => "freightMetadata",
+            Lookup::FreightStatus => "freightStatus",
         }
     }
 }
@@ -500,6 +504,7 @@ fn environment(funcs: &dyn Functions) -> expr::Environment<'_> {
         Lookup::SharedSecret,
         Lookup::StageMetadata,
         Lookup::FreightMetadata,
+        Lookup::FreightStatus,
     ] {
         env.add_function(what.name(), move |c| {
             arity(&c.args, 1, what.name())?;

@@ -467,7 +467,7 @@ impl Functions for StepFunctions<'_> {
                 project,
                 crate::kube::kargo_path("stages", project, name),
             ),
-            Lookup::FreightMetadata => (
+            Lookup::FreightMetadata | Lookup::FreightStatus => (
                 "Freight",
                 project,
                 crate::kube::kargo_path("freights", project, name),
@@ -491,6 +491,9 @@ impl Functions for StepFunctions<'_> {
                         == Some("generic")
                 })
                 .map_or_else(|| json!({}), |o| secret_data(&o)),
+            Lookup::FreightStatus => obj
+                .map(|o| o.get("status").cloned().unwrap_or_else(|| json!({})))
+                .unwrap_or(Value::Null),
             Lookup::StageMetadata | Lookup::FreightMetadata => obj
                 .and_then(|o| o.pointer("/status/metadata").cloned())
                 .filter(|m| m.as_object().is_some_and(|m| !m.is_empty()))

@@ -1442,6 +1442,7 @@ spec:
             checks: ${{ len(freightMetadata(ctx.targetFreight.name).checks) }}
             region: ${{ configMap('settings').region }}
             absent: ${{ stageMetadata('dev')?.x ?? 'none' }}
+            tested: ${{ freightStatus(ctx.targetFreight.name).metadata.tested }}
             meta: ${{ status('meta') }}
 ---
 apiVersion: v1
@@ -1488,7 +1489,7 @@ subjects: [{ kind: User, name: alice, apiGroup: rbac.authorization.k8s.io }]
         .unwrap();
     assert_eq!(
         promotion["status"]["state"]["out"],
-        serde_json::json!({ "approver": "gate", "checks": 2, "region": "eu-west-1", "absent": "none", "meta": "Succeeded" }),
+        serde_json::json!({ "approver": "gate", "checks": 2, "region": "eu-west-1", "absent": "none", "tested": true, "meta": "Succeeded" }),
         "{promotion}"
     );
     // By hand, outside a promotion: refused, and nothing changes.
