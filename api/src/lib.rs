@@ -18,6 +18,7 @@ pub mod freight_id;
 pub mod legacy;
 pub mod naming;
 pub mod stage_status;
+pub mod step_config;
 pub mod template;
 pub mod trust;
 pub mod types;

@@ -192,6 +192,29 @@ fn validate_steps(errs: &mut FieldErrors, path: &str, steps: &[PromotionStep], a
             ),
             _ => {}
         }
+        if !s.uses.is_empty() && s.task.is_none() {
+            // The step's kind and its config's shape: a typo fails when the object is applied.
+            if let Err(problems) = crate::step_config::validate_config(&s.uses, s.config.as_ref()) {
+                for problem in problems {
+                    match problem.strip_prefix("uses: ") {
+                        Some(why) => errs.push(format!("{p}.uses"), ErrorType::Invalid, why),
+                        None => {
+                            let (field, why) =
+                                problem.split_once(": ").unwrap_or(("config", &problem));
+                            if why == "required" {
+                                errs.push(
+                                    format!("{p}.{field}"),
+                                    ErrorType::Required,
+                                    format!("{} needs it", s.uses),
+                                );
+                            } else {
+                                errs.push(format!("{p}.{field}"), ErrorType::Invalid, why);
+                            }
+                        }
+                    }
+                }
+            }
+        }
         if s.task.is_some() {
             for (field, set) in [
                 ("if", !s.if_.is_empty()),
@@ -624,13 +647,64 @@ mod tests {
         }
     }
 
+    /// A step with a config of the right shape for its kind.
     fn step(uses: &str, alias: &str) -> PromotionStep {
+        let config = match uses {
+            "git-clone" => {
+                json!({ "repoURL": "https://git.example.com/r", "checkout": [{ "branch": "main", "path": "./src" }] })
+            }
+            "git-commit" => json!({ "path": "./src", "message": "m" }),
+            "git-push" => json!({ "path": "./src" }),
+            _ => json!({}),
+        };
         PromotionStep {
             uses: uses.into(),
             alias: alias.into(),
-            config: Some(json!({})),
+            config: Some(config),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn step_kinds_and_configs_are_checked() {
+        let mut bad = step("git-push", "");
+        bad.config = Some(json!({ "pth": "./src", "maxAttempts": "many" }));
+        let mut unknown = step("git-pushh", "");
+        unknown.config = None;
+        let mut escaping = step("git-commit", "");
+        escaping.config = Some(json!({ "path": "../up", "message": "${{ vars.m }}" }));
+        let p = Promotion::new(
+            "x",
+            PromotionSpec {
+                stage: "test".into(),
+                freight: "abc".into(),
+                steps: vec![bad, unknown, escaping],
+                ..Default::default()
+            },
+        );
+        let Err(crate::Error::Invalid(e)) = validate_promotion(&p) else {
+            panic!("accepted");
+        };
+        let got: Vec<String> =
+            e.0.iter()
+                .map(|e| format!("{}: {}", e.path, e.message))
+                .collect();
+        assert_eq!(
+            got,
+            vec![
+                "spec.steps[0].config.path: git-push needs it".to_owned(),
+                format!(
+                    "spec.steps[0].config.pth: unknown field (known: {})",
+                    "path, targetBranch, generateTargetBranch, tag, force, maxAttempts, provider"
+                ),
+                "spec.steps[0].config.maxAttempts: must be an integer, got \"many\"".to_owned(),
+                format!(
+                    "spec.steps[1].uses: unknown step kind \"git-pushh\"; promote runs: {}",
+                    crate::step_config::known()
+                ),
+                "spec.steps[2].config.path: invalid path \"../up\": \"..\" would escape the work tree".to_owned(),
+            ]
+        );
     }
 
     #[test]

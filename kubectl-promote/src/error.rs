@@ -172,6 +172,9 @@ impl Error {
             Self::Steps { .. } => {
                 Some("fix the Stage's promotionTemplate; nothing was changed".into())
             }
+            Self::Invalid { kind: "Stage", .. } => {
+                Some("fix the Stage (the field named above); nothing was changed".into())
+            }
             Self::StageBusy { running, .. } => Some(format!(
                 "wait for it with --wait (promotions queue), or stop it with kubectl promote abort {running}"
             )),

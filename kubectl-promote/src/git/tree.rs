@@ -45,35 +45,13 @@ pub struct Checkout {
     pub tags: BTreeMap<String, (Oid, bool)>,
 }
 
-/// Normalize a repository-relative path: no absolute paths, no `..`, no empty parts.
+/// Normalize a repository-relative path: no absolute paths, no `..`, no `.git`, no empty parts
+/// (the rules are `promote_api::step_config::clean_path`'s, which the webhook checks too).
 pub fn clean_path(path: &str) -> Result<String, GitError> {
-    if path.starts_with('/') || path.starts_with('\\') {
-        return Err(GitError::Path {
-            path: path.into(),
-            reason: "absolute paths are not allowed; use a path relative to the work directory"
-                .into(),
-        });
-    }
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                return Err(GitError::Path {
-                    path: path.into(),
-                    reason: "\"..\" would escape the work tree".into(),
-                });
-            }
-            ".git" => {
-                return Err(GitError::Path {
-                    path: path.into(),
-                    reason: "\".git\" is not part of the work tree".into(),
-                });
-            }
-            p => parts.push(p),
-        }
-    }
-    Ok(parts.join("/"))
+    promote_api::step_config::clean_path(path).map_err(|reason| GitError::Path {
+        path: path.into(),
+        reason,
+    })
 }
 
 /// One entry of a tree object.

@@ -2,7 +2,10 @@
 //! `argocd-update` step names (by a name its expressions give from `ctx` and `vars` alone) exists
 //! and authorizes the Stage. Otherwise the promotion would push a commit and then fail to deliver
 //! it; this way it fails with nothing written. Apps chosen by selector, or named from step
-//! outputs, are checked by the step itself when it runs.
+//! outputs, are checked by the step itself when it runs. Likewise a pull-request step
+//! (`git-open-pr`, `git-wait-for-pr`, `git-merge-pr`) whose repoURL is known up front must name a
+//! provider promote speaks (and, for `git-merge-pr`, a merge method it accepts), so no commit is
+//! pushed for a pull request that cannot be opened or merged.
 
 use promote_api::authorized_stage;
 use promote_api::keys::AUTHORIZED_STAGE;
@@ -50,7 +53,11 @@ pub fn check(source: &dyn Source, plan: &Plan, ctx: &PromotionContext) -> Result
         })
         .unwrap_or_default();
     for (i, step) in plan.steps.iter().enumerate() {
-        if step.uses != "argocd-update" || done.contains(&step.effective_alias(i)) {
+        let pr_step = matches!(
+            step.uses.as_str(),
+            "git-open-pr" | "git-wait-for-pr" | "git-merge-pr"
+        );
+        if !(step.uses == "argocd-update" || pr_step) || done.contains(&step.effective_alias(i)) {
             continue;
         }
         let mut step_vars = vars.clone();
@@ -65,6 +72,35 @@ pub fn check(source: &dyn Source, plan: &Plan, ctx: &PromotionContext) -> Result
         let mut env = Map::new();
         env.insert("ctx".into(), ctx.ctx_value());
         env.insert("vars".into(), Value::Object(step_vars));
+        if pr_step {
+            // The provider must be known before anything is pushed for it to review.
+            let field = |k: &str| {
+                step.config
+                    .as_ref()
+                    .and_then(|c| c.get(k))
+                    .map(|v| eval(v, &env, ctx))
+            };
+            if let Some(Some(repo)) = field("repoURL") {
+                let provider = field("provider").flatten().filter(|p| !p.is_empty());
+                let method = field("mergeMethod").flatten();
+                let unknown = field("provider").is_some_and(|p| p.is_none())
+                    || field("mergeMethod").is_some_and(|m| m.is_none());
+                if !unknown
+                    && let Err(reason) = crate::steps::preflight_pr(
+                        &step.uses,
+                        &repo,
+                        provider.as_deref(),
+                        method.as_deref(),
+                    )
+                {
+                    return Err(Error::Undeliverable {
+                        step: format!("{} ({})", step.effective_alias(i), step.uses),
+                        reason,
+                    });
+                }
+            }
+            continue;
+        }
         let apps = step
             .config
             .as_ref()

@@ -246,13 +246,16 @@ fn a_bad_step_config_is_refused_before_anything_is_written() {
         ),
     );
     let e = promote(&api, "dev", "v1").unwrap_err();
+    // The Stage's own validation (which the webhook runs at apply time) names the field.
     assert!(
-        matches!(&e, Error::Steps { problems, .. } if problems.iter().any(|p| p.contains("config.aps: unknown field"))),
-        "{e:?}"
+        e.to_string()
+            .contains("spec.promotionTemplate.spec.steps[0].config.aps: Invalid value: unknown field (known: apps)"),
+        "{e}"
     );
     assert!(api.writes().is_empty(), "{:?}", api.writes());
+    // The Stage is refused before its Freight is even looked up.
     let e = promote(&api, "dev", "nope").unwrap_err();
-    assert!(matches!(e, Error::FreightNotFound { .. }), "{e:?}");
+    assert!(matches!(e, Error::Invalid { .. }), "{e:?}");
 }
 
 #[test]

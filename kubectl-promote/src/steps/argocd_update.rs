@@ -296,53 +296,11 @@ pub(super) fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepE
     Ok(StepResult::ok(json!({ "apps": done }), msg))
 }
 
-use super::shape::*;
-
-const ARGO_SOURCE: Shape = Obj(&[
-    ("repoURL", true, Str),
-    ("chart", false, Str),
-    ("desiredRevision", false, Str),
-    ("updateTargetRevision", false, Bool),
-    (
-        "kustomize",
-        false,
-        Obj(&[(
-            "images",
-            true,
-            Arr(&Obj(&[
-                ("repoURL", true, Str),
-                ("newName", false, Str),
-                ("tag", false, Str),
-                ("digest", false, Str),
-            ])),
-        )]),
-    ),
-    (
-        "helm",
-        false,
-        Obj(&[(
-            "images",
-            true,
-            Arr(&Obj(&[("key", true, Str), ("value", true, Str)])),
-        )]),
-    ),
-]);
-const ARGOCD_UPDATE: Shape = Obj(&[(
-    "apps",
-    true,
-    Arr(&Obj(&[
-        ("name", false, Str),
-        ("namespace", false, Str),
-        ("selector", false, SELECTOR),
-        ("sources", false, Arr(&ARGO_SOURCE)),
-    ])),
-)]);
-
 /// The registry entry (`steps::REGISTRY`).
 pub(super) const STEP: super::Step = super::Step {
     name: "argocd-update",
     summary: "update Argo CD Applications' sources, sync them and wait for an honest result",
-    shape: &ARGOCD_UPDATE,
+    shape: &promote_api::step_config::ARGOCD_UPDATE,
     run: |cfg, rt, _| run(cfg, rt),
     remote: true,
     outputs: &["apps"],

@@ -92,24 +92,11 @@ fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepError> {
     ))
 }
 
-use super::shape::*;
-
-const ARGOCD_WAIT: Shape = Obj(&[(
-    "apps",
-    true,
-    Arr(&Obj(&[
-        ("name", false, Str),
-        ("namespace", false, Str),
-        ("selector", false, SELECTOR),
-        ("waitFor", false, Arr(&Str)),
-    ])),
-)]);
-
 /// The registry entry (`steps::REGISTRY`).
 pub(super) const STEP: super::Step = super::Step {
     name: "argocd-wait",
     summary: "wait for Argo CD Applications to be healthy, synced or done, writing nothing",
-    shape: &ARGOCD_WAIT,
+    shape: &promote_api::step_config::ARGOCD_WAIT,
     run: |cfg, rt, _| run(cfg, rt),
     remote: false,
     outputs: &["apps"],

@@ -21,13 +21,11 @@ fn run(cfg: &Value, _: &mut Runtime<'_>) -> Result<StepResult, StepError> {
     }
 }
 
-use super::shape::*;
-
 /// The registry entry (`steps::REGISTRY`).
 pub(super) const STEP: super::Step = super::Step {
     name: "compose-output",
     summary: "compose outputs from expressions (its config, key for key)",
-    shape: &Any,
+    shape: &promote_api::step_config::Shape::Any,
     run: |cfg, rt, _| run(cfg, rt),
     remote: false,
     outputs: &["(its config's keys)"],

@@ -79,19 +79,11 @@ fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepError> {
     ))
 }
 
-use super::shape::*;
-
-const COPY: Shape = Obj(&[
-    ("inPath", true, Path),
-    ("outPath", true, Path),
-    ("ignore", false, Str),
-]);
-
 /// The registry entry (`steps::REGISTRY`).
 pub(super) const STEP: super::Step = super::Step {
     name: "copy",
     summary: "copy a file or a directory's contents between checkouts (`ignore`: .gitignore lines)",
-    shape: &COPY,
+    shape: &promote_api::step_config::COPY,
     run: |cfg, rt, _| run(cfg, rt),
     remote: false,
     outputs: &[],

@@ -126,20 +126,11 @@ fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepError> {
     ))
 }
 
-use super::shape::*;
-
-const DELETE: Shape = Obj(&[
-    ("path", false, Path),
-    ("paths", false, Arr(&Path)),
-    ("pathsAreGlobs", false, Bool),
-    ("strict", false, Bool),
-]);
-
 /// The registry entry (`steps::REGISTRY`).
 pub(super) const STEP: super::Step = super::Step {
     name: "delete",
     summary: "delete files or directories of checkouts, by path or glob (`strict` to require a match)",
-    shape: &DELETE,
+    shape: &promote_api::step_config::DELETE,
     run: |cfg, rt, _| run(cfg, rt),
     remote: false,
     outputs: &[],

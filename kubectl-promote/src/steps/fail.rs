@@ -21,15 +21,11 @@ fn run(cfg: &Value, _: &mut Runtime<'_>) -> Result<StepResult, StepError> {
     }))
 }
 
-use super::shape::*;
-
-const FAIL: Shape = Obj(&[("message", false, Str)]);
-
 /// The registry entry (`steps::REGISTRY`).
 pub(super) const STEP: super::Step = super::Step {
     name: "fail",
     summary: "fail the promotion, with a message",
-    shape: &FAIL,
+    shape: &promote_api::step_config::FAIL,
     run: |cfg, rt, _| run(cfg, rt),
     remote: false,
     outputs: &[],

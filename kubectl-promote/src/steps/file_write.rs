@@ -59,20 +59,11 @@ fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepError> {
     ))
 }
 
-use super::shape::*;
-
-const FILE_WRITE: Shape = Obj(&[
-    ("path", true, Path),
-    ("contents", true, Str),
-    ("permissions", false, Str),
-    ("overwrite", false, Bool),
-]);
-
 /// The registry entry (`steps::REGISTRY`).
 pub(super) const STEP: super::Step = super::Step {
     name: "file-write",
     summary: "write a file into a checkout (`overwrite` to replace one)",
-    shape: &FILE_WRITE,
+    shape: &promote_api::step_config::FILE_WRITE,
     run: |cfg, rt, _| run(cfg, rt),
     remote: false,
     outputs: &[],

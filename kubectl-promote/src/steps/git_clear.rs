@@ -25,15 +25,11 @@ fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepError> {
     ))
 }
 
-use super::shape::*;
-
-const GIT_CLEAR: Shape = Obj(&[("path", true, Path)]);
-
 /// The registry entry (`steps::REGISTRY`).
 pub(super) const STEP: super::Step = super::Step {
     name: "git-clear",
     summary: "remove every file from a checkout, before rendering into it",
-    shape: &GIT_CLEAR,
+    shape: &promote_api::step_config::GIT_CLEAR,
     run: |cfg, rt, _| run(cfg, rt),
     remote: false,
     outputs: &[],

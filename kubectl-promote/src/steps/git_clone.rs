@@ -154,31 +154,11 @@ pub(super) fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepE
     ))
 }
 
-use super::shape::*;
-
-const CHECKOUT: Shape = Obj(&[
-    ("path", true, Path),
-    ("branch", false, Str),
-    ("commit", false, Str),
-    ("tag", false, Str),
-    ("create", false, Bool),
-    ("sparse", false, Arr(&Str)),
-    ("as", false, Str),
-]);
-const GIT_CLONE: Shape = Obj(&[
-    ("repoURL", true, Str),
-    ("checkout", true, Arr(&CHECKOUT)),
-    ("author", false, AUTHOR),
-    ("insecureSkipTLSVerify", false, Bool),
-    ("blobless", false, Bool),
-    ("recurseSubmodules", false, Bool),
-]);
-
 /// The registry entry (`steps::REGISTRY`).
 pub(super) const STEP: super::Step = super::Step {
     name: "git-clone",
     summary: "clone a repository and check out branches, tags or commits into the work directory",
-    shape: &GIT_CLONE,
+    shape: &promote_api::step_config::GIT_CLONE,
     run: |cfg, rt, _| run(cfg, rt),
     remote: false,
     outputs: &["commits"],

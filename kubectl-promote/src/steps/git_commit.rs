@@ -58,20 +58,11 @@ pub(super) fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepE
     }
 }
 
-use super::shape::*;
-
-const GIT_COMMIT: Shape = Obj(&[
-    ("path", true, Path),
-    ("message", true, Str),
-    ("messageFromSteps", false, Arr(&Str)),
-    ("author", false, AUTHOR),
-]);
-
 /// The registry entry (`steps::REGISTRY`).
 pub(super) const STEP: super::Step = super::Step {
     name: "git-commit",
     summary: "commit the changes of a checkout",
-    shape: &GIT_COMMIT,
+    shape: &promote_api::step_config::GIT_COMMIT,
     run: |cfg, rt, _| run(cfg, rt),
     remote: false,
     outputs: &["commit"],

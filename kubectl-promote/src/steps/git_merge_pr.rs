@@ -44,6 +44,17 @@ fn methods(provider: &str) -> &'static [&'static str] {
     }
 }
 
+/// Whether `provider` accepts merge method `method`.
+pub(super) fn check_method(provider: &str, method: &str) -> Result<(), String> {
+    if methods(provider).contains(&method) {
+        return Ok(());
+    }
+    Err(format!(
+        "git-merge-pr: unsupported merge method {method:?} for {provider}; use one of {}",
+        methods(provider).join(", ")
+    ))
+}
+
 /// What one look at the pull request decided.
 enum Look {
     /// Merged, with its merge commit.
@@ -219,12 +230,8 @@ fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepError> {
             cfg.pr_number
         )));
     }
-    if !cfg.merge_method.is_empty() && !methods(&provider).contains(&cfg.merge_method.as_str()) {
-        return Err(fail(format!(
-            "git-merge-pr: unsupported merge method {:?} for {provider}; use one of {}",
-            cfg.merge_method,
-            methods(&provider).join(", ")
-        )));
+    if !cfg.merge_method.is_empty() {
+        check_method(&provider, &cfg.merge_method).map_err(fail)?;
     }
     let poll = match cfg.poll_interval.as_str() {
         "" => std::time::Duration::from_secs(10),
@@ -285,23 +292,11 @@ fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepError> {
     }
 }
 
-use super::shape::*;
-
-const GIT_MERGE_PR: Shape = Obj(&[
-    ("repoURL", true, Str),
-    ("prNumber", true, Int),
-    ("provider", false, Str),
-    ("insecureSkipTLSVerify", false, Bool),
-    ("wait", false, Bool),
-    ("pollInterval", false, Str),
-    ("mergeMethod", false, Str),
-]);
-
 /// The registry entry (`steps::REGISTRY`).
 pub(super) const STEP: super::Step = super::Step {
     name: "git-merge-pr",
     summary: "merge a pull request (its merge commit), or wait until it can be merged",
-    shape: &GIT_MERGE_PR,
+    shape: &promote_api::step_config::GIT_MERGE_PR,
     run: |cfg, rt, _| run(cfg, rt),
     remote: true,
     outputs: &["commit"],

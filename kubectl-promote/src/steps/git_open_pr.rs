@@ -509,33 +509,11 @@ pub(super) fn run(
     ))
 }
 
-use super::shape::*;
-
-const GIT_OPEN_PR: Shape = Obj(&[
-    ("repoURL", true, Str),
-    ("sourceBranch", true, Str),
-    ("targetBranch", true, Str),
-    ("title", false, Str),
-    ("description", false, Str),
-    ("labels", false, Arr(&Str)),
-    ("provider", false, Str),
-    ("insecureSkipTLSVerify", false, Bool),
-    ("createTargetBranch", false, Bool),
-]);
-
-const GIT_WAIT_FOR_PR: Shape = Obj(&[
-    ("repoURL", true, Str),
-    ("prNumber", true, Int),
-    ("provider", false, Str),
-    ("insecureSkipTLSVerify", false, Bool),
-    ("pollInterval", false, Str),
-]);
-
 /// The registry entry of `git-wait-for-pr` (`steps::REGISTRY`).
 pub(super) const WAIT: super::Step = super::Step {
     name: "git-wait-for-pr",
     summary: "wait until a pull request is merged (its merge commit) or closed (fails)",
-    shape: &GIT_WAIT_FOR_PR,
+    shape: &promote_api::step_config::GIT_WAIT_FOR_PR,
     run: |cfg, rt, _| wait(cfg, rt),
     remote: false,
     outputs: &["commit"],
@@ -546,7 +524,7 @@ pub(super) const WAIT: super::Step = super::Step {
 pub(super) const STEP: super::Step = super::Step {
     name: "git-open-pr",
     summary: "open a pull request (GitHub, GitLab, Gitea)",
-    shape: &GIT_OPEN_PR,
+    shape: &promote_api::step_config::GIT_OPEN_PR,
     run: |cfg, rt, alias| run(cfg, rt, alias),
     remote: true,
     outputs: &["pr"],

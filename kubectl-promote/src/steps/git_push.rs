@@ -269,23 +269,11 @@ pub(super) fn push(
     }
 }
 
-use super::shape::*;
-
-const GIT_PUSH: Shape = Obj(&[
-    ("path", true, Path),
-    ("targetBranch", false, Str),
-    ("generateTargetBranch", false, Bool),
-    ("tag", false, Str),
-    ("force", false, Bool),
-    ("maxAttempts", false, Int),
-    ("provider", false, Str),
-]);
-
 /// The registry entry (`steps::REGISTRY`).
 pub(super) const STEP: super::Step = super::Step {
     name: "git-push",
     summary: "push a checkout's commits (rebase and retry on a non-fast-forward)",
-    shape: &GIT_PUSH,
+    shape: &promote_api::step_config::GIT_PUSH,
     run: |cfg, rt, _| run(cfg, rt),
     remote: true,
     outputs: &["branch", "commit", "commitURL"],

@@ -51,20 +51,11 @@ fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepError> {
     ))
 }
 
-use super::shape::*;
-
-const GIT_TAG: Shape = Obj(&[
-    ("path", true, Path),
-    ("tag", true, Str),
-    ("message", true, Str),
-    ("force", false, Bool),
-]);
-
 /// The registry entry (`steps::REGISTRY`).
 pub(super) const STEP: super::Step = super::Step {
     name: "git-tag",
     summary: "make an annotated tag of a checkout's commit, for git-push to publish",
-    shape: &GIT_TAG,
+    shape: &promote_api::step_config::GIT_TAG,
     run: |cfg, rt, _| run(cfg, rt),
     remote: false,
     outputs: &["commit"],

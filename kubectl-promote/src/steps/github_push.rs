@@ -264,22 +264,11 @@ fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepError> {
     result
 }
 
-use super::shape::*;
-
-const GITHUB_PUSH: Shape = Obj(&[
-    ("path", true, Path),
-    ("targetBranch", false, Str),
-    ("generateTargetBranch", false, Bool),
-    ("force", false, Bool),
-    ("maxAttempts", false, Int),
-    ("insecureSkipTLSVerify", false, Bool),
-]);
-
 /// The registry entry (`steps::REGISTRY`).
 pub(super) const STEP: super::Step = super::Step {
     name: "github-push",
     summary: "push a checkout's commits through GitHub's API, so GitHub signs them",
-    shape: &GITHUB_PUSH,
+    shape: &promote_api::step_config::GITHUB_PUSH,
     run: |cfg, rt, _| run(cfg, rt),
     remote: true,
     outputs: &["branch", "commit", "commitURL"],

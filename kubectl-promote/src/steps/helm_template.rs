@@ -277,36 +277,11 @@ fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepError> {
     ))
 }
 
-use super::shape::*;
-
-const SET_VALUE: Shape = Obj(&[
-    ("key", true, Str),
-    ("value", true, Str),
-    ("literal", false, Bool),
-]);
-const HELM_TEMPLATE: Shape = Obj(&[
-    ("path", true, Path),
-    ("outPath", true, Path),
-    ("outLayout", false, Str),
-    ("releaseName", true, Str),
-    ("useReleaseName", false, Bool),
-    ("namespace", false, Str),
-    ("valuesFiles", false, Arr(&Path)),
-    ("ignoreMissingValueFiles", false, Bool),
-    ("setValues", false, Arr(&SET_VALUE)),
-    ("buildDependencies", false, Bool),
-    ("includeCRDs", false, Bool),
-    ("disableHooks", false, Bool),
-    ("skipTests", false, Bool),
-    ("kubeVersion", false, Str),
-    ("apiVersions", false, Arr(&Str)),
-]);
-
 /// The registry entry (`steps::REGISTRY`).
 pub(super) const STEP: super::Step = super::Step {
     name: "helm-template",
     summary: "render a Helm chart with helm into one file, helm's layout or one file per resource",
-    shape: &HELM_TEMPLATE,
+    shape: &promote_api::step_config::HELM_TEMPLATE,
     run: |cfg, rt, _| run(cfg, rt),
     remote: false,
     outputs: &[],

@@ -324,20 +324,11 @@ fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepError> {
     ))
 }
 
-use super::shape::*;
-
-const UPDATE: Shape = Obj(&[
-    ("repository", true, Str),
-    ("name", true, Str),
-    ("version", true, Str),
-]);
-const HELM_UPDATE_CHART: Shape = Obj(&[("path", true, Path), ("charts", false, Arr(&UPDATE))]);
-
 /// The registry entry (`steps::REGISTRY`).
 pub(super) const STEP: super::Step = super::Step {
     name: "helm-update-chart",
     summary: "set a chart's dependency versions in Chart.yaml and run helm dependency update (Chart.lock, charts/)",
-    shape: &HELM_UPDATE_CHART,
+    shape: &promote_api::step_config::HELM_UPDATE_CHART,
     run: |cfg, rt, _| run(cfg, rt),
     remote: false,
     outputs: &["commitMessage"],

@@ -83,21 +83,11 @@ pub(super) fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepE
     ))
 }
 
-use super::shape::*;
-
-const HELM_IMAGE: Shape = Obj(&[
-    ("image", true, Str),
-    ("key", true, Str),
-    ("value", true, Str),
-    ("fromOrigin", false, Any),
-]);
-const HELM_UPDATE_IMAGE: Shape = Obj(&[("path", true, Path), ("images", true, Arr(&HELM_IMAGE))]);
-
 /// The registry entry (`steps::REGISTRY`).
 pub(super) const STEP: super::Step = super::Step {
     name: "helm-update-image",
     summary: "set image references in a Helm values file",
-    shape: &HELM_UPDATE_IMAGE,
+    shape: &promote_api::step_config::HELM_UPDATE_IMAGE,
     run: |cfg, rt, _| run(cfg, rt),
     remote: false,
     outputs: &["commitMessage"],

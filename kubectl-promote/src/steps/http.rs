@@ -266,31 +266,11 @@ fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepError> {
     }
 }
 
-use super::shape::*;
-
-const NAME_VALUE: Shape = Obj(&[("name", true, Str), ("value", true, Str)]);
-const HTTP: Shape = Obj(&[
-    ("method", false, Str),
-    ("url", true, Str),
-    ("headers", false, Arr(&NAME_VALUE)),
-    ("queryParams", false, Arr(&NAME_VALUE)),
-    ("body", false, Str),
-    ("insecureSkipTLSVerify", false, Bool),
-    ("proxy", false, Str),
-    ("timeout", false, Str),
-    ("pollInterval", false, Str),
-    ("responseContentType", false, Str),
-    ("outputs", false, Arr(&super::parse::OUTPUT)),
-    ("successExpression", false, Str),
-    ("failureExpression", false, Str),
-    ("errorExpression", false, Str),
-]);
-
 /// The registry entry (`steps::REGISTRY`).
 pub(super) const STEP: super::Step = super::Step {
     name: "http",
     summary: "send an HTTP request; succeed, fail or wait by expressions over the response",
-    shape: &HTTP,
+    shape: &promote_api::step_config::HTTP,
     run: |cfg, rt, _| run(cfg, rt),
     remote: false,
     outputs: &["(each `outputs[].name`)"],

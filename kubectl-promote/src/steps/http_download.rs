@@ -111,24 +111,11 @@ fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepError> {
     ))
 }
 
-use super::shape::*;
-
-const NAME_VALUE: Shape = Obj(&[("name", true, Str), ("value", true, Str)]);
-const HTTP_DOWNLOAD: Shape = Obj(&[
-    ("url", true, Str),
-    ("outPath", true, Path),
-    ("allowOverwrite", false, Bool),
-    ("headers", false, Arr(&NAME_VALUE)),
-    ("queryParams", false, Arr(&NAME_VALUE)),
-    ("insecureSkipTLSVerify", false, Bool),
-    ("timeout", false, Str),
-]);
-
 /// The registry entry (`steps::REGISTRY`).
 pub(super) const STEP: super::Step = super::Step {
     name: "http-download",
     summary: "download a file over HTTP(S) into a checkout (at most 100 MB)",
-    shape: &HTTP_DOWNLOAD,
+    shape: &promote_api::step_config::HTTP_DOWNLOAD,
     run: |cfg, rt, _| run(cfg, rt),
     remote: false,
     outputs: &[],

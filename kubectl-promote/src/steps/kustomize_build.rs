@@ -258,31 +258,11 @@ fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepError> {
     ))
 }
 
-use super::shape::*;
-
-const KUSTOMIZE_BUILD: Shape = Obj(&[
-    ("path", true, Path),
-    ("outPath", true, Path),
-    ("outputFormat", false, Str),
-    (
-        "plugin",
-        false,
-        Obj(&[(
-            "helm",
-            false,
-            Obj(&[
-                ("apiVersions", false, Arr(&Str)),
-                ("kubeVersion", false, Str),
-            ]),
-        )]),
-    ),
-]);
-
 /// The registry entry (`steps::REGISTRY`).
 pub(super) const STEP: super::Step = super::Step {
     name: "kustomize-build",
     summary: "render a kustomization with kustomize into one file or one file per resource",
-    shape: &KUSTOMIZE_BUILD,
+    shape: &promote_api::step_config::KUSTOMIZE_BUILD,
     run: |cfg, rt, _| run(cfg, rt),
     remote: false,
     outputs: &[],

@@ -268,27 +268,11 @@ pub(super) fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepE
     ))
 }
 
-use super::shape::*;
-
-const KUSTOMIZE_IMAGE: Shape = Obj(&[
-    ("image", true, Str),
-    ("name", false, Str),
-    ("newName", false, Str),
-    ("tag", false, Str),
-    ("digest", false, Str),
-    ("fromOrigin", false, Any),
-    ("useDigest", false, Bool),
-]);
-const KUSTOMIZE_SET_IMAGE: Shape = Obj(&[
-    ("path", true, Path),
-    ("images", false, Arr(&KUSTOMIZE_IMAGE)),
-]);
-
 /// The registry entry (`steps::REGISTRY`).
 pub(super) const STEP: super::Step = super::Step {
     name: "kustomize-set-image",
     summary: "set images in a kustomization.yaml (from the Freight, or given)",
-    shape: &KUSTOMIZE_SET_IMAGE,
+    shape: &promote_api::step_config::KUSTOMIZE_SET_IMAGE,
     run: |cfg, rt, _| run(cfg, rt),
     remote: false,
     outputs: &["commitMessage"],

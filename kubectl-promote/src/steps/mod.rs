@@ -133,6 +133,28 @@ pub fn known() -> String {
         .join(", ")
 }
 
+/// What a promotion can check of a pull-request step before its first write (`uses`, its
+/// repoURL, provider and merge method as evaluated from `ctx` and `vars`): the provider is known
+/// and supported, the merge method is one it accepts.
+pub fn preflight_pr(
+    uses: &str,
+    repo_url: &str,
+    provider: Option<&str>,
+    merge_method: Option<&str>,
+) -> Result<(), String> {
+    let (_, provider) =
+        git_open_pr::provider_of(uses, repo_url, provider).map_err(|e| e.to_string())?;
+    if !["github", "gitlab", "gitea"].contains(&provider.as_str()) {
+        return Err(format!(
+            "{uses}: provider {provider:?} is not supported; use github, gitlab or gitea"
+        ));
+    }
+    if let Some(m) = merge_method.filter(|m| !m.is_empty()) {
+        git_merge_pr::check_method(&provider, m)?;
+    }
+    Ok(())
+}
+
 /// Whether `uses` writes outside this machine.
 pub fn is_remote(uses: &str) -> bool {
     lookup(uses).is_some_and(|s| s.remote)

@@ -110,21 +110,11 @@ fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepError> {
     ))
 }
 
-use super::shape::*;
-
-const OCI_DOWNLOAD: Shape = Obj(&[
-    ("imageRef", true, Str),
-    ("outPath", true, Path),
-    ("allowOverwrite", false, Bool),
-    ("mediaType", false, Str),
-    ("insecureSkipTLSVerify", false, Bool),
-]);
-
 /// The registry entry (`steps::REGISTRY`).
 pub(super) const STEP: super::Step = super::Step {
     name: "oci-download",
     summary: "write one layer of an OCI artifact (a chart, a bundle) to a file of a checkout",
-    shape: &OCI_DOWNLOAD,
+    shape: &promote_api::step_config::OCI_DOWNLOAD,
     run: |cfg, rt, _| run(cfg, rt),
     remote: false,
     outputs: &[],

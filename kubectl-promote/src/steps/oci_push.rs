@@ -492,20 +492,11 @@ fn verify_recorded(cfg: &Value, outputs: &Value, rt: &mut Runtime<'_>) -> Result
     )))
 }
 
-use super::shape::*;
-
-const OCI_PUSH: Shape = Obj(&[
-    ("srcRef", true, Str),
-    ("destRef", true, Str),
-    ("annotations", false, Any),
-    ("insecureSkipTLSVerify", false, Bool),
-]);
-
 /// The registry entry (`steps::REGISTRY`).
 pub(super) const STEP: super::Step = super::Step {
     name: "oci-push",
     summary: "copy or retag an OCI artifact (image, index, chart) between registries, digest kept",
-    shape: &OCI_PUSH,
+    shape: &promote_api::step_config::OCI_PUSH,
     run: |cfg, rt, _| run(cfg, rt),
     remote: true,
     outputs: &["image", "digest", "tag"],

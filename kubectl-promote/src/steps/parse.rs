@@ -94,16 +94,11 @@ fn run(format: Format, cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, 
     ))
 }
 
-use super::shape::*;
-
-pub(super) const OUTPUT: Shape = Obj(&[("name", true, Str), ("fromExpression", true, Str)]);
-const PARSE: Shape = Obj(&[("path", true, Path), ("outputs", true, Arr(&OUTPUT))]);
-
 /// The registry entries (`steps::REGISTRY`).
 pub(super) const JSON: super::Step = super::Step {
     name: "json-parse",
     summary: "publish values picked from a JSON file by expressions",
-    shape: &PARSE,
+    shape: &promote_api::step_config::PARSE,
     run: |cfg, rt, _| run(Format::Json, cfg, rt),
     remote: false,
     outputs: &["(each `outputs[].name`)"],

@@ -105,15 +105,11 @@ fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepError> {
     ))
 }
 
-use super::shape::*;
-
-const SET_FREIGHT_ALIAS: Shape = Obj(&[("name", true, Str), ("alias", true, Str)]);
-
 /// The registry entry (`steps::REGISTRY`).
 pub(super) const STEP: super::Step = super::Step {
     name: "set-freight-alias",
     summary: "give a Freight of the project a new alias (needs patch on freights)",
-    shape: &SET_FREIGHT_ALIAS,
+    shape: &promote_api::step_config::SET_FREIGHT_ALIAS,
     run: |cfg, rt, _| run(cfg, rt),
     remote: false,
     outputs: &[],

@@ -190,23 +190,11 @@ fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepError> {
     ))
 }
 
-use super::shape::*;
-
-const SET_METADATA: Shape = Obj(&[(
-    "updates",
-    true,
-    Arr(&Obj(&[
-        ("kind", true, Str),
-        ("name", true, Str),
-        ("values", true, Any),
-    ])),
-)]);
-
 /// The registry entry (`steps::REGISTRY`).
 pub(super) const STEP: super::Step = super::Step {
     name: "set-metadata",
     summary: "set keys of Stages' and Freight's status.metadata (read by stageMetadata(), freightMetadata())",
-    shape: &SET_METADATA,
+    shape: &promote_api::step_config::SET_METADATA,
     run: |cfg, rt, _| run(cfg, rt),
     remote: false,
     outputs: &[],

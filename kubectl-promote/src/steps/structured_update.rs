@@ -226,16 +226,11 @@ fn run_toml(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepError> 
     ))
 }
 
-use super::shape::*;
-
-const UPDATE: Shape = Obj(&[("key", true, Str), ("value", true, Any)]);
-const UPDATES: Shape = Obj(&[("path", true, Path), ("updates", true, Arr(&UPDATE))]);
-
 /// The registry entries (`steps::REGISTRY`).
 pub(super) const JSON: super::Step = super::Step {
     name: "json-update",
     summary: "set values in a JSON file (sjson paths; missing keys are created), moving nothing else",
-    shape: &UPDATES,
+    shape: &promote_api::step_config::STRUCTURED_UPDATE,
     run: |cfg, rt, _| run_json(cfg, rt),
     remote: false,
     outputs: &["commitMessage"],

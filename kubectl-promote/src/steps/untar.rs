@@ -140,20 +140,11 @@ fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepError> {
     Ok(StepResult::ok(json!({}), message))
 }
 
-use super::shape::*;
-
-const UNTAR: Shape = Obj(&[
-    ("inPath", true, Path),
-    ("outPath", true, Path),
-    ("stripComponents", false, Int),
-    ("ignore", false, Str),
-]);
-
 /// The registry entry (`steps::REGISTRY`).
 pub(super) const STEP: super::Step = super::Step {
     name: "untar",
     summary: "extract a tar (or gzipped tar) file of a checkout into a directory",
-    shape: &UNTAR,
+    shape: &promote_api::step_config::UNTAR,
     run: |cfg, rt, _| run(cfg, rt),
     remote: false,
     outputs: &[],

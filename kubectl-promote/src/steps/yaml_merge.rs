@@ -126,19 +126,11 @@ fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepError> {
     ))
 }
 
-use super::shape::*;
-
-const YAML_MERGE: Shape = Obj(&[
-    ("inFiles", true, Arr(&Path)),
-    ("outFile", true, Path),
-    ("ignoreMissingFiles", false, Bool),
-]);
-
 /// The registry entry (`steps::REGISTRY`).
 pub(super) const STEP: super::Step = super::Step {
     name: "yaml-merge",
     summary: "merge YAML files in order into one (later values win, sequences replace, null removes)",
-    shape: &YAML_MERGE,
+    shape: &promote_api::step_config::YAML_MERGE,
     run: |cfg, rt, _| run(cfg, rt),
     remote: false,
     outputs: &["commitMessage"],

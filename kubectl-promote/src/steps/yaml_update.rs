@@ -82,22 +82,11 @@ pub(super) fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepE
     ))
 }
 
-use super::shape::*;
-
-const YAML_UPDATE: Shape = Obj(&[
-    ("path", true, Path),
-    (
-        "updates",
-        true,
-        Arr(&Obj(&[("key", true, Str), ("value", true, Any)])),
-    ),
-]);
-
 /// The registry entry (`steps::REGISTRY`).
 pub(super) const STEP: super::Step = super::Step {
     name: "yaml-update",
     summary: "set values in a YAML file, keeping its formatting",
-    shape: &YAML_UPDATE,
+    shape: &promote_api::step_config::YAML_UPDATE,
     run: |cfg, rt, _| run(cfg, rt),
     remote: false,
     outputs: &["commitMessage"],

@@ -1520,4 +1520,34 @@ subjects: [{ kind: User, name: alice, apiGroup: rbac.authorization.k8s.io }]
         w.get("stages", "demo", "prod")["status"]["metadata"]["approved-by"],
         "gate"
     );
+    // Typos in steps fail at `kubectl apply`: a Stage's, a PromotionTask's, a
+    // ClusterPromotionTask's.
+    let typo_stage = "apiVersion: kargo.akuity.io/v1alpha1\nkind: Stage\nmetadata: { name: typo, namespace: demo }\nspec:\n  requestedFreight:\n    - origin: { kind: Warehouse, name: web }\n      sources: { direct: true }\n  promotionTemplate:\n    spec:\n      steps:\n        - uses: git-pushh\n          config: { path: ./src }\n";
+    let typo_task = "apiVersion: kargo.akuity.io/v1alpha1\nkind: PromotionTask\nmetadata: { name: typo, namespace: demo }\nspec:\n  steps:\n    - uses: git-push\n      config: { pth: ./src }\n";
+    let typo_cluster_task = typo_task
+        .replace("kind: PromotionTask", "kind: ClusterPromotionTask")
+        .replace("name: typo, namespace: demo", "name: typo");
+    for (doc, want) in [
+        (
+            typo_stage.to_owned(),
+            "spec.promotionTemplate.spec.steps[0].uses: Invalid value: unknown step kind \"git-pushh\"",
+        ),
+        (
+            typo_task.to_owned(),
+            "PromotionTask \"typo\" in namespace \"demo\"",
+        ),
+        (typo_cluster_task, "ClusterPromotionTask \"typo\""),
+    ] {
+        let (good, _, err) = k(&w.kc, &["apply", "-f", "-"], Some(&doc)).await;
+        assert!(!good, "{doc}");
+        assert!(err.contains(want), "{err}");
+        if !doc.contains("kind: Stage") {
+            assert!(
+                err.contains(
+                    "spec.steps[0].config.pth: Invalid value: unknown field (known: path,"
+                ),
+                "{err}"
+            );
+        }
+    }
 }

@@ -263,9 +263,14 @@ fn unavailable_freight_and_bad_input_are_refused_before_anything_changes() {
     let out = demo.promote("dev", &[], &[]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("config.reopURL: unknown field"), "{err}");
     assert!(
-        err.contains("hint: fix the Stage's promotionTemplate; nothing was changed"),
+        err.contains(
+            "spec.promotionTemplate.spec.steps[0].config.reopURL: Invalid value: unknown field"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: fix the Stage (the field named above); nothing was changed"),
         "{err}"
     );
 

@@ -1845,3 +1845,56 @@ fn set_metadata_and_lookups_with_local() {
         "{text}"
     );
 }
+
+/// Before its first write, a promotion checks what its pull-request steps will need: a
+/// `git-open-pr` for a host whose provider cannot be told, or a `git-merge-pr` with a merge method
+/// its provider refuses, fails the promotion with nothing pushed.
+#[test]
+fn pull_request_steps_are_checked_before_anything_is_pushed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let bare = bare_repo(root, "app", &[("values.yaml", "tag: \"1\"\n")]);
+    let url = format!("file://{}", bare.display());
+    let manifests = root.join("kargo");
+    std::fs::create_dir_all(&manifests).unwrap();
+    let stage = |name: &str, pr: &str| {
+        format!(
+            "---\napiVersion: kargo.akuity.io/v1alpha1\nkind: Stage\nmetadata: {{name: {name}, namespace: demo}}\nspec:\n  requestedFreight:\n  - origin: {{kind: Warehouse, name: w}}\n    sources: {{direct: true}}\n  promotionTemplate:\n    spec:\n      steps:\n      - uses: git-clone\n        config: {{repoURL: \"{url}\", checkout: [{{branch: main, path: ./src}}]}}\n      - uses: yaml-update\n        config: {{path: ./src/values.yaml, updates: [{{key: tag, value: \"{name}\"}}]}}\n      - uses: git-commit\n        config: {{path: ./src, message: bump}}\n      - uses: git-push\n        as: push\n        config: {{path: ./src, generateTargetBranch: true}}\n{pr}"
+        )
+    };
+    std::fs::write(
+        manifests.join("stages.yaml"),
+        stage("open", "      - uses: git-open-pr\n        config: {repoURL: \"https://git.example.com/acme/app\", sourceBranch: \"${{ outputs.push.branch }}\", targetBranch: main}\n")
+            + &stage("merge", "      - uses: git-merge-pr\n        config: {repoURL: \"https://github.com/acme/app\", prNumber: 1, mergeMethod: fast-forward}\n")
+            + "---\napiVersion: kargo.akuity.io/v1alpha1\nkind: Freight\nmetadata: {namespace: demo}\nalias: a\norigin: {kind: Warehouse, name: w}\nimages: [{repoURL: nginx, tag: 1.27.3}]\n",
+    )
+    .unwrap();
+    for (stage, why) in [
+        (
+            "open",
+            "cannot tell which provider hosts \"git.example.com\"",
+        ),
+        (
+            "merge",
+            "unsupported merge method \"fast-forward\" for github",
+        ),
+    ] {
+        let out = promote_local(root, stage, "a", &["-n", "demo"], &[]);
+        assert!(!out.status.success());
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains(why), "{stage}: {text}");
+        assert!(text.contains("cannot deliver"), "{stage}: {text}");
+        assert_eq!(
+            git(
+                &bare,
+                &["for-each-ref", "--format=%(refname)", "refs/heads"]
+            ),
+            "refs/heads/main",
+            "nothing was pushed"
+        );
+    }
+}

@@ -37,6 +37,8 @@ pub enum Hook {
     MutateFreight,
     ValidateFreight,
     ValidateStage,
+    /// PromotionTasks and ClusterPromotionTasks: their steps are checked when applied.
+    ValidateTask,
     /// Kargo objects created in a namespace that is not a project (the webhook configuration's
     /// `namespaceSelector` sends only those here, so no lookup is needed).
     ValidateProjectNamespace,
@@ -55,7 +57,7 @@ pub const PROJECT_KINDS: &[&str] = &[
 
 impl Hook {
     /// Every hook.
-    pub const ALL: [Hook; 9] = [
+    pub const ALL: [Hook; 10] = [
         Hook::MutateApplication,
         Hook::ValidateApplication,
         Hook::MutatePromotion,
@@ -63,6 +65,7 @@ impl Hook {
         Hook::MutateFreight,
         Hook::ValidateFreight,
         Hook::ValidateStage,
+        Hook::ValidateTask,
         Hook::ValidateProjectNamespace,
         Hook::ValidateProject,
     ];
@@ -77,6 +80,7 @@ impl Hook {
             Hook::MutateFreight => "/mutate-kargo-akuity-io-v1alpha1-freight",
             Hook::ValidateFreight => "/validate-kargo-akuity-io-v1alpha1-freight",
             Hook::ValidateStage => "/validate-kargo-akuity-io-v1alpha1-stage",
+            Hook::ValidateTask => "/validate-kargo-akuity-io-v1alpha1-promotiontask",
             Hook::ValidateProjectNamespace => {
                 "/validate-kargo-akuity-io-v1alpha1-project-namespace"
             }
@@ -111,6 +115,7 @@ impl Hook {
             Hook::MutatePromotion | Hook::ValidatePromotion => "Promotion",
             Hook::MutateFreight | Hook::ValidateFreight => "Freight",
             Hook::ValidateStage => "Stage",
+            Hook::ValidateTask => "PromotionTask",
             Hook::ValidateProjectNamespace => "a Kargo kind",
             Hook::ValidateProject => "Project",
         }
@@ -120,15 +125,17 @@ impl Hook {
     pub fn accepts(self, kind: &str) -> bool {
         match self {
             Hook::ValidateProjectNamespace => PROJECT_KINDS.contains(&kind),
+            Hook::ValidateTask => kind == "PromotionTask" || kind == "ClusterPromotionTask",
             _ => kind == self.kind(),
         }
     }
 
     /// The hook for a kind: mutating or validating.
     pub fn for_kind(kind: &str, mutate: bool) -> Option<Hook> {
-        Hook::ALL
-            .into_iter()
-            .find(|h| h.kind() == kind && h.is_mutating() == mutate)
+        Hook::ALL.into_iter().find(|h| {
+            (h.kind() == kind || *h == Hook::ValidateTask && h.accepts(kind))
+                && h.is_mutating() == mutate
+        })
     }
 }
 
@@ -409,7 +416,7 @@ pub async fn gather<C: Cluster>(hook: Hook, req: &Request, cluster: &C, policy: 
         }
         Hook::MutateFreight | Hook::ValidateFreight => freight::gather(hook, req, cluster).await,
         Hook::ValidateStage => stage::gather(req, cluster).await,
-        Hook::ValidateProjectNamespace => Ok(Facts::default()),
+        Hook::ValidateTask | Hook::ValidateProjectNamespace => Ok(Facts::default()),
         Hook::ValidateProject => project::gather(req, cluster).await,
     };
     result.unwrap_or_else(|e| Facts {
@@ -437,6 +444,7 @@ pub fn decide(hook: Hook, req: &Request, facts: &Facts, policy: &Policy) -> Verd
         Hook::MutateFreight => freight::mutate(req, facts),
         Hook::ValidateFreight => freight::validate(req, facts, policy),
         Hook::ValidateStage => stage::validate(req, facts),
+        Hook::ValidateTask => stage::validate_task(req),
         Hook::ValidateProjectNamespace => not_a_project(req),
         Hook::ValidateProject => project::validate(req, facts),
     }

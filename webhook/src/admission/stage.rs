@@ -248,3 +248,40 @@ pub fn validate(req: &Request, facts: &Facts) -> Verdict {
     }
     Verdict::allow()
 }
+
+/// Validating PromotionTasks and ClusterPromotionTasks: CREATE and UPDATE must leave valid steps
+/// (kinds, config shapes, aliases, variables), so a typo fails at `kubectl apply`.
+pub fn validate_task(req: &Request) -> Verdict {
+    if !matches!(req.operation, Operation::Create | Operation::Update) {
+        return Verdict::allow();
+    }
+    let Some(obj) = &req.object else {
+        return Verdict::allow();
+    };
+    let kind = obj
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or("PromotionTask");
+    let task: promote_api::types::PromotionTask = if kind == "ClusterPromotionTask" {
+        match parse_object::<promote_api::types::ClusterPromotionTask>(kind, obj) {
+            Ok(t) => t.into(),
+            Err(v) => return v,
+        }
+    } else {
+        match parse_object(kind, obj) {
+            Ok(t) => t,
+            Err(v) => return v,
+        }
+    };
+    match validation::validate_promotion_task(&task) {
+        Ok(()) => Verdict::allow(),
+        Err(e) => {
+            let place = if req.namespace.is_empty() {
+                String::new()
+            } else {
+                format!(" in namespace \"{}\"", req.namespace)
+            };
+            Verdict::invalid(format!("{kind} \"{}\"{place}: {e}", req.object_name()))
+        }
+    }
+}
