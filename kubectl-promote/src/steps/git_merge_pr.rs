@@ -1,13 +1,15 @@
-//! `git-merge-pr`: merge an open pull request (GitHub, Gitea) or merge request (GitLab) with the
-//! provider's merge API, as Kargo's step does: one already merged succeeds with its merge commit,
-//! one closed unmerged or in conflict fails, one not ready yet (checks pending, a draft, a rule
-//! not satisfied) fails unless `wait: true`, which asks again every `pollInterval` (default 10s)
-//! within `--timeout`. Provider, token and client come from `git-open-pr`. Output: `commit`.
+//! `git-merge-pr`: merge an open pull request (GitHub, Gitea, Azure DevOps, Bitbucket) or merge
+//! request (GitLab) with the provider's merge API, as Kargo's step does: one already merged
+//! succeeds with its merge commit, one closed unmerged or in conflict fails, one not ready yet
+//! (checks pending, a draft, a rule not satisfied) fails unless `wait: true`, which asks again
+//! every `pollInterval` (default 10s) within `--timeout`. Bitbucket's API cannot say whether a
+//! pull request may be merged, so the merge is tried and its refusal fails the step (Kargo warns
+//! the same). Providers, tokens and clients are `git_provider`'s. Output: `commit`.
 
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::git_open_pr::{Api, Repo, api_base, api_for, provider_of};
+use super::git_provider::{Api, PrState, Repo, api_for, pr_state, pr_url, provider_of};
 use super::{Runtime, StepError, StepResult, config, fail};
 
 #[derive(Deserialize)]
@@ -33,6 +35,8 @@ fn methods(provider: &str) -> &'static [&'static str] {
     match provider {
         "github" => &["merge", "rebase", "squash"],
         "gitlab" => &["merge", "squash"],
+        "azure" => &["noFastForward", "rebase", "rebaseMerge", "squash"],
+        "bitbucket" => &["fast_forward", "merge_commit", "squash"],
         _ => &[
             "fast-forward-only",
             "manually-merged",
@@ -70,37 +74,41 @@ const GH_NOT_ALLOWED: &str = "not allowed";
 const GH_BASE_MODIFIED: &str = "Base branch was modified";
 const GH_NOT_MERGEABLE: &str = "Pull Request is not mergeable";
 
-fn pr_url(repo: &Repo, provider: &str, n: i64) -> String {
-    match provider {
-        "gitlab" => format!("{}/merge_requests/{n}", api_base(repo, provider)),
-        _ => format!("{}/pulls/{n}", api_base(repo, provider)),
-    }
-}
-
-fn sha(pr: &Value) -> String {
-    ["merge_commit_sha", "squash_commit_sha"]
-        .iter()
-        .find_map(|k| pr.get(*k).and_then(Value::as_str).filter(|s| !s.is_empty()))
-        .unwrap_or_default()
-        .to_owned()
-}
-
 /// One attempt: read the pull request, merge it when the provider says it can be.
-fn attempt(api: &Api, url: &str, provider: &str, n: i64, method: &str) -> Result<Look, StepError> {
-    let pr = api.call("GET", url, None)?;
+fn attempt(
+    api: &Api,
+    repo: &Repo,
+    provider: &str,
+    n: i64,
+    method: &str,
+) -> Result<Look, StepError> {
+    let url = pr_url(repo, provider, n);
+    let pr = api.call("GET", &url, None)?;
     let str_of = |k: &str| pr.get(k).and_then(Value::as_str).unwrap_or_default();
     let bool_of = |k: &str| pr.get(k).and_then(Value::as_bool).unwrap_or(false);
+    match pr_state(api, repo, provider, &pr)? {
+        PrState::Merged(commit) => return Ok(Look::Merged(commit)),
+        PrState::Closed => {
+            return Err(fail(format!(
+                "git-merge-pr: pull request {n} is closed but not merged"
+            )));
+        }
+        PrState::Open => {}
+    }
+    let merged = |api: &Api| -> Result<Look, StepError> {
+        match pr_state(api, repo, provider, &api.call("GET", &url, None)?)? {
+            PrState::Merged(commit) => Ok(Look::Merged(commit)),
+            _ => Ok(Look::NotReady("the merge has not completed yet".into())),
+        }
+    };
+    // Azure DevOps completes a pull request by updating it; the others have a merge endpoint.
+    let merge_url = if provider == "azure" {
+        url.clone()
+    } else {
+        format!("{url}/merge")
+    };
     match provider {
         "gitlab" => {
-            match str_of("state") {
-                "merged" => return Ok(Look::Merged(sha(&pr))),
-                "opened" => {}
-                _ => {
-                    return Err(fail(format!(
-                        "git-merge-pr: pull request {n} is closed but not merged"
-                    )));
-                }
-            }
             let status = str_of("detailed_merge_status");
             if bool_of("draft") || status != "mergeable" {
                 return Ok(Look::NotReady(format!(
@@ -113,18 +121,13 @@ fn attempt(api: &Api, url: &str, provider: &str, n: i64, method: &str) -> Result
             } else {
                 json!({})
             };
-            let merged = api.call("PUT", &format!("{url}/merge"), Some(&body))?;
-            Ok(Look::Merged(sha(&merged)))
+            let done = api.call("PUT", &merge_url, Some(&body))?;
+            match pr_state(api, repo, provider, &done)? {
+                PrState::Merged(commit) => Ok(Look::Merged(commit)),
+                _ => merged(api),
+            }
         }
         "github" => {
-            if !str_of("merged_at").is_empty() || bool_of("merged") {
-                return Ok(Look::Merged(sha(&pr)));
-            }
-            if str_of("state") != "open" {
-                return Err(fail(format!(
-                    "git-merge-pr: pull request {n} is closed but not merged"
-                )));
-            }
             let state = str_of("mergeable_state");
             let policy_blocked = match state {
                 "clean" | "unstable" | "has_hooks" => false,
@@ -149,20 +152,17 @@ fn attempt(api: &Api, url: &str, provider: &str, n: i64, method: &str) -> Result
             } else {
                 json!({ "merge_method": method })
             };
-            let (status, answer, text) = api.send("PUT", &format!("{url}/merge"), Some(&body))?;
+            let (status, answer, text) = api.send("PUT", &merge_url, Some(&body))?;
             if status == 405 {
                 let msg = answer
                     .get("message")
                     .and_then(Value::as_str)
                     .unwrap_or(&text)
                     .to_owned();
-                let transient = if msg.contains(GH_NOT_ALLOWED) {
-                    false
-                } else {
-                    msg.contains(GH_BASE_MODIFIED)
+                let transient = !msg.contains(GH_NOT_ALLOWED)
+                    && (msg.contains(GH_BASE_MODIFIED)
                         || msg.contains(GH_NOT_MERGEABLE)
-                        || policy_blocked
-                };
+                        || policy_blocked);
                 if transient {
                     return Ok(Look::NotReady(msg));
                 }
@@ -172,46 +172,83 @@ fn attempt(api: &Api, url: &str, provider: &str, n: i64, method: &str) -> Result
                 )));
             }
             if !(200..300).contains(&status) {
-                return Err(api.refused("PUT", &format!("{url}/merge"), status, &text));
+                return Err(api.refused("PUT", &merge_url, status, &text));
             }
             if answer.get("merged").and_then(Value::as_bool) != Some(true) {
                 return Err(fail(format!(
                     "git-merge-pr: merge rejected for pull request {n}"
                 )));
             }
-            let after = api.call("GET", url, None)?;
-            let commit = match sha(&after) {
-                s if s.is_empty() => answer
-                    .get("sha")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_owned(),
-                s => s,
-            };
-            Ok(Look::Merged(commit))
-        }
-        _ => {
-            if bool_of("merged") {
-                return Ok(Look::Merged(sha(&pr)));
+            match merged(api)? {
+                Look::Merged(c) if !c.is_empty() => Ok(Look::Merged(c)),
+                _ => Ok(Look::Merged(
+                    answer
+                        .get("sha")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
+                )),
             }
-            if str_of("state") != "open" {
-                return Err(fail(format!(
-                    "git-merge-pr: pull request {n} is closed but not merged"
+        }
+        "azure" => {
+            let status = str_of("mergeStatus");
+            if bool_of("isDraft") || status != "succeeded" {
+                return Ok(Look::NotReady(format!(
+                    "merge status {:?}",
+                    if bool_of("isDraft") { "draft" } else { status }
                 )));
             }
+            let mut body = json!({
+                "status": "completed",
+                "lastMergeSourceCommit": pr.get("lastMergeSourceCommit").cloned().unwrap_or(Value::Null),
+            });
+            if !method.is_empty() {
+                body["completionOptions"] = json!({ "mergeStrategy": method });
+            }
+            api.call("PATCH", &merge_url, Some(&body))?;
+            // Azure DevOps completes a pull request asynchronously: read it again for a while.
+            for _ in 0..10 {
+                if let Look::Merged(c) = merged(api)? {
+                    return Ok(Look::Merged(c));
+                }
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+            Ok(Look::NotReady("the completion has not finished yet".into()))
+        }
+        "bitbucket" => {
+            if bool_of("draft") {
+                return Ok(Look::NotReady("draft".into()));
+            }
+            let mut body = json!({ "type": "pullrequestMergeParameters" });
+            if !method.is_empty() {
+                body["merge_strategy"] = json!(method);
+            }
+            let (status, answer, text) = api.send("POST", &merge_url, Some(&body))?;
+            if status == 202 {
+                return Err(fail(format!(
+                    "git-merge-pr: pull request {n} merge was accepted asynchronously and cannot be awaited"
+                )));
+            }
+            if !(200..300).contains(&status) {
+                return Err(api.refused("POST", &merge_url, status, &text));
+            }
+            match pr_state(api, repo, provider, &answer)? {
+                PrState::Merged(commit) => Ok(Look::Merged(commit)),
+                _ => Err(fail(format!(
+                    "git-merge-pr: pull request {n} is not merged after the merge call"
+                ))),
+            }
+        }
+        _ => {
             if bool_of("draft") || !bool_of("mergeable") {
                 return Ok(Look::NotReady("not mergeable".into()));
             }
             let method = if method.is_empty() { "merge" } else { method };
-            let (status, _, text) = api.send(
-                "POST",
-                &format!("{url}/merge"),
-                Some(&json!({ "Do": method })),
-            )?;
+            let (status, _, text) = api.send("POST", &merge_url, Some(&json!({ "Do": method })))?;
             if !(200..300).contains(&status) {
-                return Err(api.refused("POST", &format!("{url}/merge"), status, &text));
+                return Err(api.refused("POST", &merge_url, status, &text));
             }
-            Ok(Look::Merged(sha(&api.call("GET", url, None)?)))
+            merged(api)
         }
     }
 }
@@ -219,11 +256,6 @@ fn attempt(api: &Api, url: &str, provider: &str, n: i64, method: &str) -> Result
 fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepError> {
     let cfg: Config = config("git-merge-pr", cfg)?;
     let (repo, provider) = provider_of("git-merge-pr", &cfg.repo_url, cfg.provider.as_deref())?;
-    if !["github", "gitlab", "gitea"].contains(&provider.as_str()) {
-        return Err(fail(format!(
-            "git-merge-pr: provider {provider:?} is not supported; use github, gitlab or gitea"
-        )));
-    }
     if cfg.pr_number < 1 {
         return Err(fail(format!(
             "git-merge-pr: prNumber must be at least 1, got {}",
@@ -255,9 +287,8 @@ fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepError> {
         cfg.insecure_skip_tls_verify,
         rt,
     )?;
-    let url = pr_url(&repo, &provider, n);
     loop {
-        let why = match attempt(&api, &url, &provider, n, &cfg.merge_method)? {
+        let why = match attempt(&api, &repo, &provider, n, &cfg.merge_method)? {
             Look::Merged(commit) => {
                 return Ok(StepResult::ok(
                     json!({ "commit": commit }),

@@ -11,7 +11,7 @@
 
 use serde_json::{Value, json};
 
-use super::git_open_pr::{Api, api_base, api_for, parse_repo};
+use super::git_provider::{Api, api_base, api_for, parse_repo};
 use super::git_push::{Config, Delivery};
 use super::{Runtime, StepError, StepResult, config, fail};
 use crate::git::{Checkout, Mirror};

@@ -22,6 +22,7 @@ mod git_clone;
 mod git_commit;
 mod git_merge_pr;
 mod git_open_pr;
+mod git_provider;
 mod git_push;
 mod git_tag;
 mod github_push;
@@ -143,12 +144,7 @@ pub fn preflight_pr(
     merge_method: Option<&str>,
 ) -> Result<(), String> {
     let (_, provider) =
-        git_open_pr::provider_of(uses, repo_url, provider).map_err(|e| e.to_string())?;
-    if !["github", "gitlab", "gitea"].contains(&provider.as_str()) {
-        return Err(format!(
-            "{uses}: provider {provider:?} is not supported; use github, gitlab or gitea"
-        ));
-    }
+        git_provider::provider_of(uses, repo_url, provider).map_err(|e| e.to_string())?;
     if let Some(m) = merge_method.filter(|m| !m.is_empty()) {
         git_merge_pr::check_method(&provider, m)?;
     }

@@ -1898,3 +1898,204 @@ fn pull_request_steps_are_checked_before_anything_is_pushed() {
         );
     }
 }
+
+/// `git-open-pr`, `git-wait-for-pr` and `git-merge-pr` against local fakes of Azure DevOps' and
+/// Bitbucket Cloud's REST APIs: a pull request opened (and found again on a second run), one
+/// merged already, one merged by the step (Azure completes it asynchronously; Bitbucket names the
+/// merge commit by a prefix, resolved to the full id), each provider's token sent in its form.
+#[test]
+fn azure_devops_and_bitbucket_pull_requests() {
+    use std::sync::{Arc, Mutex};
+    let state = Arc::new(Mutex::new(
+        std::collections::BTreeMap::<String, String>::new(),
+    ));
+    let st = state.clone();
+    let api = promote_tests::HttpServer::start(move |req| {
+        let json = |status: &str, v: serde_json::Value| {
+            (
+                status.to_owned(),
+                vec![("Content-Type".into(), "application/json".into())],
+                v.to_string().into_bytes(),
+            )
+        };
+        let auth = req
+            .headers
+            .get("authorization")
+            .cloned()
+            .unwrap_or_default();
+        let mut st = st.lock().unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap_or_default();
+        let (path, query) = req.target.split_once('?').unwrap_or((&req.target, ""));
+        if let Some(rest) = path.strip_prefix("/acme/shop/_apis/git/repositories/app/") {
+            if auth != format!("Basic {}", promote_tests::base64(b":az-t0ken"))
+                || !query.contains("api-version=7.1")
+            {
+                return json("401 Unauthorized", serde_json::json!({"message": "no"}));
+            }
+            return match (req.method.as_str(), rest) {
+                ("GET", "pullrequests") => {
+                    let open = st.contains_key("az-open");
+                    let value = if open
+                        && query.contains("searchCriteria.sourceRefName=refs%2Fheads%2Fkargo%2Fx")
+                    {
+                        serde_json::json!([{ "pullRequestId": 11, "status": "active", "repository": { "webUrl": "https://dev.azure.com/acme/shop/_git/app" } }])
+                    } else {
+                        serde_json::json!([])
+                    };
+                    json("200 OK", serde_json::json!({ "value": value, "count": 0 }))
+                }
+                ("POST", "pullrequests")
+                    if body["sourceRefName"] == "refs/heads/kargo/x"
+                        && body["targetRefName"] == "refs/heads/main" =>
+                {
+                    st.insert("az-open".into(), "1".into());
+                    json(
+                        "201 Created",
+                        serde_json::json!({ "pullRequestId": 11, "status": "active", "repository": { "webUrl": "https://dev.azure.com/acme/shop/_git/app" } }),
+                    )
+                }
+                ("GET", "pullrequests/12") => json(
+                    "200 OK",
+                    serde_json::json!({ "pullRequestId": 12, "status": "completed", "lastMergeCommit": { "commitId": "a".repeat(40) } }),
+                ),
+                ("GET", "pullrequests/13") => {
+                    // Completed a moment after the PATCH: the step reads it again.
+                    let polls = st.entry("az13-polls".into()).or_default();
+                    polls.push('.');
+                    if st.contains_key("az13-done") && st["az13-polls"].len() > 2 {
+                        json(
+                            "200 OK",
+                            serde_json::json!({ "pullRequestId": 13, "status": "completed", "lastMergeCommit": { "commitId": "b".repeat(40) } }),
+                        )
+                    } else {
+                        json(
+                            "200 OK",
+                            serde_json::json!({ "pullRequestId": 13, "status": "active", "isDraft": false, "mergeStatus": "succeeded", "lastMergeSourceCommit": { "commitId": "c".repeat(40) } }),
+                        )
+                    }
+                }
+                ("PATCH", "pullrequests/13")
+                    if body["status"] == "completed"
+                        && body["lastMergeSourceCommit"]["commitId"] == "c".repeat(40)
+                        && body["completionOptions"]["mergeStrategy"] == "squash" =>
+                {
+                    st.insert("az13-done".into(), "1".into());
+                    json(
+                        "200 OK",
+                        serde_json::json!({ "pullRequestId": 13, "status": "active" }),
+                    )
+                }
+                _ => json(
+                    "404 Not Found",
+                    serde_json::json!({ "message": format!("{} {}", req.method, req.target) }),
+                ),
+            };
+        }
+        if let Some(rest) = path.strip_prefix("/2.0/repositories/acme/app/") {
+            if auth != "Bearer bb-t0ken" {
+                return json(
+                    "401 Unauthorized",
+                    serde_json::json!({"error": {"message": "no"}}),
+                );
+            }
+            return match (req.method.as_str(), rest) {
+                ("GET", "pullrequests") => json(
+                    "200 OK",
+                    serde_json::json!({ "values": [
+                    { "id": 3, "state": "OPEN", "source": { "branch": { "name": "other" } }, "destination": { "branch": { "name": "main" } } }
+                ] }),
+                ),
+                ("POST", "pullrequests") if body["source"]["branch"]["name"] == "kargo/x" => json(
+                    "201 Created",
+                    serde_json::json!({ "id": 21, "state": "OPEN", "links": { "html": { "href": "https://bitbucket.org/acme/app/pull-requests/21" } } }),
+                ),
+                ("GET", "pullrequests/22") => json(
+                    "200 OK",
+                    serde_json::json!({ "id": 22, "state": "MERGED", "merge_commit": { "hash": "dddddddddddd" } }),
+                ),
+                ("GET", "pullrequests/23") => json(
+                    "200 OK",
+                    serde_json::json!({ "id": 23, "state": "OPEN", "draft": false }),
+                ),
+                ("POST", "pullrequests/23/merge") if body["merge_strategy"] == "merge_commit" => {
+                    json(
+                        "200 OK",
+                        serde_json::json!({ "id": 23, "state": "MERGED", "merge_commit": { "hash": "eeeeeeeeeeee" } }),
+                    )
+                }
+                ("GET", "commit/dddddddddddd") => {
+                    json("200 OK", serde_json::json!({ "hash": "d".repeat(40) }))
+                }
+                ("GET", "commit/eeeeeeeeeeee") => {
+                    json("200 OK", serde_json::json!({ "hash": "e".repeat(40) }))
+                }
+                _ => json(
+                    "404 Not Found",
+                    serde_json::json!({ "error": { "message": format!("{} {}", req.method, req.target) } }),
+                ),
+            };
+        }
+        json("404 Not Found", serde_json::json!({}))
+    });
+    let azure = format!("http://127.0.0.1:{}/acme/shop/_git/app", api.port);
+    let bitbucket = format!("http://127.0.0.1:{}/acme/app", api.port);
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let manifests = root.join("kargo");
+    std::fs::create_dir_all(&manifests).unwrap();
+    let stage = |name: &str, steps: String| {
+        format!(
+            "---\napiVersion: kargo.akuity.io/v1alpha1\nkind: Stage\nmetadata: {{name: {name}, namespace: demo}}\nspec:\n  requestedFreight:\n  - origin: {{kind: Warehouse, name: w}}\n    sources: {{direct: true}}\n  promotionTemplate:\n    spec:\n      steps:\n{steps}"
+        )
+    };
+    let steps = |repo: &str, provider: &str, waited: u32, merged: u32, method: &str| {
+        format!(
+            "      - uses: git-open-pr\n        config: {{repoURL: \"{repo}\", provider: {provider}, sourceBranch: kargo/x, targetBranch: main, labels: [promotion]}}\n      - uses: git-wait-for-pr\n        config: {{repoURL: \"{repo}\", provider: {provider}, prNumber: {waited}}}\n      - uses: git-merge-pr\n        config: {{repoURL: \"{repo}\", provider: {provider}, prNumber: {merged}, mergeMethod: {method}}}\n"
+        )
+    };
+    std::fs::write(
+        manifests.join("stages.yaml"),
+        stage("azure", steps(&azure, "azure", 12, 13, "squash"))
+            + &stage("bitbucket", steps(&bitbucket, "bitbucket", 22, 23, "merge_commit"))
+            + "---\napiVersion: kargo.akuity.io/v1alpha1\nkind: Freight\nmetadata: {namespace: demo}\nalias: a\norigin: {kind: Warehouse, name: w}\nimages: [{repoURL: nginx, tag: 1.27.3}]\n",
+    )
+    .unwrap();
+    let hosts = format!("127.0.0.1:{}", api.port);
+    let env = [
+        ("AZURE_DEVOPS_TOKEN", "az-t0ken"),
+        ("BITBUCKET_TOKEN", "bb-t0ken"),
+        ("PROMOTE_TOKEN_HOSTS", hosts.as_str()),
+    ];
+    for (stage, opened, commits) in [
+        (
+            "azure",
+            "opened pull request #11 https://dev.azure.com/acme/shop/_git/app/pullrequest/11",
+            ["a".repeat(40), "b".repeat(40)],
+        ),
+        (
+            "bitbucket",
+            "opened pull request #21 https://bitbucket.org/acme/app/pull-requests/21",
+            ["d".repeat(40), "e".repeat(40)],
+        ),
+    ] {
+        let out = promote_local(root, stage, "a", &["-n", "demo"], &env);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stage}: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains(opened), "{stdout}");
+        for c in &commits {
+            assert!(
+                stdout.contains(&format!("merged as {c}")),
+                "{stage}: {stdout}"
+            );
+        }
+        assert!(!stdout.contains("t0ken"), "a token was printed");
+    }
+    // Azure's pull request is found again, not opened twice.
+    let again = promote_local(root, "azure", "a", &["-n", "demo"], &env);
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert!(stdout.contains("reused open pull request #11"), "{stdout}");
+}
