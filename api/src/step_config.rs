@@ -7,6 +7,7 @@
 use serde_json::Value;
 
 /// The shape of a config value.
+#[derive(Debug)]
 pub enum Shape {
     Any,
     Str,
@@ -125,6 +126,7 @@ pub const STEPS: &[(&str, &Shape)] = &[
     ("copy", &COPY),
     ("delete", &DELETE),
     ("file-write", &FILE_WRITE),
+    ("tar", &TAR),
     ("untar", &UNTAR),
     ("kustomize-set-image", &KUSTOMIZE_SET_IMAGE),
     ("kustomize-build", &KUSTOMIZE_BUILD),
@@ -551,4 +553,11 @@ pub const YAML_UPDATE: Shape = Obj(&[
         true,
         Arr(&Obj(&[("key", true, Str), ("value", true, Any)])),
     ),
+]);
+/// `tar` (Kargo after v1.11)
+pub const TAR: Shape = Obj(&[
+    ("inPath", true, Path),
+    ("outPath", true, Path),
+    ("ignore", false, Str),
+    ("gzip", false, Bool),
 ]);

@@ -40,6 +40,7 @@ mod set_freight_alias;
 mod set_metadata;
 mod shape;
 mod structured_update;
+mod tar;
 mod untar;
 mod yaml_merge;
 mod yaml_update;
@@ -88,6 +89,7 @@ pub const REGISTRY: &[&Step] = &[
     &copy::STEP,
     &delete::STEP,
     &file_write::STEP,
+    &tar::STEP,
     &untar::STEP,
     &kustomize_set_image::STEP,
     &kustomize_build::STEP,
@@ -882,6 +884,28 @@ mod registry_tests {
             readme.contains(&want),
             "README.md's step table differs from steps::REGISTRY; it must read:\n{want}"
         );
+    }
+
+    #[test]
+    fn the_registry_and_the_shared_shapes_agree() {
+        let names: Vec<&str> = REGISTRY.iter().map(|s| s.name).collect();
+        let shared: Vec<&str> = promote_api::step_config::STEPS
+            .iter()
+            .map(|(n, _)| *n)
+            .collect();
+        assert_eq!(
+            names, shared,
+            "the webhook checks the steps the plugin runs"
+        );
+        for step in REGISTRY {
+            let shape = promote_api::step_config::shape(step.name).unwrap();
+            assert_eq!(
+                format!("{:?}", step.shape),
+                format!("{shape:?}"),
+                "{}",
+                step.name
+            );
+        }
     }
 
     #[test]

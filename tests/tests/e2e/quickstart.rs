@@ -2099,3 +2099,66 @@ fn azure_devops_and_bitbucket_pull_requests() {
     let stdout = String::from_utf8_lossy(&again.stdout);
     assert!(stdout.contains("reused open pull request #11"), "{stdout}");
 }
+
+/// `tar` through a promotion: a directory archived (gzipped, an ignore pattern honoured) and
+/// read back by the real `tar`, a single file archived by its own name, and the archive the same
+/// bytes when promoted again (nothing to commit the second time).
+#[test]
+fn tar_archives_reproducibly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let bare = bare_repo(
+        root,
+        "files",
+        &[
+            ("site/index.html", "<h1>hi</h1>\n"),
+            ("site/css/main.css", "body {}\n"),
+            ("site/draft.tmp", "scratch\n"),
+            ("notes.txt", "n\n"),
+        ],
+    );
+    let url = format!("file://{}", bare.display());
+    let manifests = root.join("kargo");
+    std::fs::create_dir_all(&manifests).unwrap();
+    std::fs::write(
+        manifests.join("stage.yaml"),
+        format!("apiVersion: kargo.akuity.io/v1alpha1\nkind: Stage\nmetadata: {{name: pack, namespace: demo}}\nspec:\n  requestedFreight:\n  - origin: {{kind: Warehouse, name: w}}\n    sources: {{direct: true}}\n  promotionTemplate:\n    spec:\n      steps:\n      - uses: git-clone\n        config: {{repoURL: \"{url}\", checkout: [{{branch: main, path: ./src}}]}}\n      - uses: tar\n        config: {{inPath: ./src/site, outPath: ./src/out/site.tgz, gzip: true, ignore: \"*.tmp\"}}\n      - uses: tar\n        config: {{inPath: ./src/notes.txt, outPath: ./src/out/notes.tar}}\n      - uses: git-commit\n        config: {{path: ./src, message: packed}}\n      - uses: git-push\n        config: {{path: ./src}}\n---\napiVersion: kargo.akuity.io/v1alpha1\nkind: Freight\nmetadata: {{namespace: demo}}\nalias: a\norigin: {{kind: Warehouse, name: w}}\nimages: [{{repoURL: nginx, tag: 1.27.3}}]\n"),
+    )
+    .unwrap();
+    let out = promote_local(root, "pack", "a", &["-n", "demo"], &[]);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list = |name: &str, flags: &str| {
+        let co = root.join("check");
+        let _ = std::fs::remove_dir_all(&co);
+        git(
+            root,
+            &["clone", "-q", bare.to_str().unwrap(), co.to_str().unwrap()],
+        );
+        let out = Command::new("tar")
+            .arg(flags)
+            .arg(co.join("out").join(name))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(list("site.tgz", "-tzf"), "css/\ncss/main.css\nindex.html\n");
+    assert_eq!(list("notes.tar", "-tf"), "notes.txt\n");
+    let head = git(&bare, &["rev-parse", "main"]);
+    let again = promote_local(root, "pack", "a", &["-n", "demo"], &[]);
+    assert!(again.status.success());
+    assert_eq!(
+        git(&bare, &["rev-parse", "main"]),
+        head,
+        "the same tree archives to the same bytes"
+    );
+}
