@@ -113,6 +113,20 @@ pub struct Outcome<'a> {
     pub verified: bool,
 }
 
+/// Whether the Stage asks for verification (`spec.verification` with AnalysisTemplates), which
+/// promote does not run: a promotion alone never verifies its Freight there.
+pub fn asks_verification(stage: &Stage) -> bool {
+    stage
+        .spec
+        .verification
+        .as_ref()
+        .is_some_and(|v| !v.analysis_templates.is_empty())
+}
+
+/// Why a Stage that asks for verification is not verified by a promotion (the Verified
+/// condition's message, and the promotion's note).
+pub const VERIFICATION_NOT_RUN: &str = "the Stage asks for verification (spec.verification), which promote does not run (no AnalysisRuns): the Freight is not verified here, so downstream Stages need it approved (kubectl promote approve) once you have verified it";
+
 /// The conditions after a promotion finished, summarized into Ready as Kargo's
 /// `summarizeConditions` does.
 pub fn after(stage: &Stage, o: &Outcome<'_>, now: &str) -> Vec<Value> {
@@ -181,6 +195,16 @@ pub fn after(stage: &Stage, o: &Outcome<'_>, now: &str) -> Vec<Value> {
             g,
             now,
         ));
+    } else if asks_verification(stage) {
+        out.push(condition(
+            &prev,
+            "Verified",
+            "False",
+            "VerificationNotRun",
+            VERIFICATION_NOT_RUN,
+            g,
+            now,
+        ));
     }
     if !healthy {
         out.push(condition(
@@ -203,12 +227,17 @@ pub fn after(stage: &Stage, o: &Outcome<'_>, now: &str) -> Vec<Value> {
             now,
         ));
     } else {
+        let message = if asks_verification(stage) {
+            "Stage is not verified: promote does not run its verification (spec.verification)"
+        } else {
+            "Stage is not verified"
+        };
         out.push(condition(
             &prev,
             "Ready",
             "False",
             "PendingVerification",
-            "Stage is not verified",
+            message,
             g,
             now,
         ));

@@ -703,7 +703,7 @@ pub fn finished(
         phase: &phase_text,
         message,
         health: (!apps.is_empty()).then_some((healthy_apps, apps.len())),
-        verified: succeeded,
+        verified: succeeded && !promote_api::stage_status::asks_verification(stage),
     };
     let conditions = promote_api::stage_status::after(stage, &outcome, &finished_at);
     let ready = conditions
@@ -732,12 +732,14 @@ pub fn finished(
     if !succeeded {
         return Ok(());
     }
+    // A Stage that asks for verification (not run by promote) does not verify its Freight.
+    let mut freight_status = json!({"currentlyIn": {stage.name(): {"since": finished_at}}});
+    if outcome.verified {
+        freight_status["verifiedIn"] = json!({stage.name(): {"verifiedAt": finished_at}});
+    }
     api.merge_patch(
         &status_path(project, "freights", freight.name()),
-        &json!({"status": {
-            "currentlyIn": {stage.name(): {"since": finished_at}},
-            "verifiedIn": {stage.name(): {"verifiedAt": finished_at}},
-        }}),
+        &json!({ "status": freight_status }),
     )
     .map_err(context(format!(
         "recording Stage {} on Freight {}",

@@ -1153,3 +1153,28 @@ fn an_application_that_does_not_authorize_the_stage_stops_the_promotion_before_a
     let s = promote(&api, "dev", "v1").unwrap();
     assert!(s.message.contains("unable to find"), "{}", s.message);
 }
+
+#[test]
+fn a_stage_that_asks_for_verification_is_not_verified_by_a_promotion() {
+    let (api, v1, _) = world();
+    let mut s = direct("dev", json!([wait_step("demo-dev")]));
+    s["spec"]["verification"] = json!({ "analysisTemplates": [{ "name": "smoke" }] });
+    api.put(&col("stages"), s);
+    assert!(promote(&api, "dev", "v1").unwrap().phase.succeeded());
+    let f = get(&api, "freights", v1.name());
+    assert!(f["status"]["currentlyIn"]["dev"].is_object(), "{f}");
+    assert!(f["status"].get("verifiedIn").is_none(), "{f}");
+    let stage = get(&api, "stages", "dev");
+    let cond = |t: &str| {
+        stage["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == t)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(cond("Verified")["reason"], "VerificationNotRun");
+    assert_eq!(cond("Ready")["status"], "False");
+    assert_eq!(cond("Ready")["reason"], "PendingVerification");
+}

@@ -119,6 +119,19 @@ async fn gather_status<C: Cluster>(req: &Request, cluster: &C) -> Result<Facts, 
             });
         }
     }
+    for (_, stage, _) in changes
+        .iter()
+        .filter(|(map, _, added)| *added && *map == "verifiedIn")
+    {
+        if let Some(s) = cluster.stage(ns, stage).await?
+            && promote_api::stage_status::asks_verification(&s)
+        {
+            facts.unverifiable.insert(
+                stage.clone(),
+                format!("Stage \"{stage}\" asks for verification (spec.verification), which a promotion does not satisfy and promote does not run"),
+            );
+        }
+    }
     let wanted: Vec<&String> = changes
         .iter()
         .filter(|(map, _, added)| *added && EVIDENCE_MAPS.contains(map))
@@ -227,6 +240,14 @@ fn validate_status(req: &Request, facts: &Facts) -> Verdict {
             &stage,
         ) {
             return denied;
+        }
+        if added
+            && map == "verifiedIn"
+            && let Some(why) = facts.unverifiable.get(&stage)
+        {
+            return Verdict::forbidden(format!(
+                "{user} may not record Freight \"{name}\" in namespace \"{ns}\" as verified in Stage \"{stage}\": {why}; hint: approve it for the downstream Stages with kubectl promote approve once you have verified it"
+            ));
         }
         if added && EVIDENCE_MAPS.contains(&map) {
             match facts.evidence.get(&stage) {

@@ -333,6 +333,9 @@ pub struct Facts {
     /// verified in or current in it: `Ok(promotion)` names the Succeeded Promotion Argo CD
     /// confirmed, `Err(why)` says what is missing.
     pub evidence: BTreeMap<String, Result<String, String>>,
+    /// Stages a Freight status write records it as verified in that ask for verification
+    /// (`spec.verification`), which no promotion satisfies: Stage → why.
+    pub unverifiable: BTreeMap<String, String>,
     /// Promotions a Stage status write references (by name; absent: not found).
     pub referenced: BTreeMap<String, std::sync::Arc<Promotion>>,
     /// A lookup that failed; the decision fails closed with it.

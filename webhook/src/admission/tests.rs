@@ -2100,3 +2100,28 @@ fn metadata_is_written_only_by_a_running_set_metadata_step() {
         &Err((403, "may not change status.metadata of Freight")),
     );
 }
+
+/// A Stage that asks for verification (`spec.verification`) is never recorded as having
+/// verified Freight by a promoter's status write, evidence or not: promote runs no AnalysisRuns.
+#[test]
+fn freight_is_not_verified_in_a_stage_that_asks_for_verification() {
+    let mut c = cluster(vec![]);
+    let mut gated = stage("gated", true);
+    gated["spec"]["verification"] = json!({ "analysisTemplates": [{ "name": "smoke" }] });
+    c.add(gated).unwrap();
+    let f = freight(&[]);
+    let mut verified = f.clone();
+    verified["status"]["verifiedIn"] = json!({ "gated": {} });
+    check(
+        "verifiedIn for a Stage with verification",
+        &validate_status(&c, "Freight", &f, &verified, "alice"),
+        &Err((403, "asks for verification (spec.verification)")),
+    );
+    let mut approved = f.clone();
+    approved["status"]["approvedFor"] = json!({ "gated": {} });
+    check(
+        "approval still works",
+        &validate_status(&c, "Freight", &f, &approved, "alice"),
+        &Ok(()),
+    );
+}
