@@ -378,6 +378,94 @@ pub fn validate_stage(stage: &Stage) -> Result<(), crate::Error> {
     errs.into_result()
 }
 
+/// Kargo's check of new Freight against its origin Warehouse (`validateFreightArtifacts`): every
+/// commit, image and chart belongs to one of the Warehouse's subscriptions (Git URLs and chart
+/// repositories compared normalized, image repositories exactly, as Kargo does), and every
+/// subscription has exactly one artifact.
+pub fn validate_freight_artifacts(
+    f: &Freight,
+    w: &crate::types::Warehouse,
+) -> Result<(), crate::Error> {
+    let mut errs = FieldErrors::default();
+    let name = w.metadata.name.as_deref().unwrap_or_default();
+    let chart_key = |repo: &str, chart: &str| {
+        let base = crate::urls::normalize_chart(repo);
+        if chart.is_empty() {
+            base
+        } else {
+            format!("{}/{chart}", base.trim_end_matches('/'))
+        }
+    };
+    // (freight path, key) → how many artifacts it has
+    let mut subs: Vec<(&'static str, String, usize)> = Vec::new();
+    for sub in &w.spec.subscriptions {
+        let field = |kind: &str, k: &str| {
+            sub.pointer(&format!("/{kind}/{k}"))
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        if sub.get("git").is_some() {
+            subs.push((
+                "commits",
+                crate::urls::normalize_git(&field("git", "repoURL")),
+                0,
+            ));
+        }
+        if sub.get("image").is_some() {
+            subs.push(("images", field("image", "repoURL"), 0));
+        }
+        if sub.get("chart").is_some() {
+            subs.push((
+                "charts",
+                chart_key(&field("chart", "repoURL"), &field("chart", "name")),
+                0,
+            ));
+        }
+    }
+    let mut mark = |path: &'static str, key: String, i: usize, what: &str| match subs
+        .iter_mut()
+        .find(|(p, k, _)| *p == path && *k == key)
+    {
+        Some(s) => s.2 += 1,
+        None => errs.push(
+            format!("{path}[{i}]"),
+            ErrorType::Invalid,
+            format!("no subscription found for {what} in Warehouse {name:?}"),
+        ),
+    };
+    for (i, c) in f.commits.iter().enumerate() {
+        mark(
+            "commits",
+            crate::urls::normalize_git(&c.repo_url),
+            i,
+            "Git repository",
+        );
+    }
+    for (i, im) in f.images.iter().enumerate() {
+        mark("images", im.repo_url.clone(), i, "image repository");
+    }
+    for (i, c) in f.charts.iter().enumerate() {
+        mark("charts", chart_key(&c.repo_url, &c.name), i, "Helm chart");
+    }
+    for (path, key, n) in &subs {
+        match n {
+            0 => errs.push(
+                *path,
+                ErrorType::Invalid,
+                format!("no artifact found for subscription {key:?} of Warehouse {name:?}"),
+            ),
+            1 => {}
+            _ => errs.push(
+                *path,
+                ErrorType::Invalid,
+                format!("multiple artifacts found for subscription {key:?} of Warehouse {name:?}"),
+            ),
+        }
+    }
+    errs.into_result()
+}
+
 /// Validate a Freight: origin, at least one artifact, complete artifacts, and (when named) that the
 /// name is the content hash.
 pub fn validate_freight(f: &Freight) -> Result<(), crate::Error> {

@@ -35,6 +35,13 @@ impl Cluster for Warm {
     async fn stages(&self, _: &str) -> Result<Vec<Stage>, String> {
         Ok(Vec::new())
     }
+    async fn warehouse(
+        &self,
+        _: &str,
+        _: &str,
+    ) -> Result<Option<promote_api::types::Warehouse>, String> {
+        Ok(None)
+    }
     async fn tasks(&self, _: &str) -> Result<Vec<PromotionTask>, String> {
         Ok(Vec::new())
     }

@@ -17,7 +17,7 @@ use k8s_openapi::api::authorization::v1::{
 };
 use kube::api::{ListParams, PostParams};
 use kube::{Api, Client};
-use promote_api::types::{Freight, Promotion, PromotionTask, Stage};
+use promote_api::types::{Freight, Promotion, PromotionTask, Stage, Warehouse};
 use serde::de::DeserializeOwned;
 
 use crate::review::UserInfo;
@@ -45,6 +45,12 @@ pub trait Cluster: Send + Sync {
         name: &str,
     ) -> impl Future<Output = Result<Option<Stage>, String>> + Send;
     fn stages(&self, ns: &str) -> impl Future<Output = Result<Vec<Stage>, String>> + Send;
+    /// A Warehouse (the origin new Freight names).
+    fn warehouse(
+        &self,
+        ns: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<Warehouse>, String>> + Send;
     fn tasks(&self, ns: &str) -> impl Future<Output = Result<Vec<PromotionTask>, String>> + Send;
     /// Every ClusterPromotionTask, as a PromotionTask without a namespace.
     fn cluster_tasks(&self) -> impl Future<Output = Result<Vec<PromotionTask>, String>> + Send;
@@ -331,6 +337,9 @@ impl Cluster for KubeCluster {
     async fn stages(&self, ns: &str) -> Result<Vec<Stage>, String> {
         self.list(ns, &ListParams::default(), "Stages").await
     }
+    async fn warehouse(&self, ns: &str, name: &str) -> Result<Option<Warehouse>, String> {
+        self.get(ns, name, "Warehouse").await
+    }
     async fn tasks(&self, ns: &str) -> Result<Vec<PromotionTask>, String> {
         self.list(ns, &ListParams::default(), "PromotionTasks")
             .await
@@ -449,6 +458,7 @@ pub struct StaticCluster {
     pub stages: Vec<Stage>,
     pub tasks: Vec<PromotionTask>,
     pub freight: Vec<Freight>,
+    pub warehouses: Vec<Warehouse>,
     /// `(user, namespace, stage)` triples allowed to promote, `*` matching anything; `None`
     /// answers every access question with an error explaining that offline reviews cannot check
     /// RBAC.
@@ -507,6 +517,7 @@ impl StaticCluster {
         match value.get("kind").and_then(serde_json::Value::as_str) {
             Some("Promotion") => self.promotions.push(parse(value, "Promotion")?),
             Some("Stage") => self.stages.push(parse(value, "Stage")?),
+            Some("Warehouse") => self.warehouses.push(parse(value, "Warehouse")?),
             Some("PromotionTask") => self.tasks.push(parse(value, "PromotionTask")?),
             Some("ClusterPromotionTask") => self.tasks.push(
                 parse::<promote_api::types::ClusterPromotionTask>(value, "ClusterPromotionTask")?
@@ -567,6 +578,9 @@ impl Cluster for StaticCluster {
     }
     async fn stages(&self, ns: &str) -> Result<Vec<Stage>, String> {
         Ok(in_namespace(&self.stages, ns))
+    }
+    async fn warehouse(&self, ns: &str, name: &str) -> Result<Option<Warehouse>, String> {
+        Ok(find(&self.warehouses, ns, name))
     }
     async fn tasks(&self, ns: &str) -> Result<Vec<PromotionTask>, String> {
         Ok(in_namespace(&self.tasks, ns))

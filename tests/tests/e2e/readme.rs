@@ -400,6 +400,19 @@ fn every_readme_command_runs() {
         "{out}"
     );
     std::fs::create_dir_all(w3.join("kargo")).unwrap();
+    // New Freight's Warehouse must exist (Kargo's check): in the directory, and in the cluster.
+    let warehouse = "apiVersion: v1\nkind: Namespace\nmetadata: {name: kargo-demo, labels: {kargo.akuity.io/project: \"true\"}}\n---\napiVersion: kargo.akuity.io/v1alpha1\nkind: Warehouse\nmetadata: {name: guestbook, namespace: kargo-demo}\nspec:\n  subscriptions:\n  - image: {repoURL: nginx}\n";
+    std::fs::write(w3.join("kargo/warehouse.yaml"), warehouse).unwrap();
+    let applied = Command::new("kubectl")
+        .args(["--kubeconfig", &kc3, "apply", "-f"])
+        .arg(w3.join("kargo/warehouse.yaml"))
+        .output()
+        .unwrap();
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
     let name = "e3d59cb45cc4ec5848dcce9cfd79e57b9d467b59"; // the content hash of nginx:1.25.0
     let freight = json!({"apiVersion": "kargo.akuity.io/v1alpha1", "kind": "Freight",
         "metadata": {"name": name, "namespace": "kargo-demo"},

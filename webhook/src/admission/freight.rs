@@ -4,7 +4,8 @@
 //! the `alias` field is mirrored into the `kargo.akuity.io/alias` label (on CREATE a label-only
 //! alias is mirrored into the field), and new Freight without any alias gets a generated
 //! `adjective-animal` one that is free in the project.
-//! Validating: CREATE needs a valid Freight whose name is its content hash; UPDATE may not change
+//! Validating: CREATE needs a valid Freight whose name is its content hash, whose origin Warehouse
+//! exists and whose artifacts are one per subscription of it (Kargo's checks); UPDATE may not change
 //! `origin`, `commits`, `images`, `charts` or `artifacts`; the alias is unique in the project;
 //! DELETE is refused while a Stage's current Freight is this one.
 //!
@@ -62,6 +63,17 @@ pub(super) async fn gather<C: Cluster>(
         (Some(obj), Operation::Create | Operation::Update) => {
             if let Some(alias) = alias_of(obj) {
                 facts.same_alias = cluster.freight_by_alias(ns, alias).await?;
+            }
+            let origin = |k: &str| {
+                obj.pointer(&format!("/origin/{k}"))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+            };
+            if req.operation == Operation::Create
+                && origin("kind") == "Warehouse"
+                && !origin("name").is_empty()
+            {
+                facts.warehouse = Some(cluster.warehouse(ns, origin("name")).await?.map(Box::new));
             }
         }
         (_, Operation::Delete) => facts.stages = cluster.stages(ns).await?,
@@ -381,6 +393,24 @@ pub fn validate(req: &Request, facts: &Facts, policy: &Policy) -> Verdict {
                     return Verdict::invalid(format!(
                         "Freight \"{name}\" in namespace \"{ns}\": {e}"
                     ));
+                }
+                // Kargo's checks against the origin Warehouse: it exists, and the Freight holds
+                // one artifact for each of its subscriptions and nothing else.
+                match &facts.warehouse {
+                    Some(None) => {
+                        return Verdict::invalid(format!(
+                            "Freight \"{name}\" in namespace \"{ns}\": origin.name: Invalid value: {:?}: warehouse does not exist; hint: create the Warehouse first (kubectl apply), or name an existing one",
+                            f.origin.name
+                        ));
+                    }
+                    Some(Some(w)) => {
+                        if let Err(e) = validation::validate_freight_artifacts(&f, w) {
+                            return Verdict::invalid(format!(
+                                "Freight \"{name}\" in namespace \"{ns}\": {e}; hint: Freight holds exactly one artifact per subscription of its Warehouse"
+                            ));
+                        }
+                    }
+                    None => {}
                 }
             } else if let Some(old) = &req.old_object {
                 let changed: Vec<&str> = IMMUTABLE

@@ -317,6 +317,8 @@ pub struct Facts {
     pub tasks: Vec<PromotionTask>,
     /// The Freight a Promotion names.
     pub freight: Option<Box<Freight>>,
+    /// The origin Warehouse of new Freight (`Some(None)`: it does not exist).
+    pub warehouse: Option<Option<Box<promote_api::types::Warehouse>>>,
     /// Freight carrying the same alias as the reviewed Freight.
     pub same_alias: Vec<Freight>,
     /// An alias free in the project, for new Freight that has none.

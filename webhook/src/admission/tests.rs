@@ -160,6 +160,13 @@ fn cluster(promotions: Vec<Value>) -> StaticCluster {
         c.add(s).unwrap();
     }
     c.add(freight(&["dev"])).unwrap();
+    c.add(json!({
+        "apiVersion": "kargo.akuity.io/v1alpha1",
+        "kind": "Warehouse",
+        "metadata": { "name": "my-warehouse", "namespace": PROJECT },
+        "spec": { "subscriptions": [{ "image": { "repoURL": "nginx" } }] }
+    }))
+    .unwrap();
     c.promoters = Some(vec![("alice".into(), PROJECT.into(), "*".into())]);
     c.authorizers = Some(vec![("alice".into(), PROJECT.into(), "*".into())]);
     c
@@ -2124,4 +2131,64 @@ fn freight_is_not_verified_in_a_stage_that_asks_for_verification() {
         &validate_status(&c, "Freight", &f, &approved, "alice"),
         &Ok(()),
     );
+}
+
+/// New Freight is checked against its origin Warehouse as Kargo checks it: the Warehouse exists,
+/// each artifact belongs to one of its subscriptions, each subscription has exactly one artifact.
+#[test]
+fn new_freight_matches_its_warehouse() {
+    let c = cluster(vec![]);
+    let mut fresh = freight(&[]);
+    fresh.as_object_mut().unwrap().remove("status");
+    fresh["alias"] = json!("new-newt");
+    fresh["images"][0]["tag"] = json!("1.27.0");
+    let named = |mut f: Value| {
+        let id = promote_api::freight_id::freight_id(&serde_json::from_value(f.clone()).unwrap());
+        f["metadata"]["name"] = json!(id);
+        f
+    };
+    let (v, _) = admit(
+        &c,
+        "Freight",
+        "CREATE",
+        None,
+        Some(&named(fresh.clone())),
+        "alice",
+    );
+    assert!(v.allowed, "{}", v.message);
+    let mut elsewhere = fresh.clone();
+    elsewhere["origin"]["name"] = json!("nowhere");
+    let mut stranger = fresh.clone();
+    stranger["images"][0]["repoURL"] = json!("ghcr.io/acme/other");
+    let mut twice = fresh.clone();
+    twice["images"] =
+        json!([{ "repoURL": "nginx", "tag": "1" }, { "repoURL": "nginx", "tag": "2" }]);
+    let mut extra = fresh.clone();
+    extra["commits"] = json!([{ "repoURL": "https://git.example.com/x.git", "id": "abc" }]);
+    for (case, f, want) in [
+        (
+            "no such Warehouse",
+            elsewhere,
+            "origin.name: Invalid value: \"nowhere\": warehouse does not exist",
+        ),
+        (
+            "an image of no subscription",
+            stranger,
+            "images[0]: Invalid value: no subscription found for image repository in Warehouse \"my-warehouse\"",
+        ),
+        (
+            "two images of one subscription",
+            twice,
+            "multiple artifacts found for subscription \"nginx\"",
+        ),
+        (
+            "a commit of no subscription",
+            extra,
+            "commits[0]: Invalid value: no subscription found for Git repository",
+        ),
+    ] {
+        let (v, _) = admit(&c, "Freight", "CREATE", None, Some(&named(f)), "alice");
+        assert!(!v.allowed, "{case}");
+        assert!(v.message.contains(want), "{case}: {}", v.message);
+    }
 }
