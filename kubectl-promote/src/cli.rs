@@ -18,7 +18,7 @@ use crate::output::Format;
 #[command(
     name = "kubectl-promote",
     bin_name = "kubectl promote",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("PROMOTE_GIT_COMMIT"), ")"),
     after_help = EXAMPLES,
     subcommand_negates_reqs = true,
     override_usage = "kubectl promote stage/<name> (--freight NAME|PREFIX | --freight-alias ALIAS) [OPTIONS]\n       kubectl promote --downstream-from stage/<name> (--freight ... | --freight-alias ...) [OPTIONS]\n       kubectl promote <COMMAND> [OPTIONS]"

@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand};
 /// access reviews), with RBAC, admission webhooks and a simulated Argo CD controller. It is not a
 /// Kubernetes replacement: no Pods, no controllers besides the Argo CD simulator, nothing persisted.
 #[derive(Parser, Debug)]
-#[command(name = "promote-sandbox", version)]
+#[command(name = "promote-sandbox", version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("PROMOTE_GIT_COMMIT"), ")"))]
 struct Cli {
     #[command(subcommand)]
     command: Command,

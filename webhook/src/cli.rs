@@ -21,7 +21,7 @@ use crate::tls;
 /// Exit codes: 0 success (for `review`: allowed), 1 denied (`review`) or the server failed,
 /// 2 usage errors.
 #[derive(Parser, Debug)]
-#[command(name = "promote-webhook", version)]
+#[command(name = "promote-webhook", version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("PROMOTE_GIT_COMMIT"), ")"))]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,

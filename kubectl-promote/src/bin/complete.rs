@@ -262,6 +262,14 @@ fn candidates(root: &Command, words: &[String]) -> (Vec<String>, u8) {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args == ["--version"] {
+        println!(
+            "kubectl_complete-promote {} (commit {})",
+            env!("CARGO_PKG_VERSION"),
+            env!("PROMOTE_GIT_COMMIT")
+        );
+        return;
+    }
     let words = match args.split_first() {
         Some((first, rest)) if first == "__complete" || first == "__completeNoDesc" => {
             rest.to_vec()

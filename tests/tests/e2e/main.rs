@@ -12,4 +12,5 @@ mod quickstart;
 mod readme;
 mod real;
 mod sandbox;
+mod ship;
 mod webhook;

@@ -1,0 +1,224 @@
+//! Shipping: the webhook's container image (`scripts/image`) is reproducible, travels through a
+//! real registry (Debian's docker-registry) with skopeo, and its unpacked root file system runs
+//! the webhook as the image's user, answering `/healthz` and `/readyz` against a cluster.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use promote_tests::{bin, free_port, workspace_root};
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn image(binary: &Path, out: &Path) -> String {
+    run(Command::new(workspace_root().join("scripts/image"))
+        .arg("--binary")
+        .arg(binary)
+        .arg("--out")
+        .arg(out)
+        .args(["--version", "0.1.0", "--revision", "test"]))
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+fn blob(layout: &Path, digest: &str) -> std::path::PathBuf {
+    layout
+        .join("blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"))
+}
+
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let code = out.split_whitespace().nth(1)?.parse().ok()?;
+    Some((code, out.split_once("\r\n\r\n")?.1.to_owned()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_webhook_image_is_reproducible_and_runs_unpacked_as_its_user() {
+    // Unpacking an image with its owners and running it under chroot needs root, as a container
+    // runtime does; CI runs as root.
+    let uid = run(Command::new("id").arg("-u"));
+    assert_eq!(
+        uid, "0",
+        "this test unpacks an image and runs it under chroot, which needs root; run the tests as root (CI does)"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let binary = bin("promote-webhook").unwrap();
+    let (a, b) = (root.join("a"), root.join("b"));
+    let digest = image(&binary, &a);
+    assert!(digest.starts_with("sha256:"), "{digest}");
+    assert_eq!(
+        image(&binary, &b),
+        digest,
+        "the same inputs give the same digest"
+    );
+    assert_eq!(
+        std::fs::read(a.join("index.json")).unwrap(),
+        std::fs::read(b.join("index.json")).unwrap()
+    );
+
+    // Through a registry with skopeo, digest kept.
+    let registry = promote_tests::docker_registry(&root.join("registry"), None).unwrap();
+    let reference = format!("docker://127.0.0.1:{}/promote-webhook:0.1.0", registry.port);
+    run(Command::new("skopeo")
+        .args(["copy", "--quiet", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:0.1.0", a.display()))
+        .arg(&reference));
+    let raw = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(&reference)
+        .output()
+        .unwrap()
+        .stdout;
+    use sha2::Digest;
+    assert_eq!(
+        format!(
+            "sha256:{}",
+            sha2::Sha256::digest(&raw)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        ),
+        digest,
+        "the registry serves the manifest byte for byte"
+    );
+    let pulled = root.join("pulled");
+    run(Command::new("skopeo")
+        .args(["copy", "--quiet", "--src-tls-verify=false"])
+        .arg(&reference)
+        .arg(format!("oci:{}:pulled", pulled.display())));
+
+    // Unpack what came back.
+    let index = json(&pulled.join("index.json"));
+    let manifest = json(&blob(
+        &pulled,
+        index["manifests"][0]["digest"].as_str().unwrap(),
+    ));
+    let config = json(&blob(
+        &pulled,
+        manifest["config"]["digest"].as_str().unwrap(),
+    ));
+    assert_eq!(config["config"]["User"], "65532:65532");
+    assert_eq!(
+        config["config"]["Entrypoint"],
+        serde_json::json!(["/usr/local/bin/promote-webhook"])
+    );
+    assert_eq!(
+        config["config"]["Labels"]["org.opencontainers.image.version"],
+        "0.1.0"
+    );
+    assert_eq!(
+        config["config"]["Labels"]["org.opencontainers.image.revision"],
+        "test"
+    );
+    let rootfs = root.join("rootfs");
+    std::fs::create_dir_all(&rootfs).unwrap();
+    for layer in manifest["layers"].as_array().unwrap() {
+        run(Command::new("tar")
+            .arg("-xzf")
+            .arg(blob(&pulled, layer["digest"].as_str().unwrap()))
+            .arg("-C")
+            .arg(&rootfs));
+    }
+    let version = run(Command::new("chroot")
+        .args(["--userspec=65532:65532"])
+        .arg(&rootfs)
+        .args(["/usr/local/bin/promote-webhook", "--version"]));
+    assert!(
+        version.starts_with("promote-webhook 0.1.0 (commit "),
+        "{version}"
+    );
+
+    // Serve from the unpacked image, as its user, against a cluster.
+    let sb = crate::sandbox::start(&root.join("sb"), &[]).await;
+    let tls = rootfs.join("etc/promote-webhook/tls");
+    crate::webhook::certs(&tls);
+    for f in ["tls.crt", "tls.key"] {
+        run(Command::new("chown").arg("65532:65532").arg(tls.join(f)));
+    }
+    std::fs::copy(sb.kubeconfig_path(), rootfs.join("home/nonroot/kubeconfig")).unwrap();
+    run(Command::new("chown")
+        .arg("65532:65532")
+        .arg(rootfs.join("home/nonroot/kubeconfig")));
+    let (port, metrics) = (free_port(), free_port());
+    // The image's environment only: the chroot binary is named by its path.
+    let chroot = ["/usr/sbin/chroot", "/usr/bin/chroot"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .unwrap();
+    let mut child = Command::new(chroot)
+        .arg("--userspec=65532:65532")
+        .arg(&rootfs)
+        .args([
+            "/usr/local/bin/promote-webhook",
+            "serve",
+            "--log-format",
+            "text",
+        ])
+        .args(["--kubeconfig", "/home/nonroot/kubeconfig"])
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--metrics-listen", &format!("127.0.0.1:{metrics}")])
+        .env_clear()
+        .envs(
+            config["config"]["Env"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|e| e.as_str()?.split_once('=')),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut ready = None;
+    while Instant::now() < deadline {
+        if let Some((200, _)) = http_get(metrics, "/readyz") {
+            ready = http_get(metrics, "/healthz");
+            break;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut err = String::new();
+            use std::io::Read;
+            let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+            panic!("the webhook in the image exited ({status}):\n{err}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        ready,
+        Some((200, "ok\n".to_owned())),
+        "healthz from the image"
+    );
+    // chroot execs the webhook in place: the process is the image's user.
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("Uid:") && l.contains("65532")),
+        "{status}"
+    );
+}
