@@ -464,7 +464,7 @@ images: [{{repoURL: nginx, tag: "1"}}]
 }
 
 /// The helm binary the tests use (`scripts/test` builds it; CI requires it).
-fn helm() -> Option<PathBuf> {
+pub(crate) fn helm() -> Option<PathBuf> {
     match std::env::var("PROMOTE_HELM") {
         Ok(p) => Some(PathBuf::from(p)),
         Err(_) if std::env::var("PROMOTE_REAL_KUBE_REQUIRED").is_ok_and(|v| v == "1") => {

@@ -19,6 +19,14 @@ use serde_json::json;
 /// README commands run by other tests (or by CI itself), with where.
 const ELSEWHERE: &[(&str, &str)] = &[
     (
+        "helm install promote charts/promote --namespace promote-system --create-namespace",
+        "real::real_control_plane_decides_through_the_manifests installs with it (webhook::install_webhook_with_helm) against the real kube-apiserver",
+    ),
+    (
+        "helm install promote charts/promote --namespace promote-system --create-namespace --set certManager.enabled=true",
+        "ship::the_helm_chart_installs_what_manifests_install renders it and compares it with manifests/ and the cert-manager component",
+    ),
+    (
         "kubectl apply -k manifests/discovery/",
         "real::real_control_plane_decides_through_the_manifests applies it (discover::discovery_job_is_least_privilege)",
     ),

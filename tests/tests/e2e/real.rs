@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use promote_tests::{bare_repo, reserved_port, workspace_root};
 
 use crate::sandbox::k;
-use crate::webhook::{install_webhook_at, kargo_quickstart_applies, project_decisions};
+use crate::webhook::{kargo_quickstart_applies, project_decisions};
 
 /// A running `scripts/kube up`, stopped (SIGTERM, then waited for) on drop.
 pub(crate) struct RealKube {
@@ -107,13 +107,12 @@ async fn real_control_plane_decides_through_the_manifests() {
         &[("env/test/kustomization.yaml", "resources: []\n")],
     );
     let url = format!("file://{}", repo.display());
-    // The README's installation: the real API server compiles every matchCondition and checks
-    // every manifest.
-    let (hook, out) = install_webhook_at(&kc, tmp.path(), port).await;
-    assert!(
-        out.contains("deployment.apps/promote-webhook created"),
-        "{out}"
-    );
+    // Installed with the Helm chart (which `ship.rs` checks installs what manifests/ install):
+    // the real API server compiles every matchCondition and checks every object.
+    let helm =
+        crate::quickstart::helm().expect("the real tier builds helm (scripts/kube-build --helm)");
+    let (hook, out) = crate::webhook::install_webhook_with_helm(&kc, tmp.path(), port, &helm).await;
+    assert!(out.contains("STATUS: deployed"), "{out}");
     project_decisions(&kc, &url).await;
     kargo_quickstart_applies(&kc).await;
     // Discovery through the real server: RBAC on the status subresource, Freight creation
