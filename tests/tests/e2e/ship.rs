@@ -418,3 +418,124 @@ fn the_helm_chart_installs_what_manifests_install() {
     );
     assert!(custom.contains_key(&("Namespace".into(), String::new(), "promote-system".into())));
 }
+
+/// `scripts/release`: twice from the same binaries, the same bytes (archive, manifests, chart,
+/// image digest); the krew manifest passes krew's own validator, and krew installs the plugin
+/// from the archive so that `kubectl promote --version` answers; the manifests bundle and the
+/// chart pin the image's digest; the checksums hold.
+#[test]
+fn a_release_is_reproducible_and_krew_installs_it() {
+    let krew = match std::env::var("PROMOTE_KREW") {
+        Ok(k) => std::path::PathBuf::from(k),
+        Err(_) if std::env::var("PROMOTE_REAL_KUBE_REQUIRED").is_ok_and(|v| v == "1") => {
+            panic!(
+                "PROMOTE_KREW is not set: scripts/test builds krew with scripts/kube-build --krew"
+            )
+        }
+        Err(_) => {
+            eprintln!(
+                "note: PROMOTE_KREW is not set (scripts/test builds krew); the release is checked by CI"
+            );
+            return;
+        }
+    };
+    let root = workspace_root();
+    let tmp = tempfile::tempdir().unwrap();
+    let binaries = bin("kubectl-promote").unwrap().parent().unwrap().to_owned();
+    let release = |out: &Path| {
+        run(Command::new(root.join("scripts/release"))
+            .args(["0.1.0", "--binaries"])
+            .arg(&binaries)
+            .arg("--out")
+            .arg(out))
+    };
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let printed = release(&a);
+    release(&b);
+    let sums = std::fs::read_to_string(a.join("SHA256SUMS")).unwrap();
+    assert_eq!(
+        sums,
+        std::fs::read_to_string(b.join("SHA256SUMS")).unwrap(),
+        "reproducible"
+    );
+    let archive = "kubectl-promote-0.1.0-x86_64-unknown-linux-gnu.tar.gz";
+    for f in [archive, "promote.yaml", "promote-manifests-0.1.0.yaml"] {
+        use sha2::Digest;
+        let hex: String = sha2::Sha256::digest(std::fs::read(a.join(f)).unwrap())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert!(sums.contains(&format!("{hex}  {f}")), "{f}: {sums}");
+    }
+    let listing = run(Command::new("tar").arg("-tzf").arg(a.join(archive)));
+    assert_eq!(
+        listing,
+        "LICENSE\nREADME.md\nkubectl-promote\nkubectl_complete-promote"
+    );
+
+    // krew's validator and krew itself.
+    let validated = Command::new(krew.join("validate-krew-manifest"))
+        .arg("-manifest")
+        .arg(a.join("promote.yaml"))
+        .arg("-skip-install")
+        .output()
+        .unwrap();
+    assert!(
+        validated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&validated.stderr)
+    );
+    let krew_root = tmp.path().join("krew");
+    let installed = Command::new(krew.join("krew"))
+        .arg("install")
+        .arg(format!("--manifest={}", a.join("promote.yaml").display()))
+        .arg(format!("--archive={}", a.join(archive).display()))
+        .env("KREW_ROOT", &krew_root)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        installed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&installed.stderr)
+    );
+    let path = format!(
+        "{}:{}",
+        krew_root.join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let version = run(Command::new("kubectl")
+        .args(["promote", "--version"])
+        .env("PATH", &path));
+    assert!(
+        version.starts_with("kubectl-promote 0.1.0 (commit "),
+        "{version}"
+    );
+
+    // The image's digest, pinned where the release installs it.
+    let digest = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("image "))
+        .and_then(|r| r.split_once('@'))
+        .map(|(_, d)| d.to_owned())
+        .unwrap();
+    let index = json(&a.join("images/promote-webhook/index.json"));
+    assert_eq!(index["manifests"][0]["digest"], digest);
+    let bundle = std::fs::read_to_string(a.join("promote-manifests-0.1.0.yaml")).unwrap();
+    assert!(
+        bundle.contains(&format!(
+            "image: ghcr.io/promote-dev/promote-webhook:0.1.0@{digest}"
+        )),
+        "the bundle pins the image"
+    );
+    if a.join("promote-0.1.0.tgz").exists() {
+        let values = run(Command::new("tar")
+            .arg("-xzOf")
+            .arg(a.join("promote-0.1.0.tgz"))
+            .arg("promote/values.yaml"));
+        assert!(
+            values.contains(&format!("digest: \"{digest}\"")),
+            "{values}"
+        );
+    }
+}
