@@ -459,7 +459,13 @@ fn a_release_is_reproducible_and_krew_installs_it() {
         "reproducible"
     );
     let archive = "kubectl-promote-0.1.0-x86_64-unknown-linux-gnu.tar.gz";
-    for f in [archive, "promote.yaml", "promote-manifests-0.1.0.yaml"] {
+    for f in [
+        archive,
+        "promote.yaml",
+        "promote-manifests-0.1.0.yaml",
+        "promote-discovery-0.1.0.yaml",
+        "promote-0.1.0.tgz",
+    ] {
         use sha2::Digest;
         let hex: String = sha2::Sha256::digest(std::fs::read(a.join(f)).unwrap())
             .iter()
@@ -538,4 +544,104 @@ fn a_release_is_reproducible_and_krew_installs_it() {
             "{values}"
         );
     }
+}
+
+/// The plugin's image (`scripts/image --git`, what the discovery CronJob runs): unpacked, it
+/// runs a promotion as its user under chroot, its Git engine using the image's own git against a
+/// git daemon on 127.0.0.1 (clone, edit, commit, push). The device nodes a container runtime
+/// provides (/dev/null, /dev/urandom, ...) are made by hand.
+#[test]
+fn the_plugin_image_promotes_with_its_own_git() {
+    let uid = run(Command::new("id").arg("-u"));
+    assert_eq!(
+        uid, "0",
+        "this test runs an unpacked image under chroot, which needs root (CI runs as root)"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let layout = root.join("image");
+    run(Command::new(workspace_root().join("scripts/image"))
+        .arg("--binary")
+        .arg(bin("kubectl-promote").unwrap())
+        .arg("--out")
+        .arg(&layout)
+        .arg("--git"));
+    let index = json(&layout.join("index.json"));
+    let manifest = json(&blob(
+        &layout,
+        index["manifests"][0]["digest"].as_str().unwrap(),
+    ));
+    let rootfs = root.join("rootfs");
+    std::fs::create_dir_all(rootfs.join("dev")).unwrap();
+    for layer in manifest["layers"].as_array().unwrap() {
+        run(Command::new("tar")
+            .arg("-xzf")
+            .arg(blob(&layout, layer["digest"].as_str().unwrap()))
+            .arg("-C")
+            .arg(&rootfs));
+    }
+    // The device nodes every container runtime provides.
+    for (name, minor) in [
+        ("null", "3"),
+        ("zero", "5"),
+        ("full", "7"),
+        ("random", "8"),
+        ("urandom", "9"),
+    ] {
+        run(Command::new("mknod")
+            .args(["-m", "666"])
+            .arg(rootfs.join("dev").join(name))
+            .args(["c", "1", minor]));
+    }
+    let served = root.join("served");
+    let bare = promote_tests::bare_repo(&served, "app", &[("values.yaml", "tag: \"1\"\n")]);
+    let daemon = promote_tests::git_daemon(&served);
+    let kargo = rootfs.join("home/nonroot/kargo");
+    std::fs::create_dir_all(&kargo).unwrap();
+    std::fs::write(
+        kargo.join("stage.yaml"),
+        format!("apiVersion: kargo.akuity.io/v1alpha1\nkind: Stage\nmetadata: {{name: test, namespace: demo}}\nspec:\n  requestedFreight:\n  - origin: {{kind: Warehouse, name: w}}\n    sources: {{direct: true}}\n  promotionTemplate:\n    spec:\n      steps:\n      - uses: git-clone\n        config: {{repoURL: \"git://127.0.0.1:{}/app.git\", checkout: [{{branch: main, path: ./src}}]}}\n      - uses: yaml-update\n        config: {{path: ./src/values.yaml, updates: [{{key: tag, value: \"2\"}}]}}\n      - uses: git-commit\n        config: {{path: ./src, message: from the image}}\n      - uses: git-push\n        config: {{path: ./src}}\n---\napiVersion: kargo.akuity.io/v1alpha1\nkind: Freight\nmetadata: {{namespace: demo}}\nalias: a\norigin: {{kind: Warehouse, name: w}}\nimages: [{{repoURL: nginx, tag: 1.27.3}}]\n", daemon.port),
+    )
+    .unwrap();
+    run(Command::new("chown")
+        .args(["-R", "65532:65532"])
+        .arg(rootfs.join("home/nonroot")));
+    let chroot = ["/usr/sbin/chroot", "/usr/bin/chroot"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .unwrap();
+    let out = Command::new(chroot)
+        .arg("--userspec=65532:65532")
+        .arg(&rootfs)
+        .args([
+            "/usr/local/bin/kubectl-promote",
+            "stage/test",
+            "--freight-alias",
+            "a",
+            "-n",
+            "demo",
+        ])
+        .args(["--local", "/home/nonroot/kargo"])
+        .env_clear()
+        .envs([
+            ("PATH", "/usr/local/bin:/usr/bin:/bin"),
+            ("HOME", "/home/nonroot"),
+            ("GIT_TERMINAL_PROMPT", "0"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        promote_tests::git(&bare, &["show", "main:values.yaml"]),
+        "tag: \"2\""
+    );
+    assert_eq!(
+        promote_tests::git(&bare, &["log", "-1", "--format=%s", "main"]),
+        "from the image"
+    );
 }
