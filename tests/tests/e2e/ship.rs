@@ -458,6 +458,11 @@ fn a_release_is_reproducible_and_krew_installs_it() {
         std::fs::read_to_string(b.join("SHA256SUMS")).unwrap(),
         "reproducible"
     );
+    for image in ["promote-webhook", "kubectl-promote"] {
+        let index =
+            |d: &Path| std::fs::read(d.join("images").join(image).join("index.json")).unwrap();
+        assert_eq!(index(&a), index(&b), "{image}'s digest is stable");
+    }
     let archive = "kubectl-promote-0.1.0-x86_64-unknown-linux-gnu.tar.gz";
     for f in [
         archive,
