@@ -155,6 +155,10 @@ pub struct GetArgs {
     /// No header row.
     #[arg(long)]
     pub no_headers: bool,
+    /// After listing, watch for changes: each object that changes is printed again (asked every
+    /// second), until interrupted.
+    #[arg(short = 'w', long)]
+    pub watch: bool,
 }
 
 /// `kubectl promote approve --freight F --stage S`.

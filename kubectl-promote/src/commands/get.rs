@@ -223,58 +223,118 @@ pub fn run(c: &Ctx<'_>, args: &GetArgs) -> Result<(), Error> {
             "unknown kind {kind:?}: kubectl promote get stages|freight|promotions|warehouses"
         )));
     };
-    let items = match name {
-        // Freight by a unique prefix or an alias too, as promoting takes it.
-        Some(n) if *plural == "freights" => vec![freight_json(kube, ns, n)?],
-        Some(n) => match kube
-            .get(&kargo_path(plural, ns, n))
-            .map_err(context(format!("reading {kind_name} {n}")))?
-        {
-            Some(v) => vec![v],
-            None => {
-                return Err(Error::NotFound {
-                    kind: kind_name,
-                    name: n.to_owned(),
-                    project: ns.to_owned(),
-                });
-            }
-        },
-        None => list_raw(kube, plural, (!all).then_some(ns), args.selector.as_deref())?,
+    let fetch = || -> Result<Vec<Value>, Error> {
+        Ok(match name {
+            // Freight by a unique prefix or an alias too, as promoting takes it.
+            Some(n) if *plural == "freights" => vec![freight_json(kube, ns, n)?],
+            Some(n) => match kube
+                .get(&kargo_path(plural, ns, n))
+                .map_err(context(format!("reading {kind_name} {n}")))?
+            {
+                Some(v) => vec![v],
+                None => {
+                    return Err(Error::NotFound {
+                        kind: kind_name,
+                        name: n.to_owned(),
+                        project: ns.to_owned(),
+                    });
+                }
+            },
+            None => list_raw(kube, plural, (!all).then_some(ns), args.selector.as_deref())?,
+        })
     };
-    match c.global.output {
-        Format::Table | Format::Wide => {
-            if items.is_empty() {
-                eprintln!(
-                    "No {plural} found{}.",
-                    if all {
-                        String::new()
-                    } else {
-                        format!(" in project \"{ns}\"")
-                    }
-                );
-                return Ok(());
+    let items = fetch()?;
+    let show = |items: &[Value], no_headers: bool| -> Result<(), Error> {
+        match c.global.output {
+            Format::Table | Format::Wide => {
+                let (mut headers, wide, rows) = rows(plural, items, all);
+                let keep = if c.global.output == Format::Wide {
+                    headers.len()
+                } else {
+                    headers.len() - wide
+                };
+                headers.truncate(keep);
+                if all {
+                    headers.insert(0, "NAMESPACE");
+                }
+                let n = headers.len();
+                let rows: Vec<Vec<String>> = rows
+                    .into_iter()
+                    .map(|mut r| {
+                        r.truncate(n);
+                        r
+                    })
+                    .collect();
+                print(&render(&headers, &rows, no_headers))
             }
-            let (mut headers, wide, rows) = rows(plural, &items, all);
-            let keep = if c.global.output == Format::Wide {
-                headers.len()
-            } else {
-                headers.len() - wide
-            };
-            headers.truncate(keep);
-            if all {
-                headers.insert(0, "NAMESPACE");
-            }
-            let n = headers.len();
-            let rows: Vec<Vec<String>> = rows
-                .into_iter()
-                .map(|mut r| {
-                    r.truncate(n);
-                    r
-                })
-                .collect();
-            print(&render(&headers, &rows, no_headers))
+            f => print_objects(items, name.is_some() || args.watch, f, kind_name),
         }
-        f => print_objects(&items, name.is_some(), f, kind_name),
+    };
+    if items.is_empty() && matches!(c.global.output, Format::Table | Format::Wide) {
+        eprintln!(
+            "No {plural} found{}.",
+            if all {
+                String::new()
+            } else {
+                format!(" in project \"{ns}\"")
+            }
+        );
+    } else if args.watch && !matches!(c.global.output, Format::Table | Format::Wide) {
+        for item in &items {
+            show(std::slice::from_ref(item), true)?;
+        }
+    } else {
+        show(&items, no_headers)?;
+    }
+    if !args.watch {
+        return Ok(());
+    }
+    // kubectl's -w prints each object again when it changes; here the list is asked for again
+    // every second and an object is printed when its resourceVersion moved.
+    let version = |o: &Value| {
+        let f = |p: &str| {
+            o.pointer(p)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        (
+            (f("/metadata/namespace"), f("/metadata/name")),
+            f("/metadata/resourceVersion"),
+        )
+    };
+    let mut seen: std::collections::BTreeMap<(String, String), String> =
+        items.iter().map(version).collect();
+    let mut headers_shown = !items.is_empty();
+    loop {
+        if super::STDOUT_CLOSED.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        let now = match fetch() {
+            Ok(now) => now,
+            // The object may be gone for a moment (or for good): keep watching.
+            Err(Error::NotFound { .. }) => continue,
+            Err(e) => return Err(e),
+        };
+        let changed: Vec<Value> = now
+            .into_iter()
+            .filter(|o| {
+                let (key, rv) = version(o);
+                seen.insert(key, rv.clone()).as_ref() != Some(&rv)
+            })
+            .collect();
+        if changed.is_empty() {
+            continue;
+        }
+        if matches!(c.global.output, Format::Table | Format::Wide) {
+            show(&changed, no_headers || headers_shown)?;
+            headers_shown = true;
+        } else {
+            for item in &changed {
+                show(std::slice::from_ref(item), true)?;
+            }
+        }
     }
 }
 

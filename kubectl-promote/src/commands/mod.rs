@@ -187,11 +187,19 @@ pub fn render(headers: &[&str], rows: &[Vec<String>], no_headers: bool) -> Strin
     out
 }
 
+/// Set once standard output is closed (`| head`): a watch stops then.
+pub(crate) static STDOUT_CLOSED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
 pub(crate) fn print(text: &str) -> Result<(), Error> {
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::Output(e.to_string())),
-        _ => Ok(()),
+        Err(_) => {
+            STDOUT_CLOSED.store(true, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        }
+        Ok(()) => Ok(()),
     }
 }
 

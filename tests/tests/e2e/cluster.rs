@@ -1551,3 +1551,64 @@ subjects: [{ kind: User, name: alice, apiGroup: rbac.authorization.k8s.io }]
         }
     }
 }
+
+/// `kubectl promote get stages -w`: the table, then a row again for each Stage that changes,
+/// under the same header, until interrupted; `-o name -w` prints each change as a name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn get_watch_prints_what_changes() {
+    let w = World::new(false).await;
+    for (case, args, first, initial, again) in [
+        (1, vec!["get", "stages", "-w"], "NAME", 4, "test "),
+        (
+            2,
+            vec!["get", "stages", "-w", "-o", "name"],
+            "stage.kargo.akuity.io/dev",
+            3,
+            "stage.kargo.akuity.io/test",
+        ),
+    ] {
+        let mut child = w.spawn("alice", &args, &[]);
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let next =
+            |rx: &std::sync::mpsc::Receiver<String>| rx.recv_timeout(Duration::from_secs(15)).ok();
+        let mut lines = Vec::new();
+        while lines.len() < initial {
+            match next(&rx) {
+                Some(l) => lines.push(l),
+                None => break,
+            }
+        }
+        assert!(lines[0].starts_with(first), "{lines:?}");
+        assert_eq!(lines.len(), initial, "{lines:?}");
+        // A change to one Stage prints it again, and only it.
+        ok(
+            &w.kc,
+            &[
+                "label",
+                "--overwrite",
+                "stages",
+                "test",
+                "-n",
+                "demo",
+                &format!("seen={case}"),
+            ],
+        )
+        .await;
+        let changed = next(&rx).unwrap_or_default();
+        assert!(changed.starts_with(again), "{lines:?} then {changed:?}");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
