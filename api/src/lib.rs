@@ -14,6 +14,7 @@ pub mod availability;
 pub mod crd;
 pub mod duration;
 pub mod error;
+pub mod events;
 pub mod freight_id;
 pub mod legacy;
 pub mod naming;

@@ -212,6 +212,10 @@ pub struct ClusterRecorder<'k> {
     name: String,
     /// The Stage as claimed (its history is what `finished` extends).
     stage: Option<Stage>,
+    /// The Promotion's uid and creation time (its Events name it).
+    promotion_meta: (String, String),
+    /// Whether an Event could not be recorded (said once).
+    events_refused: std::cell::Cell<bool>,
 }
 
 impl<'k> ClusterRecorder<'k> {
@@ -237,6 +241,56 @@ impl<'k> ClusterRecorder<'k> {
             failures: Vec::new(),
             name: String::new(),
             stage: None,
+            promotion_meta: Default::default(),
+            events_refused: std::cell::Cell::new(false),
+        }
+    }
+
+    /// Record a Kubernetes Event on the Promotion, as Kargo does (`promote_api::events`). Best
+    /// effort: a refusal (no `create` on events) is said once and changes nothing else.
+    fn event(&self, plan: &Plan, reason: &str, message: &str, apps: &[Value]) {
+        let stage = self.stage.as_ref().unwrap_or(&plan.stage);
+        let applications: Vec<(String, String)> = apps
+            .iter()
+            .map(|a| {
+                (
+                    promote_api::argocd::app_namespace(a).to_owned(),
+                    promote_api::argocd::app_name(a).to_owned(),
+                )
+            })
+            .collect();
+        let actor = match &self.identity.actor {
+            Some(user) => format!("kubernetes:{user}"),
+            None => "unknown actor".to_owned(),
+        };
+        let now = crate::kube::now();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        let event = promote_api::events::promotion_event(&promote_api::events::PromotionEvent {
+            reason,
+            message,
+            project: self.project(),
+            promotion: &self.name,
+            uid: &self.promotion_meta.0,
+            created: &self.promotion_meta.1,
+            stage: stage.name(),
+            freight: &plan.freight,
+            actor: &actor,
+            applications: &applications,
+            verification_pending: (reason == "PromotionSucceeded")
+                .then(|| promote_api::stage_status::asks_verification(stage)),
+            now: &now,
+            suffix: &format!("{nanos:x}"),
+        });
+        let path = format!("/api/v1/namespaces/{}/events", self.project());
+        if let Err(e) = self.api.create(&path, &event)
+            && !self.events_refused.replace(true)
+        {
+            self.say(&format!(
+                "note: the Promotion's Events were not recorded ({e}); hint: promote-promoter grants create on events"
+            ));
         }
     }
 
@@ -264,6 +318,7 @@ impl<'k> ClusterRecorder<'k> {
                 plan.stage.name()
             )))?;
         let promotion: Promotion = decode(created, "the created Promotion")?;
+        self.remember(&promotion);
         self.say(&format!(
             "Promotion {} created: Freight {} to Stage {}/{}",
             promotion.name(),
@@ -272,7 +327,20 @@ impl<'k> ClusterRecorder<'k> {
             plan.stage.name()
         ));
         match self.claim.claim(stage, &promotion, &plan.freight) {
-            Ok(s) => self.stage = Some(s),
+            Ok(s) => {
+                self.stage = Some(s);
+                let actor = self.identity.actor.as_deref().unwrap_or("unknown actor");
+                self.event(
+                    plan,
+                    "PromotionCreated",
+                    &format!(
+                        "Promotion created for Stage {:?} by {:?}",
+                        plan.stage.name(),
+                        format!("kubernetes:{actor}")
+                    ),
+                    &[],
+                );
+            }
             Err(e) => {
                 // Lost the race (or timed out queueing): ours never ran; close it honestly.
                 let _ = aborted(
@@ -290,6 +358,7 @@ impl<'k> ClusterRecorder<'k> {
     /// Take over an interrupted Promotion and claim its Stage.
     fn take_over(&mut self, plan: &Plan, p: &Promotion) -> Result<Promotion, Error> {
         let promotion = lease::take_over(self.api, p, &self.identity.holder, self.ttl)?;
+        self.remember(&promotion);
         self.stage = Some(
             self.claim
                 .claim(plan.stage.clone(), &promotion, &plan.freight)?,
@@ -323,7 +392,27 @@ impl<'k> ClusterRecorder<'k> {
             phase,
             message,
             apps,
-        )
+        )?;
+        let text = if message.is_empty() {
+            format!("Promotion {phase}")
+        } else {
+            format!("Promotion {phase}: {message}")
+        };
+        self.event(plan, &format!("Promotion{phase}"), &text, apps);
+        Ok(())
+    }
+
+    /// The Promotion's uid and creation time, for its Events.
+    fn remember(&mut self, p: &Promotion) {
+        self.name = p.name().to_owned();
+        self.promotion_meta = (
+            p.metadata.uid.clone().unwrap_or_default(),
+            p.metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|t| t.0.to_string())
+                .unwrap_or_default(),
+        );
     }
 }
 

@@ -1487,6 +1487,41 @@ subjects: [{ kind: User, name: alice, apiGroup: rbac.authorization.k8s.io }]
         .into_iter()
         .find(|p| p["spec"]["stage"] == "gate")
         .unwrap();
+    // Kargo's Events on the Promotion: created, then succeeded, with Kargo's annotations.
+    let (good, events, err) = k(&w.kc, &["get", "events", "-n", "demo", "-o", "json"], None).await;
+    assert!(good, "{err}");
+    let events: Value = serde_json::from_str(&events).unwrap();
+    let mine: Vec<&Value> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["involvedObject"]["name"] == promotion["metadata"]["name"])
+        .collect();
+    let reasons: Vec<&str> = mine.iter().filter_map(|e| e["reason"].as_str()).collect();
+    assert_eq!(
+        reasons,
+        ["PromotionCreated", "PromotionSucceeded"],
+        "{mine:?}"
+    );
+    assert_eq!(
+        mine[0]["message"],
+        "Promotion created for Stage \"gate\" by \"kubernetes:alice\""
+    );
+    assert_eq!(
+        mine[1]["message"],
+        "Promotion Succeeded: all steps completed"
+    );
+    let a = &mine[1]["metadata"]["annotations"];
+    assert_eq!(a["event.kargo.akuity.io/stage-name"], "gate");
+    assert_eq!(a["event.kargo.akuity.io/freight-name"], freight.as_str());
+    assert_eq!(a["event.kargo.akuity.io/actor"], "kubernetes:alice");
+    assert_eq!(a["event.kargo.akuity.io/verification-pending"], "false");
+    assert!(
+        a["event.kargo.akuity.io/freight-images"]
+            .as_str()
+            .unwrap()
+            .contains("nginx")
+    );
     assert_eq!(
         promotion["status"]["state"]["out"],
         serde_json::json!({ "approver": "gate", "checks": 2, "region": "eu-west-1", "absent": "none", "tested": true, "meta": "Succeeded" }),
