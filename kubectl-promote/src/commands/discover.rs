@@ -48,20 +48,95 @@ fn env(args: &DiscoverArgs, creds: Credentials) -> Env {
     }
 }
 
-/// Kargo's criteria expression runs over what was discovered, with Kargo's functions; promote
-/// does not evaluate it yet, and creating Freight the criteria would refuse is worse than
-/// creating none.
-fn criteria_unsupported(w: &Warehouse) -> Option<String> {
-    w.spec
+/// What Kargo's `freightCreationCriteria` expression sees: `commitFrom`, `imageFrom` and
+/// `chartFrom` over the newest discovered artifacts (Kargo's `DiscoveredArtifactsOperations`),
+/// with the fields of Kargo's Go types.
+struct Discovered<'a>(&'a promote_api::types::DiscoveredArtifacts);
+
+impl crate::expr::Functions for Discovered<'_> {
+    fn commit_from(&self, repo: &str, _: Option<&Value>) -> Result<Value, String> {
+        let repo = promote_api::urls::normalize_git(repo);
+        Ok(self
+            .0
+            .git
+            .iter()
+            .filter(|g| promote_api::urls::normalize_git(&g.repo_url) == repo)
+            .find_map(|g| g.commits.first())
+            .map_or(Value::Null, |c| {
+                serde_json::json!({ "ID": c.id, "Branch": c.branch, "Tag": c.tag, "Subject": c.subject, "Author": c.author, "Committer": c.committer, "CreatorDate": c.creator_date })
+            }))
+    }
+    fn image_from(&self, repo: &str, _: Option<&Value>) -> Result<Value, String> {
+        Ok(self
+            .0
+            .images
+            .iter()
+            .filter(|i| i.repo_url == repo)
+            .find_map(|i| i.references.first())
+            .map_or(Value::Null, |r| {
+                serde_json::json!({ "Tag": r.tag, "Digest": r.digest, "Annotations": r.annotations, "CreatedAt": r.created_at })
+            }))
+    }
+    fn chart_from(
+        &self,
+        repo: &str,
+        name: Option<&str>,
+        _: Option<&Value>,
+    ) -> Result<Value, String> {
+        let repo = promote_api::urls::normalize_chart(repo);
+        Ok(self
+            .0
+            .charts
+            .iter()
+            .filter(|c| {
+                promote_api::urls::normalize_chart(&c.repo_url) == repo
+                    && name.is_none_or(|n| n.is_empty() || n == c.name)
+            })
+            .find_map(|c| c.versions.first().map(|v| (c, v)))
+            .map_or(
+                Value::Null,
+                |(c, v)| serde_json::json!({ "RepoURL": repo, "Name": c.name, "Version": v }),
+            ))
+    }
+}
+
+/// Kargo's `freightCreationCriteria`: satisfied with no expression or nothing discovered, else
+/// the expression's result read as a boolean (Go's `ParseBool` for a non-boolean); `Err` when it
+/// cannot be evaluated.
+fn criteria(
+    w: &Warehouse,
+    found: &promote_api::types::DiscoveredArtifacts,
+) -> Result<bool, String> {
+    let Some(expression) = w
+        .spec
         .freight_creation_criteria
         .as_ref()
-        .filter(|c| !c.expression.is_empty())
-        .map(|c| {
-            format!(
-                "freightCreationCriteria.expression {:?} is not evaluated by promote yet; remove it (or set freightCreationPolicy: Manual and create Freight with `kubectl promote freight create`)",
-                c.expression
-            )
-        })
+        .map(|c| c.expression.trim())
+        .filter(|e| !e.is_empty())
+    else {
+        return Ok(true);
+    };
+    if found.git.is_empty() && found.images.is_empty() && found.charts.is_empty() {
+        return Ok(true);
+    }
+    let value = crate::expr::eval_expr(expression, &serde_json::Map::new(), &Discovered(found))
+        .map_err(|e| e.message)?;
+    match value {
+        Value::Bool(b) => Ok(b),
+        other => {
+            let text = match &other {
+                Value::String(s) => s.clone(),
+                v => v.to_string(),
+            };
+            match text.as_str() {
+                "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
+                "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
+                _ => Err(format!(
+                    "failed to parse freight creation criteria expression result {text:?} as bool"
+                )),
+            }
+        }
+    }
 }
 
 fn manual(w: &Warehouse) -> bool {
@@ -346,8 +421,33 @@ fn discover_one(
             return Err(failed(reason));
         }
     };
-    if let Some(why) = criteria_unsupported(w) {
-        return Err(failed(why));
+    match criteria(w, &found) {
+        Err(why) => {
+            if !dry_run {
+                write_status(
+                    kube,
+                    ns,
+                    w,
+                    discovery::status_criteria_failed(w, &why, &now),
+                );
+            }
+            return Err(failed(format!(
+                "evaluating freightCreationCriteria.expression: {why}"
+            )));
+        }
+        Ok(false) => {
+            if !dry_run {
+                let status =
+                    discovery::status_after(w, &found, &Ok(Created::CriteriaNotSatisfied), &now);
+                write_status(kube, ns, w, status);
+            }
+            return Ok(Report {
+                warehouse: name,
+                freight: None,
+                result: "discovered (freightCreationCriteria not satisfied: no Freight)".into(),
+            });
+        }
+        Ok(true) => {}
     }
     if manual(w) {
         if !dry_run {
@@ -495,8 +595,21 @@ pub fn local(global: &Global, args: &DiscoverArgs) -> Result<(), Error> {
                 reason,
             };
             let found = discovery::discover(w, &env).map_err(|e| failed(e.to_string()))?;
-            if let Some(why) = criteria_unsupported(w) {
-                return Err(failed(why));
+            match criteria(w, &found) {
+                Err(why) => {
+                    return Err(failed(format!(
+                        "evaluating freightCreationCriteria.expression: {why}"
+                    )));
+                }
+                Ok(false) => {
+                    return Ok(Report {
+                        warehouse: name.clone(),
+                        freight: None,
+                        result: "discovered (freightCreationCriteria not satisfied: no Freight)"
+                            .into(),
+                    });
+                }
+                Ok(true) => {}
             }
             if manual(w) {
                 return Ok(Report {

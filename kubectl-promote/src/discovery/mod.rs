@@ -400,6 +400,8 @@ pub enum Created {
     Existing(String),
     /// The Warehouse's policy is Manual: nothing created.
     Manual,
+    /// Its `freightCreationCriteria` expression was false: nothing created.
+    CriteriaNotSatisfied,
 }
 
 /// Kargo's `conditions.Set` for this Warehouse: a condition whose status did not change keeps its
@@ -480,6 +482,14 @@ pub fn status_after(
                     last = name.clone();
                 }
                 Created::Manual => {}
+                Created::CriteriaNotSatisfied => {
+                    conditions.push(c(
+                        "FreightCreationCriteriaSatisfied",
+                        "False",
+                        "CriteriaNotSatisfied",
+                        "Freight creation criteria were not satisfied",
+                    ));
+                }
             }
             conditions.push(c("Healthy", "True", "ReconciliationSucceeded", ""));
             conditions.push(c(
@@ -499,6 +509,18 @@ pub fn status_after(
         status["lastFreightID"] = json!(last);
     }
     status
+}
+
+/// The Warehouse status when its `freightCreationCriteria` could not be evaluated (Kargo's).
+pub fn status_criteria_failed(w: &Warehouse, error: &str, now: &str) -> Value {
+    let c = condition_maker(w, now);
+    let msg = format!("Evaluation of Freight creation criteria failed: {error}");
+    json!({
+        "conditions": [
+            c("Healthy", "False", "CriteriaEvaluationFailed", &msg),
+            c("Ready", "False", "CriteriaEvaluationFailed", &msg),
+        ],
+    })
 }
 
 /// The Warehouse status after a failed discovery.

@@ -894,6 +894,65 @@ fn discover_selects_git_tags_as_kargo_does() {
     // NewestTag: the newest creator date (the last tag made).
     assert_eq!(tag_of("newest"), "v1.9.0");
     assert_eq!(tag_of("expr"), "v1.9.0");
+
+    // freightCreationCriteria over what was discovered, as Kargo evaluates it.
+    let criteria = |name: &str, expression: &str| {
+        format!(
+            "apiVersion: kargo.akuity.io/v1alpha1\nkind: Warehouse\nmetadata: {{ name: {name}, namespace: demo }}\nspec:\n  freightCreationCriteria: {{ expression: {expression:?} }}\n  subscriptions:\n    - git: {{ repoURL: \"{url}\", commitSelectionStrategy: NewestTag }}\n"
+        )
+    };
+    std::fs::write(
+        dir.join("criteria.yaml"),
+        [
+            criteria("yes", &format!("commitFrom('{url}').Tag == 'v1.9.0'")),
+            criteria(
+                "no",
+                &format!("semverDiff(commitFrom('{url}').Tag, 'v1.9.5') == 'Major'"),
+            ),
+            criteria("broken", &format!("commitFrom('{url}').Tag")),
+        ]
+        .join("---\n"),
+    )
+    .unwrap();
+    let discover = |name: &str| {
+        plugin(
+            &[
+                "discover",
+                &format!("warehouse/{name}"),
+                "-n",
+                "demo",
+                "--local",
+                &d,
+                "--cache-dir",
+                &cache,
+                "--dry-run",
+            ],
+            &[],
+        )
+    };
+    let yes = discover("yes");
+    assert!(yes.status.success(), "{}", text(&yes));
+    assert!(
+        text(&yes).contains("would create (dry run)"),
+        "{}",
+        text(&yes)
+    );
+    let no = discover("no");
+    assert!(no.status.success(), "{}", text(&no));
+    assert!(
+        text(&no).contains("freightCreationCriteria not satisfied"),
+        "{}",
+        text(&no)
+    );
+    let broken = discover("broken");
+    assert!(!broken.status.success());
+    assert!(
+        text(&broken).contains(
+            "failed to parse freight creation criteria expression result \"v1.9.0\" as bool"
+        ),
+        "{}",
+        text(&broken)
+    );
 }
 
 /// `discover --auto-promote` through the sandbox and the webhook: a new image in the registry
