@@ -741,6 +741,67 @@ pub(crate) async fn project_decisions(kc: &Path, url: &str) -> (String, String, 
         !good && err.contains("changes freightHistory without recording a Succeeded Promotion"),
         "{err}"
     );
+    // alice writes the metadata later promotions read (stageMetadata(), freightMetadata()) by
+    // hand, outside a running set-metadata step: refused, on the Stage and on the Freight.
+    let (good, _, err) = patch_status(
+        &kc,
+        "alice",
+        "stage",
+        "test",
+        &json!({ "status": { "metadata": { "approved": true } } }),
+    )
+    .await;
+    assert!(
+        !good && err.contains("may not change status.metadata of Stage \"test\""),
+        "{err}"
+    );
+    let (good, _, err) = patch_status(
+        &kc,
+        "alice",
+        "freight",
+        &freight_name,
+        &json!({ "status": { "metadata": { "tested": true } } }),
+    )
+    .await;
+    assert!(
+        !good && err.contains("may not change status.metadata of Freight"),
+        "{err}"
+    );
+    // A Stage that asks for verification (which promote does not run) never gets Freight
+    // recorded as verified in it, whoever writes it.
+    let gated = "apiVersion: kargo.akuity.io/v1alpha1\nkind: Stage\nmetadata: { name: gated, namespace: kargo-demo }\nspec:\n  requestedFreight:\n    - origin: { kind: Warehouse, name: guestbook }\n      sources: { direct: true }\n  verification:\n    analysisTemplates: [{ name: smoke }]\n";
+    let (good, _, err) = apply(&kc, "admin", gated).await;
+    assert!(good, "{err}");
+    let (good, _, err) = patch_status(
+        &kc,
+        "alice",
+        "freight",
+        &freight_name,
+        &json!({ "status": { "verifiedIn": { "gated": {} } } }),
+    )
+    .await;
+    assert!(
+        !good && err.contains("asks for verification (spec.verification)"),
+        "{err}"
+    );
+    // Typos in steps are refused when applied, PromotionTasks and ClusterPromotionTasks too.
+    let task = "apiVersion: kargo.akuity.io/v1alpha1\nkind: PromotionTask\nmetadata: { name: typo, namespace: kargo-demo }\nspec:\n  steps:\n    - uses: git-push\n      config: { pth: ./src }\n";
+    let cluster_task = task
+        .replace("kind: PromotionTask", "kind: ClusterPromotionTask")
+        .replace("name: typo, namespace: kargo-demo", "name: typo");
+    for doc in [task.to_owned(), cluster_task] {
+        let (good, _, err) = apply(&kc, "admin", &doc).await;
+        assert!(
+            !good
+                && err.contains("promotiontask.validate.promote.dev")
+                && err.contains("spec.steps[0].config.pth: Invalid value: unknown field"),
+            "{err}"
+        );
+    }
+    // New Freight must belong to an existing Warehouse, one artifact per subscription.
+    let orphan = "apiVersion: kargo.akuity.io/v1alpha1\nkind: Freight\nmetadata: { name: anything, namespace: kargo-demo }\norigin: { kind: Warehouse, name: nowhere }\nimages: [{ repoURL: nginx, tag: 1.26.0 }]\n";
+    let (good, _, err) = k(&kc, &["create", "-f", "-"], Some(orphan)).await;
+    assert!(!good && err.contains("warehouse does not exist"), "{err}");
     // Lockdown covers the whole Application: bob (who may patch Applications) can neither
     // repoint, re-project, automate nor unlock a locked one.
     let (good, _, err) = apply(
