@@ -628,33 +628,113 @@ fn environment(funcs: &dyn Functions) -> expr::Environment<'_> {
     env
 }
 
+/// One evaluation scope: expr-lang's environment with Kargo's functions, and the variables
+/// converted to expr-lang's values, made once for all the expressions of a config.
+struct Scope<'a> {
+    env: expr::Environment<'a>,
+    ctx: expr::Context,
+}
+
+impl<'a> Scope<'a> {
+    fn new(vars: &Map<String, Value>, funcs: &'a dyn Functions) -> Self {
+        let mut ctx = expr::Context::default();
+        for (k, v) in vars {
+            ctx.insert(k.clone(), to_x(v));
+        }
+        Self {
+            env: environment(funcs),
+            ctx,
+        }
+    }
+
+    fn expr(&self, src: &str) -> Result<Value, ExprError> {
+        let fail = |message: String| ExprError {
+            expr: src.trim().to_owned(),
+            message,
+        };
+        let code = rewrite_methods(src);
+        let program = expr::compile(&code).map_err(|e| fail(e.to_string()))?;
+        let value = self
+            .env
+            .run(&program, &self.ctx)
+            .map_err(|e| fail(e.to_string()))?;
+        Ok(from_x(&value))
+    }
+
+    fn template(&self, template: &str) -> Result<Value, ExprError> {
+        if !has_expression(template) {
+            return Ok(Value::String(template.to_owned()));
+        }
+        let mut out = String::new();
+        let mut rest = template;
+        loop {
+            let next = DELIMS
+                .iter()
+                .filter_map(|(s, e)| rest.find(s).map(|i| (i, *s, *e)))
+                .min_by_key(|(i, ..)| *i);
+            let Some((i, start, end)) = next else {
+                out.push_str(rest);
+                break;
+            };
+            out.push_str(&rest[..i]);
+            let body_start = i + start.len();
+            let Some(j) = rest[body_start..].find(end) else {
+                return Err(ExprError {
+                    expr: template.to_owned(),
+                    message: format!(
+                        "unclosed expression: expected {end:?} but reached end of template"
+                    ),
+                });
+            };
+            match self.expr(&rest[body_start..body_start + j])? {
+                Value::String(s) => out.push_str(&s),
+                other => out.push_str(&go_json(&other)),
+            }
+            rest = &rest[body_start + j + end.len()..];
+        }
+        Ok(coerce(out))
+    }
+
+    fn value(&self, v: &Value) -> Result<Value, ExprError> {
+        Ok(match v {
+            Value::String(s) => self.template(s)?,
+            Value::Array(a) => {
+                Value::Array(a.iter().map(|x| self.value(x)).collect::<Result<_, _>>()?)
+            }
+            Value::Object(o) => Value::Object(
+                o.iter()
+                    .map(|(k, x)| Ok((k.clone(), self.value(x)?)))
+                    .collect::<Result<_, ExprError>>()?,
+            ),
+            other => other.clone(),
+        })
+    }
+}
+
+/// Whether any string in `v` holds an expression.
+fn any_expression(v: &Value) -> bool {
+    match v {
+        Value::String(s) => has_expression(s),
+        Value::Array(a) => a.iter().any(any_expression),
+        Value::Object(o) => o.values().any(any_expression),
+        _ => false,
+    }
+}
+
 /// Evaluate one expression (no delimiters) to a value.
 pub fn eval_expr(
     src: &str,
     env: &Map<String, Value>,
     funcs: &dyn Functions,
 ) -> Result<Value, ExprError> {
-    let fail = |message: String| ExprError {
-        expr: src.trim().to_owned(),
-        message,
-    };
-    let code = rewrite_methods(src);
-    let program = expr::compile(&code).map_err(|e| fail(e.to_string()))?;
-    let mut ctx = expr::Context::default();
-    for (k, v) in env {
-        ctx.insert(k.clone(), to_x(v));
-    }
-    let value = environment(funcs)
-        .run(&program, &ctx)
-        .map_err(|e| fail(e.to_string()))?;
-    Ok(from_x(&value))
+    Scope::new(env, funcs).expr(src)
 }
 
 const DELIMS: [(&str, &str); 2] = [("${{", "}}"), ("${%", "%}")];
 
-/// Whether a string contains an expression.
+/// Whether a string contains an expression (`${{` or `${%`, as the shared step shapes read it).
 pub fn has_expression(s: &str) -> bool {
-    DELIMS.iter().any(|(start, _)| s.contains(start))
+    promote_api::step_config::has_expression(s)
 }
 
 /// Evaluate a template string with Kargo's coercion of the result.
@@ -666,35 +746,7 @@ pub fn eval_template(
     if !has_expression(template) {
         return Ok(Value::String(template.to_owned()));
     }
-    let mut out = String::new();
-    let mut rest = template;
-    loop {
-        let next = DELIMS
-            .iter()
-            .filter_map(|(s, e)| rest.find(s).map(|i| (i, *s, *e)))
-            .min_by_key(|(i, ..)| *i);
-        let Some((i, start, end)) = next else {
-            out.push_str(rest);
-            break;
-        };
-        out.push_str(&rest[..i]);
-        let body_start = i + start.len();
-        let Some(j) = rest[body_start..].find(end) else {
-            return Err(ExprError {
-                expr: template.to_owned(),
-                message: format!(
-                    "unclosed expression: expected {end:?} but reached end of template"
-                ),
-            });
-        };
-        let v = eval_expr(&rest[body_start..body_start + j], env, funcs)?;
-        match v {
-            Value::String(s) => out.push_str(&s),
-            other => out.push_str(&go_json(&other)),
-        }
-        rest = &rest[body_start + j + end.len()..];
-    }
-    Ok(coerce(out))
+    Scope::new(env, funcs).template(template)
 }
 
 /// Kargo's coercion of a rendered template.
@@ -747,26 +799,17 @@ fn parse_go_float(s: &str) -> Option<f64> {
     s.parse::<f64>().ok().filter(|f| f.is_finite())
 }
 
-/// Evaluate every string in a JSON value (a step config) as a template.
+/// Evaluate every string in a JSON value (a step config) as a template; the scope is made once
+/// for the whole value, and not at all when it holds no expression.
 pub fn eval_value(
     v: &Value,
     env: &Map<String, Value>,
     funcs: &dyn Functions,
 ) -> Result<Value, ExprError> {
-    Ok(match v {
-        Value::String(s) => eval_template(s, env, funcs)?,
-        Value::Array(a) => Value::Array(
-            a.iter()
-                .map(|x| eval_value(x, env, funcs))
-                .collect::<Result<_, _>>()?,
-        ),
-        Value::Object(o) => Value::Object(
-            o.iter()
-                .map(|(k, x)| Ok((k.clone(), eval_value(x, env, funcs)?)))
-                .collect::<Result<_, ExprError>>()?,
-        ),
-        other => other.clone(),
-    })
+    if !any_expression(v) {
+        return Ok(v.clone());
+    }
+    Scope::new(env, funcs).value(v)
 }
 
 #[cfg(test)]

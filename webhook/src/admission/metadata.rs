@@ -17,10 +17,6 @@ pub(super) fn changed(req: &Request) -> bool {
     empty(meta(req.object.as_ref())) != empty(meta(req.old_object.as_ref()))
 }
 
-fn is_expression(s: &str) -> bool {
-    s.contains("${{") || s.contains("${%")
-}
-
 /// Whether a step config's `updates` name the object (`kind`, `name`).
 fn names(config: Option<&Value>, kind: &str, name: &str) -> bool {
     config
@@ -29,8 +25,9 @@ fn names(config: Option<&Value>, kind: &str, name: &str) -> bool {
         .is_some_and(|updates| {
             updates.iter().any(|u| {
                 let field = |k: &str| u.get(k).and_then(Value::as_str).unwrap_or_default();
-                (field("kind") == kind || is_expression(field("kind")))
-                    && (field("name") == name || is_expression(field("name")))
+                (field("kind") == kind || promote_api::step_config::has_expression(field("kind")))
+                    && (field("name") == name
+                        || promote_api::step_config::has_expression(field("name")))
             })
         })
 }
