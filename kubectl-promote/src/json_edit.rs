@@ -290,8 +290,22 @@ fn set_in(doc: &str, paths: &[Part], raw: &str) -> Result<String, String> {
 /// Set `path` to the JSON text `raw` in `doc`.
 pub fn set(doc: &str, path: &str, raw: &str) -> Result<String, String> {
     let paths = parse_path(path)?;
+    // sjson pads an array with nulls up to the index it sets; an index in the billions (a typo,
+    // an expression gone wrong) would take gigabytes. Found by the json_update fuzz target.
+    if let Some(big) = paths
+        .iter()
+        .filter_map(Part::index)
+        .find(|i| *i > MAX_INDEX)
+    {
+        return Err(format!(
+            "array index {big} is too large: arrays are padded with null up to the index, and promote pads at most {MAX_INDEX} (sjson, which Kargo uses, would allocate them all)"
+        ));
+    }
     set_in(doc, &paths, raw)
 }
+
+/// The largest array index [`set`] accepts.
+pub const MAX_INDEX: usize = 100_000;
 
 #[cfg(test)]
 mod tests {

@@ -86,6 +86,8 @@ enum Kind {
         flow: bool,
     },
     Alias,
+    /// A node off the path being edited: only its span was kept.
+    Skipped,
 }
 
 #[derive(Debug)]
@@ -103,20 +105,101 @@ struct Node {
 #[derive(Clone, Debug)]
 pub struct YamlDoc {
     text: String,
+    /// Whether an edit changed the text (a value set to what it already was does not).
+    changed: bool,
+}
+
+/// Byte offsets of character indices (the parser's marks count characters): one checkpoint
+/// every [`STRIDE`] characters instead of one offset per character, which cost 8 bytes per byte
+/// of an ASCII file (a 73 MB values file took 584 MB for this table alone).
+struct Offsets {
+    ascii: bool,
+    checkpoints: Vec<usize>,
+}
+
+const STRIDE: usize = 64;
+
+impl Offsets {
+    fn new(text: &str) -> Offsets {
+        let ascii = text.is_ascii();
+        let checkpoints = if ascii {
+            Vec::new()
+        } else {
+            text.char_indices()
+                .step_by(STRIDE)
+                .map(|(i, _)| i)
+                .collect()
+        };
+        Offsets { ascii, checkpoints }
+    }
+
+    fn byte(&self, text: &str, char_index: usize) -> usize {
+        if self.ascii {
+            return char_index.min(text.len());
+        }
+        let Some(&from) = self.checkpoints.get(char_index / STRIDE) else {
+            return text.len();
+        };
+        text[from..]
+            .char_indices()
+            .nth(char_index % STRIDE)
+            .map_or(text.len(), |(i, _)| from + i)
+    }
 }
 
 struct Builder<'a> {
     text: &'a str,
-    /// byte offset of each char index (plus one past the end)
-    offsets: Vec<usize>,
+    offsets: Offsets,
 }
+
+/// The parser's events as the builder reads them (document and stream markers left out), one at
+/// a time: the first error ends the stream and is kept for [`parse_tree`] to return.
+struct Events<'a, 'c> {
+    parser: Parser<'a, saphyr_parser::StrInput<'a>>,
+    error: &'c std::cell::RefCell<Option<YamlError>>,
+}
+
+impl<'a> Iterator for Events<'a, '_> {
+    type Item = (Event<'a>, usize, usize, usize);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.error.borrow().is_some() {
+            return None;
+        }
+        loop {
+            match self.parser.next_event()? {
+                Err(e) => {
+                    *self.error.borrow_mut() = Some(YamlError::Parse {
+                        line: e.marker().line(),
+                        col: e.marker().col() + 1,
+                        message: e.info().to_owned(),
+                    });
+                    return None;
+                }
+                Ok((
+                    Event::StreamStart
+                    | Event::StreamEnd
+                    | Event::DocumentStart(_)
+                    | Event::DocumentEnd
+                    | Event::Nothing,
+                    _,
+                )) => {}
+                Ok((ev, span)) => {
+                    return Some((ev, span.start.index(), span.end.index(), span.start.col()));
+                }
+            }
+        }
+    }
+}
+
+/// Which part of a node the builder keeps: the path below it (`Some`), whose nodes are built with
+/// their children, or nothing (`None`): only the node's span, which is all that siblings of the
+/// path are read for. Memory follows the path, not the document.
+type Along<'p> = Option<&'p [PathPart]>;
 
 impl Builder<'_> {
     fn byte(&self, char_index: usize) -> usize {
-        self.offsets
-            .get(char_index)
-            .copied()
-            .unwrap_or(self.text.len())
+        self.offsets.byte(self.text, char_index)
     }
 
     /// Skip an anchor (`&a`) or tag (`!t`) that a scalar's span starts with.
@@ -154,9 +237,12 @@ impl Builder<'_> {
         b.len()
     }
 
+    /// The next node; `along` says how much of it to keep (see [`Along`]). Mapping keys are
+    /// always kept (paths match them).
     fn node<'e>(
         &self,
         events: &mut std::iter::Peekable<impl Iterator<Item = (Event<'e>, usize, usize, usize)>>,
+        along: Along<'_>,
     ) -> Option<Node> {
         let (ev, s, e, col) = events.next()?;
         Some(match ev {
@@ -168,11 +254,15 @@ impl Builder<'_> {
                     }
                     _ => self.byte(e),
                 };
-                Node {
-                    kind: Kind::Scalar {
+                let kind = match along {
+                    Some(_) => Kind::Scalar {
                         style,
                         value: value.into_owned(),
                     },
+                    None => Kind::Skipped,
+                };
+                Node {
+                    kind,
                     start,
                     end,
                     col,
@@ -189,6 +279,12 @@ impl Builder<'_> {
                 let flow = self.text.as_bytes().get(start) == Some(&b'{');
                 let mut entries = Vec::new();
                 let mut end = start;
+                // The first entry whose key is the path's next part is followed (as `find`
+                // does when the tree is read).
+                let mut next = match along {
+                    Some([PathPart::Key(k), rest @ ..]) => Some((k.as_str(), rest)),
+                    _ => None,
+                };
                 loop {
                     if matches!(events.peek(), Some((Event::MappingEnd, ..)) | None) {
                         if let Some((_, ms, me, _)) = events.next()
@@ -198,15 +294,28 @@ impl Builder<'_> {
                         }
                         break;
                     }
-                    let k = self.node(events)?;
-                    let v = self.node(events)?;
+                    let k = self.node(events, along.map(|_| &[][..]))?;
+                    let follow = match next {
+                        Some((key, rest)) if scalar_is(&k, key) => {
+                            next = None;
+                            Some(rest)
+                        }
+                        _ => None,
+                    };
+                    let v = self.node(events, follow)?;
                     if !flow {
                         end = v.end.max(k.end);
                     }
-                    entries.push((k, v));
+                    if along.is_some() {
+                        entries.push((k, v));
+                    }
                 }
+                let kind = match along {
+                    Some(_) => Kind::Map { entries, flow },
+                    None => Kind::Skipped,
+                };
                 Node {
-                    kind: Kind::Map { entries, flow },
+                    kind,
                     start,
                     end,
                     col,
@@ -217,6 +326,13 @@ impl Builder<'_> {
                 let flow = self.text.as_bytes().get(start) == Some(&b'[');
                 let mut items = Vec::new();
                 let mut end = start;
+                let next = match along {
+                    Some([PathPart::Index(i), rest @ ..]) => {
+                        usize::try_from(*i).ok().map(|i| (i, rest))
+                    }
+                    _ => None,
+                };
+                let mut index = 0usize;
                 loop {
                     if matches!(events.peek(), Some((Event::SequenceEnd, ..)) | None) {
                         if let Some((_, ss, se, _)) = events.next()
@@ -226,14 +342,22 @@ impl Builder<'_> {
                         }
                         break;
                     }
-                    let item = self.node(events)?;
+                    let follow = next.filter(|(i, _)| *i == index).map(|(_, rest)| rest);
+                    let item = self.node(events, follow)?;
                     if !flow {
                         end = item.end;
                     }
-                    items.push(item);
+                    if along.is_some() {
+                        items.push(item);
+                    }
+                    index += 1;
                 }
+                let kind = match along {
+                    Some(_) => Kind::Seq { items, flow },
+                    None => Kind::Skipped,
+                };
                 Node {
-                    kind: Kind::Seq { items, flow },
+                    kind,
                     start,
                     end,
                     col,
@@ -244,29 +368,26 @@ impl Builder<'_> {
     }
 }
 
-fn parse_tree(text: &str) -> Result<Option<Node>, YamlError> {
-    let mut offsets: Vec<usize> = text.char_indices().map(|(i, _)| i).collect();
-    offsets.push(text.len());
-    let b = Builder { text, offsets };
-    let mut events = Vec::new();
-    let mut parser = Parser::new_from_str(text);
-    while let Some(r) = parser.next_event() {
-        let (ev, span) = r.map_err(|e| YamlError::Parse {
-            line: e.marker().line(),
-            col: e.marker().col() + 1,
-            message: e.info().to_owned(),
-        })?;
-        match ev {
-            Event::StreamStart
-            | Event::StreamEnd
-            | Event::DocumentStart(_)
-            | Event::DocumentEnd
-            | Event::Nothing => {}
-            ev => events.push((ev, span.start.index(), span.end.index(), span.start.col())),
-        }
+/// Parse `text` (all of it: an error anywhere is an error) into the tree along `path`: the nodes
+/// on the path with their children, everything else as spans only (see [`Along`]).
+fn parse_tree(text: &str, path: &[PathPart]) -> Result<Option<Node>, YamlError> {
+    let b = Builder {
+        text,
+        offsets: Offsets::new(text),
+    };
+    let error = std::cell::RefCell::new(None);
+    let mut events = Events {
+        parser: Parser::new_from_str(text),
+        error: &error,
     }
-    let mut it = events.into_iter().peekable();
-    Ok(b.node(&mut it))
+    .peekable();
+    let root = b.node(&mut events, Some(path));
+    // The rest of the stream (later documents) is read for its errors only.
+    for _ in events {}
+    match error.into_inner() {
+        Some(e) => Err(e),
+        None => Ok(root),
+    }
 }
 
 fn describe(path: &[PathPart]) -> String {
@@ -311,16 +432,40 @@ fn plain_is_safe(s: &str, in_flow: bool) -> bool {
     matches!(serde_yaml::from_str::<serde_yaml::Value>(s), Ok(serde_yaml::Value::String(ref back)) if back == s)
 }
 
+/// Whether YAML may hold `c` unescaped (`c-printable` of YAML 1.2, tab included).
+fn yaml_printable(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | ' '..='~' | '\u{85}' | '\u{A0}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
+}
+
+/// A double-quoted YAML scalar. JSON's escaping is not enough: YAML also forbids DEL and the C1
+/// controls unescaped (found by the yaml_update fuzz target: a value holding U+007F made a file
+/// no YAML parser reads).
 fn double_quoted(s: &str) -> String {
-    serde_json::to_string(s)
-        .unwrap_or_else(|_| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\"")))
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if yaml_printable(c) && c != '\u{FEFF}' => out.push(c),
+            c if u32::from(c) <= 0xFF => out.push_str(&format!("\\x{:02x}", u32::from(c))),
+            c => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// Render a JSON value as YAML text, keeping the old scalar's quoting style where it can.
 fn render(value: &Value, old: Option<ScalarStyle>, in_flow: bool) -> String {
     match value {
         Value::String(s) => match old {
-            Some(ScalarStyle::SingleQuoted) if !s.contains(['\n', '\r']) => {
+            Some(ScalarStyle::SingleQuoted)
+                if !s.contains(['\n', '\r']) && s.chars().all(yaml_printable) =>
+            {
                 format!("'{}'", s.replace('\'', "''"))
             }
             Some(ScalarStyle::DoubleQuoted) => double_quoted(s),
@@ -336,15 +481,45 @@ fn render(value: &Value, old: Option<ScalarStyle>, in_flow: bool) -> String {
 impl YamlDoc {
     /// Parse a document (checks it is valid YAML).
     pub fn parse(text: &str) -> Result<Self, YamlError> {
-        parse_tree(text)?;
+        Self::from_text(text.to_owned())
+    }
+
+    /// [`YamlDoc::parse`] of a text it takes over (no copy: a large file is held once).
+    pub fn from_text(text: String) -> Result<Self, YamlError> {
+        parse_tree(&text, &[])?;
         Ok(Self {
-            text: text.to_owned(),
+            text,
+            changed: false,
         })
     }
 
     /// The current text.
     pub fn text(&self) -> &str {
         &self.text
+    }
+
+    /// The current text, taken.
+    pub fn into_text(self) -> String {
+        self.text
+    }
+
+    /// Whether any edit changed the text.
+    pub fn changed(&self) -> bool {
+        self.changed
+    }
+
+    /// Replace `range` with `with`, noting whether that changed anything.
+    fn splice(&mut self, range: std::ops::Range<usize>, with: &str) {
+        if self.text.get(range.clone()) != Some(with) {
+            self.text.replace_range(range, with);
+            self.changed = true;
+        }
+    }
+
+    /// Insert `with` at `at`.
+    fn insert(&mut self, at: usize, with: &str) {
+        self.text.insert_str(at, with);
+        self.changed = true;
     }
 
     fn newline(&self) -> &'static str {
@@ -357,7 +532,7 @@ impl YamlDoc {
 
     /// The scalar at `path`, as its string value; `None` when absent or not a scalar.
     pub fn get_str(&self, path: &[PathPart]) -> Option<String> {
-        let root = parse_tree(&self.text).ok()??;
+        let root = parse_tree(&self.text, path).ok()??;
         let mut node = &root;
         for part in path {
             node = match (&node.kind, part) {
@@ -378,7 +553,7 @@ impl YamlDoc {
 
     /// Number of items in the sequence at `path` (0 when absent).
     pub fn seq_len(&self, path: &[PathPart]) -> usize {
-        let Ok(Some(root)) = parse_tree(&self.text) else {
+        let Ok(Some(root)) = parse_tree(&self.text, path) else {
             return 0;
         };
         let mut node = &root;
@@ -414,7 +589,7 @@ impl YamlDoc {
         if path.is_empty() {
             return Err(err("the key is empty".into()));
         }
-        let root = parse_tree(&self.text)?;
+        let root = parse_tree(&self.text, path)?;
         let Some(root) = root else {
             // Empty document: write the whole path as block mappings.
             let nl = self.newline();
@@ -422,6 +597,7 @@ impl YamlDoc {
             text.push_str(&self.block_tail(path, value, 0, nl).map_err(err)?);
             text.push_str(nl);
             self.text = text.trim_start_matches(['\n', '\r']).to_owned();
+            self.changed = true;
             return Ok(());
         };
         let mut node = &root;
@@ -474,6 +650,13 @@ impl YamlDoc {
                         describe(&path[..depth])
                     )));
                 }
+                // Nodes on the path are always built; this would be a bug of the builder.
+                (Kind::Skipped, _) => {
+                    return Err(err(format!(
+                        "{:?} was not read (an internal error; please report it)",
+                        describe(&path[..depth])
+                    )));
+                }
             }
         }
         match &node.kind {
@@ -498,7 +681,7 @@ impl YamlDoc {
                     }
                 }
                 let text = render(value, Some(style), in_flow);
-                self.text.replace_range(start..end, &text);
+                self.splice(start..end, &text);
                 Ok(())
             }
             Kind::Alias => Err(err(
@@ -506,7 +689,7 @@ impl YamlDoc {
             )),
             _ => {
                 let text = render(value, None, true);
-                self.text.replace_range(node.start..node.end, &text);
+                self.splice(node.start..node.end, &text);
                 Ok(())
             }
         }
@@ -525,7 +708,7 @@ impl YamlDoc {
         let PathPart::Key(key) = last else {
             return Err(err("only mapping keys can be removed".into()));
         };
-        let Some(root) = parse_tree(&self.text)? else {
+        let Some(root) = parse_tree(&self.text, path)? else {
             return Ok(false);
         };
         let mut node = &root;
@@ -575,11 +758,11 @@ impl YamlDoc {
         if first_in_item {
             // "- key: v\n  next: w" becomes "- next: w": cut from this key to the next one.
             let next_start = entries[idx + 1].0.start;
-            self.text.replace_range(k.start..next_start, "");
+            self.splice(k.start..next_start, "");
             return Ok(true);
         }
-        self.text
-            .replace_range(line_start..end.min(self.text.len()), "");
+        let end = end.min(self.text.len());
+        self.splice(line_start..end, "");
         Ok(true)
     }
 
@@ -661,7 +844,7 @@ impl YamlDoc {
                 render(&Value::String(key.to_owned()), None, true),
                 render(&v, None, true)
             );
-            self.text.insert_str(close, &text);
+            self.insert(close, &text);
             return Ok(());
         }
         let Some((first_key, _)) = entries.first() else {
@@ -675,7 +858,7 @@ impl YamlDoc {
         let mut path = vec![PathPart::Key(key.to_owned())];
         path.extend_from_slice(rest);
         let text = self.block_tail(&path, value, indent, nl)?;
-        self.text.insert_str(at, &text);
+        self.insert(at, &text);
         Ok(())
     }
 
@@ -698,8 +881,7 @@ impl YamlDoc {
         if flow {
             let close = node.end.saturating_sub(1);
             let sep = if items.is_empty() { "" } else { ", " };
-            self.text
-                .insert_str(close, &format!("{sep}{}", render(&v, None, true)));
+            self.insert(close, &format!("{sep}{}", render(&v, None, true)));
             return Ok(());
         }
         let Some(last) = items.last() else {
@@ -730,7 +912,7 @@ impl YamlDoc {
             }
             other => format!("{}- {}", " ".repeat(dash_col), render(other, None, false)),
         };
-        self.text.insert_str(at, &format!("{nl}{item}"));
+        self.insert(at, &format!("{nl}{item}"));
         Ok(())
     }
 }

@@ -47,6 +47,8 @@ pub struct Mirror {
     url: String,
     opts: MirrorOptions,
     reader: Mutex<Option<ObjectReader>>,
+    /// What the mirror did on its own that the user should hear of (a rebuilt cache).
+    notes: Mutex<Vec<String>>,
 }
 
 impl std::fmt::Debug for Mirror {
@@ -69,6 +71,58 @@ pub enum RemoteRef {
     Tag(String),
     /// A commit SHA.
     Commit(String),
+}
+
+/// A mirror's configuration: a blob-less partial clone of `url` that never gcs on its own.
+fn mirror_config(url: &str) -> [(&'static str, &str); 7] {
+    [
+        ("remote.origin.url", url),
+        ("core.repositoryformatversion", "1"),
+        ("extensions.partialClone", "origin"),
+        ("remote.origin.promisor", "true"),
+        ("remote.origin.partialclonefilter", "blob:none"),
+        ("fetch.writeCommitGraph", "false"),
+        ("gc.auto", "0"),
+    ]
+}
+
+/// Whether git's complaint is about an unreadable repository (as opposed to the remote or the
+/// network): the messages git prints for damaged packs, indexes, objects and refs.
+fn is_corruption(stderr: &str) -> bool {
+    [
+        "index file",
+        "is corrupt",
+        "packfile",
+        "bad object",
+        "corrupt",
+        "inflate",
+        "loose object",
+        "not a git repository",
+        "bad signature",
+        "unable to read",
+        "invalid sha1 pointer",
+        "missing blob object",
+        "missing tree object",
+    ]
+    .iter()
+    .any(|m| stderr.contains(m))
+}
+
+/// The git commands that talk to the remote (and get [`network_timeout`]).
+const NETWORK_COMMANDS: &[&str] = &["fetch", "push", "ls-remote"];
+
+/// How long one git command may talk to the remote: `PROMOTE_GIT_TIMEOUT` (`90s`, `10m`, ...),
+/// else 10 minutes (a first fetch is shallow and blob-less, so even large repositories take far
+/// less).
+fn network_timeout() -> std::time::Duration {
+    static LIMIT: std::sync::OnceLock<std::time::Duration> = std::sync::OnceLock::new();
+    *LIMIT.get_or_init(|| {
+        std::env::var("PROMOTE_GIT_TIMEOUT")
+            .ok()
+            .and_then(|v| promote_api::duration::parse(&v).ok())
+            .filter(|d| !d.is_zero())
+            .unwrap_or(std::time::Duration::from_secs(600))
+    })
 }
 
 fn cache_name(url: &str) -> String {
@@ -101,12 +155,14 @@ impl Mirror {
             url: url.to_owned(),
             opts,
             reader: Mutex::new(None),
+            notes: Mutex::new(Vec::new()),
         };
         std::fs::create_dir_all(&m.opts.cache_root).map_err(|source| GitError::Cache {
             path: m.opts.cache_root.display().to_string(),
             source,
         })?;
         let _lock = m.lock("init")?;
+        m.remove_stale_locks();
         if !m.dir.join("HEAD").is_file() {
             let tmp = m
                 .opts
@@ -137,15 +193,7 @@ impl Mirror {
             .filter_map(|l| l.split_once('='))
             .map(|(k, v)| (k.to_ascii_lowercase(), v))
             .collect();
-        for (k, v) in [
-            ("remote.origin.url", url),
-            ("core.repositoryformatversion", "1"),
-            ("extensions.partialClone", "origin"),
-            ("remote.origin.promisor", "true"),
-            ("remote.origin.partialclonefilter", "blob:none"),
-            ("fetch.writeCommitGraph", "false"),
-            ("gc.auto", "0"),
-        ] {
+        for (k, v) in mirror_config(url) {
             if current.get(&k.to_ascii_lowercase()).copied() != Some(v) {
                 m.git(&["config", k, v])?;
             }
@@ -254,7 +302,49 @@ impl Mirror {
         if let (Some(data), Some(mut stdin)) = (input, child.stdin.take()) {
             stdin.write_all(data).map_err(GitError::Spawn)?;
         }
-        child.wait_with_output().map_err(GitError::Spawn)
+        let command = args.first().copied().unwrap_or("git");
+        if !NETWORK_COMMANDS.contains(&command) {
+            return child.wait_with_output().map_err(GitError::Spawn);
+        }
+        // A command that talks to the remote gets a deadline: a server or network that stalls
+        // (no byte, no close) would otherwise hold the promotion forever. Its output is read
+        // on threads so that a chatty child never blocks on a full pipe while we wait.
+        let limit = network_timeout();
+        let read = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                if let Some(mut p) = pipe {
+                    let _ = p.read_to_end(&mut buf);
+                }
+                buf
+            })
+        };
+        let stdout = read(child.stdout.take().map(|p| Box::new(p) as _));
+        let stderr = read(child.stderr.take().map(|p| Box::new(p) as _));
+        let status = match wait_timeout::ChildExt::wait_timeout(&mut child, limit)
+            .map_err(GitError::Spawn)?
+        {
+            Some(status) => status,
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(GitError::Timeout {
+                    command: command.to_owned(),
+                    repo: self.display_url(),
+                    seconds: limit.as_secs(),
+                    outcome: if command == "push" {
+                        "; the push may or may not have reached the remote: running the promotion again finds its change there if it landed, and pushes it if not"
+                    } else {
+                        "; the remote was not changed"
+                    },
+                });
+            }
+        };
+        Ok(std::process::Output {
+            status,
+            stdout: stdout.join().unwrap_or_default(),
+            stderr: stderr.join().unwrap_or_default(),
+        })
     }
 
     fn has_commit(&self, rev: &str) -> bool {
@@ -299,12 +389,123 @@ impl Mirror {
     /// fetch into an empty mirror is shallow and blob-less; later ones are incremental.
     pub fn fetch(&self, what: &RemoteRef) -> Result<Oid, GitError> {
         let _lock = self.lock("fetch")?;
-        match what {
-            RemoteRef::Default => {
-                let branch = self.default_branch()?;
-                self.fetch_locked(&RemoteRef::Branch(branch))
+        let what = match what {
+            RemoteRef::Default => RemoteRef::Branch(self.default_branch()?),
+            other => other.clone(),
+        };
+        if let Some(bad) = self.damaged_pack() {
+            self.rebuild(&format!("{bad} is not a pack file"))?;
+        }
+        match self.fetch_locked(&what) {
+            // A cache that git cannot read (a disk fault, a killed process mid-write, a user's
+            // experiment) is only a cache: it is rebuilt from the remote, once.
+            Err(GitError::Command { stderr, .. }) if is_corruption(&stderr) => {
+                self.rebuild(&stderr)?;
+                self.fetch_locked(&what)
             }
-            other => self.fetch_locked(other),
+            other => other,
+        }
+    }
+
+    /// The first pack or pack index of the mirror whose header is not what git writes (`PACK`,
+    /// `\377tOc`): a cheap look (8 bytes per file) that catches overwritten and truncated packs
+    /// before git fails on them halfway through a promotion.
+    fn damaged_pack(&self) -> Option<String> {
+        let entries = std::fs::read_dir(self.dir.join("objects/pack")).ok()?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let magic: &[u8] = match path.extension().and_then(|e| e.to_str()) {
+                Some("pack") => b"PACK",
+                Some("idx") => b"\xfftOc",
+                _ => continue,
+            };
+            let mut head = [0u8; 4];
+            let ok = std::fs::File::open(&path)
+                .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+                .is_ok_and(|()| head == magic);
+            if !ok {
+                return Some(path.display().to_string());
+            }
+        }
+        None
+    }
+
+    /// Empty the mirror and make it anew (the caller holds the fetch lock).
+    fn rebuild(&self, why: &str) -> Result<(), GitError> {
+        let _init = self.lock("init")?;
+        if let Ok(mut r) = self.reader.lock() {
+            *r = None;
+        }
+        let cache_err = |source| GitError::Cache {
+            path: self.dir.display().to_string(),
+            source,
+        };
+        let trash = self
+            .opts
+            .cache_root
+            .join(format!(".trash-{}", ulid::Ulid::new()));
+        std::fs::rename(&self.dir, &trash).map_err(cache_err)?;
+        let _ = std::fs::remove_dir_all(&trash);
+        let out = Command::new("git")
+            .args(["init", "--bare", "-q"])
+            .arg(&self.dir)
+            .output()
+            .map_err(GitError::Spawn)?;
+        if !out.status.success() {
+            return Err(self.fail("init", &out.stderr));
+        }
+        for (k, v) in mirror_config(&self.url) {
+            self.git(&["config", k, v])?;
+        }
+        let why: String = why.chars().take(200).collect();
+        if let Ok(mut notes) = self.notes.lock() {
+            notes.push(format!(
+                "the cache of {} could not be read ({why}); rebuilt it from the remote",
+                self.display_url()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Notes for the user since the last call (see [`Mirror::rebuild`]).
+    pub fn take_notes(&self) -> Vec<String> {
+        self.notes
+            .lock()
+            .map(|mut n| std::mem::take(&mut *n))
+            .unwrap_or_default()
+    }
+
+    /// Remove git lock files that no live git can hold: older than the longest a git command of
+    /// ours may run ([`network_timeout`]) plus a minute. A git killed mid-command (Ctrl-C twice,
+    /// OOM, a reboot) leaves them, and every later fetch would fail on them. Younger ones are
+    /// left alone; git's own error then names them.
+    fn remove_stale_locks(&self) {
+        let Some(limit) = network_timeout().checked_add(std::time::Duration::from_secs(60)) else {
+            return;
+        };
+        let mut dirs = vec![self.dir.clone(), self.dir.join("refs")];
+        while let Some(dir) = dirs.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let Ok(meta) = entry.metadata() else { continue };
+                if meta.is_dir() {
+                    if path.starts_with(self.dir.join("refs")) {
+                        dirs.push(path);
+                    }
+                    continue;
+                }
+                let stale = meta
+                    .modified()
+                    .ok()
+                    .and_then(|m| m.elapsed().ok())
+                    .is_some_and(|age| age > limit);
+                if stale && path.extension().is_some_and(|e| e == "lock") {
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
         }
     }
 

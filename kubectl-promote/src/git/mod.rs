@@ -34,6 +34,17 @@ pub enum GitError {
         repo: String,
         stderr: String,
     },
+    /// A command talking to the remote did not finish in time (a stalled server or network).
+    #[error(
+        "git {command} for {repo} did not finish within {seconds}s and was stopped{outcome}; hint: check that the server answers (git ls-remote {repo}), or allow more time with PROMOTE_GIT_TIMEOUT=20m"
+    )]
+    Timeout {
+        command: String,
+        repo: String,
+        seconds: u64,
+        /// What it means for the remote.
+        outcome: &'static str,
+    },
     /// A branch, tag or commit does not exist on the remote.
     #[error("{what} does not exist in {repo}{hint}")]
     NotFound {

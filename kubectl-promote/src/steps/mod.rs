@@ -55,6 +55,7 @@ use crate::expr::Functions;
 use crate::git::{Checkout, GitError, Mirror, MirrorOptions};
 
 pub use shape::{Shape, validate_config};
+pub use structured_update::toml_update;
 
 /// Runs one step: its evaluated config, the promotion's runtime, the step's alias.
 pub type RunFn = fn(&Value, &mut Runtime<'_>, &str) -> Result<StepResult, StepError>;
@@ -778,7 +779,15 @@ pub fn run(
     rt: &mut Runtime<'_>,
 ) -> Result<StepResult, StepError> {
     match lookup(uses) {
-        Some(step) => (step.run)(cfg, rt, alias),
+        Some(step) => {
+            let result = (step.run)(cfg, rt, alias);
+            for m in rt.mirrors.values() {
+                for note in m.take_notes() {
+                    rt.note(&note);
+                }
+            }
+            result
+        }
         None => Err(fail(format!(
             "unknown step kind {uses:?}; promote runs: {}",
             known()

@@ -48,14 +48,16 @@ pub(super) fn apply(
             co.repo_url
         )));
     };
-    let text = utf8(path, data)?;
-    let mut doc = YamlDoc::parse(&text).map_err(|e| fail(format!("{path}: {e}")))?;
+    // The file is held once: read, edited in place and handed to the checkout (large generated
+    // values files are the case bench/memory.py measures).
+    let mut doc =
+        YamlDoc::from_text(utf8(path, data)?).map_err(|e| fail(format!("{path}: {e}")))?;
     for (key, value) in updates {
         doc.set(&split_key(key), value)
             .map_err(|e| fail(format!("{path}: {e}")))?;
     }
-    if doc.text() != text {
-        co.checkout.write(&rel, doc.text().as_bytes().to_vec())?;
+    if doc.changed() {
+        co.checkout.write(&rel, doc.into_text().into_bytes())?;
     }
     Ok(())
 }

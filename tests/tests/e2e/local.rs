@@ -11,13 +11,13 @@ const KUSTOMIZATION: &str = "# overlay\napiVersion: kustomize.config.k8s.io/v1be
 const DEPLOYMENT: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers:\n      - name: web\n        image: nginx:1.24.0\n";
 
 /// A GitOps repository with overlays `env/<stage>` and a manifests directory.
-struct Demo {
-    tmp: tempfile::TempDir,
-    bare: PathBuf,
+pub(crate) struct Demo {
+    pub(crate) tmp: tempfile::TempDir,
+    pub(crate) bare: PathBuf,
     manifests: PathBuf,
 }
 
-fn stage(name: &str, repo: &str, sources: Value) -> Value {
+pub(crate) fn stage(name: &str, repo: &str, sources: Value) -> Value {
     json!({
         "apiVersion": "kargo.akuity.io/v1alpha1", "kind": "Stage",
         "metadata": { "name": name, "namespace": "demo" },
@@ -34,7 +34,7 @@ fn stage(name: &str, repo: &str, sources: Value) -> Value {
 }
 
 impl Demo {
-    fn new(stages: &[&str]) -> Self {
+    pub(crate) fn new(stages: &[&str]) -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let mut files: Vec<(String, String)> = vec![
             (
@@ -60,12 +60,12 @@ impl Demo {
         }
     }
 
-    fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         self.tmp.path()
     }
 
     /// Write the manifests: Warehouse, one Freight (nginx 1.25.0, alias `candidate`), the Stages.
-    fn write(&self, stages: &[Value]) {
+    pub(crate) fn write(&self, stages: &[Value]) {
         let mut docs = vec![
             json!({ "apiVersion": "kargo.akuity.io/v1alpha1", "kind": "Warehouse", "metadata": { "name": "w", "namespace": "demo" }, "spec": { "subscriptions": [{ "image": { "repoURL": "nginx" } }] } }),
             json!({ "apiVersion": "kargo.akuity.io/v1alpha1", "kind": "Freight", "metadata": { "namespace": "demo" }, "alias": "candidate", "origin": { "kind": "Warehouse", "name": "w" }, "images": [{ "repoURL": "nginx", "tag": "1.25.0" }] }),
@@ -78,14 +78,16 @@ impl Demo {
         std::fs::write(self.manifests.join("all.yaml"), text.join("---\n")).unwrap();
     }
 
-    fn promote(&self, stage: &str, extra: &[&str], env: &[(&str, &str)]) -> Output {
+    pub(crate) fn promote(&self, stage: &str, extra: &[&str], env: &[(&str, &str)]) -> Output {
         let mut cmd = Command::new(bin("kubectl-promote").unwrap());
         cmd.arg(format!("stage/{stage}"))
             .args(["--freight-alias", "candidate", "--local"])
             .arg(&self.manifests)
-            .args(["-n", "demo", "--cache-dir"])
-            .arg(self.root().join("cache"))
-            .args(extra);
+            .args(["-n", "demo"]);
+        if !extra.contains(&"--cache-dir") {
+            cmd.arg("--cache-dir").arg(self.root().join("cache"));
+        }
+        cmd.args(extra);
         cmd.env_remove("PROMOTE_GIT_PASSWORD")
             .env_remove("PROMOTE_GIT_TOKEN")
             .env("GIT_TERMINAL_PROMPT", "0");
@@ -126,7 +128,7 @@ impl Demo {
     }
 }
 
-fn ok(out: &Output) -> Value {
+pub(crate) fn ok(out: &Output) -> Value {
     assert!(
         out.status.success(),
         "exit {:?}\nstdout:\n{}\nstderr:\n{}",
@@ -137,7 +139,7 @@ fn ok(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
 }
 
-fn check_promoted(demo: &Demo, result: &Value, stage: &str) {
+pub(crate) fn check_promoted(demo: &Demo, result: &Value, stage: &str) {
     assert_eq!(result["phase"], "Succeeded");
     let head = git(&demo.bare, &["rev-parse", "main"]);
     assert_eq!(result["commits"][0]["commit"], head.as_str());

@@ -1,0 +1,368 @@
+//! Git faults, each on a real server: a push refused by a server hook, a server dying in the
+//! middle of a push, a remote vanishing in the middle of a fetch, a network that stalls, a
+//! corrupted cache, stale lock files in the cache, a full disk. Each must end with a clear
+//! error, a remote exactly as it was, and a next run (fault gone) that promotes normally.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::Output;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use promote_tests::{git, git_daemon};
+use serde_json::json;
+
+use crate::local::{Demo, check_promoted, ok, stage};
+
+fn failed(out: &Output) -> String {
+    assert!(
+        !out.status.success(),
+        "expected a failure; stdout:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn demo_with(url: impl Fn(&Demo) -> String) -> Demo {
+    let demo = Demo::new(&["dev"]);
+    let url = url(&demo);
+    demo.write(&[stage("dev", &url, json!({ "direct": true }))]);
+    demo
+}
+
+fn file_url(demo: &Demo) -> String {
+    format!("file://{}", demo.bare.display())
+}
+
+fn hook(demo: &Demo, script: &str) {
+    let path = demo.bare.join("hooks/pre-receive");
+    std::fs::write(&path, script).unwrap();
+    let mut perms = std::fs::metadata(&path).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&path, perms).unwrap();
+}
+
+#[test]
+fn a_push_refused_by_a_server_hook_says_why_and_changes_nothing() {
+    let demo = demo_with(file_url);
+    let before = git(&demo.bare, &["rev-parse", "main"]);
+    hook(
+        &demo,
+        "#!/bin/sh\necho 'policy: main is frozen until Monday' >&2\nexit 1\n",
+    );
+    let err = failed(&demo.promote("dev", &[], &[]));
+    assert!(
+        err.contains("policy: main is frozen until Monday") && err.contains("git-push"),
+        "{err}"
+    );
+    assert_eq!(git(&demo.bare, &["rev-parse", "main"]), before);
+    std::fs::remove_file(demo.bare.join("hooks/pre-receive")).unwrap();
+    check_promoted(
+        &demo,
+        &ok(&demo.promote("dev", &["-o", "json"], &[])),
+        "dev",
+    );
+}
+
+#[test]
+fn a_server_dying_in_the_middle_of_a_push_leaves_the_remote_as_it_was() {
+    let demo = demo_with(file_url);
+    let before = git(&demo.bare, &["rev-parse", "main"]);
+    // receive-pack has the pack and is about to update the ref when it dies.
+    hook(&demo, "#!/bin/sh\nkill -9 $PPID\nsleep 5\n");
+    let err = failed(&demo.promote("dev", &[], &[]));
+    assert!(err.contains("git-push") && err.contains("push"), "{err}");
+    assert_eq!(git(&demo.bare, &["rev-parse", "main"]), before);
+    std::fs::remove_file(demo.bare.join("hooks/pre-receive")).unwrap();
+    check_promoted(
+        &demo,
+        &ok(&demo.promote("dev", &["-o", "json"], &[])),
+        "dev",
+    );
+}
+
+/// What the proxy does with a connection.
+const PASS: u8 = 0;
+/// Forward the client's bytes, send back `cut` bytes of the server's answer, then close both.
+const CUT: u8 = 1;
+/// Accept and never answer (a stalled network).
+const STALL: u8 = 2;
+
+/// A TCP proxy on 127.0.0.1 in front of `port`, whose behaviour can be switched while it runs.
+struct Proxy {
+    port: u16,
+    mode: Arc<AtomicU8>,
+}
+
+impl Proxy {
+    fn start(target: u16, cut: usize) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mode = Arc::new(AtomicU8::new(PASS));
+        let m = mode.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let mode = m.load(Ordering::SeqCst);
+                std::thread::spawn(move || relay(client, target, mode, cut));
+            }
+        });
+        Proxy { port, mode }
+    }
+
+    fn set(&self, mode: u8) {
+        self.mode.store(mode, Ordering::SeqCst);
+    }
+}
+
+fn relay(client: TcpStream, target: u16, mode: u8, cut: usize) {
+    if mode == STALL {
+        // Hold the connection open, reading and answering nothing.
+        let mut c = client;
+        let mut buf = [0u8; 4096];
+        while matches!(c.read(&mut buf), Ok(n) if n > 0) {}
+        return;
+    }
+    let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else {
+        return;
+    };
+    let (mut c_in, mut s_out) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut c_in, &mut s_out);
+        let _ = s_out.shutdown(std::net::Shutdown::Write);
+    });
+    let (mut s_in, mut c_out) = (server, client);
+    let sent = AtomicUsize::new(0);
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = match s_in.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let before = sent.fetch_add(n, Ordering::SeqCst);
+        if mode == CUT && before + n >= cut {
+            let _ = c_out.write_all(&buf[..cut.saturating_sub(before)]);
+            let _ = c_out.shutdown(std::net::Shutdown::Both);
+            let _ = s_in.shutdown(std::net::Shutdown::Both);
+            return;
+        }
+        if c_out.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = c_out.shutdown(std::net::Shutdown::Write);
+}
+
+#[test]
+fn a_remote_vanishing_in_the_middle_of_a_fetch_fails_clearly() {
+    let demo = Demo::new(&["dev"]);
+    let daemon = git_daemon(demo.root());
+    // The ref advertisement of this repository is a few hundred bytes; the pack comes after.
+    let proxy = Proxy::start(daemon.port, 600);
+    let url = format!("git://127.0.0.1:{}/gitops.git", proxy.port);
+    demo.write(&[stage("dev", &url, json!({ "direct": true }))]);
+    let before = git(&demo.bare, &["rev-parse", "main"]);
+    proxy.set(CUT);
+    let err = failed(&demo.promote("dev", &[], &[]));
+    assert!(err.contains("git-clone") && err.contains(&url), "{err}");
+    assert_eq!(git(&demo.bare, &["rev-parse", "main"]), before);
+    proxy.set(PASS);
+    check_promoted(
+        &demo,
+        &ok(&demo.promote("dev", &["-o", "json"], &[])),
+        "dev",
+    );
+}
+
+#[test]
+fn a_stalled_network_is_given_up_on_after_promote_git_timeout() {
+    let demo = Demo::new(&["dev"]);
+    let daemon = git_daemon(demo.root());
+    let proxy = Proxy::start(daemon.port, 0);
+    let url = format!("git://127.0.0.1:{}/gitops.git", proxy.port);
+    demo.write(&[stage("dev", &url, json!({ "direct": true }))]);
+    proxy.set(STALL);
+    let start = Instant::now();
+    let err = failed(&demo.promote("dev", &[], &[("PROMOTE_GIT_TIMEOUT", "2s")]));
+    assert!(
+        err.contains("did not finish within 2s")
+            && err.contains("PROMOTE_GIT_TIMEOUT")
+            && err.contains(&url),
+        "{err}"
+    );
+    // Generous: the point is that it ends at all, not how fast.
+    assert!(start.elapsed() < Duration::from_secs(60));
+    proxy.set(PASS);
+    check_promoted(
+        &demo,
+        &ok(&demo.promote("dev", &["-o", "json"], &[])),
+        "dev",
+    );
+}
+
+/// The mirror directories in the demo's cache.
+fn mirrors(demo: &Demo) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(demo.root().join("cache"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir() && p.extension().is_some_and(|e| e == "git"))
+        .collect()
+}
+
+#[test]
+fn a_corrupted_cache_is_rebuilt() {
+    let demo = Demo::new(&["dev", "test"]);
+    let url = file_url(&demo);
+    demo.write(&[
+        stage("dev", &url, json!({ "direct": true })),
+        stage("test", &url, json!({ "direct": true })),
+    ]);
+    check_promoted(
+        &demo,
+        &ok(&demo.promote("dev", &["-o", "json"], &[])),
+        "dev",
+    );
+    // Every pack and loose object of the mirror overwritten with garbage.
+    for m in mirrors(&demo) {
+        for dir in ["objects/pack"] {
+            for f in std::fs::read_dir(m.join(dir)).unwrap() {
+                let p = f.unwrap().path();
+                if p.extension().is_some_and(|e| e == "pack" || e == "idx") {
+                    std::fs::write(&p, b"not a pack").unwrap();
+                }
+            }
+        }
+    }
+    let out = demo.promote("test", &["-o", "json"], &[]);
+    let result = ok(&out);
+    check_promoted(&demo, &result, "test");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("rebuilt"), "the rebuild is reported: {err}");
+}
+
+#[test]
+fn stale_lock_files_in_the_cache_are_removed_and_fresh_ones_explained() {
+    let demo = demo_with(file_url);
+    check_promoted(
+        &demo,
+        &ok(&demo.promote("dev", &["-o", "json"], &[])),
+        "dev",
+    );
+    let mirror = mirrors(&demo).pop().unwrap();
+    let locks = [
+        mirror.join("shallow.lock"),
+        mirror.join("packed-refs.lock"),
+        mirror.join("refs/remotes/origin/main.lock"),
+    ];
+    // Left by a git that was killed an hour ago: removed.
+    for l in &locks {
+        std::fs::write(l, b"").unwrap();
+        let old = std::time::SystemTime::now() - Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(l)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+    }
+    // Another commit upstream, so that the next promotion must fetch.
+    let work = demo.root().join("work");
+    git(
+        demo.root(),
+        &[
+            "clone",
+            "-q",
+            demo.bare.to_str().unwrap(),
+            work.to_str().unwrap(),
+        ],
+    );
+    std::fs::write(work.join("README"), "x\n").unwrap();
+    git(&work, &["add", "README"]);
+    git(
+        &work,
+        &[
+            "-c",
+            "user.name=u",
+            "-c",
+            "user.email=u@x",
+            "commit",
+            "-qm",
+            "readme",
+        ],
+    );
+    git(&work, &["push", "-q", "origin", "main"]);
+    let again = ok(&demo.promote("dev", &["-o", "json"], &[]));
+    assert_eq!(again["phase"], "Succeeded");
+    for l in &locks {
+        assert!(!l.exists(), "{} was left", l.display());
+    }
+    // A lock a live git might hold (just made) is not touched: the error names it.
+    std::fs::write(&locks[0], b"").unwrap();
+    std::fs::write(work.join("README"), "y\n").unwrap();
+    git(
+        &work,
+        &[
+            "-c",
+            "user.name=u",
+            "-c",
+            "user.email=u@x",
+            "commit",
+            "-qam",
+            "readme 2",
+        ],
+    );
+    git(&work, &["push", "-q", "origin", "main"]);
+    let out = demo.promote("dev", &[], &[]);
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("shallow.lock"), "{err}");
+    }
+    std::fs::remove_file(&locks[0]).unwrap();
+}
+
+#[test]
+fn a_full_disk_fails_clearly_and_leaves_the_remote_as_it_was() {
+    assert!(
+        nix_is_root(),
+        "this test mounts a 256 KB tmpfs and needs root (CI runs as root); run scripts/test as root"
+    );
+    let demo = demo_with(file_url);
+    let before = git(&demo.bare, &["rev-parse", "main"]);
+    let small = demo.root().join("small");
+    std::fs::create_dir_all(&small).unwrap();
+    let mount = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+        .arg(&small)
+        .status()
+        .unwrap();
+    assert!(mount.success(), "mount tmpfs");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(small.clone());
+    // Fill it, leaving a little room: the cache directory can be made, the mirror cannot.
+    let _ = std::fs::write(small.join("filler"), vec![0u8; 200 * 1024]);
+    let out = demo.promote(
+        "dev",
+        &["--cache-dir", small.join("cache").to_str().unwrap()],
+        &[],
+    );
+    let err = failed(&out);
+    assert!(err.contains("No space left on device"), "{err}");
+    assert_eq!(git(&demo.bare, &["rev-parse", "main"]), before);
+    check_promoted(
+        &demo,
+        &ok(&demo.promote("dev", &["-o", "json"], &[])),
+        "dev",
+    );
+}
+
+fn nix_is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
