@@ -173,24 +173,16 @@ def rss_mb(pid):
     return 0.0
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--seconds", type=float, default=10)
-    ap.add_argument("--connections", type=int, default=64)
-    ap.add_argument("--rate", type=float, default=2000)
-    ap.add_argument("--rounds", type=int, default=3, help="closed-loop rounds per review, real and no-op alternated; medians are reported")
-    args = ap.parse_args()
-    sh("cargo", "build", "--release", "-q", "-p", "promote-webhook", "-p", "promote-sandbox", "--bins", "--example", "loadgen", "--example", "parsecost", "--example", "routecost", cwd=ROOT)
-    tmp = tempfile.mkdtemp(prefix="promote-webhook-bench-")
-    procs = []
-    try:
-        sb = subprocess.Popen([os.path.join(REL, "promote-sandbox"), "up", "--dir", f"{tmp}/sb", "--no-argocd"],
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        procs.append(sb)
-        while "ready" not in (sb.stdout.readline() or "ready"):
-            pass
-        kc = f"{tmp}/sb/kubeconfig"
-        objects = f"""
+def setup_cluster(tmp, procs):
+    """promote-sandbox with the benchmark's project, Stage, running Promotion (with its sync
+    plan) and RBAC; returns the webhook's kubeconfig. The sandbox process goes into `procs`."""
+    sb = subprocess.Popen([os.path.join(REL, "promote-sandbox"), "up", "--dir", f"{tmp}/sb", "--no-argocd"],
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    procs.append(sb)
+    while "ready" not in (sb.stdout.readline() or "ready"):
+        pass
+    kc = f"{tmp}/sb/kubeconfig"
+    objects = f"""
 apiVersion: v1
 kind: Namespace
 metadata: {{ name: kargo-demo }}
@@ -224,18 +216,33 @@ metadata: {{ name: promote-webhook }}
 roleRef: {{ apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin }}
 subjects: [{{ kind: User, name: "system:serviceaccount:promote-system:promote-webhook", apiGroup: rbac.authorization.k8s.io }}]
 """
-        subprocess.run(["kubectl", "--kubeconfig", kc, "apply", "-f", "-"], input=objects, text=True, check=True, capture_output=True)
-        subprocess.run(["kubectl", "--kubeconfig", kc, "create", "clusterrole", "cluster-admin", "--verb=*", "--resource=*.*"], capture_output=True)
-        # The sync plan the runner records before its write (SECURITY.md): the webhook admits the
-        # promotion write only when it matches.
-        plan = {"status": {"phase": "Running", "state": {"promote.dev/argocd-update": {"argocd/guestbook": {
-            "sources": [{"repoURL": "https://git.example.com/gitops.git", "path": "env/test", "targetRevision": "main"}],
-            "revisions": ["b" * 40]}}}}}
-        subprocess.run(["kubectl", "--kubeconfig", kc, "-n", "kargo-demo", "patch", "promotion", PROMO, "--subresource=status",
-                        "--type", "merge", "-p", json.dumps(plan)], check=True, capture_output=True)
-        wkc = f"{tmp}/webhook.kubeconfig"
-        with open(kc) as f, open(wkc, "w") as g:
-            g.write(f.read().replace("current-context: admin", "current-context: promote-webhook"))
+    subprocess.run(["kubectl", "--kubeconfig", kc, "apply", "-f", "-"], input=objects, text=True, check=True, capture_output=True)
+    subprocess.run(["kubectl", "--kubeconfig", kc, "create", "clusterrole", "cluster-admin", "--verb=*", "--resource=*.*"], capture_output=True)
+    # The sync plan the runner records before its write (SECURITY.md): the webhook admits the
+    # promotion write only when it matches.
+    plan = {"status": {"phase": "Running", "state": {"promote.dev/argocd-update": {"argocd/guestbook": {
+        "sources": [{"repoURL": "https://git.example.com/gitops.git", "path": "env/test", "targetRevision": "main"}],
+        "revisions": ["b" * 40]}}}}}
+    subprocess.run(["kubectl", "--kubeconfig", kc, "-n", "kargo-demo", "patch", "promotion", PROMO, "--subresource=status",
+                    "--type", "merge", "-p", json.dumps(plan)], check=True, capture_output=True)
+    wkc = f"{tmp}/webhook.kubeconfig"
+    with open(kc) as f, open(wkc, "w") as g:
+        g.write(f.read().replace("current-context: admin", "current-context: promote-webhook"))
+    return wkc
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--rate", type=float, default=2000)
+    ap.add_argument("--rounds", type=int, default=3, help="closed-loop rounds per review, real and no-op alternated; medians are reported")
+    args = ap.parse_args()
+    sh("cargo", "build", "--release", "-q", "-p", "promote-webhook", "-p", "promote-sandbox", "--bins", "--example", "loadgen", "--example", "parsecost", "--example", "routecost", cwd=ROOT)
+    tmp = tempfile.mkdtemp(prefix="promote-webhook-bench-")
+    procs = []
+    try:
+        wkc = setup_cluster(tmp, procs)
         certs = f"{tmp}/certs"
         sh(os.path.join(REL, "promote-webhook"), "certs", "--out", certs)
         paths = bodies(tmp)

@@ -8,8 +8,11 @@
 //! millisecond, so pacing with it added up to a millisecond of the load generator's own lag to
 //! every latency at 2,000 requests/s (the no-op server measured 2.1 ms p99 that way).
 //!
-//! usage: loadgen --url URL --ca FILE --body FILE [--resolve HOST=IP:PORT] [--connections 64]
-//!        [--rate 0] [--seconds 10]
+//! usage: loadgen --url URL --ca FILE --body FILE[,FILE...] [--resolve HOST=IP:PORT]
+//!        [--connections 64] [--rate 0] [--seconds 10]
+//!
+//! With several bodies (a mixed load), requests take them in turn. `--url` may be a
+//! comma-separated list in the same order (each body's webhook path).
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,11 +39,27 @@ fn review(client: &reqwest::Client, url: &str, body: &bytes::Bytes) -> reqwest::
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let args: Vec<String> = std::env::args().collect();
-    let url = arg(&args, "--url", "");
     let ca = std::fs::read(arg(&args, "--ca", "")).map_err(|e| format!("--ca FILE: {e}"))?;
-    let body = bytes::Bytes::from(
-        std::fs::read(arg(&args, "--body", "")).map_err(|e| format!("--body FILE: {e}"))?,
+    let mut bodies = Vec::new();
+    for file in arg(&args, "--body", "").split(',') {
+        bodies.push(bytes::Bytes::from(
+            std::fs::read(file).map_err(|e| format!("--body {file}: {e}"))?,
+        ));
+    }
+    let urls: Vec<String> = arg(&args, "--url", "")
+        .split(',')
+        .map(str::to_owned)
+        .collect();
+    // (url, body) pairs, taken in turn by every request.
+    let mix: Arc<Vec<(String, bytes::Bytes)>> = Arc::new(
+        bodies
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (urls[i.min(urls.len() - 1)].clone(), b.clone()))
+            .collect(),
     );
+    let turn = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (url, body) = mix[0].clone();
     let conns: usize = arg(&args, "--connections", "64").parse()?;
     let rate: f64 = arg(&args, "--rate", "0").parse()?;
     let seconds: f64 = arg(&args, "--seconds", "10").parse()?;
@@ -80,7 +99,7 @@ async fn main() -> Result<(), Error> {
     let rx = Arc::new(tokio::sync::Mutex::new(rx));
     let mut workers = Vec::new();
     for _ in 0..conns {
-        let (client, url, body, rx) = (client.clone(), url.clone(), body.clone(), rx.clone());
+        let (client, rx, mix, turn) = (client.clone(), rx.clone(), mix.clone(), turn.clone());
         workers.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             let mut errors = 0usize;
@@ -96,7 +115,9 @@ async fn main() -> Result<(), Error> {
                     }
                     Instant::now()
                 };
-                let r = review(&client, &url, &body).send().await;
+                let (url, body) =
+                    &mix[turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % mix.len()];
+                let r = review(&client, url, body).send().await;
                 let ok = match r {
                     Ok(r) => r.status() == 200 && r.bytes().await.is_ok(),
                     Err(_) => false,

@@ -112,7 +112,12 @@ pub struct ServeArgs {
     /// How long a SubjectAccessReview answer is reused.
     #[arg(long, env = "PROMOTE_WEBHOOK_ACCESS_CACHE_TTL", value_parser = duration, default_value = "10s")]
     pub access_cache_ttl: Duration,
-    /// Time in-flight reviews get to finish after SIGTERM.
+    /// After SIGTERM, how long the webhook keeps accepting reviews (not ready, each answer
+    /// closing its connection) before it stops listening: the time Kubernetes takes to take the
+    /// pod out of the Service's endpoints, during which the API server still connects to it.
+    #[arg(long, env = "PROMOTE_WEBHOOK_SHUTDOWN_DELAY", value_parser = duration, default_value = "5s")]
+    pub shutdown_delay: Duration,
+    /// Time in-flight reviews get to finish once the webhook stops listening.
     #[arg(long, env = "PROMOTE_WEBHOOK_SHUTDOWN_GRACE", value_parser = duration, default_value = "25s")]
     pub shutdown_grace: Duration,
     /// Users that may change operation and sources of locked-down Applications (comma-separated).
@@ -265,6 +270,7 @@ async fn serve(a: ServeArgs) -> Result<ExitCode, String> {
         header_read_timeout: a.header_read_timeout,
         request_timeout: a.request_timeout,
         shutdown_grace: a.shutdown_grace,
+        shutdown_delay: a.shutdown_delay,
         log_format: a.log_format,
         log_reviews: a.log_reviews,
         policy,

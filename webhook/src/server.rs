@@ -156,6 +156,8 @@ pub struct Options {
     /// Timeout of one review when the API server does not send `?timeout=`; also the maximum.
     pub request_timeout: Duration,
     pub shutdown_grace: Duration,
+    /// See `--shutdown-delay`.
+    pub shutdown_delay: Duration,
     pub log_format: LogFormat,
     pub log_reviews: LogReviews,
     pub policy: Policy,
@@ -563,6 +565,26 @@ pub async fn serve<C: Cluster + 'static>(opts: Options, cluster: C) -> anyhow::R
     } else {
         router(state)
     };
+    // Draining (after SIGTERM, before the listener closes): every answer closes its connection,
+    // so that clients holding keep-alive connections to this replica reconnect, through the
+    // Service, to one that is staying. Closing idle connections instead would race with a
+    // request being sent on them (a failed review).
+    let draining = Arc::new(AtomicBool::new(false));
+    let drain_flag = draining.clone();
+    let app = app.layer(axum::middleware::map_response(
+        move |mut response: Response| {
+            let draining = drain_flag.load(Ordering::SeqCst);
+            async move {
+                if draining {
+                    response.headers_mut().insert(
+                        header::CONNECTION,
+                        header::HeaderValue::from_static("close"),
+                    );
+                }
+                response
+            }
+        },
+    ));
 
     let listener = std::net::TcpListener::bind(opts.listen)
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", opts.listen))?;
@@ -596,9 +618,18 @@ pub async fn serve<C: Cluster + 'static>(opts: Options, cluster: C) -> anyhow::R
     let shutdown_handle = handle.clone();
     let grace = opts.shutdown_grace;
     let shutdown_ready = ready.clone();
+    let delay = opts.shutdown_delay;
     tokio::spawn(async move {
         wait_for_signal().await;
         shutdown_ready.store(false, Ordering::SeqCst);
+        draining.store(true, Ordering::SeqCst);
+        log(
+            fmt,
+            "info",
+            "shutting down: not ready, still answering while the endpoints catch up",
+            &[("delaySeconds", delay.as_secs().into())],
+        );
+        tokio::time::sleep(delay).await;
         log(
             fmt,
             "info",

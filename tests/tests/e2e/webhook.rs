@@ -1405,6 +1405,21 @@ async fn server_reloads_certificates_under_load_and_shuts_down_gracefully() {
     assert_eq!(answered.status(), 200);
     let v: Value = answered.json().await.unwrap();
     assert_eq!(v["response"]["uid"], "slow");
+    // Draining (--shutdown-delay): new reviews are still answered, since the Service may still
+    // route to this replica, and every answer closes its connection so clients move on.
+    let late = only_second
+        .post(&url)
+        .body(review_body(4))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(late.status(), 200);
+    assert_eq!(
+        late.headers()
+            .get("connection")
+            .and_then(|v| v.to_str().ok()),
+        Some("close")
+    );
     let status = tokio::task::spawn_blocking(move || {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
