@@ -29,6 +29,8 @@ pub struct Cli {
     pub serve: ServeArgs,
 }
 
+// Parsed once per process: the size of the largest variant costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Serve the admission webhooks over HTTPS (the default command).
