@@ -89,17 +89,16 @@ fn mirror_config(url: &str) -> [(&'static str, &str); 7] {
 /// Whether git's complaint is about an unreadable repository (as opposed to the remote or the
 /// network): the messages git prints for damaged packs, indexes, objects and refs.
 fn is_corruption(stderr: &str) -> bool {
+    // Only messages about the local object store: a network error ("unable to read from
+    // remote") must never cost a rebuild.
     [
         "index file",
-        "is corrupt",
+        "corrupt",
         "packfile",
         "bad object",
-        "corrupt",
         "inflate",
         "loose object",
-        "not a git repository",
         "bad signature",
-        "unable to read",
         "invalid sha1 pointer",
         "missing blob object",
         "missing tree object",
