@@ -141,7 +141,7 @@ fn main() -> Result<(), String> {
         log_reviews: LogReviews::Notable,
         bodies: bodies.clone(),
     });
-    let (real, noop) = (router(state), noop_router(bodies));
+    let (real, noop) = (router(state), noop_router(bodies, Duration::from_secs(10)));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

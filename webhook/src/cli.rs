@@ -98,8 +98,8 @@ pub struct ServeArgs {
     /// Largest request body, in MiB (an UPDATE review holds two Applications of up to 1.5 MiB).
     #[arg(long, env = "PROMOTE_WEBHOOK_BODY_LIMIT_MIB", default_value_t = 16)]
     pub body_limit_mib: usize,
-    /// Request bodies held in memory at once, in MiB: beyond it, large reviews wait their turn
-    /// unread (a body larger than the budget is read alone).
+    /// Request bodies held in memory at once, in MiB, charged as their bytes arrive: beyond it,
+    /// reviews wait their turn unread (one body at a time may read beyond it).
     #[arg(long, env = "PROMOTE_WEBHOOK_BODY_BUDGET_MIB", default_value_t = 4)]
     pub body_budget_mib: usize,
     /// Time allowed for a client to send request headers.

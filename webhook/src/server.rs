@@ -197,7 +197,7 @@ pub fn router<C: Cluster + 'static>(state: Arc<AppState<C>>) -> Router {
 
 /// The same stack (TLS, HTTP/1.1, body limit and budget, body read) with a handler that decides
 /// nothing.
-pub fn noop_router(bodies: Arc<BodyBudget>) -> Router {
+pub fn noop_router(bodies: Arc<BodyBudget>, deadline: Duration) -> Router {
     let mut r = Router::new();
     for hook in Hook::ALL {
         let bodies = bodies.clone();
@@ -206,7 +206,7 @@ pub fn noop_router(bodies: Arc<BodyBudget>) -> Router {
             post(move |request: axum::extract::Request| {
                 let bodies = bodies.clone();
                 async move {
-                    if let Err(e) = bodies.read(request).await {
+                    if let Err(e) = bodies.read(request, deadline).await {
                         return e.into_response();
                     }
                     (
@@ -221,16 +221,20 @@ pub fn noop_router(bodies: Arc<BodyBudget>) -> Router {
     r
 }
 
-/// Request bodies: each read into one buffer of its declared length, at most `limit` bytes, and
-/// all bodies being read or decided together at most `budget` bytes (in KiB permits). Large
-/// reviews beyond the budget wait their turn unread, in the kernel's socket buffers, instead of
-/// all sitting in memory at once.
+/// Request bodies under one memory budget. A body is charged for the bytes that have arrived,
+/// as they arrive (KiB permits of a semaphore), never for the length it declares: a client that
+/// declares megabytes and sends ten bytes holds one KiB, so lies and slow bodies cannot starve
+/// honest reviews of the budget. Bodies that wait for budget while holding part of it could wait
+/// for each other forever; one body at a time may therefore read beyond the budget (the
+/// overdraft), so memory stays within `budget + limit` and some body always completes. Every body
+/// must arrive within its review's timeout (408 otherwise), which also bounds how long a stalled
+/// client holds what it sent.
 pub struct BodyBudget {
     limit: usize,
     budget_kib: u32,
     permits: Arc<Semaphore>,
+    overdraft: Arc<Semaphore>,
 }
-
 /// Read and discard up to `cap` bytes of a refused body, so that the client, which is still
 /// sending it, gets to read the answer (a connection closed under a writing client loses it).
 async fn drain(mut body: axum::body::Body, cap: usize) {
@@ -265,25 +269,93 @@ fn kib(bytes: usize) -> u32 {
         .max(1)
 }
 
-/// A body read under the budget; the budget is returned when this is dropped.
+/// A body read under the budget; the budget (and the overdraft, if it took it) is returned when
+/// this is dropped.
 pub struct Body {
     pub bytes: Bytes,
-    _permit: tokio::sync::OwnedSemaphorePermit,
+    _held: Held,
+}
+
+/// What a body being read holds of the budget.
+#[derive(Default)]
+struct Held {
+    kib: u32,
+    permits: Option<tokio::sync::OwnedSemaphorePermit>,
+    overdraft: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl BodyBudget {
-    /// `limit`: the largest body; `budget`: bytes of bodies held at once.
+    /// `limit`: the largest body; `budget`: bytes of bodies held at once (one body more may be
+    /// read beyond it, see the type's comment).
     pub fn new(limit: usize, budget: usize) -> BodyBudget {
         let budget_kib = kib(budget);
         BodyBudget {
             limit,
             budget_kib,
             permits: Arc::new(Semaphore::new(budget_kib as usize)),
+            overdraft: Arc::new(Semaphore::new(1)),
         }
     }
 
-    /// Read the body of `request`. A body without a Content-Length reserves the whole limit.
-    pub async fn read(&self, request: axum::extract::Request) -> Result<Body, Refusal> {
+    /// Charge `held` for a body of `len` bytes so far: more permits, or the overdraft when the
+    /// budget has none to spare.
+    async fn charge(&self, held: &mut Held, len: usize) -> Result<(), Refusal> {
+        let need = kib(len);
+        if held.overdraft.is_some() || need <= held.kib {
+            return Ok(());
+        }
+        let extra = need - held.kib;
+        let closed = |_| Refusal {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: "the webhook is shutting down".into(),
+        };
+        let got = if need > self.budget_kib {
+            // Larger than the whole budget: only the overdraft can hold it.
+            None
+        } else {
+            match self.permits.clone().try_acquire_many_owned(extra) {
+                Ok(p) => Some(p),
+                Err(tokio::sync::TryAcquireError::Closed) => {
+                    return Err(closed(()));
+                }
+                Err(tokio::sync::TryAcquireError::NoPermits) => {
+                    tokio::select! {
+                        p = self.permits.clone().acquire_many_owned(extra) => Some(p.map_err(|_| closed(()))?),
+                        o = self.overdraft.clone().acquire_owned() => {
+                            held.overdraft = Some(o.map_err(|_| closed(()))?);
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+        };
+        match got {
+            Some(p) => {
+                held.kib = need;
+                match &mut held.permits {
+                    Some(mine) => mine.merge(p),
+                    None => held.permits = Some(p),
+                }
+            }
+            None => {
+                let o = self
+                    .overdraft
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| closed(()))?;
+                held.overdraft = Some(o);
+            }
+        }
+        Ok(())
+    }
+
+    /// Read the body of `request`, which must arrive within `deadline`.
+    pub async fn read(
+        &self,
+        request: axum::extract::Request,
+        deadline: Duration,
+    ) -> Result<Body, Refusal> {
         use http_body_util::BodyExt;
         let too_large = |len: usize| Refusal {
             status: StatusCode::PAYLOAD_TOO_LARGE,
@@ -301,36 +373,53 @@ impl BodyBudget {
             drain(request.into_body(), self.limit.saturating_mul(4)).await;
             return Err(too_large(len));
         }
-        let reserve = declared.unwrap_or(self.limit);
-        let permit = self
-            .permits
-            .clone()
-            .acquire_many_owned(kib(reserve).min(self.budget_kib))
-            .await
-            .map_err(|_| Refusal {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                message: "the webhook is shutting down".into(),
-            })?;
-        let mut buf = Vec::with_capacity(reserve.min(self.limit));
         let mut body = request.into_body();
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| Refusal {
-                status: StatusCode::BAD_REQUEST,
-                message: format!("cannot read the request body: {e}"),
-            })?;
-            if let Ok(data) = frame.into_data() {
-                if buf.len() + data.len() > self.limit {
+        let mut held = Held::default();
+        // Grown as bytes arrive (never sized by the declared length, which may be a lie): its
+        // capacity stays within twice what has been charged.
+        let mut buf: Vec<u8> = Vec::new();
+        let read = async {
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|e| Refusal {
+                    status: StatusCode::BAD_REQUEST,
+                    message: format!("cannot read the request body: {e}"),
+                })?;
+                if let Ok(data) = frame.into_data() {
                     let len = buf.len() + data.len();
-                    drop(buf);
-                    drain(body, self.limit.saturating_mul(4)).await;
-                    return Err(too_large(len));
+                    if len > self.limit {
+                        return Err(too_large(len));
+                    }
+                    self.charge(&mut held, len).await?;
+                    buf.extend_from_slice(&data);
                 }
-                buf.extend_from_slice(&data);
+            }
+            Ok(())
+        };
+        match tokio::time::timeout(deadline, read).await {
+            Ok(Ok(())) => {}
+            Ok(Err(r)) => {
+                drop(buf);
+                drop(held);
+                if r.status == StatusCode::PAYLOAD_TOO_LARGE {
+                    drain(body, self.limit.saturating_mul(4)).await;
+                }
+                return Err(r);
+            }
+            Err(_) => {
+                return Err(Refusal {
+                    status: StatusCode::REQUEST_TIMEOUT,
+                    message: format!(
+                        "the request body did not arrive within {:?} (received {} bytes{}); the client sends too slowly or stopped",
+                        deadline,
+                        buf.len(),
+                        declared.map_or(String::new(), |d| format!(" of {d} declared")),
+                    ),
+                });
             }
         }
         Ok(Body {
             bytes: Bytes::from(buf),
-            _permit: permit,
+            _held: held,
         })
     }
 }
@@ -381,7 +470,9 @@ async fn handle<C: Cluster + 'static>(
         status: StatusCode::BAD_REQUEST,
         message: e.to_string(),
     };
-    let body = match state.bodies.read(request).await {
+    // The body must arrive within the review's own timeout: after it, the API server has given up.
+    let timeout = query_timeout(&query, state.request_timeout);
+    let body = match state.bodies.read(request, timeout).await {
         Ok(b) => b,
         Err(r) => return refuse(r),
     };
@@ -397,8 +488,8 @@ async fn handle<C: Cluster + 'static>(
         Err(e) => return refuse(not_a_review(e)),
     };
     // Leave a little of the API server's budget for the answer to travel back.
-    let budget = query_timeout(&query, state.request_timeout)
-        .saturating_sub(Duration::from_millis(100))
+    let budget = timeout
+        .saturating_sub(start.elapsed() + Duration::from_millis(100))
         .max(Duration::from_millis(100));
     // The clock and a fresh ULID only for the hooks that read them; the others decide with the
     // shared policy as it is (no per-review copy).
@@ -561,7 +652,7 @@ pub async fn serve<C: Cluster + 'static>(opts: Options, cluster: C) -> anyhow::R
         bodies: bodies.clone(),
     });
     let app = if opts.noop {
-        noop_router(bodies)
+        noop_router(bodies, opts.request_timeout)
     } else {
         router(state)
     };
@@ -696,34 +787,64 @@ mod tests {
         b.body(axum::body::Body::from(body)).unwrap()
     }
 
+    const LONG: Duration = Duration::from_secs(30);
+
+    /// A request whose body arrives frame by frame, as the test sends them.
+    fn streamed(
+        declared: Option<usize>,
+    ) -> (tokio::sync::mpsc::Sender<Bytes>, axum::extract::Request) {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
+        let stream = futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx))
+        });
+        let mut b = axum::http::Request::post("/x");
+        if let Some(len) = declared {
+            b = b.header(header::CONTENT_LENGTH, len);
+        }
+        (tx, b.body(axum::body::Body::from_stream(stream)).unwrap())
+    }
+
     #[tokio::test]
     async fn bodies_wait_for_the_budget_and_oversized_ones_get_413() {
         let budget = Arc::new(BodyBudget::new(64 * 1024, 8 * 1024));
-        let first = budget.read(post(vec![b'a'; 6 * 1024], true)).await.unwrap();
+        let first = budget
+            .read(post(vec![b'a'; 6 * 1024], true), LONG)
+            .await
+            .unwrap();
         assert_eq!(first.bytes.len(), 6 * 1024);
-        // A second 6 KiB body does not fit next to the first: it waits until the first is gone.
-        let b2 = budget.clone();
-        let second = tokio::spawn(async move { b2.read(post(vec![b'b'; 6 * 1024], true)).await });
+        // A second 6 KiB body does not fit next to the first: it takes the overdraft.
+        let second = budget
+            .read(post(vec![b'b'; 6 * 1024], true), LONG)
+            .await
+            .unwrap();
+        assert_eq!(&second.bytes[..2], b"bb");
+        // A third waits until one of them is gone.
+        let b3 = budget.clone();
+        let third =
+            tokio::spawn(async move { b3.read(post(vec![b'c'; 6 * 1024], true), LONG).await });
         tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(!second.is_finished());
+        assert!(!third.is_finished());
         drop(first);
-        let second = tokio::time::timeout(Duration::from_secs(5), second)
+        let third = tokio::time::timeout(Duration::from_secs(5), third)
             .await
             .unwrap()
             .unwrap()
             .unwrap();
-        assert_eq!(&second.bytes[..2], b"bb");
-        // A body larger than the budget (but within the limit) is read alone.
-        drop(second);
+        assert_eq!(&third.bytes[..2], b"cc");
+        drop((second, third));
+        // A body larger than the budget (but within the limit) is read on the overdraft.
         let alone = budget
-            .read(post(vec![b'c'; 20 * 1024], true))
+            .read(post(vec![b'c'; 20 * 1024], true), LONG)
             .await
             .unwrap();
         assert_eq!(alone.bytes.len(), 20 * 1024);
         drop(alone);
         // Over the limit: declared, or found while reading a body without a length.
         for declare in [true, false] {
-            let Err(r) = budget.read(post(vec![b'd'; 65 * 1024], declare)).await else {
+            let Err(r) = budget
+                .read(post(vec![b'd'; 65 * 1024], declare), LONG)
+                .await
+            else {
                 panic!("an oversized body was accepted (declared: {declare})");
             };
             assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
@@ -731,6 +852,91 @@ mod tests {
         }
         // The budget is whole again.
         assert_eq!(budget.permits.available_permits(), 8);
+        assert_eq!(budget.overdraft.available_permits(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_declared_length_costs_nothing_until_the_bytes_arrive() {
+        let budget = Arc::new(BodyBudget::new(64 * 1024, 8 * 1024));
+        // Content-Length lies: 60 KiB declared, 10 bytes sent, then silence.
+        let mut liars = Vec::new();
+        for _ in 0..4 {
+            let (tx, req) = streamed(Some(60 * 1024));
+            tx.send(Bytes::from_static(b"0123456789")).await.unwrap();
+            let b = budget.clone();
+            liars.push((
+                tx,
+                tokio::spawn(async move { b.read(req, Duration::from_millis(300)).await }),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            budget.permits.available_permits(),
+            4,
+            "each liar holds the one KiB it sent"
+        );
+        // An honest review is read at once, next to them.
+        let honest = tokio::time::timeout(
+            Duration::from_millis(200),
+            budget.read(post(vec![b'h'; 3 * 1024], true), LONG),
+        )
+        .await
+        .expect("an honest body waited behind Content-Length lies")
+        .unwrap();
+        assert_eq!(honest.bytes.len(), 3 * 1024);
+        drop(honest);
+        // The liars run out of time with a 408 that says what arrived, and give the budget back.
+        for (_tx, liar) in liars {
+            let Err(r) = liar.await.unwrap() else {
+                panic!("a stalled body was accepted")
+            };
+            assert_eq!(r.status, StatusCode::REQUEST_TIMEOUT);
+            assert!(
+                r.message.contains("received 10 bytes of 61440 declared"),
+                "{}",
+                r.message
+            );
+        }
+        assert_eq!(budget.permits.available_permits(), 8);
+    }
+
+    #[tokio::test]
+    async fn bodies_arriving_together_beyond_the_budget_all_complete() {
+        // Five 6 KiB bodies, 1 KiB frames interleaved, in an 8 KiB budget: without the overdraft
+        // they would each hold part of the budget and wait for each other forever.
+        let budget = Arc::new(BodyBudget::new(64 * 1024, 8 * 1024));
+        let mut senders = Vec::new();
+        let mut readers = Vec::new();
+        for i in 0..5u8 {
+            let (tx, req) = streamed(Some(6 * 1024));
+            senders.push(tx);
+            let b = budget.clone();
+            readers.push(tokio::spawn(async move {
+                let body = b.read(req, LONG).await?;
+                assert!(body.bytes.iter().all(|c| *c == b'0' + i));
+                // Decided and answered: the budget is given back.
+                Ok::<usize, Refusal>(body.bytes.len())
+            }));
+        }
+        let feed = tokio::spawn(async move {
+            for _ in 0..6 {
+                for (i, tx) in senders.iter().enumerate() {
+                    let _ = tx.send(Bytes::from(vec![b'0' + i as u8; 1024])).await;
+                }
+            }
+            // Closing the channels ends the bodies.
+        });
+        for r in readers {
+            let len = tokio::time::timeout(Duration::from_secs(10), r)
+                .await
+                .expect("bodies deadlocked on the budget")
+                .unwrap()
+                .unwrap();
+            assert_eq!(len, 6 * 1024);
+        }
+        feed.await.unwrap();
+        assert_eq!(budget.permits.available_permits(), 8);
+        assert_eq!(budget.overdraft.available_permits(), 1);
     }
 
     #[test]
