@@ -477,6 +477,12 @@ pub fn json_update(data: &[u8]) {
     if !matches!(value, Value::String(_) | Value::Number(_) | Value::Bool(_)) {
         return;
     }
+    // serde_json (with the raw_value feature the workspace turns on) reads an object whose only
+    // key is this token as a RawValue, so the oracle cannot read such a document back: not a
+    // fault of the edit (found by this target).
+    if key.contains("$serde_json::private::") || text.contains("$serde_json::private::") {
+        return;
+    }
     let raw = match &value {
         Value::String(s) => kubectl_promote::json_edit::stringify(s),
         other => other.to_string(),

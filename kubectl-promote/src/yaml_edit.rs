@@ -854,11 +854,10 @@ impl YamlDoc {
         let Some((last_k, last_v)) = entries.last() else {
             return Err("empty mapping".into());
         };
-        let at = self.line_end(last_v.end.max(last_k.end));
         let mut path = vec![PathPart::Key(key.to_owned())];
         path.extend_from_slice(rest);
         let text = self.block_tail(&path, value, indent, nl)?;
-        self.insert(at, &text);
+        self.insert_lines_after(last_v.end.max(last_k.end), &text, nl);
         Ok(())
     }
 
@@ -891,7 +890,6 @@ impl YamlDoc {
         let first = &items[0];
         let dash = self.text[..first.start].rfind('-').unwrap_or(first.start);
         let dash_col = dash - self.text[..dash].rfind('\n').map_or(0, |i| i + 1);
-        let at = self.line_end(last.end);
         let item = match &v {
             Value::Object(map) if !map.is_empty() => {
                 let mut s = String::new();
@@ -912,8 +910,65 @@ impl YamlDoc {
             }
             other => format!("{}- {}", " ".repeat(dash_col), render(other, None, false)),
         };
-        self.insert(at, &format!("{nl}{item}"));
+        self.insert_lines_after(last.end, &format!("{nl}{item}"), nl);
         Ok(())
+    }
+
+    /// Insert `lines` (which start with a line break) after the node that ends at `end`. A
+    /// block scalar's node ends at the start of the line after it (its line breaks, and under
+    /// `|+` its trailing blank lines, are its content): the lines go there, before whatever
+    /// follows, without a break of their own that would join the scalar. Any other node ends
+    /// within its last line: the lines go at that line's end.
+    fn insert_lines_after(&mut self, end: usize, lines: &str, nl: &str) {
+        if end > 0 && self.text.as_bytes().get(end - 1) == Some(&b'\n') {
+            let body = lines.strip_prefix(nl).unwrap_or(lines);
+            self.insert(end, &format!("{body}{nl}"));
+            return;
+        }
+        if self.line_end(end) == self.text.len() {
+            // The last line of a file without a final line break: if it ends a block scalar,
+            // the break that now follows would become part of its value.
+            self.strip_final_block_scalar();
+        }
+        let at = self.line_end(end.min(self.text.len()));
+        self.insert(at, lines);
+    }
+
+    /// When the document's last scalar is a block scalar running to the end of a text without
+    /// a final line break (so its value has no final break, whatever its chomping), make its
+    /// chomping `-` (strip), which keeps that value once a line break follows it.
+    fn strip_final_block_scalar(&mut self) {
+        if self.text.ends_with(['\n', '\r']) {
+            return;
+        }
+        let offsets = Offsets::new(&self.text);
+        let mut last = None;
+        for event in Parser::new_from_str(&self.text) {
+            let Ok((ev, span)) = event else { return };
+            if let Event::Scalar(_, style, _, _) = ev {
+                let end = offsets.byte(&self.text, span.end.index());
+                last = Some((style, offsets.byte(&self.text, span.start.index()), end));
+            }
+        }
+        let Some((ScalarStyle::Literal | ScalarStyle::Folded, start, end)) = last else {
+            return;
+        };
+        if !self.text[end..].trim().is_empty() {
+            // Something (a comment) follows the scalar's last line break.
+            return;
+        }
+        let indicator = self.block_indicator(start);
+        let header_end = self.text[indicator + 1..]
+            .find(|c: char| !matches!(c, '1'..='9' | '+' | '-'))
+            .map_or(self.text.len(), |i| indicator + 1 + i);
+        let header = &self.text[indicator + 1..header_end];
+        if header.contains('-') {
+            return;
+        }
+        match header.find('+') {
+            Some(i) => self.splice(indicator + 1 + i..indicator + 2 + i, "-"),
+            None => self.insert(indicator + 1, "-"),
+        }
     }
 }
 
@@ -1009,6 +1064,28 @@ mod tests {
             split_key("ports.:80"),
             vec![Key("ports".into()), Key("80".into())]
         );
+    }
+
+    #[test]
+    fn keys_added_after_a_block_scalar_leave_it_as_it_was() {
+        // Nested: the new key goes before the next outer key, not after it (found by fuzzing:
+        // the document broke).
+        assert_eq!(
+            set("m:\n  a: |\n    x\nz: 1\n", "m.c", json!(2)),
+            "m:\n  a: |\n    x\n  c: 2\nz: 1\n"
+        );
+        assert_eq!(
+            set("m:\n- |\n  x\nz: 1\n", "m.-1", json!(2)),
+            "m:\n- |\n  x\n- 2\nz: 1\n"
+        );
+        // Kept trailing blank lines stay the scalar's.
+        assert_eq!(set("a: |+\n  x\n\n", "b", json!(2)), "a: |+\n  x\n\nb: 2\n");
+        // No final line break: the value has none, and keeps none once a key follows.
+        assert_eq!(set("a: |\n  x", "c", json!(2)), "a: |-\n  x\nc: 2");
+        assert_eq!(set("a: >+ # k\n  x", "c", json!(2)), "a: >- # k\n  x\nc: 2");
+        assert_eq!(set("a: |2\n   x", "c", json!(2)), "a: |-2\n   x\nc: 2");
+        // A comment after the scalar's line break: the key goes before it, nothing stripped.
+        assert_eq!(set("a: |\n  x\n# c", "c", json!(2)), "a: |\n  x\nc: 2\n# c");
     }
 
     #[test]
