@@ -219,7 +219,8 @@ pub struct Request {
     pub body: Vec<u8>,
 }
 
-fn read_request(stream: &mut BufReader<TcpStream>) -> Option<Request> {
+/// Read one HTTP/1.1 request (for servers that answer in their own way, e.g. streaming).
+pub fn read_request(stream: &mut BufReader<TcpStream>) -> Option<Request> {
     let mut line = String::new();
     stream.read_line(&mut line).ok()?;
     let mut parts = line.split_whitespace();
@@ -267,7 +268,8 @@ fn read_request(stream: &mut BufReader<TcpStream>) -> Option<Request> {
     })
 }
 
-fn respond(stream: &mut TcpStream, status: &str, headers: &[(String, String)], body: &[u8]) {
+/// Write one complete HTTP/1.1 answer and mark the connection closed.
+pub fn respond(stream: &mut TcpStream, status: &str, headers: &[(String, String)], body: &[u8]) {
     let mut head = format!(
         "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n",
         body.len()

@@ -108,6 +108,13 @@ fn is_corruption(stderr: &str) -> bool {
 }
 
 /// The git commands that talk to the remote (and get [`network_timeout`]).
+/// The `host[:port]` of a URL (without user information), if it has one.
+fn authority(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    Some(authority.rsplit_once('@').map_or(authority, |(_, h)| h))
+}
+
 const NETWORK_COMMANDS: &[&str] = &["fetch", "push", "ls-remote"];
 
 /// How long one git command may talk to the remote: `PROMOTE_GIT_TIMEOUT` (`90s`, `10m`, ...),
@@ -263,10 +270,26 @@ impl Mirror {
             .filter(|l| !l.trim().is_empty())
             .collect::<Vec<_>>()
             .join("; ");
+        let mut text = self.opts.redactor.clean(&text);
+        let repo = self.display_url();
+        // git follows a redirect of its first request to another host, and asks for that
+        // host's credentials, which nobody gave it: say so instead of leaving "could not read
+        // Username" to be puzzled over.
+        if let Some(asked) = text
+            .split("could not read Username for '")
+            .nth(1)
+            .and_then(|rest| rest.split('\'').next())
+            && authority(asked) != authority(&repo)
+        {
+            text.push_str(&format!(
+                "; hint: the server redirected to {asked}, another host, and the credentials given for {} are not sent there; if the repository moved, set repoURL to its new address",
+                authority(&repo).unwrap_or("the remote")
+            ));
+        }
         GitError::Command {
             command: command.to_owned(),
-            repo: self.display_url(),
-            stderr: self.opts.redactor.clean(&text),
+            repo,
+            stderr: text,
         }
     }
 
@@ -309,6 +332,7 @@ impl Mirror {
         // (no byte, no close) would otherwise hold the promotion forever. Its output is read
         // on threads so that a chatty child never blocks on a full pipe while we wait.
         let limit = network_timeout();
+        let packs_before = self.temporary_packs();
         let read = |pipe: Option<Box<dyn std::io::Read + Send>>| {
             std::thread::spawn(move || {
                 let mut buf = Vec::new();
@@ -327,6 +351,14 @@ impl Mirror {
             None => {
                 let _ = child.kill();
                 let _ = child.wait();
+                // A fetch killed mid-pack leaves the pack it was writing (a server sending an
+                // endless one fills it up to the deadline). Only the files this command started
+                // are removed; another process's fetch in the same cache keeps its own.
+                for pack in self.temporary_packs() {
+                    if !packs_before.contains(&pack) {
+                        let _ = std::fs::remove_file(&pack);
+                    }
+                }
                 return Err(GitError::Timeout {
                     command: command.to_owned(),
                     repo: self.display_url(),
@@ -474,15 +506,31 @@ impl Mirror {
             .unwrap_or_default()
     }
 
-    /// Remove git lock files that no live git can hold: older than the longest a git command of
-    /// ours may run ([`network_timeout`]) plus a minute. A git killed mid-command (Ctrl-C twice,
-    /// OOM, a reboot) leaves them, and every later fetch would fail on them. Younger ones are
-    /// left alone; git's own error then names them.
+    /// The temporary files of packs being written (`objects/pack/tmp_pack_*`, `tmp_idx_*`, ...).
+    fn temporary_packs(&self) -> Vec<PathBuf> {
+        std::fs::read_dir(self.dir.join("objects/pack"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("tmp_"))
+            .map(|e| e.path())
+            .collect()
+    }
+
+    /// Remove git lock files and half-written packs that no live git can hold: older than the
+    /// longest a git command of ours may run ([`network_timeout`]) plus a minute. A git killed
+    /// mid-command (Ctrl-C twice, OOM, a reboot) leaves them; every later fetch would fail on
+    /// the locks, and the packs only take disk. Younger ones are left alone; git's own error
+    /// then names them.
     fn remove_stale_locks(&self) {
         let Some(limit) = network_timeout().checked_add(std::time::Duration::from_secs(60)) else {
             return;
         };
-        let mut dirs = vec![self.dir.clone(), self.dir.join("refs")];
+        let mut dirs = vec![
+            self.dir.clone(),
+            self.dir.join("refs"),
+            self.dir.join("objects/pack"),
+        ];
         while let Some(dir) = dirs.pop() {
             let Ok(entries) = std::fs::read_dir(&dir) else {
                 continue;
@@ -501,7 +549,9 @@ impl Mirror {
                     .ok()
                     .and_then(|m| m.elapsed().ok())
                     .is_some_and(|age| age > limit);
-                if stale && path.extension().is_some_and(|e| e == "lock") {
+                let temporary_pack = path.parent() == Some(&self.dir.join("objects/pack"))
+                    && entry.file_name().to_string_lossy().starts_with("tmp_");
+                if stale && (path.extension().is_some_and(|e| e == "lock") || temporary_pack) {
                     let _ = std::fs::remove_file(&path);
                 }
             }

@@ -1,7 +1,8 @@
 //! Git faults, each on a real server: a push refused by a server hook, a server dying in the
 //! middle of a push, a remote vanishing in the middle of a fetch, a network that stalls, a
-//! corrupted cache, stale lock files in the cache, a full disk. Each must end with a clear
-//! error, a remote exactly as it was, and a next run (fault gone) that promotes normally.
+//! corrupted cache, stale lock files in the cache, a full disk, and hostile servers (an endless
+//! pack, a huge refs list, a redirect to another host). Each must end with a clear error, a
+//! remote exactly as it was, and a next run (fault gone) that promotes normally.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -241,7 +242,7 @@ fn a_corrupted_cache_is_rebuilt() {
 }
 
 #[test]
-fn stale_lock_files_in_the_cache_are_removed_and_fresh_ones_kept() {
+fn stale_lock_files_and_packs_in_the_cache_are_removed_and_fresh_ones_kept() {
     let demo = demo_with(file_url);
     check_promoted(
         &demo,
@@ -253,6 +254,8 @@ fn stale_lock_files_in_the_cache_are_removed_and_fresh_ones_kept() {
         mirror.join("shallow.lock"),
         mirror.join("packed-refs.lock"),
         mirror.join("refs/remotes/origin/main.lock"),
+        // A half-written pack of a fetch killed with it.
+        mirror.join("objects/pack/tmp_pack_Ab12Cd"),
     ];
     // Left by a git that was killed an hour ago: removed.
     for l in &locks {
@@ -348,4 +351,258 @@ fn nix_is_root() -> bool {
         .arg("-u")
         .output()
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+// ---------------------------------------------------------------------------------------------
+// hostile servers: smart HTTP in front of the real `git http-backend`, answering one command of
+// protocol v2 in its own way.
+
+/// How the hostile server answers.
+const HONEST: u8 = 0;
+/// The fetch command gets a pack that never ends (valid objects, over and over).
+const ENDLESS_PACK: u8 = 1;
+/// The ls-refs command gets the real refs and 200,000 more.
+const HUGE_REFS: u8 = 2;
+
+fn pkt(data: &[u8]) -> Vec<u8> {
+    let mut out = format!("{:04x}", data.len() + 4).into_bytes();
+    out.extend_from_slice(data);
+    out
+}
+
+/// One packed blob of 256 KiB that does not compress (its pack entry: header and deflated
+/// content), cut from a real pack.
+fn pack_entry(repo: &std::path::Path) -> Vec<u8> {
+    let run = |args: &[&str], input: &[u8]| {
+        let mut child = std::process::Command::new("git")
+            .args(args)
+            .current_dir(repo)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child.wait_with_output().unwrap().stdout
+    };
+    let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+    let noise: Vec<u8> = (0..256 * 1024)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect();
+    let oid = run(&["hash-object", "-w", "--stdin"], &noise);
+    let pack = run(&["pack-objects", "--stdout", "-q"], &oid);
+    pack[12..pack.len() - 20].to_vec()
+}
+
+struct Hostile {
+    port: u16,
+    mode: Arc<AtomicU8>,
+    /// Bytes of endless pack written so far.
+    sent: Arc<AtomicUsize>,
+}
+
+impl Hostile {
+    fn start(root: std::path::PathBuf, entry: Vec<u8>, mode: u8) -> Hostile {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mode = Arc::new(AtomicU8::new(mode));
+        let sent = Arc::new(AtomicUsize::new(0));
+        let (m, s) = (mode.clone(), sent.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (root, entry, mode, sent) = (root.clone(), entry.clone(), m.clone(), s.clone());
+                std::thread::spawn(move || {
+                    let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+                    let Some(req) = promote_tests::read_request(&mut reader) else {
+                        return;
+                    };
+                    let has = |cmd: &[u8]| req.body.windows(cmd.len()).any(|w| w == cmd);
+                    let mut stream = stream;
+                    match mode.load(Ordering::SeqCst) {
+                        ENDLESS_PACK if has(b"command=fetch") => {
+                            endless(&mut stream, &entry, &sent)
+                        }
+                        HUGE_REFS if has(b"command=ls-refs") => {
+                            let (status, headers, mut body) =
+                                promote_tests::git_http_backend(&root, "anonymous", &req);
+                            // The real answer ends with a flush packet: put the junk before it.
+                            let main = String::from_utf8_lossy(&body[4..44]).into_owned();
+                            body.truncate(body.len() - 4);
+                            for i in 0..200_000 {
+                                body.extend(pkt(
+                                    format!("{main} refs/tags/junk-{i:06}\n").as_bytes()
+                                ));
+                            }
+                            body.extend_from_slice(b"0000");
+                            promote_tests::respond(&mut stream, &status, &headers, &body);
+                        }
+                        _ => {
+                            let (status, headers, body) =
+                                promote_tests::git_http_backend(&root, "anonymous", &req);
+                            promote_tests::respond(&mut stream, &status, &headers, &body);
+                        }
+                    }
+                });
+            }
+        });
+        Hostile { port, mode, sent }
+    }
+}
+
+/// A fetch answer whose pack claims a million objects (256 GiB) and sends them, at about 6 MB/s
+/// (the test's disk is not the point), until the client leaves.
+fn endless(stream: &mut TcpStream, entry: &[u8], sent: &AtomicUsize) {
+    let head = "HTTP/1.1 200 OK\r\nContent-Type: application/x-git-upload-pack-result\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n";
+    let mut start = head.as_bytes().to_vec();
+    start.extend(pkt(b"packfile\n"));
+    start.extend(pkt(b"\x01PACK\x00\x00\x00\x02\x00\x0f\x42\x40"));
+    if stream.write_all(&start).is_err() {
+        return;
+    }
+    // Side-band packets of up to 65,515 bytes of data each.
+    let mut packets = Vec::new();
+    for piece in entry.chunks(65_515) {
+        let mut data = vec![1u8];
+        data.extend_from_slice(piece);
+        packets.push(pkt(&data));
+    }
+    for packet in packets.iter().cycle() {
+        if stream.write_all(packet).is_err() {
+            return;
+        }
+        sent.fetch_add(packet.len(), Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Every file under `dir` whose name starts with `prefix`.
+fn files_named(dir: &std::path::Path, prefix: &str) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut dirs = vec![dir.to_owned()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if e.file_name().to_string_lossy().starts_with(prefix) {
+                found.push(p);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn an_endless_pack_is_cut_off_at_the_deadline_and_leaves_nothing_behind() {
+    let demo = Demo::new(&["dev"]);
+    let server = Hostile::start(demo.root().to_owned(), pack_entry(&demo.bare), ENDLESS_PACK);
+    let url = format!("http://127.0.0.1:{}/gitops.git", server.port);
+    demo.write(&[stage("dev", &url, json!({ "direct": true }))]);
+    let before = git(&demo.bare, &["rev-parse", "main"]);
+    let err = failed(&demo.promote("dev", &[], &[("PROMOTE_GIT_TIMEOUT", "3s")]));
+    assert!(
+        err.contains("did not finish within 3s") && err.contains("the remote was not changed"),
+        "{err}"
+    );
+    assert!(
+        server.sent.load(Ordering::SeqCst) > 0,
+        "the pack was never sent"
+    );
+    // No git of ours keeps downloading (and filling the disk) after the promotion gave up.
+    std::thread::sleep(Duration::from_millis(500));
+    let settled = server.sent.load(Ordering::SeqCst);
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        server.sent.load(Ordering::SeqCst),
+        settled,
+        "a git process is still reading the endless pack"
+    );
+    // The half-written pack is gone from the cache.
+    let cache = demo.root().join("cache");
+    assert_eq!(
+        files_named(&cache, "tmp_pack_"),
+        Vec::<std::path::PathBuf>::new()
+    );
+    assert_eq!(git(&demo.bare, &["rev-parse", "main"]), before);
+    server.mode.store(HONEST, Ordering::SeqCst);
+    check_promoted(
+        &demo,
+        &ok(&demo.promote("dev", &["-o", "json"], &[])),
+        "dev",
+    );
+}
+
+#[test]
+fn a_huge_refs_list_is_read_and_the_promotion_lands() {
+    let demo = Demo::new(&["dev"]);
+    let server = Hostile::start(demo.root().to_owned(), Vec::new(), HUGE_REFS);
+    let url = format!("http://127.0.0.1:{}/gitops.git", server.port);
+    demo.write(&[stage("dev", &url, json!({ "direct": true }))]);
+    let start = Instant::now();
+    check_promoted(
+        &demo,
+        &ok(&demo.promote("dev", &["-o", "json"], &[])),
+        "dev",
+    );
+    eprintln!(
+        "promoted past 200,000 advertised refs in {:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn a_redirect_to_another_host_never_takes_the_credentials_along() {
+    const CANARY: &str = "CANARY-redirect-5d1e";
+    let demo = Demo::new(&["dev"]);
+    // The other host (another port of 127.0.0.1: git scopes credentials by host and port) asks
+    // for the same credentials.
+    let other = promote_tests::git_http(demo.root(), Some(("promoter", CANARY)));
+    let to = other.port;
+    let redirector = promote_tests::HttpServer::start(move |req| {
+        (
+            "302 Found".into(),
+            vec![(
+                "Location".into(),
+                format!("http://127.0.0.1:{to}{}", req.target),
+            )],
+            Vec::new(),
+        )
+    });
+    let url = format!(
+        "http://promoter:{CANARY}@127.0.0.1:{}/gitops.git",
+        redirector.port
+    );
+    demo.write(&[stage("dev", &url, json!({ "direct": true }))]);
+    let before = git(&demo.bare, &["rev-parse", "main"]);
+    let out = demo.promote("dev", &[], &[]);
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !out.status.success()
+            && all.contains(&format!(
+                "the server redirected to http://127.0.0.1:{to}, another host"
+            )),
+        "{all}"
+    );
+    assert!(!all.contains(CANARY), "{all}");
+    let sent: Vec<_> = other
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r.headers.get("authorization").cloned())
+        .collect();
+    assert!(
+        sent.is_empty(),
+        "credentials for 127.0.0.1:{} went to 127.0.0.1:{to}: {sent:?}",
+        redirector.port
+    );
+    assert_eq!(git(&demo.bare, &["rev-parse", "main"]), before);
 }
