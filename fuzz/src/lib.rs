@@ -518,7 +518,7 @@ pub fn json_update(data: &[u8]) {
 
 /// `toml-update`'s edit: the key must exist and hold a scalar; the result reads (with the toml
 /// crate) as the document with exactly that value replaced; an edit of an existing scalar of a
-/// plain path never fails.
+/// plain path never fails; the stream used for large files writes what the tree writes.
 pub fn toml_update(data: &[u8]) {
     let Some((key, raw, text)) = edit_input(data) else {
         return;
@@ -535,6 +535,15 @@ pub fn toml_update(data: &[u8]) {
         return;
     }
     let result = kubectl_promote::steps::toml_update(text, key, &value);
+    // Large files are edited by a stream of expressions instead of a tree: wherever the tree
+    // edits, the stream must write the same bytes (it cannot see a key defined twice, so a
+    // document the tree refuses may be edited by the stream).
+    if let Ok(tree) = &result {
+        match kubectl_promote::steps::toml_update_with(text, key, &value, true) {
+            Ok(stream) => assert_eq!(&stream, tree, "the stream and the tree edit differently"),
+            Err(e) => panic!("the tree edits, the stream fails: {e}"),
+        }
+    }
     let Ok(before) = parsed else {
         assert!(result.is_err(), "an edit of invalid TOML succeeded");
         return;

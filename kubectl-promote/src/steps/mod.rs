@@ -41,6 +41,7 @@ mod set_metadata;
 mod shape;
 mod structured_update;
 mod tar;
+mod toml_stream;
 mod untar;
 mod yaml_merge;
 mod yaml_update;
@@ -55,7 +56,7 @@ use crate::expr::Functions;
 use crate::git::{Checkout, GitError, Mirror, MirrorOptions};
 
 pub use shape::{Shape, validate_config};
-pub use structured_update::toml_update;
+pub use structured_update::{toml_update, toml_update_with};
 
 /// Runs one step: its evaluated config, the promotion's runtime, the step's alias.
 pub type RunFn = fn(&Value, &mut Runtime<'_>, &str) -> Result<StepResult, StepError>;

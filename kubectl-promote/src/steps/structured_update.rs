@@ -98,9 +98,66 @@ fn toml_value(v: &Value) -> Option<toml_edit::Value> {
 /// `toml-update`'s edit of one key on a whole text: the new text, or why not (the fuzz target
 /// `toml_update` checks that nothing but that value moves).
 pub fn toml_update(text: &str, key: &str, v: &Value) -> Result<String, String> {
-    let mut doc = parse_toml(text)?;
-    toml_set(&mut doc, key, v)?;
-    Ok(doc.to_string())
+    toml_update_shown(text, key, v, text.len() > super::toml_stream::STREAM_ABOVE).map(|r| r.0)
+}
+
+/// [`toml_update`] through the stream (`stream`) or the whole document's tree, whatever the
+/// size: the fuzz target holds the two to the same bytes.
+#[doc(hidden)]
+pub fn toml_update_with(text: &str, key: &str, v: &Value, stream: bool) -> Result<String, String> {
+    toml_update_shown(text, key, v, stream).map(|r| r.0)
+}
+
+/// The edited text and the value as it now reads (for the commit message).
+fn toml_update_shown(
+    text: &str,
+    key: &str,
+    v: &Value,
+    stream: bool,
+) -> Result<(String, String), String> {
+    if !stream {
+        let mut doc = parse_toml(text)?;
+        let shown = toml_set(&mut doc, key, v)?;
+        return Ok((toml_text(text, &doc), shown));
+    }
+    use super::toml_stream::{Missing, locate};
+    let parts = toml_key(key)?;
+    let found = locate(text, &parts).map_err(|m| match m {
+        Missing::NotFound => format!("error finding key {key}: key path not found"),
+        Missing::Table => {
+            format!("error finding key {key}: key path addresses a table instead of a scalar node")
+        }
+        Missing::Invalid(e) => e,
+    })?;
+    // The expression alone is a document: edit it as the tree-based path would, then put it
+    // back where it was.
+    let expr = &text[found.range.clone()];
+    let mut doc = parse_toml(expr)?;
+    let shown = set_in_table_like(doc.as_table_mut(), &found.local, key, v)?;
+    let edited = doc.to_string();
+    let edited = edited
+        .strip_suffix('\n')
+        .filter(|_| !expr.ends_with('\n'))
+        .unwrap_or(&edited);
+    let mut out = String::with_capacity(text.len() + edited.len());
+    out.push_str(&text[..found.range.start]);
+    out.push_str(edited);
+    out.push_str(&text[found.range.end..]);
+    Ok((out, shown))
+}
+
+/// The text of an edited document. toml_edit ends the last line with a line break even where
+/// the file had none (found by comparing it with the stream); that byte is not the edit's, so
+/// it is dropped again.
+fn toml_text(original: &str, doc: &toml_edit::DocumentMut) -> String {
+    let mut out = doc.to_string();
+    if !original.ends_with('\n') && out.ends_with('\n') {
+        out.pop();
+        if out.ends_with('\r') && !original.ends_with('\r') {
+            out.pop();
+        }
+    }
+    out
 }
 
 /// Parse a TOML document for editing. toml_edit 0.23.10 panics ("all items have spans") on some
@@ -229,17 +286,40 @@ fn run_toml(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepError> 
         )));
     };
     let text = utf8(&cfg.path, data)?;
-    let mut doc = parse_toml(&text)
-        .map_err(|e| fail(format!("toml-update: could not parse {}: {e}", cfg.path)))?;
     let mut msg = format!("Updated {}\n", cfg.path);
-    for u in &cfg.updates {
-        scalar("toml-update", u)?;
-        let shown = toml_set(&mut doc, &u.key, &u.value)
-            .map_err(|e| fail(format!("toml-update: {} in {}", e, cfg.path)))?;
-        msg.push_str(&format!("\n- {}: {shown}", u.key));
-    }
-    let out = doc.to_string();
-    if out != text {
+    let (out, changed) = if text.len() > super::toml_stream::STREAM_ABOVE {
+        // Large files: one expression at a time, never the whole tree (toml_stream). At most
+        // two copies of the file at once: the text and its edited successor.
+        let mut out = text;
+        let mut changed = false;
+        for u in &cfg.updates {
+            scalar("toml-update", u)?;
+            let (next, shown) = toml_update_shown(&out, &u.key, &u.value, true).map_err(|e| {
+                if e.starts_with("TOML parse error") {
+                    fail(format!("toml-update: could not parse {}: {e}", cfg.path))
+                } else {
+                    fail(format!("toml-update: {} in {}", e, cfg.path))
+                }
+            })?;
+            msg.push_str(&format!("\n- {}: {shown}", u.key));
+            changed |= next != out;
+            out = next;
+        }
+        (out, changed)
+    } else {
+        let mut doc = parse_toml(&text)
+            .map_err(|e| fail(format!("toml-update: could not parse {}: {e}", cfg.path)))?;
+        for u in &cfg.updates {
+            scalar("toml-update", u)?;
+            let shown = toml_set(&mut doc, &u.key, &u.value)
+                .map_err(|e| fail(format!("toml-update: {} in {}", e, cfg.path)))?;
+            msg.push_str(&format!("\n- {}: {shown}", u.key));
+        }
+        let out = toml_text(&text, &doc);
+        let changed = out != text;
+        (out, changed)
+    };
+    if changed {
         co.checkout.write(&rel, out.into_bytes())?;
     }
     Ok(StepResult::ok(
@@ -269,6 +349,61 @@ pub(super) const TOML: super::Step = super::Step {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_stream_for_large_files_writes_what_the_tree_writes() {
+        let doc = r#"# deps
+title = "x" # c
+version=1
+[a]
+b.c = 1 # one
+d = { e = [1, {f = 2}], g = 'h' }
+
+[[srv]]
+host = "h0"
+[[srv]]
+host = "h1"
+[srv.tls]
+on = true
+m = [
+  1, # first
+  2,
+]
+"q.k" = '''v'''
+last = 3.5"#;
+        let keys = [
+            "title",
+            "version",
+            "a.b.c",
+            "a.d.g",
+            "a.d.e.0",
+            "a.d.e.1.f",
+            "srv.0.host",
+            "srv.1.host",
+            "srv.1.tls.on",
+            "srv.1.tls.m.1",
+            r"srv.1.tls.q\.k",
+            "srv.1.tls.last",
+            "a",
+            "a.d",
+            "a.d.e",
+            "srv",
+            "srv.2.host",
+            "nope",
+            "a.b",
+            "srv.1.tls.m",
+        ];
+        for key in keys {
+            for v in [json!("v2"), json!(7), json!(false), json!(1.25)] {
+                let tree = toml_update_with(doc, key, &v, false);
+                let stream = toml_update_with(doc, key, &v, true);
+                assert_eq!(stream, tree, "key {key}, value {v}");
+            }
+        }
+        // Syntax errors anywhere are found, after the key too.
+        let e = toml_update_with("a = 1\nb = = 2\n", "a", &json!(2), true).unwrap_err();
+        assert!(e.contains("line 2"), "{e}");
+    }
 
     fn toml_update(text: &str, key: &str, v: Value) -> Result<String, String> {
         super::toml_update(text, key, &v)
