@@ -24,7 +24,7 @@ use crate::output::Format;
     override_usage = "kubectl promote stage/<name> (--freight NAME|PREFIX | --freight-alias ALIAS) [OPTIONS]\n       kubectl promote --downstream-from stage/<name> (--freight ... | --freight-alias ...) [OPTIONS]\n       kubectl promote <COMMAND> [OPTIONS]"
 )]
 pub struct Cli {
-    /// More commands (get, approve, abort, resume, freight, history, completion).
+    /// More commands (get, approve, abort, refresh, resume, freight, history, completion).
     #[command(subcommand)]
     pub command: Option<Command>,
 
@@ -119,6 +119,9 @@ pub enum Command {
     Approve(ApproveArgs),
     /// Abort a running or pending Promotion.
     Abort(AbortArgs),
+    /// Check a Stage's Argo CD Applications now and record its health (status.health and the
+    /// Healthy condition), as Kargo's controller keeps doing.
+    Refresh(RefreshArgs),
     /// Continue an interrupted Promotion where it stopped (no step that already pushed or synced
     /// runs twice).
     Resume(ResumeArgs),
@@ -181,6 +184,17 @@ pub struct AbortArgs {
     /// The Promotion's name.
     #[arg(value_name = "PROMOTION")]
     pub promotion: String,
+    /// Print what would be written; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `kubectl promote refresh stage/NAME`.
+#[derive(clap::Args, Debug)]
+pub struct RefreshArgs {
+    /// The Stage (`stage/<name>` or `<name>`).
+    #[arg(value_name = "STAGE")]
+    pub stage: String,
     /// Print what would be written; change nothing.
     #[arg(long)]
     pub dry_run: bool,

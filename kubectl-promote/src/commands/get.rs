@@ -82,8 +82,9 @@ fn rows(
                 "PHASE",
                 "AGE",
                 "CURRENT PROMOTION",
+                "HEALTH CHECKED",
             ],
-            1,
+            2,
         ),
         "freights" => (
             vec![
@@ -143,6 +144,14 @@ fn rows(
                 row.push(s(o, "/status/lastPromotion/status/phase").to_owned());
                 row.push(age(o));
                 row.push(or_none(s(o, "/status/currentPromotion/name").to_owned()));
+                // When the HEALTH column was checked: now (live), or when it was recorded.
+                row.push(match s(o, "/status/health/output/checkedAt") {
+                    "" => "<recorded>".to_owned(),
+                    t if o.pointer("/status/health/output/live") == Some(&Value::Bool(true)) => {
+                        format!("{t} (live)")
+                    }
+                    t => t.to_owned(),
+                });
             }
             "freights" => {
                 let alias = match s(o, "/alias") {
@@ -207,6 +216,24 @@ fn rows(
     (headers, wide, out)
 }
 
+/// Stages with the health their Applications show now (as `refresh` would record it): the
+/// table never shows a Healthy that was true only when the last promotion ended. A Stage whose
+/// Applications cannot be read (no access, API errors) keeps its recorded health.
+fn with_live_health(kube: &dyn Api, items: &[Value]) -> Vec<Value> {
+    items
+        .iter()
+        .map(|o| {
+            let mut o = o.clone();
+            let busy = !s(&o, "/status/currentPromotion/name").is_empty();
+            if !busy && let Ok(Some(mut health)) = super::refresh::live_health(kube, &o) {
+                health["output"]["live"] = Value::Bool(true);
+                o["status"]["health"] = health;
+            }
+            o
+        })
+        .collect()
+}
+
 /// Run `get`.
 pub fn run(c: &Ctx<'_>, args: &GetArgs) -> Result<(), Error> {
     let (kube, ns) = (&c.kube, c.ns.as_str());
@@ -247,6 +274,13 @@ pub fn run(c: &Ctx<'_>, args: &GetArgs) -> Result<(), Error> {
     let show = |items: &[Value], no_headers: bool| -> Result<(), Error> {
         match c.global.output {
             Format::Table | Format::Wide => {
+                let live;
+                let items = if *plural == "stages" {
+                    live = with_live_health(kube, items);
+                    &live[..]
+                } else {
+                    items
+                };
                 let (mut headers, wide, rows) = rows(plural, items, all);
                 let keep = if c.global.output == Format::Wide {
                     headers.len()

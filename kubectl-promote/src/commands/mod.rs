@@ -10,6 +10,7 @@ mod freight;
 mod get;
 mod history;
 pub mod promote;
+pub(crate) mod refresh;
 mod run;
 
 use std::io::Write;
@@ -80,6 +81,7 @@ pub fn run(cli: &Cli) -> Result<Vec<Summary>, Error> {
     match cmd {
         Command::Get(args) => get::run(&c, args),
         Command::Approve(args) => approve::run(&c, args),
+        Command::Refresh(args) => refresh::run(&c, args),
         Command::Abort(args) => abort::run(&c, args),
         Command::History(args) => history::run(&c, args),
         Command::Freight(FreightCommand::Create(args)) => freight::create(&c, args),

@@ -777,9 +777,25 @@ pub fn finished(
         stage_status["health"] = if apps.is_empty() {
             json!({"status": "Unknown", "issues": ["no argocd-update or argocd-wait step: health not observed"]})
         } else if healthy {
-            json!({"status": "Healthy", "output": {"applicationStatuses": apps}})
+            json!({"status": "Healthy", "output": {"applicationStatuses": apps, "checkedAt": finished_at}})
         } else {
-            json!({"status": "Unhealthy", "output": {"applicationStatuses": apps}})
+            json!({"status": "Unhealthy", "output": {"applicationStatuses": apps, "checkedAt": finished_at}})
+        };
+    } else {
+        // The Freight that ran before may or may not still run (a push may have landed, a sync
+        // may have started): the health recorded for it is no longer known to be true.
+        let issue = format!(
+            "Promotion {name} {phase}: what the Stage runs was not checked since; kubectl promote refresh stage/{} checks it",
+            stage.name()
+        );
+        stage_status["health"] = if apps.is_empty() {
+            json!({"status": "Unknown", "issues": [issue]})
+        } else {
+            let healthy = apps
+                .iter()
+                .all(|a| a.pointer("/health/status").and_then(Value::as_str) == Some("Healthy"));
+            json!({"status": if healthy { "Unknown" } else { "Unhealthy" }, "issues": [issue],
+                "output": {"applicationStatuses": apps, "checkedAt": finished_at}})
         };
     }
     // What `kubectl get stages` shows (Kargo's printer columns read these).

@@ -1178,3 +1178,89 @@ fn a_stage_that_asks_for_verification_is_not_verified_by_a_promotion() {
     assert_eq!(cond("Ready")["status"], "False");
     assert_eq!(cond("Ready")["reason"], "PendingVerification");
 }
+
+#[test]
+fn a_failed_promotion_leaves_no_stale_healthy_and_refresh_records_live_health() {
+    use crate::commands::refresh::{live_health, refresh_patch};
+    use crate::kube::Api;
+    let (api, _, _) = world();
+    assert!(promote(&api, "dev", "v1").unwrap().phase.succeeded());
+    assert_eq!(
+        get(&api, "stages", "dev")["status"]["health"]["status"],
+        "Healthy"
+    );
+    // The next promotion fails before it reaches Argo CD: what runs is no longer known.
+    api.put(
+        &col("stages"),
+        direct(
+            "dev",
+            json!([{"uses": "fail", "config": {"message": "boom"}}, wait_step("demo-dev")]),
+        ),
+    );
+    let mut stage = get(&api, "stages", "dev");
+    let s = promote(&api, "dev", "v2").unwrap();
+    assert_eq!(s.phase, Outcome::Finished(PromotionPhase::Failed));
+    stage = {
+        let now = get(&api, "stages", "dev");
+        assert_ne!(now, stage);
+        now
+    };
+    let health = &stage["status"]["health"];
+    assert_eq!(health["status"], "Unknown", "{health}");
+    assert!(
+        health["issues"][0]
+            .as_str()
+            .unwrap()
+            .contains("kubectl promote refresh stage/dev"),
+        "{health}"
+    );
+    // Later the Application degrades: the live health says so, and refresh records it.
+    let mut degraded = app("demo-dev", "Degraded");
+    degraded["status"]["health"]["message"] = json!("crash loop");
+    api.put(&app_path("argocd", ""), degraded);
+    let live = live_health(&api, &stage)
+        .unwrap()
+        .expect("an Application to check");
+    assert_eq!(live["status"], "Unhealthy");
+    assert_eq!(
+        live["issues"][0],
+        "Argo CD Application argocd/demo-dev is Degraded: crash loop"
+    );
+    assert!(
+        live["output"]["checkedAt"]
+            .as_str()
+            .is_some_and(|t| !t.is_empty())
+    );
+    let patch = refresh_patch(&stage, &live).unwrap();
+    api.merge_patch(&format!("{}/status", path("stages", "dev")), &patch)
+        .unwrap();
+    let stage = get(&api, "stages", "dev");
+    assert_eq!(stage["status"]["health"]["status"], "Unhealthy");
+    let cond = |t: &str| {
+        stage["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == t)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(cond("Healthy")["status"], "False");
+    assert_eq!(cond("Healthy")["reason"], "Unhealthy");
+    assert_eq!(cond("Ready")["status"], "False");
+    // Healthy again: recorded as Healthy, conditions follow.
+    api.put(&app_path("argocd", ""), app("demo-dev", "Healthy"));
+    let live = live_health(&api, &stage).unwrap().unwrap();
+    assert_eq!(live["status"], "Healthy");
+    assert!(live.get("issues").is_none());
+    let patch = refresh_patch(&stage, &live).unwrap();
+    assert_eq!(
+        patch["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Healthy")
+            .unwrap()["status"],
+        "True"
+    );
+}

@@ -988,6 +988,48 @@ async fn queueing_failures_abort_and_resume() {
         .await;
     assert_eq!(code, 1);
     assert!(err.contains("is Degraded after the sync"), "{err}");
+    // Plain kubectl no longer shows the Stage Healthy; refresh records what the Application
+    // shows now, and promote's own table reads it live.
+    let health_of = |out: &str| {
+        let header = out.lines().next().unwrap_or_default();
+        let col = header.find("HEALTH").unwrap();
+        let row = out
+            .lines()
+            .find(|l| l.starts_with("test "))
+            .unwrap()
+            .to_owned();
+        row[col..]
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let (good, out, err) = k(
+        &w.kc,
+        &["--context", "alice", "-n", "demo", "get", "stages"],
+        None,
+    )
+    .await;
+    assert!(good, "{err}");
+    assert_ne!(health_of(&out), "Healthy", "{out}");
+    let (code, out, err) = w.plugin("alice", &["refresh", "stage/test"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        "stage.kargo.akuity.io/test Unhealthy (1 Application(s) checked)\n"
+    );
+    let (good, out, err) = k(
+        &w.kc,
+        &["--context", "alice", "-n", "demo", "get", "stages"],
+        None,
+    )
+    .await;
+    assert!(good, "{err}");
+    assert_eq!(health_of(&out), "Unhealthy", "{out}");
+    let (code, out, err) = w.plugin("alice", &["get", "stages", "-o", "wide"]).await;
+    assert_eq!(code, 0, "{err}");
+    let row = out.lines().find(|l| l.starts_with("test ")).unwrap();
+    assert!(row.contains("Unhealthy") && row.contains("(live)"), "{out}");
 
     // An Application not authorized for the Stage: refused with the annotation to add.
     w.annotate("demo-test", "sandbox.promote.dev/health=Healthy")
