@@ -660,7 +660,11 @@ impl YamlDoc {
             }
         }
         match &node.kind {
-            Kind::Scalar { style, .. } => {
+            Kind::Scalar {
+                style,
+                value: current,
+            } => {
+                let empty = *style == ScalarStyle::Plain && current.is_empty();
                 let (start, style) = match style {
                     ScalarStyle::Literal | ScalarStyle::Folded => {
                         (self.block_indicator(node.start), ScalarStyle::Plain)
@@ -681,6 +685,14 @@ impl YamlDoc {
                     }
                 }
                 let text = render(value, Some(style), in_flow);
+                if empty {
+                    // An empty value (`tag:`, `- `, `{a, b: 1}`) has no text to replace: its
+                    // span sits before the indicator that announces it, or over the separator
+                    // that follows (found by fuzzing: the value was glued to the key).
+                    let (at, text) = self.empty_value(start, &text);
+                    self.insert(at, &text);
+                    return Ok(());
+                }
                 self.splice(start..end, &text);
                 Ok(())
             }
@@ -764,6 +776,23 @@ impl YamlDoc {
         let end = end.min(self.text.len());
         self.splice(line_start..end, "");
         Ok(true)
+    }
+
+    /// Where and what to write for `rendered` in place of the empty value whose (empty) span is
+    /// at `at`: after the `:` that follows, with a space; after a sequence's `-`, with a space;
+    /// for a flow mapping's key without a value, `: ` and the value.
+    fn empty_value(&self, at: usize, rendered: &str) -> (usize, String) {
+        let b = self.text.as_bytes();
+        let mut next = at;
+        while next < b.len() && matches!(b[next], b' ' | b'\t') {
+            next += 1;
+        }
+        match b.get(next) {
+            Some(b':') => (next + 1, format!(" {rendered}")),
+            Some(b',' | b'}') => (at, format!(": {rendered}")),
+            _ if at > 0 && b[at - 1] == b'-' => (at, format!(" {rendered}")),
+            _ => (at, rendered.to_owned()),
+        }
     }
 
     fn line_end(&self, from: usize) -> usize {
@@ -1064,6 +1093,16 @@ mod tests {
             split_key("ports.:80"),
             vec![Key("ports".into()), Key("80".into())]
         );
+    }
+
+    #[test]
+    fn empty_values_are_filled_in_where_the_value_goes() {
+        assert_eq!(set("tag:\nb: 1\n", "tag", json!("v2")), "tag: v2\nb: 1\n");
+        assert_eq!(set("tag :\nb: 1\n", "tag", json!("v2")), "tag : v2\nb: 1\n");
+        assert_eq!(set("tag: # later\n", "tag", json!(1)), "tag: 1 # later\n");
+        assert_eq!(set("-\n- b\n", "0", json!(1)), "- 1\n- b\n");
+        assert_eq!(set("{a: , b: 1}\n", "a", json!(1)), "{a: 1 , b: 1}\n");
+        assert_eq!(set("{a , b: 1}\n", "a", json!(1)), "{a : 1, b: 1}\n");
     }
 
     #[test]
