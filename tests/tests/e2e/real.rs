@@ -238,6 +238,42 @@ async fn real_control_plane_decides_through_the_manifests() {
     )
     .await;
     assert!(out.contains("full"), "{out}");
+    // A refresh through the webhook: Healthy is accepted because the Application shows it now;
+    // a user who may not promote the Stage may not record its health.
+    let refresh = |user: &str| {
+        Command::new(promote_tests::bin("kubectl-promote").unwrap())
+            .args([
+                "refresh",
+                "stage/full",
+                "-n",
+                "kargo-demo",
+                "--context",
+                user,
+            ])
+            .env("KUBECONFIG", &kc)
+            .output()
+            .unwrap()
+    };
+    let out = refresh("alice");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "stage.kargo.akuity.io/full Healthy (1 Application(s) checked)\n"
+    );
+    // A second later, so that bob's write is not the same bytes (checkedAt has seconds), which
+    // would change nothing and be allowed.
+    std::thread::sleep(Duration::from_millis(1100));
+    let out = refresh("bob");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("bob"),
+        "{err}{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     drop(hook);
 }
 

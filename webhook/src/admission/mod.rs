@@ -340,6 +340,9 @@ pub struct Facts {
     pub unverifiable: BTreeMap<String, String>,
     /// Promotions a Stage status write references (by name; absent: not found).
     pub referenced: BTreeMap<String, std::sync::Arc<Promotion>>,
+    /// For a Stage status write that records its health as Healthy outside a promotion (a
+    /// refresh): `Ok(())` when every Application it lists is Healthy and Synced now, `Err(why)`.
+    pub live_health: Option<Result<(), String>>,
     /// A lookup that failed; the decision fails closed with it.
     pub error: Option<String>,
     /// The Namespace a Project names, as read (Project hook).

@@ -6,8 +6,11 @@
 //! `currentPromotion` to a running Promotion of this Stage whose runner is the writer; a *record*
 //! sets `lastPromotion` to a finished Promotion of this Stage the writer ran (its phase as
 //! recorded), and only a record of a Succeeded Promotion may put its Freight at the head of
-//! `freightHistory`. `health` and every other field change only with a claim or a record, except
-//! `metadata`, which only a running `set-metadata` step writes (`metadata.rs`).
+//! `freightHistory`. Every other field changes only with a claim or a record, except
+//! `metadata`, which only a running `set-metadata` step writes (`metadata.rs`), and a *refresh*
+//! (`kubectl promote refresh`): `health` and the `Healthy` and `Ready` conditions alone, while no
+//! Promotion runs, where a health of Healthy must be what every Application it lists shows now
+//! (Healthy and Synced); a worse health needs no evidence (it grants nothing).
 
 use std::sync::Arc;
 
@@ -60,7 +63,87 @@ pub(super) async fn gather<C: Cluster>(req: &Request, cluster: &C) -> Result<Fac
             facts.referenced.insert(name.to_owned(), p);
         }
     }
+    let health = |o: Option<&Value>| o.and_then(|o| o.pointer("/status/health")).cloned();
+    let new_health = health(new);
+    // Only for a refresh (a record's health is the Promotion's, checked with the record).
+    let last = |o: Option<&Value>| o.and_then(|o| o.pointer("/status/lastPromotion")).cloned();
+    if last(new) == last(old)
+        && new_health != health(old)
+        && new_health
+            .as_ref()
+            .and_then(|h| h.get("status"))
+            .and_then(Value::as_str)
+            == Some("Healthy")
+    {
+        facts.live_health = Some(healthy_now(new_health.as_ref(), cluster).await?);
+    }
     Ok(facts)
+}
+
+/// Whether every Application a health lists (`output.applicationStatuses`) is Healthy and
+/// Synced now; a Healthy with none listed is not evidence.
+async fn healthy_now<C: Cluster>(
+    health: Option<&Value>,
+    cluster: &C,
+) -> Result<Result<(), String>, String> {
+    let apps: Vec<&Value> = health
+        .and_then(|h| h.pointer("/output/applicationStatuses"))
+        .and_then(Value::as_array)
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
+    if apps.is_empty() {
+        return Ok(Err(
+            "it lists no Application whose health it reports".to_owned()
+        ));
+    }
+    for a in apps {
+        let name = a.get("name").and_then(Value::as_str).unwrap_or_default();
+        let ns = a
+            .get("namespace")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+            .unwrap_or("argocd");
+        let Some(app) = cluster.application(ns, name).await? else {
+            return Ok(Err(format!(
+                "Argo CD Application \"{name}\" in namespace \"{ns}\" does not exist"
+            )));
+        };
+        let health = app
+            .pointer("/status/health/status")
+            .and_then(Value::as_str)
+            .unwrap_or("Unknown");
+        let sync = app
+            .pointer("/status/sync/status")
+            .and_then(Value::as_str)
+            .unwrap_or("Unknown");
+        if health != "Healthy" || sync != "Synced" {
+            return Ok(Err(format!(
+                "Argo CD Application \"{name}\" in namespace \"{ns}\" is {health} and {sync}, not Healthy and Synced"
+            )));
+        }
+    }
+    Ok(Ok(()))
+}
+
+/// Whether the conditions change in types other than `Healthy` and `Ready`.
+fn other_conditions_change(new: Option<&Value>, old: Option<&Value>) -> bool {
+    let others = |o: Option<&Value>| -> Vec<Value> {
+        o.and_then(|s| s.get("conditions"))
+            .and_then(Value::as_array)
+            .map(|cs| {
+                cs.iter()
+                    .filter(|c| {
+                        !matches!(
+                            c.get("type").and_then(Value::as_str),
+                            Some("Healthy" | "Ready")
+                        )
+                    })
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    others(new) != others(old)
 }
 
 /// Whether `status.metadata` is the only status field the write changes.
@@ -211,6 +294,25 @@ fn validate_status(req: &Request, facts: &Facts) -> Verdict {
             .flat_map(|m| m.keys().cloned())
             .filter(|k| k != "currentPromotion" && k != "metadata" && changed(k))
             .collect();
+        // A refresh: health and its conditions, recorded from the Applications as they are.
+        let refresh = !others.is_empty()
+            && others.iter().all(|k| k == "health" || k == "conditions")
+            && !other_conditions_change(new_s.as_ref(), old_s.as_ref());
+        if refresh {
+            let running = promotion_ref(new, "currentPromotion")
+                .or(promotion_ref(old, "currentPromotion"))
+                .and_then(|n| facts.referenced.get(n))
+                .is_some_and(|p| !p.phase().is_terminal());
+            if running {
+                return deny(
+                    "it records the Stage's health while a Promotion runs (the Promotion records it when it ends)".to_owned(),
+                );
+            }
+            if let Some(Err(why)) = &facts.live_health {
+                return deny(format!("it records the Stage as Healthy but {why}"));
+            }
+            return Verdict::allow();
+        }
         if let Some(k) = others.first() {
             return deny(format!(
                 "it changes status.{k} without claiming the Stage or recording a Promotion"

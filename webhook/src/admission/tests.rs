@@ -1918,6 +1918,15 @@ fn stage_status_rules() {
     };
     let item = json!({ "items": { "Warehouse/my-warehouse": { "name": FREIGHT } } });
     let other = json!({ "items": { "Warehouse/my-warehouse": { "name": "0000000000000000000000000000000000000000" } } });
+    for (name, health) in [("healthy", "Healthy"), ("degraded", "Degraded")] {
+        c.add(
+            json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+            "metadata": {"name": name, "namespace": "argocd"},
+            "status": {"health": {"status": health}, "sync": {"status": "Synced"}}}),
+        )
+        .unwrap();
+    }
+    let healthy_app = json!({ "status": "Healthy", "output": { "applicationStatuses": [{ "name": "healthy", "namespace": "argocd" }] } });
     for (name, new, who, want) in [
         (
             "claim by the runner",
@@ -1960,10 +1969,50 @@ fn stage_status_rules() {
             Err((403, "changes freightHistory")),
         ),
         (
-            "health alone",
+            "health alone, Healthy with no Application behind it",
             with(json!({ "health": { "status": "Healthy" } })),
             "alice",
-            Err((403, "status.health without claiming")),
+            Err((403, "it lists no Application whose health it reports")),
+        ),
+        (
+            "a refresh: Healthy as the Application shows it",
+            with(json!({ "health": healthy_app.clone(), "conditions": [
+                { "type": "Healthy", "status": "True", "reason": "Healthy", "message": "m", "lastTransitionTime": "2026-12-02T00:00:00Z" }
+            ] })),
+            "alice",
+            Ok(()),
+        ),
+        (
+            "a refresh: Healthy, but the Application is Degraded",
+            with(
+                json!({ "health": { "status": "Healthy", "output": { "applicationStatuses": [{ "name": "degraded", "namespace": "argocd" }] } } }),
+            ),
+            "alice",
+            Err((403, "is Degraded and Synced, not Healthy and Synced")),
+        ),
+        (
+            "a refresh: Unhealthy needs no evidence",
+            with(
+                json!({ "health": { "status": "Unhealthy", "issues": ["x"] }, "conditions": [
+                { "type": "Ready", "status": "False", "reason": "Unhealthy", "message": "m", "lastTransitionTime": "2026-12-02T00:00:00Z" }
+            ] }),
+            ),
+            "alice",
+            Ok(()),
+        ),
+        (
+            "a refresh that also changes another condition",
+            with(json!({ "health": { "status": "Unhealthy" }, "conditions": [
+                { "type": "Verified", "status": "True", "reason": "Verified", "message": "m", "lastTransitionTime": "2026-12-02T00:00:00Z" }
+            ] })),
+            "alice",
+            Err((403, "without claiming the Stage")),
+        ),
+        (
+            "a refresh by a non-promoter",
+            with(json!({ "health": { "status": "Unhealthy" } })),
+            "bob",
+            Err((403, "is not permitted to write the status of the Stage")),
         ),
         (
             "a non-promoter",
