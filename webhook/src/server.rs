@@ -232,7 +232,10 @@ pub fn noop_router(bodies: Arc<BodyBudget>, deadline: Duration) -> Router {
 pub struct BodyBudget {
     limit: usize,
     budget_kib: u32,
+    /// The part of the budget kept for small bodies (`SMALL_BODY_KIB`).
+    small_kib: u32,
     permits: Arc<Semaphore>,
+    small: Arc<Semaphore>,
     overdraft: Arc<Semaphore>,
 }
 /// Read and discard up to `cap` bytes of a refused body, so that the client, which is still
@@ -280,47 +283,65 @@ pub struct Body {
 #[derive(Default)]
 struct Held {
     kib: u32,
+    /// Whether `permits` come from the small-body lane.
+    small: bool,
     permits: Option<tokio::sync::OwnedSemaphorePermit>,
     overdraft: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
+/// Bodies up to this size (AdmissionReviews of ordinary objects are) are charged to a lane of
+/// their own, a quarter of the budget: they never queue behind large bodies being read.
+const SMALL_BODY_KIB: u32 = 64;
+
 impl BodyBudget {
     /// `limit`: the largest body; `budget`: bytes of bodies held at once (one body more may be
-    /// read beyond it, see the type's comment).
+    /// read beyond it, see the type's comment). Budgets of 256 KiB or more keep a quarter for
+    /// bodies of up to 64 KiB.
     pub fn new(limit: usize, budget: usize) -> BodyBudget {
         let budget_kib = kib(budget);
+        let small_kib = if budget_kib >= 256 { budget_kib / 4 } else { 0 };
         BodyBudget {
             limit,
             budget_kib,
-            permits: Arc::new(Semaphore::new(budget_kib as usize)),
+            small_kib,
+            permits: Arc::new(Semaphore::new((budget_kib - small_kib) as usize)),
+            small: Arc::new(Semaphore::new(small_kib as usize)),
             overdraft: Arc::new(Semaphore::new(1)),
         }
     }
 
-    /// Charge `held` for a body of `len` bytes so far: more permits, or the overdraft when the
-    /// budget has none to spare.
+    /// Charge `held` for a body of `len` bytes so far: more permits of its lane, or the
+    /// overdraft when the lane has none to spare. A small body that outgrows its lane moves to
+    /// the large one (keeping what it holds until the large lane has paid for all of it).
     async fn charge(&self, held: &mut Held, len: usize) -> Result<(), Refusal> {
         let need = kib(len);
         if held.overdraft.is_some() || need <= held.kib {
             return Ok(());
         }
-        let extra = need - held.kib;
         let closed = |_| Refusal {
             status: StatusCode::SERVICE_UNAVAILABLE,
             message: "the webhook is shutting down".into(),
         };
-        let got = if need > self.budget_kib {
-            // Larger than the whole budget: only the overdraft can hold it.
+        let moving = held.small && need > SMALL_BODY_KIB.min(self.small_kib);
+        let large_kib = self.budget_kib - self.small_kib;
+        let (lane, lane_kib, have) = if moving {
+            (&self.permits, large_kib, 0)
+        } else if held.small {
+            (&self.small, self.small_kib, held.kib)
+        } else {
+            (&self.permits, large_kib, held.kib)
+        };
+        let extra = need - have;
+        let got = if need > lane_kib {
+            // Larger than the whole lane: only the overdraft can hold it.
             None
         } else {
-            match self.permits.clone().try_acquire_many_owned(extra) {
+            match lane.clone().try_acquire_many_owned(extra) {
                 Ok(p) => Some(p),
-                Err(tokio::sync::TryAcquireError::Closed) => {
-                    return Err(closed(()));
-                }
+                Err(tokio::sync::TryAcquireError::Closed) => return Err(closed(())),
                 Err(tokio::sync::TryAcquireError::NoPermits) => {
                     tokio::select! {
-                        p = self.permits.clone().acquire_many_owned(extra) => Some(p.map_err(|_| closed(()))?),
+                        p = lane.clone().acquire_many_owned(extra) => Some(p.map_err(|_| closed(()))?),
                         o = self.overdraft.clone().acquire_owned() => {
                             held.overdraft = Some(o.map_err(|_| closed(()))?);
                             return Ok(());
@@ -332,9 +353,14 @@ impl BodyBudget {
         match got {
             Some(p) => {
                 held.kib = need;
-                match &mut held.permits {
-                    Some(mine) => mine.merge(p),
-                    None => held.permits = Some(p),
+                if moving {
+                    held.small = false;
+                    held.permits = Some(p);
+                } else {
+                    match &mut held.permits {
+                        Some(mine) => mine.merge(p),
+                        None => held.permits = Some(p),
+                    }
                 }
             }
             None => {
@@ -374,7 +400,10 @@ impl BodyBudget {
             return Err(too_large(len));
         }
         let mut body = request.into_body();
-        let mut held = Held::default();
+        let mut held = Held {
+            small: self.small_kib > 0 && declared.is_none_or(|d| kib(d) <= SMALL_BODY_KIB),
+            ..Held::default()
+        };
         // Grown as bytes arrive (never sized by the declared length, which may be a lie): its
         // capacity stays within twice what has been charged.
         let mut buf: Vec<u8> = Vec::new();
@@ -898,6 +927,51 @@ mod tests {
             );
         }
         assert_eq!(budget.permits.available_permits(), 8);
+    }
+
+    #[tokio::test]
+    async fn small_bodies_never_queue_behind_large_ones() {
+        // 1 MiB: 768 KiB for large bodies, 256 KiB for bodies of up to 64 KiB.
+        let budget = Arc::new(BodyBudget::new(16 * 1024 * 1024, 1024 * 1024));
+        // Large bodies hold the whole large lane and the overdraft, and more wait.
+        let mut large = Vec::new();
+        for _ in 0..4 {
+            let (tx, req) = streamed(Some(3 * 1024 * 1024));
+            tx.send(Bytes::from(vec![b'l'; 700 * 1024])).await.unwrap();
+            let b = budget.clone();
+            large.push((tx, tokio::spawn(async move { b.read(req, LONG).await })));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // (the 68 KiB left are already assigned to the first large body waiting)
+        assert_eq!(budget.permits.available_permits(), 0);
+        assert_eq!(budget.overdraft.available_permits(), 0);
+        // An honest review is read at once, in its own lane.
+        let honest = tokio::time::timeout(
+            Duration::from_millis(200),
+            budget.read(post(vec![b'h'; 20 * 1024], true), LONG),
+        )
+        .await
+        .expect("a small body queued behind large ones")
+        .unwrap();
+        assert_eq!(honest.bytes.len(), 20 * 1024);
+        drop(honest);
+        assert_eq!(budget.small.available_permits(), 256);
+        // A body that said it was small and grows is moved to the large lane.
+        let (tx, req) = streamed(None);
+        let b = budget.clone();
+        let grows = tokio::spawn(async move { b.read(req, Duration::from_millis(300)).await });
+        tx.send(Bytes::from(vec![b'g'; 32 * 1024])).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(budget.small.available_permits(), 256 - 32);
+        tx.send(Bytes::from(vec![b'g'; 64 * 1024])).await.unwrap();
+        drop(tx);
+        // It waits for the large lane (full), keeping its small-lane share, until its deadline.
+        let Err(r) = grows.await.unwrap() else {
+            panic!("a body beyond a full budget was read")
+        };
+        assert_eq!(r.status, StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(budget.small.available_permits(), 256);
+        drop(large);
     }
 
     #[tokio::test]
