@@ -701,7 +701,26 @@ impl YamlDoc {
             )),
             _ => {
                 let text = render(value, None, true);
-                self.splice(node.start..node.end, &text);
+                let flow = matches!(
+                    node.kind,
+                    Kind::Map { flow: true, .. } | Kind::Seq { flow: true, .. }
+                );
+                let mut end = node.end.min(self.text.len());
+                if !flow {
+                    // A block collection's span may end at the start of the line after it, or
+                    // inside its last line (before the `:` of an empty last value, found by
+                    // fuzzing): it is replaced to the end of its last line.
+                    let b = self.text.as_bytes();
+                    if end > node.start && b[end - 1] == b'\n' {
+                        end -= 1;
+                        if end > node.start && b[end - 1] == b'\r' {
+                            end -= 1;
+                        }
+                    } else {
+                        end = self.line_end(end);
+                    }
+                }
+                self.splice(node.start..end, &text);
                 Ok(())
             }
         }
@@ -1103,6 +1122,22 @@ mod tests {
         assert_eq!(set("-\n- b\n", "0", json!(1)), "- 1\n- b\n");
         assert_eq!(set("{a: , b: 1}\n", "a", json!(1)), "{a: 1 , b: 1}\n");
         assert_eq!(set("{a , b: 1}\n", "a", json!(1)), "{a : 1, b: 1}\n");
+    }
+
+    #[test]
+    fn a_block_collection_replaced_by_a_value_goes_whole() {
+        assert_eq!(
+            set(
+                "image:\n  repo: x\n  b:\nz: 1\n",
+                "image",
+                json!({"tag": "v3"})
+            ),
+            "image:\n  {\"tag\":\"v3\"}\nz: 1\n"
+        );
+        assert_eq!(
+            set("image:\n  - a\n  - b # last\nz: 1\n", "image", json!("x")),
+            "image:\n  x\nz: 1\n"
+        );
     }
 
     #[test]
