@@ -292,12 +292,48 @@ pub fn run_steps(
             .insert(record.alias.clone(), status_text(record.status));
         records.push(record);
     }
+    // A promotion that stopped part-way says which remote writes had already landed: the
+    // Stage may run them (a pushed commit, a sync Argo CD is carrying out) though it ended.
+    let landed: Vec<String> = records
+        .iter()
+        .filter(|r| r.status == Some(PromotionStepStatus::Succeeded) && steps::is_remote(&r.uses))
+        .map(|r| {
+            let out = |k: &str| {
+                rt.outputs
+                    .get(&r.alias)
+                    .and_then(|o| o.get(k))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            };
+            match r.uses.as_str() {
+                "git-push" | "github-push" => match out("commit") {
+                    Some(c) => format!("{} pushed commit {c}", r.alias),
+                    None => format!("{} pushed", r.alias),
+                },
+                "argocd-update" => format!(
+                    "{} asked Argo CD to sync (it may still be syncing)",
+                    r.alias
+                ),
+                "git-open-pr" => format!("{} opened a pull request", r.alias),
+                "git-merge-pr" => format!("{} merged a pull request", r.alias),
+                other => format!("{} ({other}) ran", r.alias),
+            }
+        })
+        .collect();
     Ok(match failed {
-        Some((phase, message)) => RunResult {
-            phase,
-            message,
-            steps: records,
-        },
+        Some((phase, mut message)) => {
+            if !landed.is_empty() && phase != PromotionPhase::Succeeded {
+                message.push_str(&format!(
+                    "; already done before it ended: {}; kubectl promote refresh shows what the Stage runs now",
+                    landed.join(", ")
+                ));
+            }
+            RunResult {
+                phase,
+                message,
+                steps: records,
+            }
+        }
         None => RunResult {
             phase: PromotionPhase::Succeeded,
             message: "all steps completed".into(),

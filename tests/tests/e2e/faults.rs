@@ -606,3 +606,23 @@ fn a_redirect_to_another_host_never_takes_the_credentials_along() {
     );
     assert_eq!(git(&demo.bare, &["rev-parse", "main"]), before);
 }
+
+#[test]
+fn a_promotion_that_fails_after_its_push_says_the_push_landed() {
+    let demo = Demo::new(&["dev"]);
+    let mut s = stage("dev", &file_url(&demo), json!({ "direct": true }));
+    s["spec"]["promotionTemplate"]["spec"]["steps"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"uses": "fail", "config": {"message": "gate closed"}}));
+    demo.write(&[s]);
+    let err = failed(&demo.promote("dev", &[], &[]));
+    let pushed = git(&demo.bare, &["rev-parse", "main"]);
+    assert!(
+        err.contains(&format!(
+            "failed: gate closed; already done before it ended: push pushed commit {}",
+            pushed.trim()
+        )) && err.contains("kubectl promote refresh"),
+        "{err}"
+    );
+}
