@@ -57,7 +57,37 @@ pub fn normalize_git(repo: &str) -> String {
         return orig.to_owned();
     }
     // The path goes through url.Parse too: its query/fragment survive, and only the path part is
-    // trimmed.
+    // trimmed. A path that starts like a scheme (`x:`) is parsed as one by Go; when that leaves
+    // Go's Path empty (`ssh://`, `a:b`) Kargo returns `ssh://user@host` (found by fuzzing: the
+    // result was not stable under a second normalization). A path Go refuses is returned as given.
+    let before_query = &path[..path.find(['?', '#']).unwrap_or(path.len())];
+    match go_scheme(path) {
+        Err(()) => return orig.to_owned(),
+        Ok(Some(rest)) => {
+            let rest = &rest[..rest.find(['?', '#']).unwrap_or(rest.len())];
+            let go_path = match rest.strip_prefix("//") {
+                Some(authority_and_path) => authority_and_path
+                    .find('/')
+                    .map_or("", |i| &authority_and_path[i..]),
+                None if rest.starts_with('/') => rest,
+                None => "",
+            };
+            let t = go_path.strip_suffix('/').unwrap_or(go_path);
+            if t.strip_suffix(".git").unwrap_or(t).is_empty() {
+                return format!("ssh://{user_host}");
+            }
+        }
+        Ok(None) => {
+            if before_query
+                .split('/')
+                .next()
+                .is_some_and(|seg| seg.contains(':'))
+            {
+                // "first path segment in URL cannot contain colon"
+                return orig.to_owned();
+            }
+        }
+    }
     let (p, tail) = match path.find(['?', '#']) {
         Some(i) => (&path[..i], &path[i..]),
         None => (path, ""),
@@ -68,6 +98,21 @@ pub fn normalize_git(repo: &str) -> String {
         return format!("ssh://{user_host}");
     }
     format!("ssh://{user_host}/{}{tail}", escape_path(trimmed))
+}
+
+/// Go's `getScheme`: `Ok(Some(rest after "scheme:"))`, `Ok(None)` when `s` has no scheme,
+/// `Err` for a leading `:` ("missing protocol scheme").
+fn go_scheme(s: &str) -> Result<Option<&str>, ()> {
+    for (i, c) in s.char_indices() {
+        match c {
+            'a'..='z' | 'A'..='Z' => {}
+            '0'..='9' | '+' | '-' | '.' if i > 0 => {}
+            ':' if i == 0 => return Err(()),
+            ':' => return Ok(Some(&s[i + 1..])),
+            _ => return Ok(None),
+        }
+    }
+    Ok(None)
 }
 
 fn is_word(c: char) -> bool {

@@ -798,8 +798,8 @@ impl YamlDoc {
     }
 
     /// Where and what to write for `rendered` in place of the empty value whose (empty) span is
-    /// at `at`: after the `:` that follows, with a space; after a sequence's `-`, with a space;
-    /// for a flow mapping's key without a value, `: ` and the value.
+    /// at `at`: after the `:` that follows, with a space; after a sequence's `-` or the value's
+    /// anchor or tag, with a space; for a flow mapping's key without a value, `: ` and the value.
     fn empty_value(&self, at: usize, rendered: &str) -> (usize, String) {
         let b = self.text.as_bytes();
         let mut next = at;
@@ -809,7 +809,10 @@ impl YamlDoc {
         match b.get(next) {
             Some(b':') => (next + 1, format!(" {rendered}")),
             Some(b',' | b'}') => (at, format!(": {rendered}")),
-            _ if at > 0 && b[at - 1] == b'-' => (at, format!(" {rendered}")),
+            // After a sequence's `-`, or an anchor or tag of the empty value (`&a`), a space.
+            _ if at > 0 && !matches!(b[at - 1], b' ' | b'\t' | b'\n' | b'\r') => {
+                (at, format!(" {rendered}"))
+            }
             _ => (at, rendered.to_owned()),
         }
     }
