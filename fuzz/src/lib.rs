@@ -628,9 +628,25 @@ pub fn urls(data: &[u8]) {
         ("image", normalize_image),
     ] {
         let once = f(url);
+        // Kargo lowercases a URL before Go's url.Parse, which escapes with uppercase hex: a
+        // second normalization of an escaped path keeps the lowercase escapes (Go keeps a valid
+        // RawPath), so Kargo itself is idempotent only up to the case of `%XX` (found by this
+        // target on `^` in a path).
+        let lower_escapes = |s: &str| {
+            let mut out = String::with_capacity(s.len());
+            let mut rest = s;
+            while let Some(i) = rest.find('%') {
+                out.push_str(&rest[..i]);
+                let esc = rest[i..].get(..3).unwrap_or(&rest[i..]);
+                out.push_str(&esc.to_ascii_lowercase());
+                rest = &rest[i + esc.len()..];
+            }
+            out.push_str(rest);
+            out
+        };
         assert_eq!(
-            f(&once),
-            once,
+            lower_escapes(&f(&once)),
+            lower_escapes(&once),
             "{name} normalization is not idempotent on {url:?}"
         );
     }
@@ -650,6 +666,10 @@ pub fn urls(data: &[u8]) {
                 .bytes()
                 .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
     );
-    freight.commits[0].repo_url = normalize_git(url);
-    assert_eq!(promote_api::freight_id::freight_id(&freight), id);
+    // The same Freight from the normalized URL, except where the escapes' case moves (above).
+    let normalized = normalize_git(url);
+    if !normalized.contains('%') {
+        freight.commits[0].repo_url = normalized;
+        assert_eq!(promote_api::freight_id::freight_id(&freight), id);
+    }
 }

@@ -276,7 +276,10 @@ impl Builder<'_> {
             },
             Event::MappingStart(..) => {
                 let start = self.byte(s);
-                let flow = self.text.as_bytes().get(start) == Some(&b'{');
+                // `{` starts a flow mapping, or a block mapping whose first key is one (`{a: b}: c`,
+                // found by fuzzing): known once the first key is read.
+                let mut flow = self.text.as_bytes().get(start) == Some(&b'{');
+                let mut first = true;
                 let mut entries = Vec::new();
                 let mut end = start;
                 // The first entry whose key is the path's next part is followed (as `find`
@@ -295,6 +298,10 @@ impl Builder<'_> {
                         break;
                     }
                     let k = self.node(events, along.map(|_| &[][..]))?;
+                    if first && flow && k.start == start {
+                        flow = false;
+                    }
+                    first = false;
                     let follow = match next {
                         Some((key, rest)) if scalar_is(&k, key) => {
                             next = None;
