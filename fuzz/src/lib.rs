@@ -644,6 +644,11 @@ pub fn urls(data: &[u8]) {
             out.push_str(rest);
             out
         };
+        // Kargo trims one trailing `/` per normalization of a Git URL: a path ending in `//`
+        // loses one each time (found by this target).
+        if name == "git" && once.ends_with('/') {
+            continue;
+        }
         assert_eq!(
             lower_escapes(&f(&once)),
             lower_escapes(&once),
@@ -668,7 +673,7 @@ pub fn urls(data: &[u8]) {
     );
     // The same Freight from the normalized URL, except where the escapes' case moves (above).
     let normalized = normalize_git(url);
-    if !normalized.contains('%') {
+    if !normalized.contains('%') && !normalized.ends_with('/') {
         freight.commits[0].repo_url = normalized;
         assert_eq!(promote_api::freight_id::freight_id(&freight), id);
     }

@@ -908,7 +908,13 @@ impl YamlDoc {
         let Some((first_key, _)) = entries.first() else {
             return Err("cannot add a key to an empty block mapping".into());
         };
-        let indent = first_key.col;
+        // The mapping's indentation: its least indented key (an explicit `? key` sits two
+        // columns right of it; found by fuzzing: the new key joined a block scalar).
+        let indent = entries
+            .iter()
+            .map(|(k, _)| k.col)
+            .min()
+            .unwrap_or(first_key.col);
         let Some((last_k, last_v)) = entries.last() else {
             return Err("empty mapping".into());
         };
