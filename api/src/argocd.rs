@@ -33,6 +33,13 @@ pub fn app_namespace(app: &Value) -> &str {
         .unwrap_or_default()
 }
 
+/// The Application's `status.health.status` and `status.sync.status` (`Unknown` when absent):
+/// what a Stage's health is assessed from, by the plugin (`refresh`) and the webhook alike.
+pub fn health_and_sync(app: &Value) -> (&str, &str) {
+    let field = |p: &str| app.pointer(p).and_then(Value::as_str).unwrap_or("Unknown");
+    (field("/status/health/status"), field("/status/sync/status"))
+}
+
 /// An annotation value of an Application.
 pub fn annotation<'a>(app: &'a Value, key: &str) -> Option<&'a str> {
     app.pointer("/metadata/annotations")?.get(key)?.as_str()

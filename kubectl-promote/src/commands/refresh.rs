@@ -88,14 +88,7 @@ pub(crate) fn live_health(api: &dyn Api, stage: &Value) -> Result<Option<Value>,
             issues.push(format!("Argo CD Application {ns}/{name} not found"));
             continue;
         };
-        let health = app
-            .pointer("/status/health/status")
-            .and_then(Value::as_str)
-            .unwrap_or("Unknown");
-        let sync = app
-            .pointer("/status/sync/status")
-            .and_then(Value::as_str)
-            .unwrap_or("Unknown");
+        let (health, sync) = promote_api::argocd::health_and_sync(&app);
         let operating = app
             .pointer("/status/operationState/phase")
             .and_then(Value::as_str)

@@ -264,6 +264,31 @@ async fn real_control_plane_decides_through_the_manifests() {
         String::from_utf8_lossy(&out.stdout),
         "stage.kargo.akuity.io/full Healthy (1 Application(s) checked)\n"
     );
+    // alice, a promoter, forging a Healthy by hand with kubectl: refused unless the Applications
+    // it names show it now.
+    let forged = r#"{"status":{"health":{"status":"Healthy","output":{"applicationStatuses":[{"name":"not-there","namespace":"argocd"}]}}}}"#;
+    let (good, _, err) = k(
+        &kc,
+        &[
+            "--context",
+            "alice",
+            "-n",
+            "kargo-demo",
+            "patch",
+            "stage",
+            "full",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            forged,
+        ],
+        None,
+    )
+    .await;
+    assert!(
+        !good && err.contains("records the Stage as Healthy but") && err.contains("not-there"),
+        "{err}"
+    );
     // A second later, so that bob's write is not the same bytes (checkedAt has seconds), which
     // would change nothing and be allowed.
     std::thread::sleep(Duration::from_millis(1100));

@@ -108,14 +108,7 @@ async fn healthy_now<C: Cluster>(
                 "Argo CD Application \"{name}\" in namespace \"{ns}\" does not exist"
             )));
         };
-        let health = app
-            .pointer("/status/health/status")
-            .and_then(Value::as_str)
-            .unwrap_or("Unknown");
-        let sync = app
-            .pointer("/status/sync/status")
-            .and_then(Value::as_str)
-            .unwrap_or("Unknown");
+        let (health, sync) = promote_api::argocd::health_and_sync(&app);
         if health != "Healthy" || sync != "Synced" {
             return Ok(Err(format!(
                 "Argo CD Application \"{name}\" in namespace \"{ns}\" is {health} and {sync}, not Healthy and Synced"
