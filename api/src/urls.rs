@@ -5,13 +5,30 @@
 //! of those that matter are reproduced here (see each function). Anything that cannot be normalized
 //! is returned as given, like upstream.
 
-/// Kargo's `SanitizeURL`: drop non-printable characters, trim surrounding whitespace.
+/// Kargo's `SanitizeURL`: drop what Go's `unicode.IsPrint` calls non-printable (everything but
+/// letters, marks, numbers, punctuation, symbols and the ASCII space: so also byte order marks,
+/// zero-width spaces, no-break spaces and private-use characters), trim surrounding whitespace.
 pub fn sanitize(url: &str) -> String {
-    let kept: String = url
-        .chars()
-        .filter(|c| !c.is_control() && *c != '\u{FEFF}')
-        .collect();
+    let kept: String = url.chars().filter(|c| go_is_print(*c)).collect();
     kept.trim().to_owned()
+}
+
+/// Go's `unicode.IsPrint`, by general category (the crate's Unicode tables may be a version
+/// ahead of Go's for characters assigned since; nothing in a URL is likely to depend on that).
+fn go_is_print(c: char) -> bool {
+    use unicode_general_category::{GeneralCategory as G, get_general_category};
+    c == ' '
+        || !matches!(
+            get_general_category(c),
+            G::Control
+                | G::Format
+                | G::Surrogate
+                | G::PrivateUse
+                | G::Unassigned
+                | G::SpaceSeparator
+                | G::LineSeparator
+                | G::ParagraphSeparator
+        )
 }
 
 /// Kargo's `NormalizeGit`: lowercase; `http(s)://` loses userinfo, a trailing `/` and then a `.git`
@@ -262,8 +279,95 @@ fn escape_path(s: &str) -> String {
 /// Kargo's `NormalizeChart`: sanitize, lowercase, strip `oci://`, then image normalization.
 pub fn normalize_chart(repo: &str) -> String {
     let sanitized = sanitize(repo);
+    // Kargo returns what `url.Parse` refuses as given (found by fuzzing: `oci:// x` lost its
+    // prefix and then its space, so a second normalization differed).
+    if !go_url_parses(&sanitized) {
+        return repo.to_owned();
+    }
     let lower = sanitized.to_lowercase();
     normalize_image(lower.strip_prefix("oci://").unwrap_or(&lower))
+}
+
+/// Whether Go's `url.Parse` accepts `raw` (net/url's `parse` with `viaRequest` false): what it
+/// checks is the scheme, a colon in a relative first segment, the authority (userinfo characters,
+/// host characters and escapes, the port) and the percent escapes of path and fragment; the
+/// query and an opaque part are not checked.
+fn go_url_parses(raw: &str) -> bool {
+    if raw.bytes().any(|b| b < 0x20 || b == 0x7f) {
+        return false;
+    }
+    let (rest, fragment) = raw.split_once('#').unwrap_or((raw, ""));
+    if !valid_percent_encoding(fragment) {
+        return false;
+    }
+    if rest == "*" {
+        return true;
+    }
+    let (scheme, rest) = match go_scheme(rest) {
+        Err(()) => return false,
+        Ok(Some(after)) => (true, after),
+        Ok(None) => (false, rest),
+    };
+    let rest = rest.split_once('?').map_or(rest, |(r, _)| r);
+    if !rest.starts_with('/') {
+        if scheme {
+            return true; // opaque
+        }
+        if rest.split('/').next().is_some_and(|seg| seg.contains(':')) {
+            return false;
+        }
+    }
+    let path = match rest.strip_prefix("//") {
+        Some(after) if scheme || !rest.starts_with("///") => {
+            let (authority, path) = after.find('/').map_or((after, ""), |i| after.split_at(i));
+            if !go_authority_parses(authority) {
+                return false;
+            }
+            path
+        }
+        _ => rest,
+    };
+    valid_percent_encoding(path)
+}
+
+/// net/url's `parseAuthority`: `[userinfo@]host[:port]`.
+fn go_authority_parses(authority: &str) -> bool {
+    let (userinfo, host) = match authority.rfind('@') {
+        Some(i) => (Some(&authority[..i]), &authority[i + 1..]),
+        None => (None, authority),
+    };
+    if let Some(u) = userinfo
+        && !(u.chars().all(|c| {
+            c.is_ascii_alphanumeric() || "-._:~!$&'()*+,;=%@".contains(c) || !c.is_ascii()
+        }) && valid_percent_encoding(u))
+    {
+        return false;
+    }
+    let (name, port) = if host.starts_with('[') {
+        match host.rfind(']') {
+            Some(i) => host.split_at(i + 1),
+            None => return false, // missing ']' in host
+        }
+    } else {
+        host.rfind(':').map_or((host, ""), |i| host.split_at(i))
+    };
+    let port_ok = port.is_empty()
+        || port
+            .strip_prefix(':')
+            .is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()));
+    port_ok && valid_host(host) && valid_host_escapes(name)
+}
+
+/// net/url's `unescape(.., encodeHost)`: an escape in a host must be `%25` or of a non-ASCII
+/// byte (at least `%80`).
+fn valid_host_escapes(host: &str) -> bool {
+    let b = host.as_bytes();
+    b.iter().enumerate().all(|(i, &c)| {
+        c != b'%'
+            || (b.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit)
+                && (&host[i..i + 3] == "%25" || b[i + 1] >= b'8'))
+    })
 }
 
 const DOCKER_HUB: &str = "index.docker.io";
@@ -583,6 +687,39 @@ mod tests {
             normalize_chart("https://charts.example.com:8443/x"),
             "https://charts.example.com:8443/x"
         );
+    }
+
+    #[test]
+    fn what_go_url_parse_refuses_is_returned_as_given() {
+        for input in [
+            "oci:// ssh://$",         // a space in the host (found by fuzzing)
+            "OCI://Example.com:8x/c", // a port that is not a number
+            "oci://ghcr.io/a%zz",     // a bad escape in the path
+            "oci://ghcr.io/a#%g",     // and in the fragment
+            "oci://[::1/x",           // missing ']'
+            "oci://u s@ghcr.io/x",    // a space in the userinfo
+            "oci://ghcr%41.io/x",     // an escape of ASCII in a host
+            ":x",                     // missing protocol scheme
+            "1a:b",                   // a colon in a relative first segment
+        ] {
+            assert_eq!(normalize_chart(input), input, "{input:?}");
+        }
+        // Accepted: an opaque URL, a query (not checked), `%25` in a host.
+        assert_eq!(normalize_chart("oci:ghcr.io/X"), "oci:ghcr.io/x");
+        assert!(go_url_parses("oci://ghcr.io/x?%zz"));
+        assert!(go_url_parses("oci://a%25b/x"));
+        assert!(go_url_parses("oci://[::1]:5000/x"));
+    }
+
+    #[test]
+    fn sanitize_drops_what_go_calls_non_printable() {
+        assert_eq!(
+            sanitize("\u{FEFF}\u{200B} oci://ghcr.io/x\u{00A0}\t\u{E000}"),
+            "oci://ghcr.io/x"
+        );
+        assert_eq!(sanitize("a\u{2028}b\u{3000}c"), "abc");
+        // Letters, marks, symbols and the ASCII space stay.
+        assert_eq!(sanitize("é\u{301} €  x"), "é\u{301} €  x");
     }
 
     #[test]

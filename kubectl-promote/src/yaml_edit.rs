@@ -608,6 +608,7 @@ impl YamlDoc {
             return Ok(());
         };
         let mut node = &root;
+        let mut key_of_node: Option<&Node> = None;
         let mut in_flow = false;
         for (depth, part) in path.iter().enumerate() {
             let rest = &path[depth + 1..];
@@ -615,7 +616,10 @@ impl YamlDoc {
                 (Kind::Map { entries, flow }, PathPart::Key(k)) => {
                     in_flow |= *flow;
                     match entries.iter().find(|(key, _)| scalar_is(key, k)) {
-                        Some((_, v)) => node = v,
+                        Some((key, v)) => {
+                            node = v;
+                            key_of_node = Some(key);
+                        }
                         None => {
                             return self
                                 .insert_into_map(node, entries, *flow, k, rest, value)
@@ -626,7 +630,10 @@ impl YamlDoc {
                 (Kind::Seq { items, flow }, PathPart::Index(i)) => {
                     in_flow |= *flow;
                     match usize::try_from(*i).ok().and_then(|i| items.get(i)) {
-                        Some(item) => node = item,
+                        Some(item) => {
+                            node = item;
+                            key_of_node = None;
+                        }
                         None => {
                             return self
                                 .append_to_seq(node, items, *flow, rest, value)
@@ -692,6 +699,18 @@ impl YamlDoc {
                     }
                 }
                 let text = render(value, Some(style), in_flow);
+                if empty
+                    && let Some(key) = key_of_node
+                    && let Some(at) = self.explicit_key_without_colon(key)
+                {
+                    // `? key` with no `: value` line at all (found by fuzzing: the value was
+                    // written at the start of the next key's line): the `:` line goes after
+                    // the key's, at the `?`'s column.
+                    let indent = self.explicit_key_col(key).unwrap_or(key.col);
+                    let nl = self.newline();
+                    self.insert(at, &format!("{nl}{}: {text}", " ".repeat(indent)));
+                    return Ok(());
+                }
                 if empty {
                     // An empty value (`tag:`, `- `, `{a, b: 1}`) has no text to replace: its
                     // span sits before the indicator that announces it, or over the separator
@@ -824,6 +843,60 @@ impl YamlDoc {
         }
     }
 
+    /// The column of the `?` when `key` is an explicit key (`? key`), else `None`.
+    fn explicit_key_col(&self, key: &Node) -> Option<usize> {
+        let b = self.text.as_bytes();
+        // Back over the spaces and the key's anchor and tag (`? &a !t key`) to the `?`.
+        let mut i = key.start.min(b.len());
+        loop {
+            while i > 0 && matches!(b[i - 1], b' ' | b'\t') {
+                i -= 1;
+            }
+            let token = self.text[..i]
+                .rfind([' ', '\t', '\n', '\r'])
+                .map_or(0, |n| n + 1);
+            if token < i && matches!(b[token], b'&' | b'!') {
+                i = token;
+                continue;
+            }
+            break;
+        }
+        if i == 0 || b[i - 1] != b'?' || i == key.start {
+            return None;
+        }
+        let q = i - 1;
+        if q > 0 && !matches!(b[q - 1], b' ' | b'\t' | b'\n' | b'\r') {
+            return None;
+        }
+        let line_start = self.text[..q].rfind(['\n', '\r']).map_or(0, |n| n + 1);
+        Some(q - line_start)
+    }
+
+    /// For an explicit key whose entry has no `:` (`? key` alone), where its `: value` line goes:
+    /// the end of the key's line. `None` when the key is not explicit or a `:` follows it.
+    fn explicit_key_without_colon(&self, key: &Node) -> Option<usize> {
+        self.explicit_key_col(key)?;
+        let b = self.text.as_bytes();
+        let end = self.line_end(key.end.min(b.len()));
+        let mut i = end;
+        loop {
+            while i < b.len() && matches!(b[i], b' ' | b'\t' | b'\n' | b'\r') {
+                i += 1;
+            }
+            if b.get(i) == Some(&b'#') {
+                i = self.line_end(i);
+                continue;
+            }
+            break;
+        }
+        // A `:` right after the key on its own line (`? key :`) counts too.
+        let same_line = self.text[key.end.min(b.len())..end].trim_start();
+        if b.get(i) == Some(&b':') || same_line.starts_with(':') {
+            return None;
+        }
+        Some(end)
+    }
+
     fn line_end(&self, from: usize) -> usize {
         self.text[from..]
             .find(['\n', '\r'])
@@ -908,11 +981,12 @@ impl YamlDoc {
         let Some((first_key, _)) = entries.first() else {
             return Err("cannot add a key to an empty block mapping".into());
         };
-        // The mapping's indentation: its least indented key (an explicit `? key` sits two
-        // columns right of it; found by fuzzing: the new key joined a block scalar).
+        // The mapping's indentation: its least indented key, an explicit `? key` counting at its
+        // `?` (found by fuzzing: the new key joined a block scalar, and went under a lone
+        // explicit key's text).
         let indent = entries
             .iter()
-            .map(|(k, _)| k.col)
+            .map(|(k, _)| self.explicit_key_col(k).unwrap_or(k.col))
             .min()
             .unwrap_or(first_key.col);
         let Some((last_k, last_v)) = entries.last() else {
@@ -1138,6 +1212,22 @@ mod tests {
         assert_eq!(set("-\n- b\n", "0", json!(1)), "- 1\n- b\n");
         assert_eq!(set("{a: , b: 1}\n", "a", json!(1)), "{a: 1 , b: 1}\n");
         assert_eq!(set("{a , b: 1}\n", "a", json!(1)), "{a : 1, b: 1}\n");
+        // An explicit key with no `:` line at all gets one (found by fuzzing).
+        assert_eq!(
+            set("? &a k\nb: 1\n", "k", json!("v")),
+            "? &a k\n: v\nb: 1\n"
+        );
+        assert_eq!(set("  ? k # c\n", "k", json!(1)), "  ? k # c\n  : 1\n");
+        assert_eq!(set("? k\n: # c\n", "k", json!(1)), "? k\n: 1 # c\n");
+    }
+
+    #[test]
+    fn a_key_added_after_a_lone_explicit_key_goes_at_the_question_mark() {
+        // Found by fuzzing: the new key was indented like the explicit key's text.
+        assert_eq!(
+            set(" ?  &a k\n", "name", json!("v")),
+            " ?  &a k\n name: v\n"
+        );
     }
 
     #[test]
