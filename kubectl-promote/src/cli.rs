@@ -105,8 +105,15 @@ pub struct Global {
     #[arg(long, value_name = "CONTEXT", global = true)]
     pub context: Option<String>,
 
-    /// Output format.
-    #[arg(short = 'o', long, value_enum, default_value_t = Format::Table, global = true)]
+    /// Output format: table, wide, json, yaml, name, or jsonpath=TEMPLATE (kubectl's templates).
+    #[arg(
+        short = 'o',
+        long,
+        value_name = "FORMAT",
+        value_parser = crate::output::parse_format,
+        default_value = "table",
+        global = true
+    )]
     pub output: Format,
 }
 

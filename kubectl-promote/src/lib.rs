@@ -19,6 +19,7 @@
 //! | `kube` | the Kubernetes API (the `Api` trait; a blocking facade over kube-rs) |
 //! | `interrupt` | Ctrl-C and abort requests |
 //! | `output` | progress and results |
+//! | `jsonpath` | kubectl's `-o jsonpath=` templates |
 //! | `error` | the error type, hints, exit codes |
 
 pub mod cli;
@@ -30,6 +31,7 @@ pub mod expr;
 pub mod git;
 pub mod interrupt;
 pub mod json_edit;
+pub mod jsonpath;
 pub mod kube;
 pub mod manifests;
 pub mod output;

@@ -11,8 +11,8 @@ use crate::error::Error;
 use crate::runner::{Progress, StepRecord};
 use crate::steps::PushedCommit;
 
-/// Output formats.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+/// Output formats: kubectl's `-o` values this plugin prints.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub enum Format {
     /// Human-readable summary.
     #[default]
@@ -25,6 +25,67 @@ pub enum Format {
     Wide,
     /// `kind/<name>` only.
     Name,
+    /// `jsonpath=TEMPLATE`: the template applied to what `-o json` prints. The template lives as
+    /// long as the process (it is parsed once, from the command line), which keeps `Format`
+    /// `Copy` for the many places that pass it on.
+    Jsonpath(&'static crate::jsonpath::Template),
+}
+
+impl Format {
+    /// Whether this prints JSON-shaped data (`json`, `yaml`, `jsonpath=`), not a table or names.
+    pub fn is_data(self) -> bool {
+        matches!(self, Self::Json | Self::Yaml | Self::Jsonpath(_))
+    }
+
+    /// `doc` as `-o json`, `-o yaml` or `-o jsonpath=` print it; `None` for tables and names.
+    pub fn data(self, doc: &impl Serialize) -> Option<Result<String, Error>> {
+        let out = |e: String| Error::Output(e);
+        Some(match self {
+            Self::Json => serde_json::to_string_pretty(doc)
+                .map(|t| t + "\n")
+                .map_err(|e| out(e.to_string())),
+            Self::Yaml => serde_yaml::to_string(doc).map_err(|e| out(e.to_string())),
+            Self::Jsonpath(t) => serde_json::to_value(doc)
+                .map_err(|e| out(e.to_string()))
+                .and_then(|v| {
+                    t.render(&v)
+                        .map_err(|e| out(format!("error executing jsonpath {:?}: {e}", t.source())))
+                }),
+            Self::Table | Self::Wide | Self::Name => return None,
+        })
+    }
+}
+
+/// Parse `-o`: kubectl's names, and `jsonpath=TEMPLATE` (also `jsonpath='TEMPLATE'`).
+pub fn parse_format(s: &str) -> Result<Format, String> {
+    if let Some(t) = s.strip_prefix("jsonpath=") {
+        let t = t
+            .strip_prefix('\'')
+            .and_then(|t| t.strip_suffix('\''))
+            .unwrap_or(t);
+        if t.is_empty() {
+            return Err(
+                "jsonpath= needs a template, for example jsonpath='{.items[*].metadata.name}'"
+                    .into(),
+            );
+        }
+        let template = crate::jsonpath::Template::parse(t)
+            .map_err(|e| format!("error parsing jsonpath {t}: {e}"))?;
+        // Leaked once per process: the command line is parsed once and lives as long.
+        return Ok(Format::Jsonpath(Box::leak(Box::new(template))));
+    }
+    Ok(match s {
+        "table" => Format::Table,
+        "json" => Format::Json,
+        "yaml" => Format::Yaml,
+        "wide" => Format::Wide,
+        "name" => Format::Name,
+        other => {
+            return Err(format!(
+                "unknown output format {other:?}: use table, wide, json, yaml, name or jsonpath=TEMPLATE"
+            ));
+        }
+    })
 }
 
 /// How a promotion ended, as shown: a Promotion phase, or `Interrupted` (stopped in the middle of
@@ -105,13 +166,10 @@ pub struct AppPatch {
 
 /// Print the summary to stdout.
 pub fn print(summary: &Summary, format: Format) -> Result<(), Error> {
-    let text = match format {
-        Format::Json => {
-            serde_json::to_string_pretty(summary).map_err(|e| Error::Output(e.to_string()))? + "\n"
-        }
-        Format::Yaml => serde_yaml::to_string(summary).map_err(|e| Error::Output(e.to_string()))?,
-        Format::Name => format!("promotion/{}\n", summary.promotion),
-        Format::Table | Format::Wide => table(summary),
+    let text = match format.data(summary) {
+        Some(text) => text?,
+        None if format == Format::Name => format!("promotion/{}\n", summary.promotion),
+        None => table(summary),
     };
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {

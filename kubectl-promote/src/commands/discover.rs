@@ -145,7 +145,7 @@ fn manual(w: &Warehouse) -> bool {
 
 fn print_reports(global: &Global, reports: &[Report]) -> Result<(), Error> {
     match global.output {
-        Format::Json | Format::Yaml | Format::Name => {
+        f if f.is_data() || f == Format::Name => {
             let items: Vec<Value> = reports
                 .iter()
                 .filter_map(|r| r.freight.as_ref())

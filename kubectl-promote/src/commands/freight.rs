@@ -8,7 +8,6 @@ use super::{Ctx, list_typed, print, print_done, print_objects};
 use crate::cli::FreightCreateArgs;
 use crate::error::{Error, context};
 use crate::kube::{Api, kargo_path};
-use crate::output::Format;
 
 /// An image reference as the distribution grammar reads it (oci-spec's `Reference`): `repo:tag`,
 /// `repo@sha256:...` or both. The repository is kept as written (no `docker.io/library`
@@ -144,7 +143,7 @@ pub fn create(c: &Ctx<'_>, args: &FreightCreateArgs) -> Result<(), Error> {
     let obj = serde_json::to_value(&f).map_err(|e| Error::Output(e.to_string()))?;
     if args.dry_run {
         return match c.global.output {
-            Format::Json | Format::Yaml => print_objects(&[obj], true, c.global.output, "Freight"),
+            f if f.is_data() => print_objects(&[obj], true, c.global.output, "Freight"),
             _ => print(&format!(
                 "freight.kargo.akuity.io/{name} created (dry run)\n"
             )),
@@ -154,7 +153,7 @@ pub fn create(c: &Ctx<'_>, args: &FreightCreateArgs) -> Result<(), Error> {
         .create(&kargo_path("freights", ns, ""), &obj)
         .map_err(context(format!("creating Freight {name}")))?;
     match c.global.output {
-        Format::Json | Format::Yaml => print_objects(&[created], true, c.global.output, "Freight"),
+        f if f.is_data() => print_objects(&[created], true, c.global.output, "Freight"),
         _ => print_done(
             c.global,
             &format!("freight.kargo.akuity.io/{name}"),

@@ -8,7 +8,6 @@ use super::{Ctx, list_raw, phase_of, print, print_patch, render, s};
 use crate::cli::{HistoryArgs, stage_name};
 use crate::error::{Error, context, decode};
 use crate::kube::{Api, kargo_path};
-use crate::output::Format;
 
 /// Run `history`.
 pub fn run(c: &Ctx<'_>, args: &HistoryArgs) -> Result<(), Error> {
@@ -40,7 +39,7 @@ pub fn run(c: &Ctx<'_>, args: &HistoryArgs) -> Result<(), Error> {
     });
     let history = stage.status.map(|s| s.freight_history).unwrap_or_default();
     match c.global.output {
-        Format::Json | Format::Yaml => {
+        f if f.is_data() => {
             let doc = json!({"stage": stage_name, "freightHistory": history, "promotions": promos});
             print_patch(c.global, &doc, "")
         }

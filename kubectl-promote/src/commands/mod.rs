@@ -216,12 +216,9 @@ pub(crate) fn print_objects(
     } else {
         json!({"apiVersion": "v1", "kind": "List", "items": items, "metadata": {"resourceVersion": ""}})
     };
-    let text = match format {
-        Format::Json => {
-            serde_json::to_string_pretty(&doc).map_err(|e| Error::Output(e.to_string()))? + "\n"
-        }
-        Format::Yaml => serde_yaml::to_string(&doc).map_err(|e| Error::Output(e.to_string()))?,
-        _ => items
+    let text = match format.data(&doc) {
+        Some(text) => text?,
+        None => items
             .iter()
             .map(|o| {
                 format!(
@@ -236,15 +233,9 @@ pub(crate) fn print_objects(
 }
 
 pub(crate) fn print_patch(global: &Global, patch: &Value, line: &str) -> Result<(), Error> {
-    match global.output {
-        Format::Json => print(
-            &(serde_json::to_string_pretty(patch).map_err(|e| Error::Output(e.to_string()))?
-                + "\n"),
-        ),
-        Format::Yaml => {
-            print(&serde_yaml::to_string(patch).map_err(|e| Error::Output(e.to_string()))?)
-        }
-        _ => print(&format!("{line}\n")),
+    match global.output.data(patch) {
+        Some(text) => print(&text?),
+        None => print(&format!("{line}\n")),
     }
 }
 

@@ -617,6 +617,73 @@ async fn dev_test_prod_with_the_webhook_installed() {
         out.starts_with("NAMESPACE   NAME   SHARD") && out.contains("demo        prod"),
         "{out}"
     );
+    // -o jsonpath= prints what real kubectl prints for the same objects, byte for byte:
+    // lists and single objects, ranges, filters, escaped keys, compact JSON, missing keys.
+    for (what, template) in [
+        ("stages", "{.items[*].metadata.name}"),
+        (
+            "stages",
+            r#"{range .items[*]}{.metadata.name}{"\t"}{.status.freightSummary}{"\n"}{end}"#,
+        ),
+        (
+            "stages",
+            r#"{.items[*].status.conditions[?(@.type=="Ready")].status}"#,
+        ),
+        ("stages", "{.items[0].metadata}"),
+        (
+            "stages",
+            "{.kind} {.apiVersion} {.metadata} {.items[*].status.nothing}",
+        ),
+        (
+            "stages",
+            "{.items[0].metadata.generation} {.items[-1:].spec.requestedFreight}",
+        ),
+        (
+            "stage/prod",
+            "{.metadata.name}: {.status.lastPromotion.name} {.status.health}",
+        ),
+        (
+            "stage/prod",
+            r#"{.metadata.labels} {.metadata.annotations['kargo.akuity.io/x']}"#,
+        ),
+        (
+            "freight",
+            r#"{range .items[?(@.alias=="v1")]}{.alias} {.origin} {.images[*].tag}{end}"#,
+        ),
+        (
+            "freight",
+            "{.items[*].metadata.labels.kargo\\.akuity\\.io/alias}",
+        ),
+        ("promotions", "{.items[*].status.phase}"),
+    ] {
+        let format = format!("jsonpath={template}");
+        let (good, want, err) = k(
+            &w.kc,
+            &[
+                "--context",
+                "alice",
+                "-n",
+                "demo",
+                "get",
+                what,
+                "-o",
+                &format,
+            ],
+            None,
+        )
+        .await;
+        assert!(good, "kubectl -o {format}: {err}");
+        let (code, got, err) = w.plugin("alice", &["get", what, "-o", &format]).await;
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(got, want, "get {what} -o {format}");
+    }
+    let (code, _, err) = w
+        .plugin("alice", &["get", "stages", "-o", "jsonpath={.items[x]}"])
+        .await;
+    assert!(
+        code != 0 && err.contains("error parsing jsonpath {.items[x]}: invalid array index x"),
+        "{err}"
+    );
     let (code, out, err) = w
         .plugin(
             "alice",
