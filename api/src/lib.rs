@@ -16,6 +16,7 @@ pub mod duration;
 pub mod error;
 pub mod events;
 pub mod freight_id;
+mod gourl;
 pub mod legacy;
 pub mod naming;
 pub mod stage_status;

@@ -5,6 +5,8 @@
 //! of those that matter are reproduced here (see each function). Anything that cannot be normalized
 //! is returned as given, like upstream.
 
+use crate::gourl::Url;
+
 /// Kargo's `SanitizeURL`: drop what Go's `unicode.IsPrint` calls non-printable (everything but
 /// letters, marks, numbers, punctuation, symbols and the ASCII space: so also byte order marks,
 /// zero-width spaces, no-break spaces and private-use characters), trim surrounding whitespace.
@@ -32,104 +34,50 @@ fn go_is_print(c: char) -> bool {
 }
 
 /// Kargo's `NormalizeGit`: lowercase; `http(s)://` loses userinfo, a trailing `/` and then a `.git`
-/// suffix (URLs with a query are returned as given); `ssh://` keeps its user; scp-style
-/// `[user@]host[:path]` becomes `ssh://[user@]host/path`.
+/// suffix (URLs with query parameters are returned as given); `ssh://` keeps its user; scp-style
+/// `[user@]host[:path]` becomes `ssh://[user@]host/path`. What Go's `url.Parse` refuses is returned
+/// as given; the rest is printed as Go's `URL.String` prints it (escapes, `?`, `#`).
 pub fn normalize_git(repo: &str) -> String {
     let orig = repo;
     let repo = sanitize(&repo.to_lowercase());
-    for scheme in ["http://", "https://", "ssh://"] {
-        if let Some(rest) = repo.strip_prefix(scheme) {
-            let Some(url) = GoUrl::parse(rest) else {
-                return orig.to_owned();
-            };
-            if url.has_query_params() {
-                return orig.to_owned();
-            }
-            let userinfo = if scheme == "ssh://" {
-                url.userinfo
-            } else {
-                None
-            };
-            let path = url.path_trimmed();
-            let mut out = String::from(scheme);
-            if let Some(u) = userinfo {
-                out.push_str(u);
-                out.push('@');
-            }
-            out.push_str(url.host);
-            out.push_str(&path);
-            if let Some(f) = url.fragment {
-                out.push('#');
-                out.push_str(f);
-            }
-            return out;
+    let http = repo.starts_with("http://") || repo.starts_with("https://");
+    if http || repo.starts_with("ssh://") {
+        let Some(mut url) = Url::parse(&repo) else {
+            return orig.to_owned();
+        };
+        if url.has_query_values() {
+            return orig.to_owned();
         }
+        if http {
+            url.user = None;
+        }
+        trim_path(&mut url);
+        return url.to_go_string();
     }
     // scp-style: ^((?:[\w-]+@)?[\w-]+(?:\.[\w-]+)*)(?::(.*))?$
-    let (user_host, path) = match repo.split_once(':') {
-        Some((uh, p)) => (uh, p),
-        None => (repo.as_str(), ""),
-    };
+    let (user_host, path) = repo.split_once(':').unwrap_or((&repo, ""));
     if !is_scp_user_host(user_host) {
         return orig.to_owned();
     }
-    // The path goes through url.Parse too: its query/fragment survive, and only the path part is
-    // trimmed. A path that starts like a scheme (`x:`) is parsed as one by Go; when that leaves
-    // Go's Path empty (`ssh://`, `a:b`) Kargo returns `ssh://user@host` (found by fuzzing: the
-    // result was not stable under a second normalization). A path Go refuses is returned as given.
-    let before_query = &path[..path.find(['?', '#']).unwrap_or(path.len())];
-    match go_scheme(path) {
-        Err(()) => return orig.to_owned(),
-        Ok(Some(rest)) => {
-            let rest = &rest[..rest.find(['?', '#']).unwrap_or(rest.len())];
-            let go_path = match rest.strip_prefix("//") {
-                Some(authority_and_path) => authority_and_path
-                    .find('/')
-                    .map_or("", |i| &authority_and_path[i..]),
-                None if rest.starts_with('/') => rest,
-                None => "",
-            };
-            let t = go_path.strip_suffix('/').unwrap_or(go_path);
-            if t.strip_suffix(".git").unwrap_or(t).is_empty() {
-                return format!("ssh://{user_host}");
-            }
-        }
-        Ok(None) => {
-            if before_query
-                .split('/')
-                .next()
-                .is_some_and(|seg| seg.contains(':'))
-            {
-                // "first path segment in URL cannot contain colon"
-                return orig.to_owned();
-            }
-        }
-    }
-    let (p, tail) = match path.find(['?', '#']) {
-        Some(i) => (&path[..i], &path[i..]),
-        None => (path, ""),
+    // The path is parsed as a URL of its own (found by fuzzing and by comparing with Kargo: a
+    // path whose Go `Path` is empty, as in `host:/#x` or `host:?q`, leaves `ssh://host`).
+    let Some(mut url) = Url::parse(path) else {
+        return orig.to_owned();
     };
-    let trimmed = p.strip_suffix('/').unwrap_or(p);
-    let trimmed = trimmed.strip_suffix(".git").unwrap_or(trimmed);
-    if trimmed.is_empty() && tail.is_empty() {
+    trim_path(&mut url);
+    if url.path.is_empty() {
         return format!("ssh://{user_host}");
     }
-    format!("ssh://{user_host}/{}{tail}", escape_path(trimmed))
+    format!("ssh://{user_host}/{}", url.to_go_string())
 }
 
-/// Go's `getScheme`: `Ok(Some(rest after "scheme:"))`, `Ok(None)` when `s` has no scheme,
-/// `Err` for a leading `:` ("missing protocol scheme").
-fn go_scheme(s: &str) -> Result<Option<&str>, ()> {
-    for (i, c) in s.char_indices() {
-        match c {
-            'a'..='z' | 'A'..='Z' => {}
-            '0'..='9' | '+' | '-' | '.' if i > 0 => {}
-            ':' if i == 0 => return Err(()),
-            ':' => return Ok(Some(&s[i + 1..])),
-            _ => return Ok(None),
+/// Kargo's trims of a parsed Git URL's path: one trailing `/`, then `.git`.
+fn trim_path(url: &mut Url) {
+    for suffix in [&b"/"[..], b".git"] {
+        if url.path.ends_with(suffix) {
+            url.path.truncate(url.path.len() - suffix.len());
         }
     }
-    Ok(None)
 }
 
 fn is_word(c: char) -> bool {
@@ -152,222 +100,16 @@ fn is_scp_user_host(s: &str) -> bool {
             .all(|label| !label.is_empty() && label.chars().all(is_word))
 }
 
-/// The parts of Go's `url.Parse` result Kargo looks at, for the authority-and-after of a URL.
-struct GoUrl<'a> {
-    userinfo: Option<&'a str>,
-    host: &'a str,
-    raw_path: &'a str,
-    query: Option<&'a str>,
-    fragment: Option<&'a str>,
-}
-
-impl<'a> GoUrl<'a> {
-    fn parse(rest: &'a str) -> Option<Self> {
-        if rest.chars().any(|c| c.is_ascii_control()) {
-            return None;
-        }
-        let (rest, fragment) = match rest.split_once('#') {
-            Some((r, f)) => (r, Some(f)),
-            None => (rest, None),
-        };
-        let (rest, query) = match rest.split_once('?') {
-            Some((r, q)) => (r, Some(q)),
-            None => (rest, None),
-        };
-        let (authority, raw_path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, ""),
-        };
-        let (userinfo, host) = match authority.rfind('@') {
-            Some(i) => (Some(&authority[..i]), &authority[i + 1..]),
-            None => (None, authority),
-        };
-        if !valid_host(host) || !valid_percent_encoding(raw_path) {
-            return None;
-        }
-        Some(Self {
-            userinfo,
-            host,
-            raw_path,
-            query,
-            fragment,
-        })
-    }
-
-    /// `len(u.Query()) > 0`: some `&`-separated part is a usable key.
-    fn has_query_params(&self) -> bool {
-        self.query
-            .is_some_and(|q| q.split('&').any(|kv| !kv.is_empty() && !kv.contains(';')))
-    }
-
-    /// Go's `Path` with Kargo's trims applied, rendered as `EscapedPath` would.
-    fn path_trimmed(&self) -> String {
-        let decoded = percent_decode(self.raw_path);
-        let t = decoded.strip_suffix('/').unwrap_or(&decoded);
-        let t = t.strip_suffix(".git").unwrap_or(t);
-        // Go keeps RawPath only while it still decodes to Path; trimming breaks that whenever
-        // something was trimmed, and then the path is re-escaped.
-        if t == decoded && escape_path(&decoded) != self.raw_path && valid_encoded(self.raw_path) {
-            return self.raw_path.to_owned();
-        }
-        escape_path(t)
-    }
-}
-
-/// Go's host check for `url.Parse`: characters allowed in a host (`shouldEscape(.., encodeHost)`).
-fn valid_host(host: &str) -> bool {
-    host.bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"-_.~!$&'()*+,;=:[]<>\"%".contains(&b) || b >= 0x80)
-}
-
-fn valid_percent_encoding(s: &str) -> bool {
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            if !(b.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
-                && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
-            {
-                return false;
-            }
-            i += 3;
-        } else {
-            i += 1;
-        }
-    }
-    true
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && let (Some(h), Some(l)) = (b.get(i + 1), b.get(i + 2))
-            && let (Some(h), Some(l)) = ((*h as char).to_digit(16), (*l as char).to_digit(16))
-        {
-            out.push((h * 16 + l) as u8);
-            i += 3;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Go's `validEncoded(s, encodePath)`.
-fn valid_encoded(s: &str) -> bool {
-    s.bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"-_.~!$&'()*+,;=:@[]%/".contains(&b))
-}
-
-/// Go's `escape(s, encodePath)`.
-fn escape_path(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~$&+,/:;=@".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 /// Kargo's `NormalizeChart`: sanitize, lowercase, strip `oci://`, then image normalization.
 pub fn normalize_chart(repo: &str) -> String {
     let sanitized = sanitize(repo);
     // Kargo returns what `url.Parse` refuses as given (found by fuzzing: `oci:// x` lost its
     // prefix and then its space, so a second normalization differed).
-    if !go_url_parses(&sanitized) {
+    if Url::parse(&sanitized).is_none() {
         return repo.to_owned();
     }
     let lower = sanitized.to_lowercase();
     normalize_image(lower.strip_prefix("oci://").unwrap_or(&lower))
-}
-
-/// Whether Go's `url.Parse` accepts `raw` (net/url's `parse` with `viaRequest` false): what it
-/// checks is the scheme, a colon in a relative first segment, the authority (userinfo characters,
-/// host characters and escapes, the port) and the percent escapes of path and fragment; the
-/// query and an opaque part are not checked.
-fn go_url_parses(raw: &str) -> bool {
-    if raw.bytes().any(|b| b < 0x20 || b == 0x7f) {
-        return false;
-    }
-    let (rest, fragment) = raw.split_once('#').unwrap_or((raw, ""));
-    if !valid_percent_encoding(fragment) {
-        return false;
-    }
-    if rest == "*" {
-        return true;
-    }
-    let (scheme, rest) = match go_scheme(rest) {
-        Err(()) => return false,
-        Ok(Some(after)) => (true, after),
-        Ok(None) => (false, rest),
-    };
-    let rest = rest.split_once('?').map_or(rest, |(r, _)| r);
-    if !rest.starts_with('/') {
-        if scheme {
-            return true; // opaque
-        }
-        if rest.split('/').next().is_some_and(|seg| seg.contains(':')) {
-            return false;
-        }
-    }
-    let path = match rest.strip_prefix("//") {
-        Some(after) if scheme || !rest.starts_with("///") => {
-            let (authority, path) = after.find('/').map_or((after, ""), |i| after.split_at(i));
-            if !go_authority_parses(authority) {
-                return false;
-            }
-            path
-        }
-        _ => rest,
-    };
-    valid_percent_encoding(path)
-}
-
-/// net/url's `parseAuthority`: `[userinfo@]host[:port]`.
-fn go_authority_parses(authority: &str) -> bool {
-    let (userinfo, host) = match authority.rfind('@') {
-        Some(i) => (Some(&authority[..i]), &authority[i + 1..]),
-        None => (None, authority),
-    };
-    if let Some(u) = userinfo
-        && !(u.chars().all(|c| {
-            c.is_ascii_alphanumeric() || "-._:~!$&'()*+,;=%@".contains(c) || !c.is_ascii()
-        }) && valid_percent_encoding(u))
-    {
-        return false;
-    }
-    let (name, port) = if host.starts_with('[') {
-        match host.rfind(']') {
-            Some(i) => host.split_at(i + 1),
-            None => return false, // missing ']' in host
-        }
-    } else {
-        host.rfind(':').map_or((host, ""), |i| host.split_at(i))
-    };
-    let port_ok = port.is_empty()
-        || port
-            .strip_prefix(':')
-            .is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()));
-    port_ok && valid_host(host) && valid_host_escapes(name)
-}
-
-/// net/url's `unescape(.., encodeHost)`: an escape in a host must be `%25` or of a non-ASCII
-/// byte (at least `%80`).
-fn valid_host_escapes(host: &str) -> bool {
-    let b = host.as_bytes();
-    b.iter().enumerate().all(|(i, &c)| {
-        c != b'%'
-            || (b.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
-                && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit)
-                && (&host[i..i + 3] == "%25" || b[i + 1] >= b'8'))
-    })
 }
 
 const DOCKER_HUB: &str = "index.docker.io";
@@ -395,9 +137,14 @@ fn parse_reference(s: &str) -> Option<(String, String)> {
     if let Some(r) = parse_tag(s) {
         return Some(r);
     }
-    let (base, digest) = s.split_once('@')?;
+    // Exactly one `@`, and a canonical (lowercase) sha256.
+    let (base, digest) = s.split_once('@').filter(|(_, d)| !d.contains('@'))?;
     let hex = digest.strip_prefix("sha256:")?;
-    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if hex.len() != 64
+        || !hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
         return None;
     }
     parse_tag(base)
@@ -409,14 +156,13 @@ fn parse_tag(s: &str) -> Option<(String, String)> {
         let tag = &s[i + 1..];
         if !tag.contains('/') {
             base = &s[..i];
-            if !tag.is_empty()
-                && !check_element(
-                    tag,
-                    |b| b.is_ascii_alphanumeric() || b"_-.".contains(&b),
-                    1,
-                    127,
-                )
-            {
+            // "must specify a tag name after the colon"; at most 128 characters.
+            if !check_element(
+                tag,
+                |b| b.is_ascii_alphanumeric() || b"_-.".contains(&b),
+                1,
+                128,
+            ) {
                 return None;
             }
         }
@@ -465,17 +211,7 @@ fn check_element(s: &str, allowed: impl Fn(u8) -> bool, min: usize, max: usize) 
 
 /// go-containerregistry's `checkRegistry`: `url.Parse("//"+name).Host == name`.
 fn valid_registry(name: &str) -> bool {
-    !name.contains(['/', '?', '#', '@']) && valid_host(name) && valid_port(name)
-}
-
-fn valid_port(host: &str) -> bool {
-    if host.starts_with('[') {
-        return true;
-    }
-    match host.rfind(':') {
-        Some(i) => host[i + 1..].bytes().all(|b| b.is_ascii_digit()),
-        None => true,
-    }
+    Url::parse(&format!("//{name}")).is_some_and(|u| u.host == name.as_bytes())
 }
 
 /// Go's `path.Join`: join non-empty elements with `/` and clean the result.
@@ -706,9 +442,9 @@ mod tests {
         }
         // Accepted: an opaque URL, a query (not checked), `%25` in a host.
         assert_eq!(normalize_chart("oci:ghcr.io/X"), "oci:ghcr.io/x");
-        assert!(go_url_parses("oci://ghcr.io/x?%zz"));
-        assert!(go_url_parses("oci://a%25b/x"));
-        assert!(go_url_parses("oci://[::1]:5000/x"));
+        assert!(Url::parse("oci://ghcr.io/x?%zz").is_some());
+        assert!(Url::parse("oci://a%25b/x").is_some());
+        assert!(Url::parse("oci://[::1]:5000/x").is_some());
     }
 
     #[test]

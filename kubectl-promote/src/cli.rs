@@ -110,7 +110,7 @@ pub struct Global {
         short = 'o',
         long,
         value_name = "FORMAT",
-        value_parser = crate::output::parse_format,
+        value_parser = crate::output::FormatParser,
         default_value = "table",
         global = true
     )]

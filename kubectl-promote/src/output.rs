@@ -88,6 +88,41 @@ pub fn parse_format(s: &str) -> Result<Format, String> {
     })
 }
 
+/// `-o`'s clap parser: [`parse_format`], and the fixed names as possible values, so that help
+/// and shell completion (`kubectl_complete-promote`) list them although `jsonpath=` takes any
+/// template.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FormatParser;
+
+impl FormatParser {
+    /// The names `-o` accepts; `jsonpath=` is followed by a template.
+    pub const NAMES: [&'static str; 6] = ["table", "wide", "json", "yaml", "name", "jsonpath="];
+}
+
+impl clap::builder::TypedValueParser for FormatParser {
+    type Value = Format;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Format, clap::Error> {
+        // clap's own error for a function parser: "invalid value 'X' for '--output <FORMAT>': why".
+        parse_format.parse_ref(cmd, arg, value)
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new(
+            Self::NAMES
+                .iter()
+                .map(|n| clap::builder::PossibleValue::new(*n)),
+        ))
+    }
+}
+
 /// How a promotion ended, as shown: a Promotion phase, or `Interrupted` (stopped in the middle of
 /// a remote write; the Promotion stays `Running` for `kubectl promote resume`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -237,6 +237,18 @@ impl Builder<'_> {
         b.len()
     }
 
+    /// Just past a flow collection's closing bracket, from its end event's span (in characters),
+    /// which also covers the spaces after the bracket (found by fuzzing: `{b: 1} ,c: 1` put a
+    /// key added to `{b: 1}` after its `}`).
+    fn closing(&self, bracket: u8, start: usize, end: usize) -> usize {
+        let (start, end) = (self.byte(start), self.byte(end));
+        self.text
+            .as_bytes()
+            .get(start..end.max(start))
+            .and_then(|span| span.iter().position(|&b| b == bracket))
+            .map_or(end.max(start + 1), |i| start + i + 1)
+    }
+
     /// The next node; `along` says how much of it to keep (see [`Along`]). Mapping keys are
     /// always kept (paths match them).
     fn node<'e>(
@@ -293,7 +305,7 @@ impl Builder<'_> {
                         if let Some((_, ms, me, _)) = events.next()
                             && flow
                         {
-                            end = self.byte(me).max(self.byte(ms) + 1);
+                            end = self.closing(b'}', ms, me);
                         }
                         break;
                     }
@@ -345,7 +357,7 @@ impl Builder<'_> {
                         if let Some((_, ss, se, _)) = events.next()
                             && flow
                         {
-                            end = self.byte(se).max(self.byte(ss) + 1);
+                            end = self.closing(b']', ss, se);
                         }
                         break;
                     }
@@ -1227,6 +1239,19 @@ mod tests {
         assert_eq!(
             set(" ?  &a k\n", "name", json!("v")),
             " ?  &a k\n name: v\n"
+        );
+    }
+
+    #[test]
+    fn flow_collections_end_at_their_bracket_not_the_spaces_after_it() {
+        // Found by fuzzing: the parser's end event also spans the spaces after `}` and `]`.
+        assert_eq!(
+            set("{a: {b: } ,c: [1]}\n", "a.d", json!("v")),
+            "{a: {b: , d: v} ,c: [1]}\n"
+        );
+        assert_eq!(
+            set("{a: [1] ,c: 2}\n", "a.1", json!(2)),
+            "{a: [1, 2] ,c: 2}\n"
         );
     }
 
