@@ -101,7 +101,13 @@ async fn oci_versions(
             sub.repo_url
         ))
     })?;
-    let client = super::image::client(repo.registry(), sub.insecure_skip_tls_verify);
+    let client = super::image::client(
+        repo.registry(),
+        sub.insecure_skip_tls_verify,
+        login.is_some(),
+    )
+    .await
+    .map_err(|e| DiscoveryError::Failed(format!("chart {:?}: {e}", sub.repo_url)))?;
     let auth = super::image::auth(login);
     let tags = super::image::list_tags(&client, &auth, &repo)
         .await

@@ -69,19 +69,133 @@ fn parse_platform(s: &str) -> Result<Option<Platform>, String> {
     }))
 }
 
-/// Whether a registry host is on this machine, where Kargo's client (go-containerregistry)
-/// speaks plain HTTP.
-pub fn plain_http(registry: &str) -> bool {
-    crate::credentials::is_loopback(registry)
+/// go-containerregistry's `Registry.Scheme` heuristic for registries that may speak plain HTTP:
+/// `localhost:PORT`, names ending in `.local` or `.localhost` (with an optional port), anything
+/// containing `127.0.0.1` or `::1`, and RFC 1918 addresses. For these Kargo's client tries HTTPS
+/// first and falls back to HTTP; for every other registry it speaks HTTPS only.
+pub fn may_be_plain_http(registry: &str) -> bool {
+    let ends_local = {
+        let name = match registry.rsplit_once(':') {
+            Some((n, port))
+                if (1..=5).contains(&port.len()) && port.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                n
+            }
+            _ => registry,
+        };
+        name.ends_with(".local") || name.ends_with(".localhost")
+    };
+    let private = registry
+        .split(':')
+        .next()
+        .and_then(|h| h.parse::<std::net::Ipv4Addr>().ok())
+        .is_some_and(|ip| ip.is_private());
+    registry.starts_with("localhost:")
+        || ends_local
+        || registry.contains("127.0.0.1")
+        || registry.contains("::1")
+        || private
 }
 
-/// A client for one registry.
-pub fn client(registry: &str, insecure_skip_tls_verify: bool) -> Client {
+/// How each registry was found to answer, per `insecureSkipTLSVerify`: probed once a process.
+static PROTOCOLS: std::sync::Mutex<BTreeMap<(String, bool), bool>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
+/// `GET /v2/` answered as a registry answers (200, or 401 with a challenge), as
+/// go-containerregistry's ping takes it.
+fn ping(registry: &str, scheme: &str, insecure_skip_tls_verify: bool) -> Result<(), String> {
+    let agent: ureq::Agent =
+        crate::web::agent_config(std::time::Duration::from_secs(10), insecure_skip_tls_verify)
+            .build()
+            .into();
+    match agent.get(format!("{scheme}://{registry}/v2/")).call() {
+        Ok(r) if matches!(r.status().as_u16(), 200 | 401) => Ok(()),
+        Ok(r) => Err(format!(
+            "GET {scheme}://{registry}/v2/ answered {}",
+            r.status()
+        )),
+        Err(e) => Err(match untrusted_certificate(&e) {
+            Some(why) => format!(
+                "its TLS certificate is not trusted ({why}); if the registry's certificate is self-signed, set insecureSkipTLSVerify: true"
+            ),
+            None => e.to_string(),
+        }),
+    }
+}
+
+/// The certificate problem behind a failed request, if that is what failed (ureq reports
+/// rustls' handshake errors inside an I/O error).
+fn untrusted_certificate(e: &ureq::Error) -> Option<String> {
+    let tls = match e {
+        ureq::Error::Rustls(t) => Some(t),
+        ureq::Error::Io(io) => io
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+        _ => None,
+    };
+    match tls {
+        Some(rustls::Error::InvalidCertificate(c)) => Some(format!("{c:?}")),
+        _ => None,
+    }
+}
+
+/// Whether to speak plain HTTP to `registry`: as go-containerregistry decides, HTTPS first and,
+/// for the registries of [`may_be_plain_http`], HTTP when HTTPS does not answer. An error when
+/// neither does, saying why HTTPS did not.
+async fn plain_http(registry: &str, insecure_skip_tls_verify: bool) -> Result<bool, String> {
+    if !may_be_plain_http(registry) {
+        return Ok(false);
+    }
+    let key = (registry.to_owned(), insecure_skip_tls_verify);
+    if let Some(known) = PROTOCOLS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(&key)
+    {
+        return Ok(*known);
+    }
+    let reg = registry.to_owned();
+    let probe =
+        tokio::task::spawn_blocking(
+            move || match ping(&reg, "https", insecure_skip_tls_verify) {
+                Ok(()) => Ok(false),
+                Err(https) => match ping(&reg, "http", insecure_skip_tls_verify) {
+                    Ok(()) => Ok(true),
+                    Err(_) => Err(format!(
+                        "registry {reg} does not answer over HTTPS: {https}"
+                    )),
+                },
+            },
+        )
+        .await
+        .map_err(|e| format!("registry {registry}: the probe failed: {e}"))??;
+    PROTOCOLS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(key, probe);
+    Ok(probe)
+}
+
+/// A client for one registry, speaking HTTPS or, where go-containerregistry would, plain HTTP
+/// (see [`plain_http`]). Credentials (`with_login`) go over plain HTTP only to this machine: a
+/// registry on the network that answers only plain HTTP gets an error instead (Kargo would send
+/// them).
+pub async fn client(
+    registry: &str,
+    insecure_skip_tls_verify: bool,
+    with_login: bool,
+) -> Result<Client, String> {
     // reqwest (inside oci-client) is built without a default TLS provider: ring is the one the
     // rest of the plugin (kube) uses. Installing it twice is harmless.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    Client::new(ClientConfig {
-        protocol: if plain_http(registry) {
+    let plain = plain_http(registry, insecure_skip_tls_verify).await?;
+    if plain && with_login && !crate::credentials::is_loopback(registry) {
+        return Err(format!(
+            "refusing to send credentials over plain http to {registry}, which does not answer over HTTPS; serve the registry over HTTPS"
+        ));
+    }
+    Ok(Client::new(ClientConfig {
+        protocol: if plain {
             ClientProtocol::HttpsExcept(vec![registry.to_owned()])
         } else {
             ClientProtocol::Https
@@ -90,7 +204,7 @@ pub fn client(registry: &str, insecure_skip_tls_verify: bool) -> Client {
         read_timeout: Some(std::time::Duration::from_secs(30)),
         connect_timeout: Some(std::time::Duration::from_secs(10)),
         ..Default::default()
-    })
+    }))
 }
 
 /// The registry auth for a login.
@@ -322,7 +436,13 @@ pub async fn discover(
     let repo = repository(&sub.repo_url).map_err(fail)?;
     let sel = Selector {
         sub,
-        client: client(repo.registry(), sub.insecure_skip_tls_verify),
+        client: client(
+            repo.registry(),
+            sub.insecure_skip_tls_verify,
+            login.is_some(),
+        )
+        .await
+        .map_err(fail)?,
         auth: auth(login),
         tags: TagFilter::new(
             &sub.allow_tags,
@@ -442,8 +562,20 @@ mod tests {
             (r.registry(), r.repository()),
             ("127.0.0.1:5000", "team/app")
         );
-        assert!(plain_http("127.0.0.1:5000") && plain_http("localhost:5000"));
-        assert!(!plain_http("ghcr.io"));
+        for r in [
+            "127.0.0.1:5000",
+            "localhost:5000",
+            "[::1]:5000",
+            "10.1.2.3:5000",
+            "192.168.0.9",
+            "registry.local",
+            "r.localhost:80",
+        ] {
+            assert!(may_be_plain_http(r), "{r}");
+        }
+        for r in ["ghcr.io", "localhost", "8.8.8.8:5000", "a.local:123456"] {
+            assert!(!may_be_plain_http(r), "{r}");
+        }
         assert!(parse_platform("linux").is_err());
         assert_eq!(
             parse_platform("linux/arm64/v8").unwrap().unwrap().variant,

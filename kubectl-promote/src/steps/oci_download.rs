@@ -37,13 +37,14 @@ fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepError> {
             cfg.out_path
         )));
     }
-    let e = end(
-        &r,
-        cfg.image_ref.starts_with("oci://"),
-        &creds,
-        cfg.insecure_skip_tls_verify,
-    );
     let (data, digest) = runtime()?.block_on(async {
+        let e = end(
+            &r,
+            cfg.image_ref.starts_with("oci://"),
+            &creds,
+            cfg.insecure_skip_tls_verify,
+        )
+        .await?;
         let (bytes, _) = e
             .client
             .pull_manifest_raw(&r, &e.auth, &ACCEPT)

@@ -114,7 +114,12 @@ pub(super) fn credentials(rt: &Runtime<'_>) -> Credentials {
     creds
 }
 
-pub(super) fn end(r: &Reference, oci: bool, creds: &Credentials, insecure: bool) -> End {
+pub(super) async fn end(
+    r: &Reference,
+    oci: bool,
+    creds: &Credentials,
+    insecure: bool,
+) -> Result<End, StepError> {
     let repo = format!("{}/{}", r.registry(), r.repository());
     let login = if oci {
         creds
@@ -123,10 +128,12 @@ pub(super) fn end(r: &Reference, oci: bool, creds: &Credentials, insecure: bool)
     } else {
         creds.for_image(&repo)
     };
-    End {
-        client: image::client(r.registry(), insecure),
+    Ok(End {
+        client: image::client(r.registry(), insecure, login.is_some())
+            .await
+            .map_err(|e| fail(format!("{}: {e}", r.whole())))?,
         auth: image::auth(login.as_ref()),
-    }
+    })
 }
 
 fn media_type(doc: &Value, declared: &str) -> String {
@@ -320,13 +327,15 @@ async fn copy(
         cfg.src_ref.starts_with("oci://"),
         creds,
         cfg.insecure_skip_tls_verify,
-    );
+    )
+    .await?;
     let to = end(
         dst,
         cfg.dest_ref.starts_with("oci://"),
         creds,
         cfg.insecure_skip_tls_verify,
-    );
+    )
+    .await?;
     from.client
         .auth(src, &from.auth, RegistryOperation::Pull)
         .await
@@ -474,15 +483,19 @@ fn verify_recorded(cfg: &Value, outputs: &Value, rt: &mut Runtime<'_>) -> Result
     }
     let dst = parse_ref("oci-push", "destRef", &cfg.dest_ref)?;
     let creds = credentials(rt);
-    let e = end(
-        &dst,
-        cfg.dest_ref.starts_with("oci://"),
-        &creds,
-        cfg.insecure_skip_tls_verify,
-    );
-    let now = runtime()?
-        .block_on(e.client.fetch_manifest_digest(&dst, &e.auth))
-        .map_err(|err| registry_error("reading the destination tag", &dst, err))?;
+    let now = runtime()?.block_on(async {
+        let e = end(
+            &dst,
+            cfg.dest_ref.starts_with("oci://"),
+            &creds,
+            cfg.insecure_skip_tls_verify,
+        )
+        .await?;
+        e.client
+            .fetch_manifest_digest(&dst, &e.auth)
+            .await
+            .map_err(|err| registry_error("reading the destination tag", &dst, err))
+    })?;
     if now == recorded {
         return Ok(());
     }

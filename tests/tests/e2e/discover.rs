@@ -1614,3 +1614,86 @@ async fn discover_logs_in_through_a_token_server() {
     let asked = tokens.requests.lock().unwrap().len();
     assert!(asked >= 2, "the token server was asked ({asked} requests)");
 }
+
+/// A registry on 127.0.0.1 serving HTTPS with a self-signed certificate: spoken to over HTTPS (as
+/// go-containerregistry does, HTTPS first, plain HTTP only when HTTPS does not answer), refused
+/// with a hint while the certificate is not trusted, read once `insecureSkipTLSVerify` is set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discover_speaks_https_to_a_tls_registry_and_skips_verification_only_when_asked() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Images are pushed over plain HTTP; a second registry serves the same storage over TLS.
+    let plain = docker_registry(&tmp.path().join("registry"), None).unwrap();
+    let push = Pusher::new(plain.port, RegistryAuth::Anonymous);
+    let (pushed, _) = push
+        .image("team/app", "1.2.0", "2026-05-01T00:00:00Z", "amd64")
+        .await;
+    let tls_dir = tmp.path().join("registry-tls");
+    std::fs::create_dir_all(&tls_dir).unwrap();
+    std::os::unix::fs::symlink(tmp.path().join("registry/data"), tls_dir.join("data")).unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    std::fs::write(tls_dir.join("cert.pem"), cert.cert.pem()).unwrap();
+    std::fs::write(tls_dir.join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
+    let tls = promote_tests::docker_registry_with(
+        &tls_dir,
+        &format!(
+            "  tls:\n    certificate: {}\n    key: {}\n",
+            tls_dir.join("cert.pem").display(),
+            tls_dir.join("key.pem").display()
+        ),
+    )
+    .unwrap();
+    let host = format!("127.0.0.1:{}", tls.port);
+    let dir = tmp.path().join("kargo");
+    std::fs::create_dir_all(&dir).unwrap();
+    let warehouse = |name: &str, skip: bool| {
+        format!(
+            "apiVersion: kargo.akuity.io/v1alpha1\nkind: Warehouse\nmetadata: {{ name: {name}, namespace: demo }}\nspec:\n  subscriptions:\n    - image: {{ repoURL: {host}/team/app, insecureSkipTLSVerify: {skip} }}\n"
+        )
+    };
+    std::fs::write(
+        dir.join("w.yaml"),
+        format!(
+            "{}---\n{}",
+            warehouse("verified", false),
+            warehouse("unverified", true)
+        ),
+    )
+    .unwrap();
+    let d = dir.display().to_string();
+    let cache = tmp.path().join("cache").display().to_string();
+    let run = |w: &str| {
+        plugin(
+            &[
+                "discover",
+                w,
+                "-n",
+                "demo",
+                "--local",
+                &d,
+                "--cache-dir",
+                &cache,
+                "-o",
+                "json",
+            ],
+            &[],
+        )
+    };
+    let refused = run("warehouse/verified");
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+    assert!(
+        err.contains(&format!("registry {host} does not answer over HTTPS"))
+            && err.contains("TLS certificate is not trusted")
+            && err.contains("set insecureSkipTLSVerify: true"),
+        "{err}"
+    );
+    assert!(freight_files(&dir).is_empty(), "nothing is created");
+    let read = run("warehouse/unverified");
+    assert!(read.status.success(), "{}", text(&read));
+    let f: Value = serde_json::from_slice(&read.stdout).unwrap();
+    assert_eq!(f["images"][0]["repoURL"], format!("{host}/team/app"));
+    assert_eq!(f["images"][0]["tag"], "1.2.0");
+    assert_eq!(f["images"][0]["digest"], pushed.as_str());
+    assert_eq!(freight_files(&dir).len(), 1);
+    drop(plain);
+}
