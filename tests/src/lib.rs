@@ -453,6 +453,17 @@ pub fn docker_registry_with(dir: &Path, auth: &str) -> Result<Server, String> {
         .into_iter()
         .find(|p| Path::new(p).is_file())
         .ok_or("docker-registry is not installed: scripts/test installs it (apt-get install docker-registry)")?;
+    registry_at(bin, dir, auth)
+}
+
+/// distribution v3's registry (`PROMOTE_REGISTRY_V3`, built by `scripts/kube-build --registry`),
+/// which pages tag lists by `n` and `last` as Debian's 2.8 does not; `None` when it is not built.
+pub fn registry_v3(dir: &Path) -> Option<Result<Server, String>> {
+    let bin = std::env::var("PROMOTE_REGISTRY_V3").ok()?;
+    Some(registry_at(&bin, dir, ""))
+}
+
+fn registry_at(bin: &str, dir: &Path, auth: &str) -> Result<Server, String> {
     std::fs::create_dir_all(dir.join("data")).map_err(|e| e.to_string())?;
     let port = free_port();
     let config = dir.join("config.yml");
@@ -467,6 +478,8 @@ pub fn docker_registry_with(dir: &Path, auth: &str) -> Result<Server, String> {
     let child = Command::new(bin)
         .arg("serve")
         .arg(&config)
+        // distribution v3 exports traces over OTLP unless told not to.
+        .env("OTEL_TRACES_EXPORTER", "none")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

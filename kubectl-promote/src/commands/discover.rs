@@ -251,8 +251,21 @@ pub fn cluster(c: &Ctx<'_>, args: &DiscoverArgs, quiet: bool) -> Result<Vec<Summ
     let env = env(args, creds);
     let mut reports = Vec::new();
     let mut first_error = None;
+    let now = jiff::Timestamp::now();
     for w in &warehouses {
         let name = w.metadata.name.clone().unwrap_or_default();
+        // A Warehouse named on the command line is discovered at once; `--all` (the CronJob's
+        // pass) keeps each Warehouse's interval, as Kargo's controller does.
+        if args.target.is_none()
+            && let Err(why) = due(w, now)
+        {
+            reports.push(Report {
+                warehouse: name,
+                freight: None,
+                result: why,
+            });
+            continue;
+        }
         match discover_one(kube, ns, w, &env, args) {
             Ok(r) => reports.push(r),
             Err(e) => {
@@ -382,8 +395,64 @@ fn alias_for(name: &str, given: Option<&str>, taken: &[Freight]) -> Result<Strin
     }
 }
 
-fn write_status(kube: &dyn Api, ns: &str, w: &Warehouse, status: Value) {
+/// Kargo's refresh annotation, its value the token a discovery records as handled.
+const REFRESH: &str = "kargo.akuity.io/refresh";
+
+/// A discovery due within this long counts as due: a CronJob on the interval's own schedule
+/// (the default, every 5 minutes) starts a little early or late, and would otherwise skip every
+/// other run.
+const SLACK: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Whether `discover --all` discovers this Warehouse now: Kargo's `shouldDiscoverArtifacts`
+/// (never discovered, changed since (`generation`), a refresh token not handled yet, or
+/// `spec.interval`, default 5m0s, elapsed since `discoveredAt`), with [`SLACK`]. `Err` says
+/// when it is due.
+fn due(w: &Warehouse, now: jiff::Timestamp) -> Result<(), String> {
+    let status = w.status.as_ref();
+    let Some(at) = status
+        .and_then(|s| s.discovered_artifacts.as_ref())
+        .map(|d| d.discovered_at.as_str())
+        .filter(|a| !a.is_empty())
+        .and_then(|a| a.parse::<jiff::Timestamp>().ok())
+    else {
+        return Ok(());
+    };
+    let observed = status.map_or(0, |s| s.observed_generation);
+    if w.metadata.generation.unwrap_or(0) > observed {
+        return Ok(());
+    }
+    let handled = status.map_or("", |s| s.last_handled_refresh.as_str());
+    if w.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(REFRESH))
+        .is_some_and(|token| token != handled)
+    {
+        return Ok(());
+    }
+    let interval = w.spec.interval.as_deref().unwrap_or("5m0s");
+    let every =
+        promote_api::duration::parse(interval).unwrap_or(std::time::Duration::from_secs(300));
+    let next = jiff::SignedDuration::try_from(every)
+        .ok()
+        .and_then(|d| at.checked_add(d).ok())
+        .unwrap_or(at);
+    let slack = jiff::SignedDuration::try_from(SLACK).unwrap_or_default();
+    if next.checked_sub(slack).is_ok_and(|t| t <= now) {
+        return Ok(());
+    }
+    Err(format!(
+        "not due (interval {interval}; next at {}; annotate {REFRESH} to discover now)",
+        crate::kube::timestamp(next)
+    ))
+}
+
+fn write_status(kube: &dyn Api, ns: &str, w: &Warehouse, mut status: Value) {
     let name = w.metadata.name.as_deref().unwrap_or_default();
+    // Kargo records the refresh token as handled by this reconciliation.
+    if let Some(token) = w.metadata.annotations.as_ref().and_then(|a| a.get(REFRESH)) {
+        status["lastHandledRefresh"] = json!(token);
+    }
     let path = format!("{}/status", kargo_path("warehouses", ns, name));
     if let Err(e) = kube.merge_patch(&path, &json!({ "status": status })) {
         eprintln!(

@@ -690,6 +690,65 @@ spec:
         .find(|c| c["type"] == "FreightCreated")
         .unwrap();
     assert_eq!(created_cond["reason"], "AlreadyExists", "{w}");
+    // `--all` keeps the interval (default 5m0s): just discovered, so not due; a refresh token
+    // makes it due once, and is recorded as handled.
+    let all = || {
+        plugin(
+            &[
+                "--kubeconfig",
+                &kc_s,
+                "--context",
+                "bob",
+                "discover",
+                "--all",
+                "-n",
+                "disco",
+                "--cache-dir",
+                &cache,
+            ],
+            &[],
+        )
+    };
+    let skipped = all();
+    assert!(skipped.status.success(), "{}", text(&skipped));
+    assert!(
+        String::from_utf8_lossy(&skipped.stdout).contains("not due (interval 5m0s; next at "),
+        "{}",
+        text(&skipped)
+    );
+    ok(
+        kc,
+        &[
+            "annotate",
+            "warehouse",
+            "web",
+            "-n",
+            "disco",
+            "kargo.akuity.io/refresh=token-1",
+        ],
+    )
+    .await;
+    let refreshed = all();
+    assert!(
+        refreshed.status.success() && String::from_utf8_lossy(&refreshed.stdout).contains("exists"),
+        "{}",
+        text(&refreshed)
+    );
+    let w: Value = serde_json::from_str(
+        &ok(
+            kc,
+            &["get", "warehouse", "web", "-n", "disco", "-o", "json"],
+        )
+        .await,
+    )
+    .unwrap();
+    assert_eq!(w["status"]["lastHandledRefresh"], "token-1", "{w}");
+    let handled = all();
+    assert!(
+        String::from_utf8_lossy(&handled.stdout).contains("not due"),
+        "{}",
+        text(&handled)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1696,4 +1755,86 @@ async fn discover_speaks_https_to_a_tls_registry_and_skips_verification_only_whe
     assert_eq!(f["images"][0]["digest"], pushed.as_str());
     assert_eq!(freight_files(&dir).len(), 1);
     drop(plain);
+}
+
+/// Tag lists paged by a registry that honours `n` and `last` (distribution v3; Debian's 2.8
+/// answers every tag at once): 2,050 tags are three pages (1,000, 1,000 and 50), and the lexically greatest
+/// tags are on the last one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discover_pages_through_a_registry_that_honours_n_and_last() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = match promote_tests::registry_v3(&tmp.path().join("registry")) {
+        Some(r) => r.unwrap(),
+        None if std::env::var("PROMOTE_REAL_KUBE_REQUIRED").is_ok_and(|v| v == "1") => {
+            panic!(
+                "PROMOTE_REGISTRY_V3 is not set: scripts/test builds it with scripts/kube-build --registry"
+            )
+        }
+        None => {
+            eprintln!(
+                "skipped: PROMOTE_REGISTRY_V3 is not set (scripts/test builds distribution v3 when Go is installed)"
+            );
+            return;
+        }
+    };
+    let host = format!("127.0.0.1:{}", reg.port);
+    let push = Pusher::new(reg.port, RegistryAuth::Anonymous);
+    let (first, _) = push
+        .image("acme/paged", "build-0000", "2026-02-01T00:00:00Z", "amd64")
+        .await;
+    let doc = push
+        .client
+        .pull_manifest_raw(
+            &push.at("acme/paged", &first),
+            &RegistryAuth::Anonymous,
+            &[OCI_MANIFEST],
+        )
+        .await
+        .unwrap()
+        .0;
+    let doc: Value = serde_json::from_slice(&doc).unwrap();
+    for i in 1..2050 {
+        push.manifest("acme/paged", &format!("build-{i:04}"), OCI_MANIFEST, &doc)
+            .await;
+    }
+    // The registry does page: a first page of 1,000 ends before the greatest tag.
+    let page = push
+        .client
+        .list_tags(
+            &push.at("acme/paged", "latest"),
+            &RegistryAuth::Anonymous,
+            Some(1000),
+            None,
+        )
+        .await
+        .unwrap()
+        .tags;
+    assert_eq!(page.len(), 1000);
+    assert_eq!(page.last().map(String::as_str), Some("build-0999"));
+    let dir = tmp.path().join("kargo");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("w.yaml"),
+        format!("apiVersion: kargo.akuity.io/v1alpha1\nkind: Warehouse\nmetadata: {{ name: paged, namespace: demo }}\nspec:\n  subscriptions:\n    - image: {{ repoURL: {host}/acme/paged, imageSelectionStrategy: Lexical, discoveryLimit: 3 }}\n"),
+    )
+    .unwrap();
+    let d = dir.display().to_string();
+    let out = plugin(
+        &[
+            "discover",
+            "warehouse/paged",
+            "-n",
+            "demo",
+            "--local",
+            &d,
+            "--dry-run",
+            "-o",
+            "json",
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    // The Freight of the newest tag, which only the third page holds.
+    let f: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(f["images"][0]["tag"], "build-2049", "{f:#}");
 }
