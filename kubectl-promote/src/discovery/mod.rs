@@ -537,6 +537,26 @@ pub fn status_failed(w: &Warehouse, error: &str, now: &str) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn generic_subscriptions_are_refused_as_kargo_has_no_subscriber_for_them() {
+        // Kargo v1.11.2 registers subscribers for git, image and chart only: a generic
+        // `subscription:` fails there too ("error finding subscriber for subscription").
+        let w: Warehouse = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "w", "namespace": "p"},
+            "spec": {"subscriptions": [{"subscription": {"subscriptionType": "s3", "name": "b"}}]},
+        }))
+        .unwrap();
+        let env = Env {
+            mirror_opts: MirrorOptions::default(),
+            creds: Credentials::default(),
+        };
+        let err = discover(&w, &env).unwrap_err().to_string();
+        assert!(
+            err.contains("subscription 0 of Warehouse \"w\" is not a git, image or chart subscription"),
+            "{err}"
+        );
+    }
     use promote_api::types::{
         ChartDiscoveryResult, DiscoveredCommit, DiscoveredImageReference, GitDiscoveryResult,
         ImageDiscoveryResult,
