@@ -649,6 +649,12 @@ pub fn urls(data: &[u8]) {
         if name == "git" && once.ends_with('/') {
             continue;
         }
+        // Kargo turns an http(s) URL with a user and no host (`http://r@`) into `http:`, which a
+        // second normalization reads as scp-style `ssh://http` (Kargo's own code does, as
+        // tests/kargo shows; found by this target).
+        if name == "git" && matches!(once.as_str(), "http:" | "https:") {
+            continue;
+        }
         assert_eq!(
             lower_escapes(&f(&once)),
             lower_escapes(&once),
@@ -671,9 +677,12 @@ pub fn urls(data: &[u8]) {
                 .bytes()
                 .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
     );
-    // The same Freight from the normalized URL, except where the escapes' case moves (above).
+    // The same Freight from the normalized URL, except where Kargo is not idempotent (above).
     let normalized = normalize_git(url);
-    if !normalized.contains('%') && !normalized.ends_with('/') {
+    if !normalized.contains('%')
+        && !normalized.ends_with('/')
+        && !matches!(normalized.as_str(), "http:" | "https:")
+    {
         freight.commits[0].repo_url = normalized;
         assert_eq!(promote_api::freight_id::freight_id(&freight), id);
     }

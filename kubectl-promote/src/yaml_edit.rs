@@ -916,6 +916,27 @@ impl YamlDoc {
     }
 
     fn block_indicator(&self, content_start: usize) -> usize {
+        // The parser's span starts at the content, or at the indicator itself when the scalar
+        // has no content (found by fuzzing: in `k|k: |` at the end of a file the `|` of the key
+        // was taken for the indicator). An indicator is followed by a header (`[1-9+-]*`, then
+        // spaces and a comment or the line's end) and preceded on its line by a key, `- `, `? `,
+        // `---` or properties; a content line starting with `>` or `|` has only indentation
+        // before it.
+        let bytes = self.text.as_bytes();
+        if matches!(bytes.get(content_start), Some(b'|' | b'>')) {
+            let line_start = self.text[..content_start].rfind('\n').map_or(0, |i| i + 1);
+            let before = self.text[line_start..content_start].trim();
+            let rest = &self.text[content_start + 1..];
+            let line = &rest[..rest.find(['\n', '\r']).unwrap_or(rest.len())];
+            let after_header =
+                line.trim_start_matches(|c: char| matches!(c, '1'..='9' | '+' | '-'));
+            let header_ok = after_header.trim_start().is_empty()
+                || (after_header.starts_with([' ', '\t'])
+                    && after_header.trim_start().starts_with('#'));
+            if header_ok && (!before.is_empty() || line_start == 0) {
+                return content_start;
+            }
+        }
         self.text[..content_start]
             .rfind(['|', '>'])
             .unwrap_or(content_start)
@@ -1240,6 +1261,14 @@ mod tests {
             set(" ?  &a k\n", "name", json!("v")),
             " ?  &a k\n name: v\n"
         );
+    }
+
+    #[test]
+    fn an_empty_block_scalar_at_the_end_keeps_its_key() {
+        // Found by fuzzing: the `|` in the key was taken for the block indicator.
+        assert_eq!(set("k|k: |", "s", json!(3)), "k|k: |-\ns: 3");
+        assert_eq!(set("a: 1\nk>k: >", "s", json!(3)), "a: 1\nk>k: >-\ns: 3");
+        assert_eq!(set("k: |\n  >x", "s", json!(3)), "k: |-\n  >x\ns: 3");
     }
 
     #[test]
