@@ -56,7 +56,11 @@ pub struct GitRepoUpdate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<FreightOrigin>,
     /// InsecureSkipTLSVerify disables TLS verification.
-    #[serde(rename = "insecureSkipTLSVerify", default, skip_serializing_if = "is_false")]
+    #[serde(
+        rename = "insecureSkipTLSVerify",
+        default,
+        skip_serializing_if = "is_false"
+    )]
     pub insecure_skip_tls_verify: bool,
     /// ReadBranch to read from (default: writeBranch).
     #[serde(default, skip_serializing_if = "String::is_empty")]

@@ -137,7 +137,11 @@ pub struct GitSubscription {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub expression_filter: String,
     /// Skip TLS verification of the Git server.
-    #[serde(rename = "insecureSkipTLSVerify", default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(
+        rename = "insecureSkipTLSVerify",
+        default,
+        skip_serializing_if = "std::ops::Not::not"
+    )]
     pub insecure_skip_tls_verify: bool,
     /// Fetch without blobs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -188,7 +192,11 @@ pub struct ImageSubscription {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub platform: String,
     /// Skip TLS verification of the registry.
-    #[serde(rename = "insecureSkipTLSVerify", default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(
+        rename = "insecureSkipTLSVerify",
+        default,
+        skip_serializing_if = "std::ops::Not::not"
+    )]
     pub insecure_skip_tls_verify: bool,
     /// How many images to discover (1..100, default 20).
     #[serde(default, skip_serializing_if = "is_zero_i64")]
@@ -215,7 +223,11 @@ pub struct ChartSubscription {
     #[serde(default, skip_serializing_if = "is_zero_i64")]
     pub discovery_limit: i64,
     /// Skip TLS verification of the repository.
-    #[serde(rename = "insecureSkipTLSVerify", default, skip_serializing_if = "std::ops::Not::not")]
+    #[serde(
+        rename = "insecureSkipTLSVerify",
+        default,
+        skip_serializing_if = "std::ops::Not::not"
+    )]
     pub insecure_skip_tls_verify: bool,
 }
 

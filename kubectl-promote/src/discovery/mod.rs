@@ -553,7 +553,9 @@ mod tests {
         };
         let err = discover(&w, &env).unwrap_err().to_string();
         assert!(
-            err.contains("subscription 0 of Warehouse \"w\" is not a git, image or chart subscription"),
+            err.contains(
+                "subscription 0 of Warehouse \"w\" is not a git, image or chart subscription"
+            ),
             "{err}"
         );
     }
