@@ -667,8 +667,8 @@ pub fn urls(data: &[u8]) {
             out
         };
         // Kargo trims one trailing `/` per normalization of a Git URL: a path ending in `//`
-        // loses one each time (found by this target).
-        if name == "git" && once.ends_with('/') {
+        // loses one each time, also before a query or fragment (found by this target).
+        if name == "git" && once[..once.find(['?', '#']).unwrap_or(once.len())].ends_with('/') {
             continue;
         }
         // Kargo turns an http(s) URL with a user and no host (`http://r@`) into `http:`, which a
