@@ -671,10 +671,10 @@ pub fn urls(data: &[u8]) {
         if name == "git" && once[..once.find(['?', '#']).unwrap_or(once.len())].ends_with('/') {
             continue;
         }
-        // Kargo turns an http(s) URL with a user and no host (`http://r@`) into `http:`, which a
-        // second normalization reads as scp-style `ssh://http` (Kargo's own code does, as
-        // tests/kargo shows; found by this target).
-        if name == "git" && matches!(once.as_str(), "http:" | "https:") {
+        // Kargo turns an http(s) or ssh URL with no host (`http://r@`, `ssh://`) into `http:` or
+        // `ssh:`, which a second normalization reads as scp-style `ssh://http` (Kargo's own code
+        // does, as tests/kargo shows; found by this target).
+        if name == "git" && matches!(once.as_str(), "http:" | "https:" | "ssh:") {
             continue;
         }
         assert_eq!(
