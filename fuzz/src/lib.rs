@@ -677,6 +677,11 @@ pub fn urls(data: &[u8]) {
         if name == "git" && matches!(once.as_str(), "http:" | "https:" | "ssh:") {
             continue;
         }
+        // Kargo strips one `oci://` per chart normalization: `oci://oci://x` loses one each
+        // time (found by this target).
+        if name == "chart" && once.to_lowercase().starts_with("oci://") {
+            continue;
+        }
         assert_eq!(
             decoded(&f(&once)),
             decoded(&once),
