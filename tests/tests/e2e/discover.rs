@@ -81,6 +81,27 @@ impl Pusher {
         d
     }
 
+    /// `n` tags `build-0000`, `build-0001`, ... of one image (one push of blobs, then the same
+    /// manifest under each tag).
+    /// Returns the manifest's digest.
+    async fn builds(&self, repo: &str, n: usize) -> String {
+        let (first, _) = self
+            .image(repo, "build-0000", "2026-02-01T00:00:00Z", "amd64")
+            .await;
+        let doc = self
+            .client
+            .pull_manifest_raw(&self.at(repo, &first), &self.auth, &[OCI_MANIFEST])
+            .await
+            .unwrap()
+            .0;
+        let doc: Value = serde_json::from_slice(&doc).unwrap();
+        for i in 1..n {
+            self.manifest(repo, &format!("build-{i:04}"), OCI_MANIFEST, &doc)
+                .await;
+        }
+        first
+    }
+
     /// A single-platform image built at `created`; returns (digest, size) of its manifest.
     async fn image(
         &self,
@@ -215,29 +236,7 @@ async fn discover_finds_the_newest_images_commits_and_charts_and_makes_freight()
     push.image("acme/multi", "single-2", "2026-06-01T00:00:00Z", "amd64")
         .await;
     // acme/many: 1,050 tags of one manifest, more than one page of the tag list.
-    let (many, _) = push
-        .image("acme/many", "build-0000", "2026-02-01T00:00:00Z", "amd64")
-        .await;
-    let many_doc = push
-        .client
-        .pull_manifest_raw(
-            &push.at("acme/many", &many),
-            &RegistryAuth::Anonymous,
-            &[OCI_MANIFEST],
-        )
-        .await
-        .unwrap()
-        .0;
-    let many_doc: Value = serde_json::from_slice(&many_doc).unwrap();
-    for i in 1..1050 {
-        push.manifest(
-            "acme/many",
-            &format!("build-{i:04}"),
-            OCI_MANIFEST,
-            &many_doc,
-        )
-        .await;
-    }
+    let many = push.builds("acme/many", 1050).await;
 
     // Git: the newest commit touching apps/api is not the branch head.
     let root = tmp.path();
@@ -1779,24 +1778,7 @@ async fn discover_pages_through_a_registry_that_honours_n_and_last() {
     };
     let host = format!("127.0.0.1:{}", reg.port);
     let push = Pusher::new(reg.port, RegistryAuth::Anonymous);
-    let (first, _) = push
-        .image("acme/paged", "build-0000", "2026-02-01T00:00:00Z", "amd64")
-        .await;
-    let doc = push
-        .client
-        .pull_manifest_raw(
-            &push.at("acme/paged", &first),
-            &RegistryAuth::Anonymous,
-            &[OCI_MANIFEST],
-        )
-        .await
-        .unwrap()
-        .0;
-    let doc: Value = serde_json::from_slice(&doc).unwrap();
-    for i in 1..2050 {
-        push.manifest("acme/paged", &format!("build-{i:04}"), OCI_MANIFEST, &doc)
-            .await;
-    }
+    push.builds("acme/paged", 2050).await;
     // The registry does page: a first page of 1,000 ends before the greatest tag.
     let page = push
         .client
