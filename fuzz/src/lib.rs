@@ -671,10 +671,16 @@ pub fn urls(data: &[u8]) {
         if name == "git" && once[..once.find(['?', '#']).unwrap_or(once.len())].ends_with('/') {
             continue;
         }
-        // Kargo turns an http(s) or ssh URL with no host (`http://r@`, `ssh://`) into `http:` or
-        // `ssh:`, which a second normalization reads as scp-style `ssh://http` (Kargo's own code
-        // does, as tests/kargo shows; found by this target).
-        if name == "git" && matches!(once.as_str(), "http:" | "https:" | "ssh:") {
+        // Kargo turns an http(s) or ssh URL with no host (`http://r@`, `ssh://`,
+        // `http://#://s`) into `http:`, `ssh:` or `http:#://s`, which a second normalization
+        // reads as scp-style (`ssh://http`). Kargo's own code does, as tests/kargo shows; found
+        // by this target.
+        let lower = once.to_lowercase();
+        if name == "git"
+            && ["http:", "https:", "ssh:"]
+                .iter()
+                .any(|s| lower.starts_with(s) && !lower[s.len()..].starts_with("//"))
+        {
             continue;
         }
         // Kargo strips one `oci://` per chart normalization: `oci://oci://x` loses one each

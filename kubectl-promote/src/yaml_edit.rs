@@ -873,6 +873,17 @@ impl YamlDoc {
             }
             break;
         }
+        // The key may also start on a line of its own below the `?` (`?\n  &a k`), indented
+        // past it (found by fuzzing: an anchored empty key there lost its `: value`).
+        let first = i;
+        let mut crossed = false;
+        while i > 0 && matches!(b[i - 1], b' ' | b'\t' | b'\n' | b'\r') {
+            crossed |= matches!(b[i - 1], b'\n' | b'\r');
+            i -= 1;
+        }
+        if !crossed {
+            i = first;
+        }
         if i == 0 || b[i - 1] != b'?' || i == key.start {
             return None;
         }
@@ -881,7 +892,18 @@ impl YamlDoc {
             return None;
         }
         let line_start = self.text[..q].rfind(['\n', '\r']).map_or(0, |n| n + 1);
-        Some(q - line_start)
+        let col = q - line_start;
+        if crossed {
+            let key_line = self.text[..first].rfind(['\n', '\r']).map_or(0, |n| n + 1);
+            let indent = b[key_line..]
+                .iter()
+                .take_while(|c| matches!(c, b' ' | b'\t'))
+                .count();
+            if indent <= col {
+                return None;
+            }
+        }
+        Some(col)
     }
 
     /// For an explicit key whose entry has no `:` (`? key` alone), where its `: value` line goes:
@@ -1252,6 +1274,18 @@ mod tests {
         );
         assert_eq!(set("  ? k # c\n", "k", json!(1)), "  ? k # c\n  : 1\n");
         assert_eq!(set("? k\n: # c\n", "k", json!(1)), "? k\n: 1 # c\n");
+    }
+
+    #[test]
+    fn an_explicit_key_on_the_line_below_its_question_mark() {
+        // Found by fuzzing: an anchored empty key below its `?` got its value with no `: `.
+        assert_eq!(
+            set(" ?\r\n  &a\n\n", "", json!("tmic")),
+            " ?\r\n  &a\r\n : tmic\n\n"
+        );
+        assert_eq!(set("?\n  k\nb: 1\n", "k", json!(1)), "?\n  k\n: 1\nb: 1\n");
+        // Not explicit: the `?` has an empty key, and `k` is the next entry's.
+        assert_eq!(set("?\nk:\n", "k", json!(1)), "?\nk: 1\n");
     }
 
     #[test]
