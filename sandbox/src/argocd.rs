@@ -402,6 +402,9 @@ async fn sync(api: &Api, k: &(String, String)) -> Result<(), String> {
     let finished = now();
     let mut result = json!({"resources": []});
     if multi {
+        // Argo CD's SyncOperationResult always has `revision` (its CRD requires it; the real
+        // API server refused this status without it, as the sandbox did not).
+        result["revision"] = json!("");
         result["revisions"] = json!(revisions);
         result["sources"] = json!(srcs);
     } else {

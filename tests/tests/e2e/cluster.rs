@@ -6,12 +6,12 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use promote_sandbox::Sandbox;
 use promote_tests::{bare_repo, bin, git, reserved_port, workspace_root};
 use serde_json::Value;
 
-use crate::sandbox::{k, ok, start};
-use crate::webhook::{Webhook, install_webhook, sh};
+use crate::backend::{Backend, Kind, both};
+use crate::sandbox::{k, ok};
+use crate::webhook::{Webhook, install_webhook_at, sh};
 
 const STAGES: &[&str] = &["dev", "test", "prod"];
 
@@ -112,14 +112,20 @@ spec:
 /// A sandbox with a dev → test → prod project, a GitOps repository and Argo CD Applications.
 pub(crate) struct World {
     pub(crate) tmp: tempfile::TempDir,
-    sb: Sandbox,
+    backend: Backend,
     pub(crate) kc: PathBuf,
     repo: PathBuf,
     pub(crate) hook: Option<Webhook>,
 }
 
 impl World {
+    /// On the sandbox.
     pub(crate) async fn new(webhook: bool) -> World {
+        World::on(Kind::Sandbox, webhook).await.unwrap()
+    }
+
+    /// On either backend; `None` when it is the real one and the real tier is not enabled.
+    pub(crate) async fn on(kind: Kind, webhook: bool) -> Option<World> {
         let tmp = tempfile::tempdir().unwrap();
         let mut files = vec![
             ("base/kustomization.yaml".to_owned(), "resources:\n- deployment.yaml\n".to_owned()),
@@ -139,17 +145,14 @@ impl World {
         let url = format!("file://{}", repo.display());
         let port = reserved_port();
         let endpoints = if webhook {
-            vec![(
-                "promote-webhook.promote-system",
-                format!("127.0.0.1:{port}").parse().unwrap(),
-            )]
+            vec![("promote-webhook.promote-system", port)]
         } else {
             vec![]
         };
-        let sb = start(&tmp.path().join("sb"), &endpoints).await;
-        let kc = sb.kubeconfig_path();
+        let backend = Backend::start(kind, &tmp.path().join("sb"), &endpoints).await?;
+        let kc = backend.kubeconfig();
         let hook = if webhook {
-            Some(install_webhook(&sb, tmp.path(), port).await.0)
+            Some(install_webhook_at(&kc, tmp.path(), port).await.0)
         } else {
             let roles = workspace_root().join("manifests/rbac/roles.yaml");
             ok(&kc, &["apply", "-f", &roles.display().to_string()]).await;
@@ -162,13 +165,13 @@ impl World {
         }
         let (good, out, err) = k(&kc, &["apply", "-f", "-"], Some(&docs.join("\n---\n"))).await;
         assert!(good, "{err}\n{out}");
-        World {
+        Some(World {
             tmp,
-            sb,
+            backend,
             kc,
             repo,
             hook,
-        }
+        })
     }
 
     fn command(&self, user: &str, args: &[&str]) -> Command {
@@ -213,24 +216,23 @@ impl World {
         c.spawn().unwrap()
     }
 
-    fn get(&self, plural: &str, ns: &str, name: &str) -> Value {
+    /// An object as the admin reads it (`Null` when there is none).
+    async fn get(&self, plural: &str, ns: &str, name: &str) -> Value {
         let group = if plural == "applications" {
             "argoproj.io"
         } else {
             "kargo.akuity.io"
         };
-        self.sb
-            .cluster
-            .get_object(group, plural, ns, name)
+        self.backend
+            .get(&format!("{plural}.{group}"), ns, name)
+            .await
             .unwrap_or(Value::Null)
     }
 
-    fn promotions(&self) -> Vec<Value> {
-        self.sb
-            .cluster
-            .store
-            .lock()
-            .list("kargo.akuity.io", "promotions", Some("demo"))
+    async fn promotions(&self) -> Vec<Value> {
+        self.backend
+            .list("promotions.kargo.akuity.io", "demo")
+            .await
     }
 
     /// The GitOps repository's URL.
@@ -285,7 +287,7 @@ impl World {
 
     /// Wait until `pred` holds for the Application.
     async fn wait_app(&self, app: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        crate::sandbox::wait_for(&self.sb, "argocd", app, pred).await
+        self.backend.wait_app("argocd", app, pred).await
     }
 }
 
@@ -318,9 +320,11 @@ async fn running_promotion(w: &World, stage: &str, app: &str) -> String {
     name
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn dev_test_prod_with_the_webhook_installed() {
-    let w = World::new(true).await;
+both!(dev_test_prod_with_the_webhook_installed);
+async fn dev_test_prod_with_the_webhook_installed(kind: Kind) {
+    let Some(w) = World::on(kind, true).await else {
+        return;
+    };
     let v1 = w.freight("1.25.0", "v1").await;
     let v2 = w.freight("1.26.0", "v2").await;
     assert_eq!(v1.len(), 40);
@@ -354,7 +358,7 @@ async fn dev_test_prod_with_the_webhook_installed() {
         err.contains("is not available to Stage \"test\"") && err.contains("dev"),
         "{err}"
     );
-    assert!(w.promotions().is_empty());
+    assert!(w.promotions().await.is_empty());
 
     // dev: the whole flow, as alice.
     let (code, out, err) = w
@@ -377,7 +381,7 @@ async fn dev_test_prod_with_the_webhook_installed() {
         "one promotion made {n} API requests (target: at most 22):\n{err}"
     );
     let promo_name = summary["promotion"].as_str().unwrap();
-    let promo = w.get("promotions", "demo", promo_name);
+    let promo = w.get("promotions", "demo", promo_name).await;
     assert_eq!(promo["status"]["phase"], "Succeeded", "{promo}");
     assert_eq!(
         promo["metadata"]["annotations"]["kargo.akuity.io/create-actor"],
@@ -395,7 +399,7 @@ async fn dev_test_prod_with_the_webhook_installed() {
         pushed.as_str(),
         "{promo:#}"
     );
-    let stage = w.get("stages", "demo", "dev");
+    let stage = w.get("stages", "demo", "dev").await;
     assert_eq!(stage["status"]["lastPromotion"]["name"], promo_name);
     assert!(
         stage["status"]
@@ -409,12 +413,12 @@ async fn dev_test_prod_with_the_webhook_installed() {
         v1.as_str(),
         "{stage:#}"
     );
-    let freight = w.get("freights", "demo", &v1);
+    let freight = w.get("freights", "demo", &v1).await;
     assert!(
         freight["status"]["verifiedIn"].get("dev").is_some(),
         "{freight}"
     );
-    let app = w.get("applications", "argocd", "demo-dev");
+    let app = w.get("applications", "argocd", "demo-dev").await;
     assert_eq!(app["status"]["sync"]["revision"], pushed.as_str());
     assert_eq!(
         app["status"]["operationState"]["operation"]["initiatedBy"]["username"],
@@ -512,7 +516,7 @@ async fn dev_test_prod_with_the_webhook_installed() {
     assert!(code == 0 && out.contains("kubectl-promote"), "{out}");
 
     // bob may write Promotions but not promote: the webhook refuses, nothing runs.
-    let before = w.promotions().len();
+    let before = w.promotions().await.len();
     let (code, _, err) = w
         .plugin("bob", &["stage/prod", "--freight-alias", "v1"])
         .await;
@@ -521,7 +525,7 @@ async fn dev_test_prod_with_the_webhook_installed() {
         err.contains("denied the request") && err.contains("promote"),
         "{err}"
     );
-    assert_eq!(w.promotions().len(), before);
+    assert_eq!(w.promotions().await.len(), before);
 
     // prod as alice, then v2 to dev and on to every Stage downstream of dev.
     let (code, _, err) = w
@@ -553,7 +557,7 @@ async fn dev_test_prod_with_the_webhook_installed() {
     assert!(out.trim().starts_with("promotion/test."), "{out}");
     assert!(err.contains("skipping Stage qa: Freight"), "{err}");
     assert!(w.overlay("test").contains("1.26.0") && w.overlay("prod").contains("1.25.0"));
-    let freight = w.get("freights", "demo", &v1);
+    let freight = w.get("freights", "demo", &v1).await;
     assert!(
         freight["status"]["currentlyIn"].get("dev").is_none(),
         "v1 left dev: {freight}"
@@ -706,7 +710,7 @@ async fn dev_test_prod_with_the_webhook_installed() {
         "{out}"
     );
     assert!(
-        w.get("freights", "demo", &v2)["status"]
+        w.get("freights", "demo", &v2).await["status"]
             .get("approvedFor")
             .is_none_or(|a| a.get("prod").is_none())
     );
@@ -720,7 +724,7 @@ async fn dev_test_prod_with_the_webhook_installed() {
     );
 
     // A dry run writes nothing and shows the Promotion it would create.
-    let before = w.promotions().len();
+    let before = w.promotions().await.len();
     let head = w.head();
     let (code, out, err) = w
         .plugin(
@@ -745,12 +749,14 @@ async fn dev_test_prod_with_the_webhook_installed() {
             .contains("+  newTag: \"1.26.0\""),
         "{out}"
     );
-    assert_eq!((w.promotions().len(), w.head()), (before, head));
+    assert_eq!((w.promotions().await.len(), w.head()), (before, head));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn queueing_failures_abort_and_resume() {
-    let w = World::new(false).await;
+both!(queueing_failures_abort_and_resume);
+async fn queueing_failures_abort_and_resume(kind: Kind) {
+    let Some(w) = World::on(kind, false).await else {
+        return;
+    };
     let v1 = w.freight("1.25.0", "v1").await;
     w.freight("1.26.0", "v2").await;
     w.freight("1.27.0", "v3").await;
@@ -801,6 +807,7 @@ async fn queueing_failures_abort_and_resume() {
     );
     let runs: Vec<Value> = w
         .promotions()
+        .await
         .into_iter()
         .filter(|p| p["status"]["phase"] == "Succeeded")
         .collect();
@@ -870,7 +877,7 @@ async fn queueing_failures_abort_and_resume() {
         "{err}"
     );
     assert_eq!(
-        w.get("promotions", "demo", &name)["status"]["phase"],
+        w.get("promotions", "demo", &name).await["status"]["phase"],
         "Errored"
     );
     w.annotate("demo-dev", "sandbox.promote.dev/sync=run").await;
@@ -891,7 +898,7 @@ async fn queueing_failures_abort_and_resume() {
     let pushed = w.head();
     child.kill().unwrap();
     child.wait().unwrap();
-    let p = w.get("promotions", "demo", &name);
+    let p = w.get("promotions", "demo", &name).await;
     assert_eq!(p["status"]["phase"], "Running");
     assert_eq!(p["status"]["state"]["push"]["commit"], pushed.as_str());
     let (code, _, err) = w.plugin("alice", &["resume", &name]).await;
@@ -941,7 +948,7 @@ async fn queueing_failures_abort_and_resume() {
         ]
     );
     assert_eq!(
-        w.get("promotions", "demo", &name)["status"]["phase"],
+        w.get("promotions", "demo", &name).await["status"]["phase"],
         "Running",
         "a dry run changes nothing"
     );
@@ -954,7 +961,7 @@ async fn queueing_failures_abort_and_resume() {
     );
     assert_eq!(w.head(), pushed, "resume pushed again");
     assert_eq!(
-        w.get("promotions", "demo", &name)["status"]["phase"],
+        w.get("promotions", "demo", &name).await["status"]["phase"],
         "Succeeded"
     );
     assert!(w.overlay("dev").contains("1.27.0"));
@@ -976,7 +983,7 @@ async fn queueing_failures_abort_and_resume() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let stage = w.get("stages", "demo", "dev");
+    let stage = w.get("stages", "demo", "dev").await;
     assert!(
         stage["status"]
             .get("currentPromotion")
@@ -989,7 +996,7 @@ async fn queueing_failures_abort_and_resume() {
     let pid = child.id().to_string();
     // Wait for a new sync request (the previous op is still hanging: ours waits for it).
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !w.promotions().iter().any(|p| {
+    while !w.promotions().await.iter().any(|p| {
         p["spec"]["freight"] != v1.as_str()
             && p["status"]["phase"] == "Running"
             && p["status"]["currentStep"].as_i64() == Some(4)
@@ -1010,7 +1017,7 @@ async fn queueing_failures_abort_and_resume() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let stage = w.get("stages", "demo", "dev");
+    let stage = w.get("stages", "demo", "dev").await;
     assert!(
         stage["status"]
             .get("currentPromotion")
@@ -1036,13 +1043,13 @@ async fn queueing_failures_abort_and_resume() {
             && err.contains("injected by promote-sandbox"),
         "{err}"
     );
-    let stage = w.get("stages", "demo", "test");
+    let stage = w.get("stages", "demo", "test").await;
     assert_eq!(
         stage["status"]["lastPromotion"]["status"]["phase"],
         "Failed"
     );
     assert!(
-        w.get("freights", "demo", &v1)["status"]["verifiedIn"]
+        w.get("freights", "demo", &v1).await["status"]["verifiedIn"]
             .get("test")
             .is_none()
     );
@@ -1129,9 +1136,11 @@ async fn queueing_failures_abort_and_resume() {
     assert_eq!(code, 0, "{err}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn legacy_stage_and_multi_source_application_through_the_webhook() {
-    let w = World::new(true).await;
+both!(legacy_stage_and_multi_source_application_through_the_webhook);
+async fn legacy_stage_and_multi_source_application_through_the_webhook(kind: Kind) {
+    let Some(w) = World::on(kind, true).await else {
+        return;
+    };
     let url = format!("file://{}", w.repo.display());
     let extra = format!(
         r#"apiVersion: kargo.akuity.io/v1alpha1
@@ -1223,7 +1232,7 @@ spec:
         "{}",
         w.overlay("prod")
     );
-    let app = w.get("applications", "argocd", "legacy-app");
+    let app = w.get("applications", "argocd", "legacy-app").await;
     assert_eq!(
         app["status"]["sync"]["revision"],
         pushed.as_str(),
@@ -1257,7 +1266,7 @@ spec:
         .await;
     assert_eq!(code, 0, "{err}\n{out}");
     let pushed = w.head();
-    let app = w.get("applications", "argocd", "multi-app");
+    let app = w.get("applications", "argocd", "multi-app").await;
     let state = &app["status"]["operationState"];
     assert_eq!(
         state["operation"]["sync"]["revisions"],
@@ -1275,10 +1284,12 @@ spec:
     assert_eq!(app["status"]["health"]["status"], "Healthy");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn project_git_credentials_from_kargo_secrets() {
+both!(project_git_credentials_from_kargo_secrets);
+async fn project_git_credentials_from_kargo_secrets(kind: Kind) {
     const CANARY: &str = "CANARY-kargo-secret-51f0";
-    let w = World::new(false).await;
+    let Some(w) = World::on(kind, false).await else {
+        return;
+    };
     let http = promote_tests::git_http(w.repo.parent().unwrap(), Some(("promoter", CANARY)));
     let url = format!("http://127.0.0.1:{}/gitops.git", http.port);
     let stage = format!(
@@ -1351,7 +1362,7 @@ spec:
         );
     }
     assert!(w.overlay("dev").contains("1.25.0"));
-    for p in w.promotions() {
+    for p in w.promotions().await {
         assert!(
             !p.to_string().contains(CANARY),
             "credential in a Promotion: {p}"
@@ -1397,13 +1408,15 @@ spec:
     );
 }
 
+both!(kargos_quickstart_through_the_cluster);
 /// Kargo's quickstart through the cluster: its manifests applied with one `kubectl apply -f`
 /// (the Project creating its namespace), Freight created, then test → uat → prod promoted as a
 /// promoter, each Stage's branch rendered by kustomize, synced by Argo CD (the simulator) and
 /// shown Ready by plain kubectl.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn kargos_quickstart_through_the_cluster() {
-    let w = World::new(true).await;
+async fn kargos_quickstart_through_the_cluster(kind: Kind) {
+    let Some(w) = World::on(kind, true).await else {
+        return;
+    };
     let files = crate::quickstart::layout();
     let refs: Vec<(&str, &str)> = files
         .iter()
@@ -1496,7 +1509,9 @@ async fn kargos_quickstart_through_the_cluster() {
             deploy.contains("image: public.ecr.aws/nginx/nginx:1.29.1"),
             "{deploy}"
         );
-        let app = w.get("applications", "argocd", &format!("kargo-demo-{stage}"));
+        let app = w
+            .get("applications", "argocd", &format!("kargo-demo-{stage}"))
+            .await;
         assert_eq!(
             app["status"]["sync"]["revision"],
             git(&bare, &["rev-parse", &format!("stage/{stage}")]).trim(),
@@ -1517,14 +1532,16 @@ async fn kargos_quickstart_through_the_cluster() {
     }
 }
 
+both!(set_metadata_is_read_back_and_guarded);
 /// `set-metadata` through the cluster with the webhook: a promotion of one Stage sets another
 /// Stage's and its Freight's `status.metadata`, later steps read them back with
 /// `stageMetadata()` and `freightMetadata()` (and a ConfigMap with `configMap()`, an earlier
 /// step's status with `status()`); the same metadata written by hand, outside a promotion, is
 /// refused by the webhook.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn set_metadata_is_read_back_and_guarded() {
-    let w = World::new(true).await;
+async fn set_metadata_is_read_back_and_guarded(kind: Kind) {
+    let Some(w) = World::on(kind, true).await else {
+        return;
+    };
     let stage = r#"apiVersion: kargo.akuity.io/v1alpha1
 kind: Stage
 metadata: { name: gate, namespace: demo }
@@ -1582,18 +1599,19 @@ subjects: [{ kind: User, name: alice, apiGroup: rbac.authorization.k8s.io }]
         )
         .await;
     assert_eq!(code, 0, "{out}\n{err}");
-    let prod = w.get("stages", "demo", "prod");
+    let prod = w.get("stages", "demo", "prod").await;
     assert_eq!(
         prod["status"]["metadata"],
         serde_json::json!({ "approved-by": "gate", "ticket": 42 })
     );
-    let f = w.get("freights", "demo", &freight);
+    let f = w.get("freights", "demo", &freight).await;
     assert_eq!(
         f["status"]["metadata"],
         serde_json::json!({ "tested": true, "checks": ["unit", "e2e"] })
     );
     let promotion = w
         .promotions()
+        .await
         .into_iter()
         .find(|p| p["spec"]["stage"] == "gate")
         .unwrap();
@@ -1662,7 +1680,7 @@ subjects: [{ kind: User, name: alice, apiGroup: rbac.authorization.k8s.io }]
         "{err}"
     );
     assert_eq!(
-        w.get("stages", "demo", "prod")["status"]["metadata"]["approved-by"],
+        w.get("stages", "demo", "prod").await["status"]["metadata"]["approved-by"],
         "gate"
     );
     // Typos in steps fail at `kubectl apply`: a Stage's, a PromotionTask's, a
@@ -1697,11 +1715,13 @@ subjects: [{ kind: User, name: alice, apiGroup: rbac.authorization.k8s.io }]
     }
 }
 
+both!(get_watch_prints_what_changes);
 /// `kubectl promote get stages -w`: the table, then a row again for each Stage that changes,
 /// under the same header, until interrupted; `-o name -w` prints each change as a name.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn get_watch_prints_what_changes() {
-    let w = World::new(false).await;
+async fn get_watch_prints_what_changes(kind: Kind) {
+    let Some(w) = World::on(kind, false).await else {
+        return;
+    };
     for (case, args, first, initial, again) in [
         (1, vec!["get", "stages", "-w"], "NAME", 4, "test "),
         (

@@ -106,9 +106,11 @@ fn the_demo_without_a_registry_creates_the_freight_by_hand() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn webhook_certificate_rotation_during_promotions() {
-    let w = World::new(true).await;
+crate::backend::both!(webhook_certificate_rotation_during_promotions);
+async fn webhook_certificate_rotation_during_promotions(kind: crate::backend::Kind) {
+    let Some(w) = World::on(kind, true).await else {
+        return;
+    };
     for (i, tag) in ["1.25.0", "1.26.0", "1.27.0", "1.28.0"].iter().enumerate() {
         w.freight(tag, &format!("v{i}")).await;
     }

@@ -275,7 +275,55 @@ const CORPUS: &[Case] = &[
         args: &["get", "freight", "f1", "-n", "fid"],
         stdin: None,
     },
+    // Argo CD's Application CRD: the sandbox's reduced copy keeps the real one's required fields
+    // (found by running the cluster stories on both: the simulator's multi-source syncResult had
+    // no `revision`, which only the real server refused).
+    Case {
+        name: "an Application without spec.project is refused",
+        user: "admin",
+        args: &["create", "-f", "-"],
+        stdin: Some(APP_NO_PROJECT),
+    },
+    Case {
+        name: "an Application is created",
+        user: "admin",
+        args: &["create", "-f", "-"],
+        stdin: Some(APP),
+    },
+    Case {
+        name: "a syncResult without revision is refused",
+        user: "admin",
+        args: &[
+            "patch",
+            "application",
+            "a1",
+            "-n",
+            "fid",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"operationState":{"operation":{"sync":{}},"phase":"Succeeded","startedAt":"2026-01-01T00:00:00Z","syncResult":{"revisions":["a","b"]}}}}"#,
+        ],
+        stdin: None,
+    },
+    Case {
+        name: "operation info without a value is refused",
+        user: "admin",
+        args: &[
+            "patch",
+            "application",
+            "a1",
+            "-n",
+            "fid",
+            "--type=merge",
+            "-p",
+            r#"{"operation":{"info":[{"name":"Reason"}],"sync":{}}}"#,
+        ],
+        stdin: None,
+    },
 ];
+
+const APP: &str = "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: { name: a1, namespace: fid }\nspec:\n  project: default\n  destination: { server: https://kubernetes.default.svc, namespace: x }\n  source: { repoURL: https://example.com/r.git, path: . }\n";
+const APP_NO_PROJECT: &str = "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: { name: a0, namespace: fid }\nspec:\n  destination: { server: https://kubernetes.default.svc, namespace: x }\n  source: { repoURL: https://example.com/r.git, path: . }\n";
 
 /// Differences kept on purpose, by case name, with the reason.
 const KNOWN: &[(&str, &str)] = &[(

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real binaries against real Git servers on 127.0.0.1.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: failing loudly is the point
 
+mod backend;
 mod binaries;
 mod cluster;
 mod demo;

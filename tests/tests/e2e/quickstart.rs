@@ -172,7 +172,7 @@ status:
     let mut out = docs.replace("${GITOPS_REPO_URL}", repo);
     for stage in ["test", "uat", "prod"] {
         out.push_str(&format!(
-            "---\napiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata:\n  name: kargo-demo-{stage}\n  namespace: argocd\n  annotations:\n    kargo.akuity.io/authorized-stage: kargo-demo:{stage}\nspec:\n  source:\n    repoURL: {repo}\n    targetRevision: stage/{stage}\n    path: .\n  destination:\n    namespace: kargo-demo-{stage}\n"
+            "---\napiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata:\n  name: kargo-demo-{stage}\n  namespace: argocd\n  annotations:\n    kargo.akuity.io/authorized-stage: kargo-demo:{stage}\nspec:\n  project: default\n  source:\n    repoURL: {repo}\n    targetRevision: stage/{stage}\n    path: .\n  destination:\n    server: https://kubernetes.default.svc\n    namespace: kargo-demo-{stage}\n"
         ));
     }
     out

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use promote_tests::{bare_repo, bin, reserved_port, workspace_root};
 use serde_json::{Value, json};
 
-use crate::sandbox::{fails, k, ok, start, wait_for};
+use crate::sandbox::{fails, k, ok};
 
 /// The webhook process, killed on drop.
 pub(crate) struct Webhook {
@@ -118,20 +118,12 @@ pub(crate) fn certs(dir: &Path) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
-/// Install promote into the sandbox as the README says (certificates from `promote-webhook
-/// certs`, the TLS Secret, `manifests/` with the caBundle filled in) and run the webhook binary
-/// on `port` (the sandbox runs no Pods). Returns the webhook and what `kubectl apply` printed.
-pub(crate) async fn install_webhook(
-    sb: &promote_sandbox::Sandbox,
-    dir: &Path,
-    port: u16,
-) -> (Webhook, String) {
-    install_webhook_at(&sb.kubeconfig_path(), dir, port).await
-}
-
-/// [`install_webhook`] into any cluster whose kubeconfig has the contexts `admin` (current) and
-/// `promote-webhook` (the sandbox and the real tier both write one).
-async fn install_webhook_at(kc: &Path, dir: &Path, port: u16) -> (Webhook, String) {
+/// Install promote as the README says (certificates from `promote-webhook certs`, the TLS Secret,
+/// `manifests/` with the caBundle filled in) into any cluster whose kubeconfig has the contexts
+/// `admin` (current) and `promote-webhook` (the sandbox and the real tier both write one), and run
+/// the webhook binary on `port` (neither runs Pods). Returns the webhook and what `kubectl apply`
+/// printed.
+pub(crate) async fn install_webhook_at(kc: &Path, dir: &Path, port: u16) -> (Webhook, String) {
     let kc = kc.to_path_buf();
     let certs_dir = dir.join("certs");
     let ca_bundle = certs(&certs_dir);
@@ -1022,8 +1014,8 @@ pub(crate) async fn project_decisions(kc: &Path, url: &str) -> (String, String, 
     (freight_name, promo_name, promo)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn webhook_installed_from_the_manifests_decides_real_writes() {
+crate::backend::both!(webhook_installed_from_the_manifests_decides_real_writes);
+async fn webhook_installed_from_the_manifests_decides_real_writes(kind: crate::backend::Kind) {
     let tmp = tempfile::tempdir().unwrap();
     let repo = bare_repo(
         tmp.path(),
@@ -1035,16 +1027,17 @@ async fn webhook_installed_from_the_manifests_decides_real_writes() {
         .to_owned();
     let url = format!("file://{}", repo.display());
     let port = reserved_port();
-    let sb = start(
+    let Some(sb) = crate::backend::Backend::start(
+        kind,
         &tmp.path().join("sb"),
-        &[(
-            "promote-webhook.promote-system",
-            format!("127.0.0.1:{port}").parse().unwrap(),
-        )],
+        &[("promote-webhook.promote-system", port)],
     )
-    .await;
-    let kc = sb.kubeconfig_path();
-    let (hook, out) = install_webhook(&sb, tmp.path(), port).await;
+    .await
+    else {
+        return;
+    };
+    let kc = sb.kubeconfig();
+    let (hook, out) = install_webhook_at(&kc, tmp.path(), port).await;
     assert!(
         out.contains("deployment.apps/promote-webhook created"),
         "{out}"
@@ -1060,13 +1053,14 @@ async fn webhook_installed_from_the_manifests_decides_real_writes() {
     sent["operation"]["initiatedBy"] = json!({ "username": "mallory" });
     let (good, _, err) = patch_app(&kc, "alice", "guestbook-test", &sent).await;
     assert!(good, "{err}");
-    let done = wait_for(&sb, "argocd", "guestbook-test", |a| {
-        a.get("operation").is_none()
-            && a.pointer("/status/operationState/phase")
-                .and_then(Value::as_str)
-                == Some("Succeeded")
-    })
-    .await;
+    let done = sb
+        .wait_app("argocd", "guestbook-test", |a| {
+            a.get("operation").is_none()
+                && a.pointer("/status/operationState/phase")
+                    .and_then(Value::as_str)
+                    == Some("Succeeded")
+        })
+        .await;
     let op = &done["status"]["operationState"]["operation"];
     assert_eq!(op["initiatedBy"]["username"], "alice", "{op}");
     assert_eq!(op["sync"]["revision"], "main", "{op}");
@@ -1077,12 +1071,25 @@ async fn webhook_installed_from_the_manifests_decides_real_writes() {
         main_sha.as_str()
     );
     // Replaying the same (now finished) Promotion's operation is refused. Its runner finishes it.
-    sb.request("alice", "PUT", &format!("/apis/kargo.akuity.io/v1alpha1/namespaces/kargo-demo/promotions/{promo_name}/status"), Some(&{
-        let live = sb.request("admin", "GET", &format!("/apis/kargo.akuity.io/v1alpha1/namespaces/kargo-demo/promotions/{promo_name}"), None).await.unwrap();
-        let mut l = live.clone();
-        l["status"]["phase"] = json!("Succeeded");
-        l
-    })).await.unwrap();
+    let mut live = sb
+        .get("promotions.kargo.akuity.io", "kargo-demo", &promo_name)
+        .await
+        .unwrap();
+    live["status"]["phase"] = json!("Succeeded");
+    let (good, _, err) = k(
+        &kc,
+        &[
+            "--context",
+            "alice",
+            "replace",
+            "--subresource=status",
+            "-f",
+            "-",
+        ],
+        Some(&live.to_string()),
+    )
+    .await;
+    assert!(good, "{err}");
     let (good, _, err) = patch_app(
         &kc,
         "alice",
@@ -1124,7 +1131,7 @@ async fn webhook_installed_from_the_manifests_decides_real_writes() {
     assert!(!good && err.contains("failed calling webhook"), "{err}");
     let (good, _, err) = patch_app(&kc, "admin", "guestbook-other", &plain).await;
     assert!(good, "a plain sync must not need the webhook: {err}");
-    wait_for(&sb, "argocd", "guestbook-other", |a| {
+    sb.wait_app("argocd", "guestbook-other", |a| {
         a.get("operation").is_none()
             && a.pointer("/status/operationState/operation/initiatedBy/username")
                 .and_then(Value::as_str)
