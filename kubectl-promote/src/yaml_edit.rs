@@ -428,7 +428,11 @@ fn is_yaml11_special(s: &str) -> bool {
 }
 
 fn plain_is_safe(s: &str, in_flow: bool) -> bool {
-    if s.is_empty() || s.trim() != s || is_yaml11_special(s) || s.contains(['\n', '\r', '\t']) {
+    if s.is_empty()
+        || s.trim() != s
+        || is_yaml11_special(s)
+        || !s.chars().all(|c| yaml_inline(c) && c != '\t')
+    {
         return false;
     }
     if s.contains(": ") || s.contains(" #") || s.ends_with(':') {
@@ -456,6 +460,17 @@ fn yaml_printable(c: char) -> bool {
     matches!(c, '\t' | '\n' | '\r' | ' '..='~' | '\u{85}' | '\u{A0}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
 }
 
+/// Whether `c` may stand unescaped inside a one-line quoted scalar: printable, and not one of
+/// YAML 1.1's line breaks (NEL, LS, PS), which libyaml folds like a newline (found by the
+/// yaml_update fuzz target: a key holding U+0085 in a flow mapping broke the document).
+fn yaml_inline(c: char) -> bool {
+    yaml_printable(c)
+        && !matches!(
+            c,
+            '\n' | '\r' | '\u{85}' | '\u{2028}' | '\u{2029}' | '\u{FEFF}'
+        )
+}
+
 /// A double-quoted YAML scalar. JSON's escaping is not enough: YAML also forbids DEL and the C1
 /// controls unescaped (found by the yaml_update fuzz target: a value holding U+007F made a file
 /// no YAML parser reads).
@@ -469,7 +484,10 @@ fn double_quoted(s: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if yaml_printable(c) && c != '\u{FEFF}' => out.push(c),
+            '\u{85}' => out.push_str("\\N"),
+            '\u{2028}' => out.push_str("\\L"),
+            '\u{2029}' => out.push_str("\\P"),
+            c if yaml_inline(c) => out.push(c),
             c if u32::from(c) <= 0xFF => out.push_str(&format!("\\x{:02x}", u32::from(c))),
             c => out.push_str(&format!("\\u{:04x}", u32::from(c))),
         }
@@ -482,9 +500,7 @@ fn double_quoted(s: &str) -> String {
 fn render(value: &Value, old: Option<ScalarStyle>, in_flow: bool) -> String {
     match value {
         Value::String(s) => match old {
-            Some(ScalarStyle::SingleQuoted)
-                if !s.contains(['\n', '\r']) && s.chars().all(yaml_printable) =>
-            {
+            Some(ScalarStyle::SingleQuoted) if s.chars().all(|c| yaml_inline(c) || c == '\t') => {
                 format!("'{}'", s.replace('\'', "''"))
             }
             Some(ScalarStyle::DoubleQuoted) => double_quoted(s),
@@ -493,7 +509,28 @@ fn render(value: &Value, old: Option<ScalarStyle>, in_flow: bool) -> String {
         },
         Value::Null => "null".to_owned(),
         Value::Bool(_) | Value::Number(_) => value.to_string(),
-        other => serde_json::to_string(other).unwrap_or_default(),
+        other => flow(other),
+    }
+}
+
+/// A JSON array or object as a YAML flow collection, written as compact JSON is (YAML reads
+/// JSON), but not by `serde_json::to_string`: JSON leaves DEL, the C1 controls and YAML 1.1's
+/// line breaks raw in its strings, which YAML refuses.
+fn flow(value: &Value) -> String {
+    match value {
+        Value::String(s) => double_quoted(s),
+        Value::Array(items) => {
+            let items: Vec<String> = items.iter().map(flow).collect();
+            format!("[{}]", items.join(","))
+        }
+        Value::Object(m) => {
+            let entries: Vec<String> = m
+                .iter()
+                .map(|(k, v)| format!("{}:{}", double_quoted(k), flow(v)))
+                .collect();
+            format!("{{{}}}", entries.join(","))
+        }
+        scalar => scalar.to_string(),
     }
 }
 
@@ -1226,7 +1263,8 @@ mod tests {
         let mut d = YamlDoc::parse(text).unwrap();
         d.set(&split_key(key), &value).unwrap();
         // The result must still parse, and read back the value.
-        let back: serde_yaml::Value = serde_yaml::from_str(d.text()).unwrap();
+        let back: serde_yaml::Value =
+            serde_yaml::from_str(d.text()).unwrap_or_else(|e| panic!("{e}: {:?}", d.text()));
         let _ = back;
         d.text().to_owned()
     }
@@ -1316,6 +1354,21 @@ mod tests {
             set("{a: [1] ,c: 2}\n", "a.1", json!(2)),
             "{a: [1, 2] ,c: 2}\n"
         );
+    }
+
+    #[test]
+    fn line_breaks_and_controls_are_escaped_in_keys_and_flow_values() {
+        // Found by fuzzing: NEL (a line break to libyaml) stood raw in a new key of a flow
+        // mapping, and serde_json left DEL raw inside a flow value.
+        assert_eq!(
+            set("{a: {x: 1}}\n", "a.b\u{85}c", json!("v")),
+            "{a: {x: 1, \"b\\Nc\": v}}\n"
+        );
+        assert_eq!(
+            set("a: 1\n", "a", json!({"k\u{7f}": ["\u{2028}"]})),
+            "a: {\"k\\x7f\":[\"\\L\"]}\n"
+        );
+        assert_eq!(set("a: 'x'\n", "a", json!("p\u{2029}q")), "a: \"p\\Pq\"\n");
     }
 
     #[test]
