@@ -346,6 +346,19 @@ pub struct DemoOptions {
     pub exit: bool,
     /// Push the images to Debian's docker-registry and discover them, when it is installed.
     pub registry: bool,
+    /// Tell the story on a cluster that is already running instead of a sandbox it starts.
+    pub cluster: Option<ExistingCluster>,
+}
+
+/// A running cluster the demo may use: one `scripts/kube up` (the real control plane) or
+/// `promote-sandbox up` started, with the same users and an Argo CD simulator on it.
+#[derive(Debug, Clone)]
+pub struct ExistingCluster {
+    /// Its kubeconfig: contexts `admin` (current), `alice`, `bob` and `promote-webhook`.
+    pub kubeconfig: PathBuf,
+    /// The local port its `promote-webhook.promote-system` Service is mapped to, where the
+    /// demo runs the webhook.
+    pub webhook_port: u16,
 }
 
 fn err(msg: impl Into<String>) -> SandboxError {
@@ -613,19 +626,46 @@ pub fn run(rt: &tokio::runtime::Runtime, opts: &DemoOptions) -> Result<(), Sandb
     println!("promote demo: a Kargo-style dev -> test -> prod pipeline on a local sandbox cluster");
     println!("(working directory {})", dir.display());
     let (_git, repo) = git_server(&dir)?;
-    let webhook_port = free_port()?;
-    let sandbox = rt.block_on(Sandbox::start(Options {
-        dir: dir.clone(),
-        port: 0,
-        service_endpoints: [(
-            "promote-webhook.promote-system".to_owned(),
-            SocketAddr::from(([127, 0, 0, 1], webhook_port)),
-        )]
-        .into_iter()
-        .collect(),
-        argocd: true,
-    }))?;
-    let kubeconfig = sandbox.kubeconfig_path();
+    // Either a sandbox of its own, or the cluster it was given (whose kubeconfig it copies, so
+    // that everything the user may go on with is in the demo directory).
+    let (sandbox, kubeconfig, kubeconfig_text, webhook_port) = match &opts.cluster {
+        None => {
+            let webhook_port = free_port()?;
+            let sandbox = rt.block_on(Sandbox::start(Options {
+                dir: dir.clone(),
+                port: 0,
+                service_endpoints: [(
+                    "promote-webhook.promote-system".to_owned(),
+                    SocketAddr::from(([127, 0, 0, 1], webhook_port)),
+                )]
+                .into_iter()
+                .collect(),
+                argocd: true,
+            }))?;
+            println!(
+                "sandbox API server: {} (Argo CD simulator running)",
+                sandbox.url()
+            );
+            let (path, text) = (sandbox.kubeconfig_path(), sandbox.kubeconfig());
+            (Some(sandbox), path, text, webhook_port)
+        }
+        Some(c) => {
+            let text = std::fs::read_to_string(&c.kubeconfig).map_err(io(&c.kubeconfig))?;
+            if !text.contains("current-context: admin") || !text.contains("name: promote-webhook") {
+                return Err(err(format!(
+                    "{} has no contexts admin (current) and promote-webhook; give the kubeconfig `scripts/kube up` or `promote-sandbox up` wrote",
+                    c.kubeconfig.display()
+                )));
+            }
+            let path = dir.join("kubeconfig");
+            std::fs::write(&path, &text).map_err(io(&path))?;
+            println!(
+                "API server: the running cluster of {} (its Argo CD, or simulator, syncs)",
+                c.kubeconfig.display()
+            );
+            (None, path, text, c.webhook_port)
+        }
+    };
     for (path, text) in shipped_files() {
         let p = dir.join("manifests").join(&path);
         if let Some(parent) = p.parent() {
@@ -639,9 +679,7 @@ pub fn run(rt: &tokio::runtime::Runtime, opts: &DemoOptions) -> Result<(), Sandb
     let sa_kubeconfig = dir.join("webhook.kubeconfig");
     std::fs::write(
         &sa_kubeconfig,
-        sandbox
-            .kubeconfig()
-            .replace("current-context: admin", "current-context: promote-webhook"),
+        kubeconfig_text.replace("current-context: admin", "current-context: promote-webhook"),
     )
     .map_err(io(&sa_kubeconfig))?;
     let plugin_dir = plugin.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -661,10 +699,6 @@ pub fn run(rt: &tokio::runtime::Runtime, opts: &DemoOptions) -> Result<(), Sandb
             ),
         ],
     };
-    println!(
-        "sandbox API server: {} (Argo CD simulator running)",
-        sandbox.url()
-    );
     println!("GitOps repository: {repo} (git daemon; overlays env/dev, env/test, env/prod)");
     println!("export KUBECONFIG={}", kubeconfig.display());
 
@@ -687,11 +721,11 @@ pub fn run(rt: &tokio::runtime::Runtime, opts: &DemoOptions) -> Result<(), Sandb
             .collect(),
     };
     println!(
-        "# (the sandbox installs the CRDs when it starts and promote-system was just created, so kubectl warns as it adopts them)"
+        "# (the cluster has the CRDs from its start and promote-system was just created, so kubectl warns as it adopts them)"
     );
     sh_ca.must(r#"kubectl kustomize manifests/ | sed "s|caBundle: \"\"|caBundle: $CA_BUNDLE|" | kubectl apply -f -"#)?;
     println!(
-        "# The sandbox runs no Pods: the webhook Deployment's container runs here, as a process on 127.0.0.1:{webhook_port}"
+        "# The cluster runs no Pods: the webhook Deployment's container runs here, as a process on 127.0.0.1:{webhook_port}"
     );
     let metrics_port = free_port()?;
     let log = std::fs::File::create(dir.join("webhook.log")).map_err(io(&dir))?;
@@ -777,10 +811,19 @@ pub fn run(rt: &tokio::runtime::Runtime, opts: &DemoOptions) -> Result<(), Sandb
     );
     println!("  kubectl promote history stage/prod -n kargo-demo");
     if opts.exit {
-        rt.block_on(sandbox.stop());
+        if let Some(sandbox) = sandbox {
+            rt.block_on(sandbox.stop());
+        }
         return Ok(());
     }
-    println!("The sandbox, the webhook and the Git server keep running; Ctrl-C stops them.");
+    match sandbox {
+        Some(_) => {
+            println!("The sandbox, the webhook and the Git server keep running; Ctrl-C stops them.")
+        }
+        None => println!(
+            "The webhook and the Git server keep running; Ctrl-C stops them (the cluster is yours to stop)."
+        ),
+    }
     // Ctrl-C, SIGTERM or a closed terminal: stop, and take the webhook and git-daemon along.
     rt.block_on(async {
         use tokio::signal::unix::{SignalKind, signal};
@@ -802,6 +845,8 @@ pub fn run(rt: &tokio::runtime::Runtime, opts: &DemoOptions) -> Result<(), Sandb
             _ = wait(hup) => {}
         }
     });
-    rt.block_on(sandbox.stop());
+    if let Some(sandbox) = sandbox {
+        rt.block_on(sandbox.stop());
+    }
     Ok(())
 }

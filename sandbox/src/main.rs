@@ -72,6 +72,16 @@ enum Command {
         /// discovery).
         #[arg(long)]
         no_registry: bool,
+        /// Tell the story on a cluster that is already running (its kubeconfig, with contexts
+        /// admin, alice, bob and promote-webhook, as `scripts/kube up` writes) instead of
+        /// starting a sandbox; needs --webhook-port.
+        #[arg(long, value_name = "KUBECONFIG", requires = "webhook_port")]
+        cluster: Option<PathBuf>,
+        /// With --cluster: the local port that cluster maps the Service
+        /// promote-webhook.promote-system to (`--service-endpoint
+        /// promote-webhook.promote-system=127.0.0.1:PORT`); the webhook runs there.
+        #[arg(long, value_name = "PORT", requires = "cluster")]
+        webhook_port: Option<u16>,
     },
 }
 
@@ -149,12 +159,20 @@ fn main() -> ExitCode {
             bin_dir,
             exit,
             no_registry,
+            cluster,
+            webhook_port,
         } => {
             let opts = promote_sandbox::demo::DemoOptions {
                 dir,
                 bin_dir,
                 exit,
                 registry: !no_registry,
+                cluster: cluster.zip(webhook_port).map(|(kubeconfig, webhook_port)| {
+                    promote_sandbox::demo::ExistingCluster {
+                        kubeconfig,
+                        webhook_port,
+                    }
+                }),
             };
             match promote_sandbox::demo::run(&rt, &opts) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -8,20 +8,47 @@ use base64::Engine;
 use promote_tests::bin;
 use serde_json::Value;
 
+use crate::backend::{Backend, Kind};
 use crate::cluster::World;
 use crate::sandbox::k;
 use crate::webhook::certs;
 
-#[test]
-fn the_demo_tells_the_whole_story() {
+crate::backend::both!(the_demo_tells_the_whole_story);
+/// The README's quick start, on a sandbox it starts, or (`--cluster`) on the real control plane
+/// `scripts/kube up` runs with the webhook's Service mapped to a local port.
+async fn the_demo_tells_the_whole_story(kind: Kind) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("promote-demo");
-    let out = Command::new(bin("promote-sandbox").unwrap())
-        .args(["demo", "--exit", "--dir"])
+    let mut demo = Command::new(bin("promote-sandbox").unwrap());
+    demo.args(["demo", "--exit", "--dir"])
         .arg(&dir)
-        .env_remove("KUBECONFIG")
-        .output()
+        .env_remove("KUBECONFIG");
+    let cluster = match kind {
+        Kind::Sandbox => None,
+        Kind::Real => {
+            let port = promote_tests::free_port();
+            let Some(cluster) = Backend::start(
+                kind,
+                &tmp.path().join("kube"),
+                &[("promote-webhook.promote-system", port)],
+            )
+            .await
+            else {
+                return;
+            };
+            demo.arg("--cluster")
+                .arg(cluster.kubeconfig())
+                .args(["--webhook-port", &port.to_string()]);
+            Some(cluster)
+        }
+    };
+    let out = tokio::task::spawn_blocking(move || demo.output())
+        .await
+        .unwrap()
         .unwrap();
+    if let Some(cluster) = cluster {
+        cluster.stop().await;
+    }
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}\n{stderr}");

@@ -14,6 +14,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use promote_tests::{bin, workspace_root};
+
+use crate::backend::Kind;
+use crate::real::RealKube;
 use serde_json::json;
 
 /// README commands run by other tests (or by CI itself), with where.
@@ -331,9 +334,69 @@ fn every_readme_command_runs() {
     assert!(out.contains("The commit it pushed"), "{out}");
     drop(demo);
 
-    // The sandbox section, and installing on a cluster with cert-manager.
-    let sandbox_block = script(&readme, "promote-sandbox up --dir ./sb");
-    let w2 = tmp.path().join("with-cert-manager");
+    let helm = install_sections(&mut r, &readme, tmp.path(), Kind::Sandbox);
+
+    // Everything in the README ran here or is run elsewhere.
+    let mut elsewhere: BTreeSet<&str> = ELSEWHERE.iter().map(|(c, _)| *c).collect();
+    if helm.is_none() {
+        eprintln!(
+            "note: PROMOTE_HELM is not set (scripts/test builds helm when Go is present): the Helm install commands were not run"
+        );
+        elsewhere.insert(
+            "helm install promote charts/promote --namespace promote-system --create-namespace",
+        );
+        elsewhere.insert("helm install promote charts/promote --namespace promote-system --create-namespace --set certManager.enabled=true");
+    }
+    let missing: Vec<String> = commands(&readme)
+        .into_iter()
+        .filter(|c| !r.ran.contains(c) && !elsewhere.contains(c.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "README commands no test runs (run them here or name the test in ELSEWHERE):\n{}",
+        missing.join("\n")
+    );
+    let stale: Vec<&&str> = elsewhere
+        .iter()
+        .filter(|c| !commands(&readme).iter().any(|x| x == **c))
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "ELSEWHERE names commands the README no longer has: {stale:?}"
+    );
+}
+
+/// A cluster for one of the README's install sections, and its kubeconfig: a sandbox started by
+/// the README's own `promote-sandbox up` block, or the real control plane (`scripts/kube up`).
+fn cluster(r: &mut Runner, w: &Path, kind: Kind) -> (Box<dyn std::any::Any>, String) {
+    match kind {
+        Kind::Sandbox => {
+            let readme = std::fs::read_to_string(workspace_root().join("README.md")).unwrap();
+            let g = r.background(w, &script(&readme, "promote-sandbox up --dir ./sb"), &[]);
+            wait_ready(w);
+            (Box::new(g), w.join("sb/kubeconfig").display().to_string())
+        }
+        Kind::Real => {
+            // At sb/, where the README's commands look for the kubeconfig.
+            let kube = RealKube::up(&w.join("sb"), &[]).expect("the real tier is enabled");
+            let kc = kube.kubeconfig().display().to_string();
+            (Box::new(kube), kc)
+        }
+    }
+}
+
+/// The README's install sections (kustomize with and without cert-manager, the offline and
+/// cluster-backed reviews, the Helm chart both ways), each on a cluster of its own of `kind`.
+/// Returns the helm binary when the Helm sections ran.
+fn install_sections(
+    r: &mut Runner,
+    readme: &str,
+    tmp: &Path,
+    kind: Kind,
+) -> Option<std::path::PathBuf> {
+    let root = workspace_root();
+    // Installing on a cluster with cert-manager.
+    let w2 = tmp.join("with-cert-manager");
     copy_dir(&root.join("manifests"), &w2.join("manifests"));
     let kust = w2.join("manifests/kustomization.yaml");
     let text = std::fs::read_to_string(&kust).unwrap();
@@ -346,9 +409,7 @@ fn every_readme_command_runs() {
         ),
     )
     .unwrap();
-    let sb2 = r.background(&w2, &sandbox_block, &[]);
-    let kc2 = w2.join("sb/kubeconfig").display().to_string();
-    wait_ready(&w2);
+    let (sb2, kc2) = cluster(r, &w2, kind);
     let mut c = Command::new("kubectl");
     c.env("KUBECONFIG", &kc2)
         .args(["apply", "-f", "-"])
@@ -372,7 +433,7 @@ fn every_readme_command_runs() {
     assert!(child.wait().unwrap().success());
     let out = r.sh(
         &w2,
-        &script(&readme, "kubectl apply -k manifests/"),
+        &script(readme, "kubectl apply -k manifests/"),
         &[("KUBECONFIG", kc2.clone())],
     );
     assert!(
@@ -382,15 +443,13 @@ fn every_readme_command_runs() {
     drop(sb2);
 
     // Installing without cert-manager, then the offline and cluster-backed reviews.
-    let w3 = tmp.path().join("without-cert-manager");
+    let w3 = tmp.join("without-cert-manager");
     std::fs::create_dir_all(&w3).unwrap();
     symlink(&root.join("manifests"), &w3.join("manifests"));
-    let _sb3 = r.background(&w3, &sandbox_block, &[]);
-    wait_ready(&w3);
-    let kc3 = w3.join("sb/kubeconfig").display().to_string();
+    let (_sb3, kc3) = cluster(r, &w3, kind);
     let out = r.sh(
         &w3,
-        &script(&readme, "promote-webhook certs"),
+        &script(readme, "promote-webhook certs"),
         &[("KUBECONFIG", kc3.clone())],
     );
     assert!(
@@ -426,7 +485,7 @@ fn every_readme_command_runs() {
     std::fs::write(w3.join("review.json"), review.to_string()).unwrap();
     let out = r.sh(
         &w3,
-        &script(&readme, "promote-webhook review -f review.json"),
+        &script(readme, "promote-webhook review -f review.json"),
         &[("KUBECONFIG", kc3.clone())],
     );
     assert_eq!(out.matches("\"allowed\": true").count(), 3, "{out}");
@@ -452,12 +511,10 @@ fn every_readme_command_runs() {
                 true,
             ),
         ] {
-            let w = tmp.path().join(name);
+            let w = tmp.join(name);
             std::fs::create_dir_all(&w).unwrap();
             symlink(&root.join("charts"), &w.join("charts"));
-            let _sb = r.background(&w, &sandbox_block, &[]);
-            wait_ready(&w);
-            let kc = w.join("sb/kubeconfig").display().to_string();
+            let (_sb, kc) = cluster(r, &w, kind);
             if cert_manager {
                 let mut c = Command::new("kubectl");
                 c.env("KUBECONFIG", &kc)
@@ -481,7 +538,7 @@ fn every_readme_command_runs() {
                     .unwrap();
                 assert!(child.wait().unwrap().success());
             }
-            let block: Vec<String> = script(&readme, first.trim_end_matches('\n'))
+            let block: Vec<String> = script(readme, first.trim_end_matches('\n'))
                 .into_iter()
                 .filter(|l| cert_manager || !l.contains("--set"))
                 .collect();
@@ -549,32 +606,36 @@ fn every_readme_command_runs() {
         }
     }
 
-    // Everything in the README ran here or is run elsewhere.
-    let mut elsewhere: BTreeSet<&str> = ELSEWHERE.iter().map(|(c, _)| *c).collect();
-    if helm.is_none() {
-        eprintln!(
-            "note: PROMOTE_HELM is not set (scripts/test builds helm when Go is present): the Helm install commands were not run"
+    helm
+}
+
+/// The install sections again, on the real kube-apiserver: what they apply (CRDs, webhooks with
+/// their caBundle, the chart's objects) must be what a real server accepts.
+mod install_sections {
+    #[test]
+    fn real() {
+        if std::env::var("PROMOTE_REAL_KUBE").as_deref() != Ok("1") {
+            eprintln!(
+                "skipped: the real control plane is not enabled (scripts/test sets PROMOTE_REAL_KUBE=1 when Go is installed)"
+            );
+            return;
+        }
+        let readme = std::fs::read_to_string(super::workspace_root().join("README.md")).unwrap();
+        let bins = super::bin("kubectl-promote")
+            .unwrap()
+            .parent()
+            .unwrap()
+            .to_path_buf();
+        let tmp = tempfile::tempdir().unwrap();
+        let mut r = super::Runner {
+            ran: std::collections::BTreeSet::new(),
+            path: format!("{}:{}", bins.display(), std::env::var("PATH").unwrap()),
+        };
+        super::install_sections(&mut r, &readme, tmp.path(), super::Kind::Real);
+        assert!(
+            r.ran
+                .iter()
+                .any(|c| c.contains("kubectl apply -k manifests/"))
         );
-        elsewhere.insert(
-            "helm install promote charts/promote --namespace promote-system --create-namespace",
-        );
-        elsewhere.insert("helm install promote charts/promote --namespace promote-system --create-namespace --set certManager.enabled=true");
     }
-    let missing: Vec<String> = commands(&readme)
-        .into_iter()
-        .filter(|c| !r.ran.contains(c) && !elsewhere.contains(c.as_str()))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "README commands no test runs (run them here or name the test in ELSEWHERE):\n{}",
-        missing.join("\n")
-    );
-    let stale: Vec<&&str> = elsewhere
-        .iter()
-        .filter(|c| !commands(&readme).iter().any(|x| x == **c))
-        .collect();
-    assert!(
-        stale.is_empty(),
-        "ELSEWHERE names commands the README no longer has: {stale:?}"
-    );
 }
