@@ -237,6 +237,35 @@ impl Builder<'_> {
         b.len()
     }
 
+    /// Where a collection's own text begins: its start event's span begins at its properties
+    /// (`&anchor`, `!tag`), which may stand on the line before (found by fuzzing: `!t\n{a: 1}`
+    /// was taken for a block mapping, and a key added to it went after the `}`).
+    fn content_start(&self, mut at: usize) -> usize {
+        let b = self.text.as_bytes();
+        loop {
+            match b.get(at) {
+                Some(b' ' | b'\t' | b'\n' | b'\r') => at += 1,
+                Some(b'#') => {
+                    while !matches!(b.get(at), None | Some(b'\n' | b'\r')) {
+                        at += 1;
+                    }
+                }
+                Some(b'!') if b.get(at + 1) == Some(&b'<') => {
+                    while !matches!(b.get(at), None | Some(b'>')) {
+                        at += 1;
+                    }
+                    at += 1;
+                }
+                Some(b'&' | b'!') => {
+                    while !matches!(b.get(at), None | Some(b' ' | b'\t' | b'\n' | b'\r')) {
+                        at += 1;
+                    }
+                }
+                _ => return at,
+            }
+        }
+    }
+
     /// Just past a flow collection's closing bracket, from its end event's span (in characters),
     /// which also covers the spaces after the bracket (found by fuzzing: `{b: 1} ,c: 1` put a
     /// key added to `{b: 1}` after its `}`).
@@ -290,7 +319,8 @@ impl Builder<'_> {
                 let start = self.byte(s);
                 // `{` starts a flow mapping, or a block mapping whose first key is one (`{a: b}: c`,
                 // found by fuzzing): known once the first key is read.
-                let mut flow = self.text.as_bytes().get(start) == Some(&b'{');
+                let content = self.content_start(start);
+                let mut flow = self.text.as_bytes().get(content) == Some(&b'{');
                 let mut first = true;
                 let mut entries = Vec::new();
                 let mut end = start;
@@ -310,7 +340,7 @@ impl Builder<'_> {
                         break;
                     }
                     let k = self.node(events, along.map(|_| &[][..]))?;
-                    if first && flow && k.start == start {
+                    if first && flow && (k.start == start || k.start == content) {
                         flow = false;
                     }
                     first = false;
@@ -342,7 +372,7 @@ impl Builder<'_> {
             }
             Event::SequenceStart(..) => {
                 let start = self.byte(s);
-                let flow = self.text.as_bytes().get(start) == Some(&b'[');
+                let flow = self.text.as_bytes().get(self.content_start(start)) == Some(&b'[');
                 let mut items = Vec::new();
                 let mut end = start;
                 let next = match along {
@@ -1369,6 +1399,17 @@ mod tests {
             "a: {\"k\\x7f\":[\"\\L\"]}\n"
         );
         assert_eq!(set("a: 'x'\n", "a", json!("p\u{2029}q")), "a: \"p\\Pq\"\n");
+    }
+
+    #[test]
+    fn a_tagged_or_anchored_flow_collection_is_still_flow() {
+        // Found by fuzzing: the collection's span starts at its tag, on the line before.
+        assert_eq!(set("!t\n{a: 1}\n", "b", json!(2)), "!t\n{a: 1, b: 2}\n");
+        assert_eq!(set("x: &y [1]\n", "x.1", json!(2)), "x: &y [1, 2]\n");
+        assert_eq!(
+            set("x: !<tag:a> {a: 1}\n", "x.b", json!(2)),
+            "x: !<tag:a> {a: 1, b: 2}\n"
+        );
     }
 
     #[test]
