@@ -668,7 +668,10 @@ pub fn urls(data: &[u8]) {
         };
         // Kargo trims one trailing `/` per normalization of a Git URL: a path ending in `//`
         // loses one each time, also before a query or fragment (found by this target).
-        if name == "git" && once[..once.find(['?', '#']).unwrap_or(once.len())].ends_with('/') {
+        // And one `.git` suffix: `repo.git.git` keeps one `.git` the first time (found by this
+        // target; Kargo's own code does the same, tests/kargo shows).
+        let path = &once[..once.find(['?', '#']).unwrap_or(once.len())];
+        if name == "git" && (path.ends_with('/') || path.to_ascii_lowercase().ends_with(".git")) {
             continue;
         }
         // Kargo turns an http(s) or ssh URL with no host (`http://r@`, `ssh://`,
