@@ -38,13 +38,21 @@ impl Drop for RealKube {
 }
 
 impl RealKube {
-    /// Start the real control plane in `dir`, Services mapped to local ports; `None` (with a
-    /// note) when the real tier is not enabled.
-    pub(crate) fn up(dir: &Path, services: &[(&str, u16)]) -> Option<RealKube> {
-        if std::env::var("PROMOTE_REAL_KUBE").as_deref() != Ok("1") {
+    /// Whether the real tier is enabled (`PROMOTE_REAL_KUBE=1`); when not, says so.
+    pub(crate) fn enabled() -> bool {
+        let on = std::env::var("PROMOTE_REAL_KUBE").as_deref() == Ok("1");
+        if !on {
             eprintln!(
                 "skipped: the real control plane is not enabled (scripts/test sets PROMOTE_REAL_KUBE=1 when Go is installed)"
             );
+        }
+        on
+    }
+
+    /// Start the real control plane in `dir`, Services mapped to local ports; `None` (with a
+    /// note) when the real tier is not enabled.
+    pub(crate) fn up(dir: &Path, services: &[(&str, u16)]) -> Option<RealKube> {
+        if !Self::enabled() {
             return None;
         }
         let mut cmd = Command::new(workspace_root().join("scripts/kube"));
