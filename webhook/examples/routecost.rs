@@ -60,6 +60,9 @@ impl Cluster for Warm {
     async fn promotions(&self, _: &str) -> Result<Vec<Arc<Promotion>>, String> {
         Ok(vec![self.0.clone()])
     }
+    async fn fresh_promotions(&self, ns: &str) -> Result<Vec<Arc<Promotion>>, String> {
+        self.promotions(ns).await
+    }
     async fn application(&self, _: &str, _: &str) -> Result<Option<serde_json::Value>, String> {
         Ok(None)
     }

@@ -89,8 +89,17 @@ pub trait Cluster: Send + Sync {
         ns: &str,
         name: &str,
     ) -> impl Future<Output = Result<Option<Arc<Promotion>>, String>> + Send;
-    /// The project's Promotions.
+    /// The project's Promotions (from the watch cache when there is one, which may lag the API
+    /// server by a moment).
     fn promotions(
+        &self,
+        ns: &str,
+    ) -> impl Future<Output = Result<Vec<Arc<Promotion>>, String>> + Send;
+    /// The project's Promotions listed from the API server, bypassing any cache: for a decision
+    /// the cached list would refuse, since the state that allows it may have been written by
+    /// its runner a moment ago (a Promotion's Succeeded phase just before the Freight status
+    /// that it is the evidence for).
+    fn fresh_promotions(
         &self,
         ns: &str,
     ) -> impl Future<Output = Result<Vec<Arc<Promotion>>, String>> + Send;
@@ -395,6 +404,9 @@ impl Cluster for KubeCluster {
                 .filter(|p| p.metadata.namespace.as_deref() == Some(ns))
                 .collect());
         }
+        self.fresh_promotions(ns).await
+    }
+    async fn fresh_promotions(&self, ns: &str) -> Result<Vec<Arc<Promotion>>, String> {
         let list: Vec<Promotion> = self.list(ns, &ListParams::default(), "Promotions").await?;
         Ok(list.into_iter().map(Arc::new).collect())
     }
@@ -469,6 +481,10 @@ pub struct StaticCluster {
     pub applications: Vec<serde_json::Value>,
     /// Namespaces (open JSON); Projects add theirs.
     pub namespaces: Arc<Mutex<Vec<serde_json::Value>>>,
+    /// What a lagging watch cache shows instead of `promotions` (tests of the fallback to the
+    /// API server): `promotion` and `promotions` answer from it when set, the `fresh_` reads
+    /// from `promotions`.
+    pub cached_promotions: Option<Vec<Promotion>>,
 }
 
 fn ns_name(m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> (&str, &str) {
@@ -571,7 +587,8 @@ fn in_namespace<K: kube::Resource + Clone>(list: &[K], ns: &str) -> Vec<K> {
 
 impl Cluster for StaticCluster {
     async fn promotion(&self, ns: &str, name: &str) -> Result<Option<Arc<Promotion>>, String> {
-        Ok(find(&self.promotions, ns, name).map(Arc::new))
+        let cached = self.cached_promotions.as_ref().unwrap_or(&self.promotions);
+        Ok(find(cached, ns, name).map(Arc::new))
     }
     async fn stage(&self, ns: &str, name: &str) -> Result<Option<Stage>, String> {
         Ok(find(&self.stages, ns, name))
@@ -612,9 +629,13 @@ impl Cluster for StaticCluster {
         ns: &str,
         name: &str,
     ) -> Result<Option<Arc<Promotion>>, String> {
-        self.promotion(ns, name).await
+        Ok(find(&self.promotions, ns, name).map(Arc::new))
     }
     async fn promotions(&self, ns: &str) -> Result<Vec<Arc<Promotion>>, String> {
+        let cached = self.cached_promotions.as_ref().unwrap_or(&self.promotions);
+        Ok(in_namespace(cached, ns).into_iter().map(Arc::new).collect())
+    }
+    async fn fresh_promotions(&self, ns: &str) -> Result<Vec<Arc<Promotion>>, String> {
         Ok(in_namespace(&self.promotions, ns)
             .into_iter()
             .map(Arc::new)

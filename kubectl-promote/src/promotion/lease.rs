@@ -281,11 +281,16 @@ impl Claim<'_> {
             return Ok(None);
         };
         let p: Promotion = decode(v, format!("Promotion {}", cur.name))?;
-        if p.phase().is_terminal() {
-            return Ok(None);
-        }
         let lease = Lease::of(&p);
-        if lease.live(jiff::Timestamp::now()) {
+        let live = lease.live(jiff::Timestamp::now());
+        if p.phase().is_terminal() {
+            // Its runner records the result on the Promotion first and frees the Stage last
+            // (record::finished); a claim in between would be overwritten by that last write.
+            // So the Stage stays held until then, or until the lease runs out (a runner that
+            // died between the two writes).
+            return Ok(live.then_some(p));
+        }
+        if live {
             return Ok(Some(p));
         }
         let msg = format!(

@@ -826,6 +826,43 @@ pub fn finished(
     if ready && let Some(g) = stage.metadata.generation {
         stage_status["observedGeneration"] = json!(g);
     }
+    // The Freight before the Stage: writing the Stage frees it (currentPromotion), and the next
+    // Promotion's sync would then replace the Argo CD state that is this one's evidence for
+    // the Freight's status (the webhook's freights/status rule).
+    // A failed Freight write still frees the Stage; its error is returned after.
+    let mut freight_written = Ok(());
+    if succeeded {
+        // A Stage that asks for verification (not run by promote) does not verify its Freight.
+        let mut freight_status = json!({"currentlyIn": {stage.name(): {"since": finished_at}}});
+        if outcome.verified {
+            freight_status["verifiedIn"] = json!({stage.name(): {"verifiedAt": finished_at}});
+        }
+        freight_written = api
+            .merge_patch(
+                &status_path(project, "freights", freight.name()),
+                &json!({ "status": freight_status }),
+            )
+            .map(drop)
+            .map_err(context(format!(
+                "recording Stage {} on Freight {}",
+                stage.name(),
+                freight.name()
+            )));
+        // Freight of the same origin that was in the Stage before is not any more.
+        let previous = stage
+            .status
+            .as_ref()
+            .and_then(|s| s.freight_history.first())
+            .and_then(|c| c.freight.get(&freight.origin.to_string()))
+            .map(|r| r.name.clone())
+            .filter(|p| !p.is_empty() && p != freight.name());
+        if let Some(prev) = previous.filter(|_| freight_written.is_ok()) {
+            let _ = api.merge_patch(
+                &status_path(project, "freights", &prev),
+                &json!({"status": {"currentlyIn": {stage.name(): null}}}),
+            );
+        }
+    }
     api.merge_patch(
         &status_path(project, "stages", stage.name()),
         &json!({"status": stage_status}),
@@ -834,36 +871,5 @@ pub fn finished(
         "recording Promotion {name} on Stage {}",
         stage.name()
     )))?;
-    if !succeeded {
-        return Ok(());
-    }
-    // A Stage that asks for verification (not run by promote) does not verify its Freight.
-    let mut freight_status = json!({"currentlyIn": {stage.name(): {"since": finished_at}}});
-    if outcome.verified {
-        freight_status["verifiedIn"] = json!({stage.name(): {"verifiedAt": finished_at}});
-    }
-    api.merge_patch(
-        &status_path(project, "freights", freight.name()),
-        &json!({ "status": freight_status }),
-    )
-    .map_err(context(format!(
-        "recording Stage {} on Freight {}",
-        stage.name(),
-        freight.name()
-    )))?;
-    // Freight of the same origin that was in the Stage before is not any more.
-    let previous = stage
-        .status
-        .as_ref()
-        .and_then(|s| s.freight_history.first())
-        .and_then(|c| c.freight.get(&freight.origin.to_string()))
-        .map(|r| r.name.clone())
-        .filter(|p| !p.is_empty() && p != freight.name());
-    if let Some(prev) = previous {
-        let _ = api.merge_patch(
-            &status_path(project, "freights", &prev),
-            &json!({"status": {"currentlyIn": {stage.name(): null}}}),
-        );
-    }
-    Ok(())
+    freight_written
 }

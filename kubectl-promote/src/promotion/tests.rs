@@ -488,12 +488,20 @@ fn a_queued_promotion_runs_once_the_holder_finishes() {
     let mut s = settings();
     s.wait = true;
     s.poll_every = Duration::from_millis(5);
+    // The holder's runner finishes as record::finished does: the Promotion first, the Stage
+    // (freed, its lastPromotion written) a moment later. Nobody may claim the Stage in between,
+    // or that last write would wipe the claim and the record of the Promotion that claimed it.
     let summary = std::thread::scope(|scope| {
         scope.spawn(|| {
             std::thread::sleep(Duration::from_millis(50));
             let mut p = get(&api, "promotions", "other");
             p["status"]["phase"] = json!("Succeeded");
             api.put(&col("promotions"), p);
+            std::thread::sleep(Duration::from_millis(150));
+            let mut st = get(&api, "stages", "dev");
+            st["status"]["currentPromotion"] = Value::Null;
+            st["status"]["lastPromotion"] = json!({"name": "other"});
+            api.put(&col("stages"), st);
         });
         promote_with(&api, "dev", "v1", &s)
     })
@@ -502,6 +510,70 @@ fn a_queued_promotion_runs_once_the_holder_finishes() {
     assert_eq!(
         get(&api, "promotions", "other")["status"]["phase"],
         "Succeeded"
+    );
+    assert_eq!(
+        get(&api, "stages", "dev")["status"]["lastPromotion"]["name"],
+        json!(summary.promotion),
+        "the queued promotion ran after the holder freed the Stage"
+    );
+}
+
+/// The result goes on the Freight before the Stage is freed (a Promotion queued behind would
+/// otherwise sync over the Argo CD state the Freight's status rests on); a refused Freight write
+/// still frees the Stage and records the Promotion there, and says what failed.
+#[test]
+fn the_stage_is_freed_last_even_when_the_freight_write_fails() {
+    let (api, v1, _) = world();
+    let freight_status = format!("freights/{}/status", v1.name());
+    api.fail_writes(&freight_status, 403, 1);
+    let e = promote(&api, "dev", "v1").unwrap_err();
+    assert!(
+        e.to_string()
+            .contains(&format!("recording Stage dev on Freight {}", v1.name())),
+        "{e}"
+    );
+    let st = get(&api, "stages", "dev");
+    assert!(st["status"].get("currentPromotion").is_none(), "{st}");
+    let name = st["status"]["lastPromotion"]["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        get(&api, "promotions", &name)["status"]["phase"],
+        "Succeeded"
+    );
+    // The Freight was written first: when the Stage's freeing write comes, it is there already.
+    let (api, v1, _) = world();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let key = path("freights", v1.name());
+    for _ in 0..10 {
+        let (seen, key) = (seen.clone(), key.clone());
+        api.before_write("stages/dev/status", move |objects| {
+            let f = objects.get(&key).cloned().unwrap_or_default();
+            seen.lock()
+                .unwrap()
+                .push(f.pointer("/status/currentlyIn/dev").is_some());
+        });
+    }
+    assert!(promote(&api, "dev", "v1").unwrap().phase.succeeded());
+    let seen = seen.lock().unwrap();
+    assert!(seen.len() < 10, "every Stage write was observed: {seen:?}");
+    assert_eq!(seen.first(), Some(&false), "{seen:?}");
+    assert_eq!(seen.last(), Some(&true), "{seen:?}");
+}
+
+#[test]
+fn a_finished_holder_keeps_the_stage_until_its_runner_frees_it() {
+    let (api, _, _) = world();
+    api.put(
+        &col("promotions"),
+        foreign("done", "dev", "Succeeded", later(60)),
+    );
+    held_by(&api, "done");
+    let e = promote(&api, "dev", "v1").unwrap_err();
+    assert!(
+        matches!(&e, Error::StageBusy { running, phase, .. } if running == "done" && phase == "Succeeded"),
+        "{e:?}"
     );
 }
 
@@ -555,7 +627,7 @@ fn a_finished_or_deleted_holder_frees_the_stage_untouched() {
     let (api, _, _) = world();
     api.put(
         &col("promotions"),
-        foreign("done", "dev", "Failed", later(60)),
+        foreign("done", "dev", "Failed", later(-5)),
     );
     held_by(&api, "done");
     assert!(promote(&api, "dev", "v1").unwrap().phase.succeeded());

@@ -152,25 +152,45 @@ async fn gather_status<C: Cluster>(req: &Request, cluster: &C) -> Result<Facts, 
     if wanted.is_empty() {
         return Ok(facts);
     }
-    let promotions = cluster.promotions(ns).await?;
-    for stage in wanted {
-        if facts.evidence.contains_key(stage.as_str()) {
+    // The cached list first; a refusal is checked again against the API server, because the
+    // runner records its Promotion Succeeded a moment before it writes this status, and the
+    // watch cache may not have seen that yet.
+    let cached = cluster.promotions(ns).await?;
+    facts.evidence = evidence(&wanted, name, &cached, cluster).await?;
+    if facts.evidence.values().any(Result::is_err) {
+        let fresh = cluster.fresh_promotions(ns).await?;
+        facts.evidence = evidence(&wanted, name, &fresh, cluster).await?;
+    }
+    Ok(facts)
+}
+
+/// For each Stage in `stages`, the Succeeded Promotion of Freight `name` into it that Argo CD
+/// confirms (`Ok(its name)`), or why there is none.
+async fn evidence<C: Cluster>(
+    stages: &[&String],
+    name: &str,
+    promotions: &[std::sync::Arc<Promotion>],
+    cluster: &C,
+) -> Result<std::collections::BTreeMap<String, Result<String, String>>, String> {
+    let mut out = std::collections::BTreeMap::new();
+    for stage in stages {
+        if out.contains_key(stage.as_str()) {
             continue;
         }
         let mut verdict = Err(format!(
             "no Succeeded Promotion of Freight \"{name}\" into Stage \"{stage}\" exists"
         ));
         for p in promotions.iter().filter(|p| {
-            p.spec.stage == *stage && p.spec.freight == name && promote_api::trust::succeeded(p)
+            p.spec.stage == **stage && p.spec.freight == name && promote_api::trust::succeeded(p)
         }) {
             verdict = confirmed_by_argocd(p, cluster).await?;
             if verdict.is_ok() {
                 break;
             }
         }
-        facts.evidence.insert(stage.clone(), verdict);
+        out.insert((*stage).clone(), verdict);
     }
-    Ok(facts)
+    Ok(out)
 }
 
 /// Whether Argo CD's own status confirms Promotion `p`: each Application its `argocd-update`

@@ -41,17 +41,29 @@ pub(super) async fn writer<C: Cluster>(
 ) -> Result<Result<String, String>, String> {
     let (ns, name) = (req.namespace.as_str(), req.object_name());
     let writer = req.user_info.username.as_str();
-    let promotions = cluster.promotions(ns).await?;
-    let found = promotions.iter().find(|p| {
+    let accounts = |p: &&std::sync::Arc<promote_api::types::Promotion>| {
         !p.phase().is_terminal()
             && promote_api::trust::runner(p) == Some(writer)
             && p.spec
                 .steps
                 .iter()
                 .any(|s| s.uses == "set-metadata" && names(s.config.as_ref(), kind, name))
-    });
+    };
+    let cached = cluster.promotions(ns).await?;
+    let mut found = cached
+        .iter()
+        .find(accounts)
+        .and_then(|p| p.metadata.name.clone());
+    if found.is_none() {
+        // The runner's claim may be newer than the watch cache: ask the API server.
+        let fresh = cluster.fresh_promotions(ns).await?;
+        found = fresh
+            .iter()
+            .find(accounts)
+            .and_then(|p| p.metadata.name.clone());
+    }
     Ok(match found {
-        Some(p) => Ok(p.metadata.name.clone().unwrap_or_default()),
+        Some(p) => Ok(p),
         None => Err(format!(
             "no running Promotion of user \"{writer}\" in namespace \"{ns}\" has a set-metadata step for {kind} \"{name}\""
         )),

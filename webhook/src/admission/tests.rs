@@ -2241,3 +2241,76 @@ fn new_freight_matches_its_warehouse() {
         assert!(v.message.contains(want), "{case}: {}", v.message);
     }
 }
+
+/// Freight is recorded as verified in (or current in) a Stage only on evidence, a Succeeded
+/// Promotion of it into that Stage; the runner writes that phase a moment before the Freight
+/// status, so a watch cache that has not seen it yet is not the last word (the flake the real
+/// API server showed while four promotions ran at once).
+#[test]
+fn freight_evidence_newer_than_the_watch_cache_is_read_from_the_api_server() {
+    let done = promotion(PROMO, "test", Some("Succeeded"));
+    let mut c = cluster(vec![done]);
+    let f = freight(&["dev"]);
+    let mut verified = f.clone();
+    verified["status"]["verifiedIn"]["test"] = json!({});
+    let mut current = f.clone();
+    current["status"]["currentlyIn"] = json!({ "test": {} });
+    for (what, new) in [("verifiedIn", &verified), ("currentlyIn", &current)] {
+        c.cached_promotions = None;
+        check(
+            &format!("{what} with the Succeeded Promotion in the cache"),
+            &validate_status(&c, "Freight", &f, new, "alice"),
+            &Ok(()),
+        );
+        c.cached_promotions = Some(vec![
+            serde_json::from_value(promotion(PROMO, "test", Some("Running"))).unwrap(),
+        ]);
+        check(
+            &format!("{what} while the cache still shows it Running"),
+            &validate_status(&c, "Freight", &f, new, "alice"),
+            &Ok(()),
+        );
+        c.cached_promotions = Some(Vec::new());
+        check(
+            &format!("{what} before the cache has seen the Promotion at all"),
+            &validate_status(&c, "Freight", &f, new, "alice"),
+            &Ok(()),
+        );
+    }
+    // Without a Succeeded Promotion anywhere, the refusal stands.
+    let mut c = cluster(vec![promotion(PROMO, "test", Some("Running"))]);
+    c.cached_promotions = Some(Vec::new());
+    check(
+        "no evidence in the cache nor the API server",
+        &validate_status(&c, "Freight", &f, &verified, "alice"),
+        &Err((
+            403,
+            "no Succeeded Promotion of Freight \"be79d3d863f2323dd406cff7a99de434892f8740\" into Stage \"test\" exists",
+        )),
+    );
+}
+
+/// A running set-metadata step's writes are accepted even while the watch cache lags.
+#[test]
+fn metadata_writer_newer_than_the_watch_cache_is_read_from_the_api_server() {
+    let mut running = promotion(PROMO, "test", Some("Running"));
+    running["metadata"]["annotations"]["promote.dev/lease-holder"] = json!("alice@laptop/1");
+    running["spec"]["steps"] = json!([{ "uses": "set-metadata", "config": { "updates": [
+        { "kind": "Freight", "name": FREIGHT, "values": { "tested": true } }
+    ] } }]);
+    let mut c = cluster(vec![running]);
+    c.cached_promotions = Some(Vec::new());
+    let f = freight(&[]);
+    let mut tagged = f.clone();
+    tagged["status"]["metadata"] = json!({ "tested": true });
+    check(
+        "the step's write before the cache has seen its Promotion",
+        &validate_status(&c, "Freight", &f, &tagged, "alice"),
+        &Ok(()),
+    );
+    check(
+        "someone else's write",
+        &validate_status(&c, "Freight", &f, &tagged, "bob"),
+        &Err((403, "may not change status.metadata of Freight")),
+    );
+}
