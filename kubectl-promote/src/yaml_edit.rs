@@ -1188,34 +1188,47 @@ impl YamlDoc {
         if self.line_end(end) == self.text.len() {
             // The last line of a file without a final line break: if it ends a block scalar,
             // the break that now follows would become part of its value.
-            self.strip_final_block_scalar();
+            if let Some(at) = self.end_final_block_scalar() {
+                let body = lines.strip_prefix(nl).unwrap_or(lines);
+                self.insert(at, &format!("{body}{nl}"));
+                return;
+            }
         }
         let at = self.line_end(end.min(self.text.len()));
         self.insert(at, lines);
     }
 
     /// When the document's last scalar is a block scalar running to the end of a text without
-    /// a final line break (so its value has no final break, whatever its chomping), make its
-    /// chomping `-` (strip), which keeps that value once a line break follows it.
-    fn strip_final_block_scalar(&mut self) {
+    /// a final line break, keep its value once a line break follows. A scalar whose last line
+    /// is content (no final break in its value) gets chomping `-` (strip). One whose last line
+    /// is only blanks (`|`, ` ist:`, then a lone space) has its final break already, and a break
+    /// after those blanks would add an empty line under `+` (keep): the new lines go before
+    /// those blanks instead, and their position is returned.
+    fn end_final_block_scalar(&mut self) -> Option<usize> {
         if self.text.ends_with(['\n', '\r']) {
-            return;
+            return None;
         }
         let offsets = Offsets::new(&self.text);
         let mut last = None;
         for event in Parser::new_from_str(&self.text) {
-            let Ok((ev, span)) = event else { return };
+            let Ok((ev, span)) = event else { return None };
             if let Event::Scalar(_, style, _, _) = ev {
                 let end = offsets.byte(&self.text, span.end.index());
                 last = Some((style, offsets.byte(&self.text, span.start.index()), end));
             }
         }
         let Some((ScalarStyle::Literal | ScalarStyle::Folded, start, end)) = last else {
-            return;
+            return None;
         };
         if !self.text[end..].trim().is_empty() {
             // Something (a comment) follows the scalar's last line break.
-            return;
+            return None;
+        }
+        // Read from the text, not the parsed value: the parser reports `x\n` for `|` then `  x`
+        // at the end of a file, where YAML (and serde_yaml) read `x`.
+        let tail = self.text.rfind('\n').map_or(0, |i| i + 1);
+        if tail > start && self.text[tail..].chars().all(|c| c == ' ' || c == '\t') {
+            return Some(tail);
         }
         let indicator = self.block_indicator(start);
         let header_end = self.text[indicator + 1..]
@@ -1223,12 +1236,13 @@ impl YamlDoc {
             .map_or(self.text.len(), |i| indicator + 1 + i);
         let header = &self.text[indicator + 1..header_end];
         if header.contains('-') {
-            return;
+            return None;
         }
         match header.find('+') {
             Some(i) => self.splice(indicator + 1 + i..indicator + 2 + i, "-"),
             None => self.insert(indicator + 1, "-"),
         }
+        None
     }
 }
 
@@ -1448,6 +1462,13 @@ mod tests {
         assert_eq!(set("a: |2\n   x", "c", json!(2)), "a: |-2\n   x\nc: 2");
         // A comment after the scalar's line break: the key goes before it, nothing stripped.
         assert_eq!(set("a: |\n  x\n# c", "c", json!(2)), "a: |\n  x\nc: 2\n# c");
+        // The final break is there, then only blanks (found by fuzzing: `|` became `|-`, the
+        // value lost its break): the key goes before the blanks, the chomping stays.
+        assert_eq!(set("a: |\n x\n ", "c", json!(2)), "a: |\n x\nc: 2\n ");
+        assert_eq!(
+            set("a: |+\n x\n\n  ", "c", json!(2)),
+            "a: |+\n x\n\nc: 2\n  "
+        );
     }
 
     #[test]
