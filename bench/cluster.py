@@ -50,7 +50,7 @@ spec:
           config: {{ repoURL: "{url}", checkout: [{{ branch: main, path: ./src }}] }}
         - uses: kustomize-set-image
           as: image
-          config: {{ path: ./src/env/dev, images: [{{ image: nginx }}] }}
+          config: {{ path: ./src/env/dev, images: [{{ image: nginx, tag: "${{{{ imageFrom('nginx').Tag }}}}" }}] }}
         - uses: git-commit
           config: {{ path: ./src, message: "${{{{ outputs.image.commitMessage }}}}" }}
         - uses: git-push

@@ -181,7 +181,36 @@ pub fn validate_config(uses: &str, config: Option<&Value>) -> Result<(), Vec<Str
     // A step without a config is checked as one with an empty config (its required keys).
     let empty = Value::Object(Default::default());
     check(config.unwrap_or(&empty), shape, "config", &mut errs);
+    if uses == "kustomize-set-image" {
+        tag_or_digest(config.unwrap_or(&empty), &mut errs);
+    }
     if errs.is_empty() { Ok(()) } else { Err(errs) }
+}
+
+/// Kargo v1.11's schema for a `kustomize-set-image` image (`oneOf`): exactly one of a non-empty
+/// `tag` and a non-empty `digest`. Neither is taken from the Freight any more (that was Kargo
+/// before v1.8, with `useDigest` and `fromOrigin`); only a step without `images` reads the Freight.
+fn tag_or_digest(config: &Value, errs: &mut Vec<String>) {
+    let Some(images) = config.get("images").and_then(Value::as_array) else {
+        return;
+    };
+    for (i, img) in images.iter().enumerate() {
+        let given = |k: &str| {
+            img.get(k)
+                .and_then(Value::as_str)
+                .is_some_and(|v| !v.is_empty())
+        };
+        let image = img.get("image").and_then(Value::as_str).unwrap_or("IMAGE");
+        match (given("tag"), given("digest")) {
+            (true, false) | (false, true) => {}
+            (true, true) => errs.push(format!(
+                "config.images[{i}]: tag and digest are mutually exclusive (Kargo's schema): give one"
+            )),
+            (false, false) => errs.push(format!(
+                "config.images[{i}]: tag or digest required (Kargo v1.11 takes neither from the Freight): write tag: ${{{{ imageFrom({image:?}).Tag }}}} for the Freight's, or leave out images to set every image of the Freight"
+            )),
+        }
+    }
 }
 
 const AUTHOR: Shape = Obj(&[
@@ -476,8 +505,6 @@ pub const KUSTOMIZE_IMAGE: Shape = Obj(&[
     ("newName", false, Str),
     ("tag", false, Str),
     ("digest", false, Str),
-    ("fromOrigin", false, Any),
-    ("useDigest", false, Bool),
 ]);
 
 /// `kustomize-set-image`

@@ -300,7 +300,7 @@ fn demo_image(dir: &Path, wanted: bool) -> Result<DemoImage, SandboxError> {
     let Some(bin) = bin else {
         return Ok(DemoImage {
             repo_url: "nginx".into(),
-            kustomize_entry: "{ image: nginx }".into(),
+            kustomize_entry: "{ image: nginx, tag: \"${{ imageFrom('nginx').Tag }}\" }".into(),
             registry: None,
         });
     };
@@ -330,7 +330,9 @@ fn demo_image(dir: &Path, wanted: bool) -> Result<DemoImage, SandboxError> {
     Ok(DemoImage {
         repo_url: format!("{host}/nginx"),
         // The overlays name the image `nginx`; the discovered one comes from the registry.
-        kustomize_entry: format!("{{ image: {host}/nginx, name: nginx, newName: {host}/nginx }}"),
+        kustomize_entry: format!(
+            "{{ image: {host}/nginx, name: nginx, newName: {host}/nginx, tag: \"${{{{ imageFrom('{host}/nginx').Tag }}}}\" }}"
+        ),
         registry: Some((guard, format!("http://{host}"))),
     })
 }

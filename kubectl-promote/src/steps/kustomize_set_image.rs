@@ -1,6 +1,6 @@
 //! `kustomize-set-image`: set images in the `kustomization.yaml` of a directory. With `images`,
-//! each entry names an image the Freight carries (its tag, or digest, comes from the Freight
-//! unless given); without `images`, every image of the Freight is set. Entries are matched by
+//! each entry gives its tag or digest (Kargo v1.11's schema; `${{ imageFrom(...).Tag }}` for the
+//! Freight's); without `images`, every image of the Freight is set. Entries are matched by
 //! `name` and updated as Kargo replaces them (fields not given are dropped, `*` keeps the existing
 //! value), but only the changed scalars are rewritten in the file: comments, order and formatting
 //! stay. Output: `commitMessage`.
@@ -11,7 +11,6 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{Runtime, StepError, StepResult, config, fail, join, utf8};
-use crate::expr::Functions;
 use crate::yaml_edit::{PathPart, YamlDoc};
 
 const KUSTOMIZATION_FILES: [&str; 3] = ["kustomization.yaml", "kustomization.yml", "Kustomization"];
@@ -29,9 +28,6 @@ struct ImageConfig {
     tag: String,
     #[serde(default)]
     digest: String,
-    #[serde(default)]
-    use_digest: bool,
-    from_origin: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -63,31 +59,8 @@ fn targets(cfg: &Config, rt: &Runtime<'_>) -> Result<BTreeMap<String, Target>, S
                     new_name: img.new_name.clone(),
                     ..Default::default()
                 };
-                if img.tag.is_empty() && img.digest.is_empty() {
-                    // Not given: take it from the Freight.
-                    let found = rt
-                        .ctx
-                        .image_from(&img.image, img.from_origin.as_ref())
-                        .map_err(fail)?;
-                    if found.is_null() {
-                        return Err(fail(format!(
-                            "kustomize-set-image: the Freight has no image {:?}; set tag or digest explicitly",
-                            img.image
-                        )));
-                    }
-                    let get = |k: &str| {
-                        found
-                            .get(k)
-                            .and_then(Value::as_str)
-                            .unwrap_or_default()
-                            .to_owned()
-                    };
-                    if img.use_digest || get("Tag").is_empty() {
-                        t.digest = get("Digest");
-                    } else {
-                        t.new_tag = get("Tag");
-                    }
-                } else if !img.digest.is_empty() {
+                // As Kargo: the digest when given, else the tag (the config check requires one).
+                if !img.digest.is_empty() {
                     t.digest = img.digest.clone();
                 } else {
                     t.new_tag = img.tag.clone();

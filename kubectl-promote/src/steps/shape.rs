@@ -34,6 +34,29 @@ mod tests {
             )
             .is_ok()
         );
+        // kustomize-set-image, as Kargo v1.11's schema has it: each image names exactly one of a
+        // tag and a digest (an expression counts); `useDigest` and `fromOrigin` are gone.
+        let kus = |images: serde_json::Value| {
+            validate_config(
+                "kustomize-set-image",
+                Some(&json!({ "path": "./src", "images": images })),
+            )
+        };
+        assert!(kus(json!([{ "image": "nginx", "tag": "${{ imageFrom('nginx').Tag }}" }])).is_ok());
+        assert!(kus(json!([{ "image": "nginx", "digest": "sha256:abc" }])).is_ok());
+        assert!(validate_config("kustomize-set-image", Some(&json!({ "path": "./src" }))).is_ok());
+        assert_eq!(
+            kus(json!([{ "image": "nginx" }, { "image": "a", "tag": "1", "digest": "sha256:abc" }]))
+                .unwrap_err(),
+            vec![
+                "config.images[0]: tag or digest required (Kargo v1.11 takes neither from the Freight): write tag: ${{ imageFrom(\"nginx\").Tag }} for the Freight's, or leave out images to set every image of the Freight".to_owned(),
+                "config.images[1]: tag and digest are mutually exclusive (Kargo's schema): give one".to_owned(),
+            ]
+        );
+        assert!(
+            kus(json!([{ "image": "nginx", "tag": "1", "useDigest": true }])).unwrap_err()[0]
+                .starts_with("config.images[0].useDigest: unknown field")
+        );
         assert!(validate_config("nope", Some(&json!({}))).is_err());
         assert!(validate_config("yaml-update", None).is_err());
     }

@@ -40,7 +40,7 @@ spec:
             checkout: [{{ branch: main, path: ./src }}]
         - uses: kustomize-set-image
           as: image
-          config: {{ path: ./src/env/{name}, images: [{{ image: nginx }}] }}
+          config: {{ path: ./src/env/{name}, images: [{{ image: nginx, tag: "${{{{ imageFrom('nginx').Tag }}}}" }}] }}
         - uses: git-commit
           as: commit
           config: {{ path: ./src, message: "${{{{ outputs.image.commitMessage }}}}" }}
@@ -1186,7 +1186,7 @@ spec:
           config: {{ repoURL: "{url}", checkout: [{{ branch: main, path: ./src }}] }}
         - uses: kustomize-set-image
           as: image
-          config: {{ path: ./src/env/test, images: [{{ image: nginx }}] }}
+          config: {{ path: ./src/env/test, images: [{{ image: nginx, tag: "${{{{ imageFrom('nginx').Tag }}}}" }}] }}
         - uses: git-commit
           config: {{ path: ./src, message: "${{{{ outputs.image.commitMessage }}}}" }}
         - uses: git-push
@@ -1307,7 +1307,7 @@ spec:
           config: {{ repoURL: "{url}", checkout: [{{ branch: main, path: ./src }}] }}
         - uses: kustomize-set-image
           as: image
-          config: {{ path: ./src/env/dev, images: [{{ image: nginx }}] }}
+          config: {{ path: ./src/env/dev, images: [{{ image: nginx, tag: "${{{{ imageFrom('nginx').Tag }}}}" }}] }}
         - uses: git-commit
           config: {{ path: ./src, message: "${{{{ outputs.image.commitMessage }}}}" }}
         - uses: git-push

@@ -1051,8 +1051,8 @@ subjects: [{{ kind: User, name: alice, apiGroup: rbac.authorization.k8s.io }}]
     )];
     for s in ["dev", "test", "prod"] {
         docs.push(crate::cluster::stage_yaml(s, &url).replace(
-            "images: [{ image: nginx }]",
-            &format!("images: [{{ image: {host}/nginx }}]"),
+            "images: [{ image: nginx, tag: \"${{ imageFrom('nginx').Tag }}\" }]",
+            &format!("images: [{{ image: {host}/nginx, tag: \"${{{{ imageFrom('{host}/nginx').Tag }}}}\" }}]"),
         ));
     }
     let roles = promote_tests::workspace_root().join("manifests/rbac/roles.yaml");

@@ -25,7 +25,7 @@ pub(crate) fn stage(name: &str, repo: &str, sources: Value) -> Value {
             "requestedFreight": [{ "origin": { "kind": "Warehouse", "name": "w" }, "sources": sources }],
             "promotionTemplate": { "spec": { "steps": [
                 { "uses": "git-clone", "config": { "repoURL": repo, "checkout": [{ "branch": "main", "path": "./src" }] } },
-                { "uses": "kustomize-set-image", "as": "image", "config": { "path": format!("./src/env/{name}"), "images": [{ "image": "nginx" }] } },
+                { "uses": "kustomize-set-image", "as": "image", "config": { "path": format!("./src/env/{name}"), "images": [{ "image": "nginx", "tag": "${{ imageFrom('nginx').Tag }}" }] } },
                 { "uses": "git-commit", "as": "commit", "config": { "path": "./src", "message": "${{ outputs.image.commitMessage }}" } },
                 { "uses": "git-push", "as": "push", "config": { "path": "./src" } }
             ]}}
