@@ -447,11 +447,13 @@ impl Progress for ClusterRecorder<'_> {
         } else {
             self.meta.push(entry);
         }
+        // Kargo's currentStep: the index of the step running now, the last one once all ran.
+        let current = (index + 1).min(total.saturating_sub(1));
         if let Err(e) = step(
             self.api,
             self.project(),
             &self.name,
-            index,
+            current,
             &self.meta,
             outputs,
         ) {
@@ -595,19 +597,20 @@ pub fn started(
     )
 }
 
-/// Step `index` of Promotion `name` finished: every step's record so far, and the outputs.
+/// A step of Promotion `name` finished: `current` is the step that runs next (Kargo's
+/// `currentStep`), with every step's record so far, and the outputs.
 pub fn step(
     api: &dyn Api,
     project: &str,
     name: &str,
-    index: usize,
+    current: usize,
     meta: &[StepExecutionMetadata],
     outputs: &Map<String, Value>,
 ) -> Result<Value, ApiFailure> {
     api.merge_patch(
         &status_path(project, "promotions", name),
         &json!({"status": {
-            "currentStep": index + 1,
+            "currentStep": current,
             "stepExecutionMetadata": meta,
             "state": outputs,
         }}),

@@ -244,7 +244,7 @@ pub(super) fn run(cfg: &Value, rt: &mut Runtime<'_>) -> Result<StepResult, StepE
 /// The registry entry (`steps::REGISTRY`).
 pub(super) const STEP: super::Step = super::Step {
     name: "kustomize-set-image",
-    summary: "set images in a kustomization.yaml (from the Freight, or given)",
+    summary: "set images in a kustomization.yaml: every image of the Freight, or the listed ones, each with exactly one of `tag` and `digest` as in Kargo v1.11 (`tag: ${{ imageFrom(\"nginx\").Tag }}` for the Freight's; an entry with neither is refused when the Stage is applied, where Kargo fails the Promotion)",
     shape: &promote_api::step_config::KUSTOMIZE_SET_IMAGE,
     run: |cfg, rt, _| run(cfg, rt),
     remote: false,

@@ -70,7 +70,21 @@ pub(super) async fn gather<C: Cluster>(
     if req.operation != Operation::Create {
         return Ok(facts);
     }
-    facts.stage = cluster.stage(ns, stage).await?.map(Box::new);
+    // The Stage and (validating) the Freight are independent reads: both at once.
+    let freight = cur
+        .pointer("/spec/freight")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let want_freight = hook == Hook::ValidatePromotion && !freight.is_empty();
+    let (got_stage, got_freight) = futures::join!(cluster.stage(ns, stage), async {
+        if want_freight {
+            cluster.freight(ns, freight).await
+        } else {
+            Ok(None)
+        }
+    });
+    facts.stage = got_stage?.map(Box::new);
+    facts.freight = got_freight?.map(Box::new);
     if let Some(s) = &facts.stage {
         if promote_api::legacy::is_legacy(s) {
             facts.stages = cluster.stages(ns).await?;
@@ -81,15 +95,6 @@ pub(super) async fn gather<C: Cluster>(
         }
         if s.references_task_kind("ClusterPromotionTask") {
             facts.tasks.extend(cluster.cluster_tasks().await?);
-        }
-    }
-    if hook == Hook::ValidatePromotion {
-        let freight = cur
-            .pointer("/spec/freight")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        if !freight.is_empty() {
-            facts.freight = cluster.freight(ns, freight).await?.map(Box::new);
         }
     }
     Ok(facts)
