@@ -691,6 +691,13 @@ pub fn urls(data: &[u8]) {
         if name == "chart" && once.to_lowercase().starts_with("oci://") {
             continue;
         }
+        // A chart or image reference that normalizes to a repository with an empty name
+        // (`docker.io/library/`, from `docker.io/library/\0…docker.io/library/\0…`) normalizes
+        // to `` the next time: Kargo's own code does the same (checked with tests/kargo; found
+        // by this target).
+        if matches!(name, "chart" | "image") && once.ends_with('/') {
+            continue;
+        }
         // An escaped capital letter (`%55`) survives the lowercasing and is decoded by
         // url.Parse, so the first pass gives `U` and the second, lowercasing it, `u`: Kargo's
         // own code does (found by this target, checked with tests/kargo). Git and chart
