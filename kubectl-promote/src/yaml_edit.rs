@@ -925,10 +925,15 @@ impl YamlDoc {
     /// The column of the `?` when `key` is an explicit key (`? key`), else `None`.
     fn explicit_key_col(&self, key: &Node) -> Option<usize> {
         let b = self.text.as_bytes();
-        // Back over the spaces and the key's anchor and tag (`? &a !t key`) to the `?`.
+        // Back over the blanks and the key's anchor and tag (`? &a !t key`) to the `?`. The key
+        // may start on a line of its own below the `?` (`?\n  &a k`), indented past it, and its
+        // anchor or tag may stay on the `?`'s line (`? &a\n  k`) (both found by fuzzing: an
+        // anchored empty key there lost its `: value`, and a key added after one went under it).
         let mut i = key.start.min(b.len());
+        let mut crossed = false;
         loop {
-            while i > 0 && matches!(b[i - 1], b' ' | b'\t') {
+            while i > 0 && matches!(b[i - 1], b' ' | b'\t' | b'\n' | b'\r') {
+                crossed |= matches!(b[i - 1], b'\n' | b'\r');
                 i -= 1;
             }
             let token = self.text[..i]
@@ -940,17 +945,6 @@ impl YamlDoc {
             }
             break;
         }
-        // The key may also start on a line of its own below the `?` (`?\n  &a k`), indented
-        // past it (found by fuzzing: an anchored empty key there lost its `: value`).
-        let first = i;
-        let mut crossed = false;
-        while i > 0 && matches!(b[i - 1], b' ' | b'\t' | b'\n' | b'\r') {
-            crossed |= matches!(b[i - 1], b'\n' | b'\r');
-            i -= 1;
-        }
-        if !crossed {
-            i = first;
-        }
         if i == 0 || b[i - 1] != b'?' || i == key.start {
             return None;
         }
@@ -961,7 +955,9 @@ impl YamlDoc {
         let line_start = self.text[..q].rfind(['\n', '\r']).map_or(0, |n| n + 1);
         let col = q - line_start;
         if crossed {
-            let key_line = self.text[..first].rfind(['\n', '\r']).map_or(0, |n| n + 1);
+            let key_line = self.text[..key.start.min(b.len())]
+                .rfind(['\n', '\r'])
+                .map_or(0, |n| n + 1);
             let indent = b[key_line..]
                 .iter()
                 .take_while(|c| matches!(c, b' ' | b'\t'))
@@ -1377,6 +1373,13 @@ mod tests {
             set(" ?  &a k\n", "name", json!("v")),
             " ?  &a k\n name: v\n"
         );
+        // Also when the key's anchor stays on the `?`'s line and the key goes below it: the new
+        // key went under the key's text, which made the document invalid.
+        assert_eq!(
+            set(" ?  &a\n\n  k\n", "name", json!("v")),
+            " ?  &a\n\n  k\n name: v\n"
+        );
+        assert_eq!(set("? &a\n  k\n", "k", json!("v")), "? &a\n  k\n: v\n");
     }
 
     #[test]
