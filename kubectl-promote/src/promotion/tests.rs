@@ -158,6 +158,15 @@ fn later(secs: i64) -> jiff::Timestamp {
     jiff::Timestamp::now() + jiff::SignedDuration::from_secs(secs)
 }
 
+/// The world with Stage dev held by another promoter's Promotion `holder` in `phase`, its lease
+/// ending at `expires`.
+fn dev_held_by(holder: &str, phase: &str, expires: jiff::Timestamp) -> MemApi {
+    let (api, _, _) = world();
+    api.put(&col("promotions"), foreign(holder, "dev", phase, expires));
+    held_by(&api, holder);
+    api
+}
+
 /// Stage dev held by Promotion `holder`.
 fn held_by(api: &MemApi, holder: &str) {
     let mut st = get(api, "stages", "dev");
@@ -458,12 +467,7 @@ fn progress_is_recorded_on_the_promotion_after_every_step() {
 
 #[test]
 fn a_busy_stage_fails_fast_and_nothing_is_created() {
-    let (api, _, _) = world();
-    api.put(
-        &col("promotions"),
-        foreign("other", "dev", "Running", later(60)),
-    );
-    held_by(&api, "other");
+    let api = dev_held_by("other", "Running", later(60));
     let e = promote(&api, "dev", "v1").unwrap_err();
     match &e {
         Error::StageBusy {
@@ -480,12 +484,7 @@ fn a_busy_stage_fails_fast_and_nothing_is_created() {
 
 #[test]
 fn a_queued_promotion_runs_once_the_holder_finishes() {
-    let (api, _, _) = world();
-    api.put(
-        &col("promotions"),
-        foreign("other", "dev", "Running", later(60)),
-    );
-    held_by(&api, "other");
+    let api = dev_held_by("other", "Running", later(60));
     let mut s = settings();
     s.wait = true;
     s.poll_every = Duration::from_millis(5);
@@ -565,12 +564,7 @@ fn the_stage_is_freed_last_even_when_the_freight_write_fails() {
 
 #[test]
 fn a_finished_holder_keeps_the_stage_until_its_runner_frees_it() {
-    let (api, _, _) = world();
-    api.put(
-        &col("promotions"),
-        foreign("done", "dev", "Succeeded", later(60)),
-    );
-    held_by(&api, "done");
+    let api = dev_held_by("done", "Succeeded", later(60));
     let e = promote(&api, "dev", "v1").unwrap_err();
     assert!(
         matches!(&e, Error::StageBusy { running, phase, .. } if running == "done" && phase == "Succeeded"),
@@ -580,12 +574,7 @@ fn a_finished_holder_keeps_the_stage_until_its_runner_frees_it() {
 
 #[test]
 fn queueing_past_the_timeout_is_its_own_error() {
-    let (api, _, _) = world();
-    api.put(
-        &col("promotions"),
-        foreign("other", "dev", "Running", later(60)),
-    );
-    held_by(&api, "other");
+    let api = dev_held_by("other", "Running", later(60));
     let mut s = settings();
     s.wait = true;
     s.deadline = Instant::now();
@@ -605,12 +594,7 @@ fn queueing_past_the_timeout_is_its_own_error() {
 
 #[test]
 fn an_abandoned_holder_is_closed_and_its_stage_taken_over() {
-    let (api, _, _) = world();
-    api.put(
-        &col("promotions"),
-        foreign("other", "dev", "Running", later(-5)),
-    );
-    held_by(&api, "other");
+    let api = dev_held_by("other", "Running", later(-5));
     let s = promote(&api, "dev", "v1").unwrap();
     assert!(s.phase.succeeded());
     let other = get(&api, "promotions", "other");
@@ -625,12 +609,7 @@ fn an_abandoned_holder_is_closed_and_its_stage_taken_over() {
 
 #[test]
 fn a_finished_or_deleted_holder_frees_the_stage_untouched() {
-    let (api, _, _) = world();
-    api.put(
-        &col("promotions"),
-        foreign("done", "dev", "Failed", later(-5)),
-    );
-    held_by(&api, "done");
+    let api = dev_held_by("done", "Failed", later(-5));
     assert!(promote(&api, "dev", "v1").unwrap().phase.succeeded());
     assert_eq!(get(&api, "promotions", "done")["status"]["phase"], "Failed");
     assert!(
@@ -990,12 +969,7 @@ fn resume_refuses_a_missing_or_live_promotion() {
 
 #[test]
 fn abort_closes_the_promotion_and_frees_its_stage() {
-    let (api, _, _) = world();
-    api.put(
-        &col("promotions"),
-        foreign("p", "dev", "Running", later(-1)),
-    );
-    held_by(&api, "p");
+    let api = dev_held_by("p", "Running", later(-1));
     record::aborted(&api, NS, "p", "Promotion terminated by alice").unwrap();
     let stage: promote_api::types::Stage =
         serde_json::from_value(get(&api, "stages", "dev")).unwrap();

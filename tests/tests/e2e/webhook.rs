@@ -790,6 +790,23 @@ pub(crate) async fn project_decisions(kc: &Path, url: &str) -> (String, String, 
             "{err}"
         );
     }
+    // kustomize-set-image as Kargo v1.11 has it: an image without a tag or digest is refused
+    // when applied (Kargo's controller would fail the Promotion), with what to write instead.
+    let untagged = task
+        .replace("name: typo,", "name: untagged,")
+        .replace("uses: git-push", "uses: kustomize-set-image")
+        .replace(
+            "{ pth: ./src }",
+            "{ path: ./src, images: [{ image: nginx }] }",
+        );
+    let (good, _, err) = apply(&kc, "admin", &untagged).await;
+    assert!(
+        !good
+            && err
+                .contains("spec.steps[0].config.images[0]: Invalid value: tag or digest required")
+            && err.contains("imageFrom"),
+        "{err}"
+    );
     // New Freight must belong to an existing Warehouse, one artifact per subscription.
     let orphan = "apiVersion: kargo.akuity.io/v1alpha1\nkind: Freight\nmetadata: { name: anything, namespace: kargo-demo }\norigin: { kind: Warehouse, name: nowhere }\nimages: [{ repoURL: nginx, tag: 1.26.0 }]\n";
     let (good, _, err) = k(&kc, &["create", "-f", "-"], Some(orphan)).await;

@@ -2103,15 +2103,12 @@ fn a_project_refuses_a_namespace_that_is_not_a_projects() {
 /// decided the write).
 #[test]
 fn metadata_is_written_only_by_a_running_set_metadata_step() {
-    let mut running = promotion(PROMO, "test", Some("Running"));
-    running["metadata"]["annotations"]["promote.dev/lease-holder"] = json!("alice@laptop/1");
-    running["spec"]["steps"] = json!([{ "uses": "set-metadata", "config": { "updates": [
+    let updates = json!([
         { "kind": "Stage", "name": "prod", "values": { "approved-by": "${{ ctx.stage }}" } },
         { "kind": "Freight", "name": "${{ ctx.targetFreight.name }}", "values": { "tested": true } }
-    ] } }]);
-    let mut done = promotion(OLD_PROMO, "test", Some("Succeeded"));
-    done["metadata"]["annotations"]["promote.dev/lease-holder"] = json!("carol@laptop/1");
-    done["spec"]["steps"] = running["spec"]["steps"].clone();
+    ]);
+    let running = metadata_promotion(PROMO, "Running", "alice@laptop/1", updates.clone());
+    let done = metadata_promotion(OLD_PROMO, "Succeeded", "carol@laptop/1", updates);
     let mut c = cluster(vec![running, done]);
     c.promoters = Some(vec![("alice".into(), PROJECT.into(), "test".into())]);
     let prod = stage("prod", true);
@@ -2142,17 +2139,31 @@ fn metadata_is_written_only_by_a_running_set_metadata_step() {
         &validate_status(&c, "Stage", &prod, &both, "alice"),
         &Err((403, "is not permitted to write the status of the Stage")),
     );
+    tested_freight_written_by_alice_only(&c, "Freight named by an expression");
+}
+
+/// A Promotion of Stage test in `phase` whose runner is `holder`, with one set-metadata step.
+fn metadata_promotion(name: &str, phase: &str, holder: &str, updates: Value) -> Value {
+    let mut p = promotion(name, "test", Some(phase));
+    p["metadata"]["annotations"]["promote.dev/lease-holder"] = json!(holder);
+    p["spec"]["steps"] = json!([{ "uses": "set-metadata", "config": { "updates": updates } }]);
+    p
+}
+
+/// Alice (running the set-metadata step) may tag the Freight `tested`; bob (running nothing)
+/// may not.
+fn tested_freight_written_by_alice_only(c: &StaticCluster, case: &str) {
     let f = freight(&[]);
     let mut tagged = f.clone();
     tagged["status"]["metadata"] = json!({ "tested": true });
     check(
-        "Freight named by an expression",
-        &validate_status(&c, "Freight", &f, &tagged, "alice"),
+        case,
+        &validate_status(c, "Freight", &f, &tagged, "alice"),
         &Ok(()),
     );
     check(
         "Freight metadata by someone running nothing",
-        &validate_status(&c, "Freight", &f, &tagged, "bob"),
+        &validate_status(c, "Freight", &f, &tagged, "bob"),
         &Err((403, "may not change status.metadata of Freight")),
     );
 }
@@ -2293,24 +2304,12 @@ fn freight_evidence_newer_than_the_watch_cache_is_read_from_the_api_server() {
 /// A running set-metadata step's writes are accepted even while the watch cache lags.
 #[test]
 fn metadata_writer_newer_than_the_watch_cache_is_read_from_the_api_server() {
-    let mut running = promotion(PROMO, "test", Some("Running"));
-    running["metadata"]["annotations"]["promote.dev/lease-holder"] = json!("alice@laptop/1");
-    running["spec"]["steps"] = json!([{ "uses": "set-metadata", "config": { "updates": [
-        { "kind": "Freight", "name": FREIGHT, "values": { "tested": true } }
-    ] } }]);
+    let updates = json!([{ "kind": "Freight", "name": FREIGHT, "values": { "tested": true } }]);
+    let running = metadata_promotion(PROMO, "Running", "alice@laptop/1", updates);
     let mut c = cluster(vec![running]);
     c.cached_promotions = Some(Vec::new());
-    let f = freight(&[]);
-    let mut tagged = f.clone();
-    tagged["status"]["metadata"] = json!({ "tested": true });
-    check(
+    tested_freight_written_by_alice_only(
+        &c,
         "the step's write before the cache has seen its Promotion",
-        &validate_status(&c, "Freight", &f, &tagged, "alice"),
-        &Ok(()),
-    );
-    check(
-        "someone else's write",
-        &validate_status(&c, "Freight", &f, &tagged, "bob"),
-        &Err((403, "may not change status.metadata of Freight")),
     );
 }
