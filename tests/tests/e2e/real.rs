@@ -49,14 +49,39 @@ impl RealKube {
         on
     }
 
-    /// Start the real control plane in `dir`, Services mapped to local ports; `None` (with a
-    /// note) when the real tier is not enabled.
+    /// Start the real control plane in `dir`, Services mapped to local ports, with the Argo CD
+    /// simulator; `None` (with a note) when the real tier is not enabled.
     pub(crate) fn up(dir: &Path, services: &[(&str, u16)]) -> Option<RealKube> {
+        Self::start(dir, services, false)
+    }
+
+    /// The same with the real Argo CD (`scripts/kube up --real-argocd`: its application
+    /// controller, repo server and redis) when `PROMOTE_REAL_ARGOCD=1` (scripts/test sets it
+    /// when it built Argo CD), else with the simulator, saying so. The second value says which.
+    pub(crate) fn up_with_argocd(dir: &Path, services: &[(&str, u16)]) -> Option<(RealKube, bool)> {
+        let real = std::env::var("PROMOTE_REAL_ARGOCD").as_deref() == Ok("1");
+        if !real && std::env::var("PROMOTE_REAL_KUBE_REQUIRED").as_deref() == Ok("1") {
+            panic!(
+                "CI requires the real Argo CD: scripts/kube-build --argocd, then PROMOTE_REAL_ARGOCD=1"
+            );
+        }
+        if !real {
+            eprintln!(
+                "note: the real Argo CD is not built, so the simulator syncs (scripts/test builds it with scripts/kube-build --argocd)"
+            );
+        }
+        Self::start(dir, services, real).map(|k| (k, real))
+    }
+
+    fn start(dir: &Path, services: &[(&str, u16)], real_argocd: bool) -> Option<RealKube> {
         if !Self::enabled() {
             return None;
         }
         let mut cmd = Command::new(workspace_root().join("scripts/kube"));
         cmd.arg("up").arg("--dir").arg(dir);
+        if real_argocd {
+            cmd.arg("--real-argocd");
+        }
         cmd.env(
             "PROMOTE_SANDBOX_BIN",
             promote_tests::bin("promote-sandbox").unwrap(),
@@ -102,18 +127,29 @@ impl RealKube {
 async fn real_control_plane_decides_through_the_manifests() {
     let tmp = tempfile::tempdir().unwrap();
     let port = reserved_port();
-    let Some(kube) = RealKube::up(
+    let Some((kube, real_argocd)) = RealKube::up_with_argocd(
         &tmp.path().join("kube"),
         &[("promote-webhook.promote-system", port)],
     ) else {
         return;
     };
     let kc = kube.kubeconfig();
+    // What the real Argo CD deploys: a Deployment of no replicas (no kubelet runs here, and
+    // kube-controller-manager's deployment controller makes it Healthy), its image set by
+    // kustomize-set-image and rendered by the real kustomize in Argo CD's repo server.
     let repo = bare_repo(
         tmp.path(),
         "gitops",
-        &[("env/test/kustomization.yaml", "resources: []\n")],
+        &[
+            ("env/test/kustomization.yaml", "resources:\n- web.yaml\n"),
+            (
+                "env/test/web.yaml",
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata: { name: web }\nspec:\n  replicas: 0\n  selector: { matchLabels: { app: web } }\n  template:\n    metadata: { labels: { app: web } }\n    spec: { containers: [{ name: web, image: \"nginx:1.24.0\" }] }\n",
+            ),
+        ],
     );
+    let (good, _, err) = k(&kc, &["create", "namespace", "guestbook"], None).await;
+    assert!(good, "{err}");
     let url = format!("file://{}", repo.display());
     // Installed with the Helm chart (which `ship.rs` checks installs what manifests/ install):
     // the real API server compiles every matchCondition and checks every object.
@@ -149,7 +185,8 @@ async fn real_control_plane_decides_through_the_manifests() {
 
     // The plugin promotes through the real API server with the webhook deciding every write it
     // makes (the Promotion, the claim, each step's record, its sync plan, the sync itself, the
-    // results on Stage and Freight) and the Argo CD simulator syncing as Argo CD's account.
+    // results on Stage and Freight) and the real Argo CD (or, without it, the simulator) syncing
+    // as Argo CD's account.
     let app = "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata:\n  name: guestbook-full\n  namespace: argocd\n  annotations: { kargo.akuity.io/authorized-stage: \"kargo-demo:full\" }\nspec:\n  project: default\n  destination: { server: https://kubernetes.default.svc, namespace: guestbook }\n  source: { repoURL: \"@REPO@\", path: env/test, targetRevision: main }\n".replace("@REPO@", &url);
     let (good, _, err) = k(&kc, &["apply", "-f", "-"], Some(&app)).await;
     assert!(good, "{err}");
@@ -211,6 +248,43 @@ async fn real_control_plane_decides_through_the_manifests() {
         a["status"]["operationState"]["operation"]["initiatedBy"]["username"], "alice",
         "{a}"
     );
+    if real_argocd {
+        // Argo CD really deployed the pushed revision: the Deployment runs the Freight's tag.
+        let freight = summary["freight"].as_str().unwrap();
+        let (good, tag, err) = k(
+            &kc,
+            &[
+                "get",
+                "freight",
+                freight,
+                "-n",
+                "kargo-demo",
+                "-o",
+                "jsonpath={.images[0].tag}",
+            ],
+            None,
+        )
+        .await;
+        assert!(good && !tag.is_empty(), "{err}");
+        let (good, out, err) = k(
+            &kc,
+            &[
+                "get",
+                "deployment",
+                "web",
+                "-n",
+                "guestbook",
+                "-o",
+                "jsonpath={.spec.template.spec.containers[0].image}",
+            ],
+            None,
+        )
+        .await;
+        assert!(good, "{err}");
+        assert_eq!(out, format!("nginx:{tag}"));
+        assert_eq!(a["status"]["sync"]["status"], "Synced", "{a}");
+        assert_eq!(a["status"]["sync"]["revision"], pushed.as_str(), "{a}");
+    }
     let (_, out, _) = k(
         &kc,
         &["get", "stage", "full", "-n", "kargo-demo", "-o", "json"],
