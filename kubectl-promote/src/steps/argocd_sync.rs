@@ -6,7 +6,7 @@
 //! - our operation finished: no sync result, or revisions differing from the desired ones index by
 //!   index → sync again; `Failed`/`Error` → the step fails with Argo CD's message; `Succeeded` →
 //!   wait for Argo CD to reconcile after it (`reconciledAt >= finishedAt`), the synced revisions in
-//!   `status.sync` and health `Healthy` (`Degraded` fails at once, `Progressing` waits);
+//!   `status.sync` and health `Healthy` (`Degraded` fails at once; `Progressing`, `Suspended`, `Missing` and `Unknown` wait);
 //! - someone else's operation pending or running → wait for it, then sync;
 //! - otherwise → sync now. A 409 (the Application moved on, or the webhook saying an operation is
 //!   in progress) means: look again.
@@ -111,21 +111,27 @@ fn look(app: &Value, promotion: &str, desired: &[String]) -> Result<Look, StepEr
     }
 }
 
-/// Health once our sync succeeded: `Ok(true)` healthy and reconciled, `Ok(false)` not yet.
-fn healthy(app: &Value, desired: &[String]) -> Result<bool, StepError> {
-    let finished = app
+/// Whether Argo CD assessed the Application after its last operation finished
+/// (`reconciledAt >= finishedAt`, Kargo's rule: Argo CD runs operations and health assessment in
+/// separate loops); true when no operation ever finished.
+fn reconciled_after_operation(app: &Value) -> bool {
+    let Some(finished) = app
         .pointer("/status/operationState/finishedAt")
         .and_then(Value::as_str)
-        .unwrap_or_default();
-    let reconciled = app
-        .pointer("/status/reconciledAt")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    else {
+        return true;
+    };
     // RFC 3339 UTC timestamps of the same shape compare as strings; parse to be safe.
     let ts = |s: &str| s.parse::<jiff::Timestamp>().ok();
-    match (ts(reconciled), ts(finished)) {
-        (Some(r), Some(f)) if r >= f => {}
-        _ => return Ok(false),
+    let reconciled = app.pointer("/status/reconciledAt").and_then(Value::as_str);
+    matches!((reconciled.and_then(ts), ts(finished)), (Some(r), Some(f)) if r >= f)
+}
+
+/// Health once our sync succeeded: `Ok(true)` healthy and reconciled, `Ok(false)` not yet.
+fn healthy(app: &Value, desired: &[String]) -> Result<bool, StepError> {
+    let finished = app.pointer("/status/operationState/finishedAt");
+    if finished.is_none_or(Value::is_null) || !reconciled_after_operation(app) {
+        return Ok(false);
     }
     if !revisions_match(
         desired,
@@ -139,15 +145,19 @@ fn healthy(app: &Value, desired: &[String]) -> Result<bool, StepError> {
         .unwrap_or_default();
     match health {
         "Healthy" => Ok(true),
-        "" | "Progressing" | "Suspended" => Ok(false),
-        other => Err(fail(format!(
-            "Argo CD Application {:?} in namespace {:?} is {other} after the sync: {}",
+        // Missing and Unknown wait too: right after a sync the real Argo CD may still report the
+        // health it assessed from a cache that had not yet seen the resources just created
+        // (found on the real tier: `Missing`, with `reconciledAt` in the second the sync finished).
+        // Kargo's argocd-wait waits on these as well; only Degraded ends the wait.
+        "Degraded" => Err(fail(format!(
+            "Argo CD Application {:?} in namespace {:?} is Degraded after the sync: {}",
             argocd::app_name(app),
             argocd::app_namespace(app),
             app.pointer("/status/health/message")
                 .and_then(Value::as_str)
                 .unwrap_or("(no message)")
         ))),
+        _ => Ok(false),
     }
 }
 
@@ -323,9 +333,18 @@ pub(super) fn sync_and_wait(
                     note(msg.clone());
                     last_note = msg;
                 }
+                let now = match (
+                    app.pointer("/status/health/status").and_then(Value::as_str),
+                    app.pointer("/status/health/message")
+                        .and_then(Value::as_str),
+                ) {
+                    (Some(h), Some(m)) if !m.is_empty() => format!("; it is {h}: {m}"),
+                    (Some(h), _) => format!("; it is {h}"),
+                    (None, _) => String::new(),
+                };
                 poll.wait(
                     cl,
-                    &format!("waiting for Argo CD Application {ns}/{name} to be Healthy"),
+                    &format!("waiting for Argo CD Application {ns}/{name} to be Healthy{now}"),
                 )?;
             }
         }
@@ -334,7 +353,7 @@ pub(super) fn sync_and_wait(
 }
 
 /// `argocd-wait`: wait until each condition in `wait_for` holds (`health`, `sync`, `operation`,
-/// `suspended`, `degraded`); Healthy turning Degraded fails at once.
+/// `suspended`, `degraded`); see [`wait_look`].
 pub(super) fn wait_for(
     cl: &ClusterAccess<'_>,
     app: Value,
@@ -345,42 +364,10 @@ pub(super) fn wait_for(
     let name = argocd::app_name(&app).to_owned();
     let mut app = app;
     let mut poll = Poll::new();
-    let mut was_healthy = false;
+    let mut previous = String::new();
     let mut last_note = String::new();
     loop {
-        let health = app
-            .pointer("/status/health/status")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        if was_healthy && health == "Degraded" {
-            return Err(fail(format!(
-                "Argo CD Application {name:?} in namespace {ns:?} turned Degraded: {}",
-                app.pointer("/status/health/message")
-                    .and_then(Value::as_str)
-                    .unwrap_or("(no message)")
-            )));
-        }
-        was_healthy |= health == "Healthy";
-        let mut missing = Vec::new();
-        for w in wait_for {
-            let ok = match w.as_str() {
-                "health" => health == "Healthy",
-                "sync" => {
-                    app.pointer("/status/sync/status").and_then(Value::as_str) == Some("Synced")
-                }
-                "operation" => {
-                    app.get("operation").is_none_or(Value::is_null)
-                        && !argocd::operation_in_progress(&app)
-                }
-                "suspended" => health == "Suspended",
-                "degraded" => health == "Degraded",
-                _ => true,
-            };
-            if !ok {
-                missing.push(w.as_str());
-            }
-        }
+        let missing = wait_look(&app, wait_for, &mut previous)?;
         if missing.is_empty() {
             return Ok(app_status(&app));
         }
@@ -398,6 +385,66 @@ pub(super) fn wait_for(
         )?;
         app = get_app(cl, &ns, &name)?;
     }
+}
+
+/// One look of `argocd-wait`, as Kargo's argocd-wait decides it: the conditions not yet met
+/// (empty: done). Health is not trusted until Argo CD reconciled after the last operation
+/// finished (`reconciledAt >= finishedAt`); while waiting for `health`, turning Degraded from
+/// a known other state (`previous`, the last trusted health seen; not Unknown) fails at once.
+fn wait_look(
+    app: &Value,
+    wait_for: &[String],
+    previous: &mut String,
+) -> Result<Vec<String>, StepError> {
+    let health_checked = wait_for
+        .iter()
+        .any(|w| matches!(w.as_str(), "health" | "suspended" | "degraded"));
+    let trusted = !health_checked || reconciled_after_operation(app);
+    let health = app
+        .pointer("/status/health/status")
+        .and_then(Value::as_str)
+        .filter(|_| trusted)
+        .unwrap_or_default();
+    if wait_for.iter().any(|w| w == "health")
+        && health == "Degraded"
+        && !matches!(previous.as_str(), "" | "Degraded" | "Unknown")
+    {
+        return Err(fail(format!(
+            "Argo CD Application {:?} in namespace {:?} health has regressed from {previous} to Degraded: {}",
+            argocd::app_name(app),
+            argocd::app_namespace(app),
+            app.pointer("/status/health/message")
+                .and_then(Value::as_str)
+                .unwrap_or("(no message)")
+        )));
+    }
+    if !health.is_empty() {
+        health.clone_into(previous);
+    }
+    let mut missing = Vec::new();
+    for w in wait_for {
+        let ok = match w.as_str() {
+            "health" => health == "Healthy",
+            "sync" => app.pointer("/status/sync/status").and_then(Value::as_str) == Some("Synced"),
+            "operation" => {
+                app.get("operation").is_none_or(Value::is_null)
+                    && !argocd::operation_in_progress(app)
+            }
+            "suspended" => health == "Suspended",
+            "degraded" => health == "Degraded",
+            _ => true,
+        };
+        if !ok {
+            missing.push(
+                if trusted || !matches!(w.as_str(), "health" | "suspended" | "degraded") {
+                    w.clone()
+                } else {
+                    format!("{w} (not assessed since the last operation finished)")
+                },
+            );
+        }
+    }
+    Ok(missing)
 }
 
 #[cfg(test)]
@@ -470,10 +517,70 @@ mod tests {
             "status.sync shows another revision"
         );
         a["status"]["sync"]["revision"] = json!("abc");
-        a["status"]["health"] = json!({"status": "Progressing"});
-        assert!(!healthy(&a, &d).unwrap_or(true));
+        for waits in ["Progressing", "Suspended", "Missing", "Unknown", ""] {
+            a["status"]["health"] = json!({"status": waits});
+            assert!(!healthy(&a, &d).unwrap_or(true), "{waits} waits");
+        }
         a["status"]["health"] = json!({"status": "Degraded", "message": "crash loop"});
         assert!(healthy(&a, &d).is_err_and(|e| e.to_string().contains("crash loop")));
+    }
+
+    /// argocd-wait as Kargo's: health read only once reconciled after the last operation;
+    /// Degraded fails only while waiting for health and only after a known other state.
+    #[test]
+    fn argocd_wait_trusts_health_only_after_the_operation_and_fails_on_regression() {
+        let w = |c: &[&str]| c.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let mut a = app(json!({"phase": "Succeeded", "finishedAt": "2026-01-01T00:00:10Z"}));
+        a["status"]["reconciledAt"] = json!("2026-01-01T00:00:09Z");
+        a["status"]["health"] = json!({"status": "Healthy"});
+        a["status"]["sync"] = json!({"status": "Synced"});
+        let mut prev = String::new();
+        let missing = wait_look(&a, &w(&["health", "sync"]), &mut prev).unwrap();
+        assert_eq!(
+            missing,
+            vec!["health (not assessed since the last operation finished)".to_owned()]
+        );
+        assert_eq!(prev, "", "stale health is not remembered");
+        a["status"]["reconciledAt"] = json!("2026-01-01T00:00:10Z");
+        assert!(
+            wait_look(&a, &w(&["health", "sync"]), &mut prev)
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(prev, "Healthy");
+        a["status"]["health"] = json!({"status": "Degraded", "message": "crash loop"});
+        let e = wait_look(&a, &w(&["health"]), &mut prev)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("health has regressed from Healthy to Degraded: crash loop"),
+            "{e}"
+        );
+        // Progressing → Degraded fails too; Unknown → Degraded and a first look do not.
+        let mut prev = "Progressing".to_owned();
+        assert!(wait_look(&a, &w(&["health"]), &mut prev).is_err());
+        let mut prev = "Unknown".to_owned();
+        assert_eq!(
+            wait_look(&a, &w(&["health"]), &mut prev).unwrap(),
+            vec!["health".to_owned()]
+        );
+        let mut prev = String::new();
+        assert!(wait_look(&a, &w(&["health"]), &mut prev).is_ok());
+        // Waiting for degraded: Degraded is the goal, never a failure.
+        let mut prev = "Healthy".to_owned();
+        assert!(
+            wait_look(&a, &w(&["degraded"]), &mut prev)
+                .unwrap()
+                .is_empty()
+        );
+        // No operation ever finished: health is trusted as it is.
+        let mut fresh = app(Value::Null);
+        fresh["status"]["health"] = json!({"status": "Healthy"});
+        assert!(
+            wait_look(&fresh, &w(&["health"]), &mut String::new())
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
