@@ -698,6 +698,17 @@ pub fn urls(data: &[u8]) {
         if matches!(name, "chart" | "image") && once.ends_with('/') {
             continue;
         }
+        // Kargo's image (and so chart) normalization maps `docker.io/NAME` (one segment) to
+        // `NAME`, but `docker.io/docker.io/NAME` to `docker.io/NAME`: not idempotent there
+        // (checked with tests/kargo; found by this target).
+        if matches!(name, "chart" | "image")
+            && once
+                .to_ascii_lowercase()
+                .strip_prefix("docker.io/")
+                .is_some_and(|rest| !rest.contains('/'))
+        {
+            continue;
+        }
         // An escaped capital letter (`%55`) survives the lowercasing and is decoded by
         // url.Parse, so the first pass gives `U` and the second, lowercasing it, `u`: Kargo's
         // own code does (found by this target, checked with tests/kargo). Git and chart

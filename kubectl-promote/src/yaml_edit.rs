@@ -206,7 +206,17 @@ impl Builder<'_> {
     fn skip_properties(&self, mut start: usize, end: usize) -> usize {
         let b = self.text.as_bytes();
         while start < end && matches!(b.get(start), Some(b'&' | b'!')) {
-            while start < end && !b[start].is_ascii_whitespace() {
+            if b.get(start + 1) == Some(&b'<') {
+                // A verbatim tag (`!<tag:a,b>`) ends at its `>`.
+                while start < end && b[start] != b'>' {
+                    start += 1;
+                }
+            }
+            start += 1;
+            while start < end
+                && !b[start].is_ascii_whitespace()
+                && !matches!(b[start], b',' | b'[' | b']' | b'{' | b'}')
+            {
                 start += 1;
             }
             while start < end && b[start].is_ascii_whitespace() {
@@ -256,8 +266,17 @@ impl Builder<'_> {
                     }
                     at += 1;
                 }
+                // An anchor or tag ends at a blank or a flow indicator (YAML 1.2's ns-anchor-char
+                // and ns-tag-char leave out `,[]{}`; found by fuzzing: `&a{b: 1}` was taken for
+                // a block mapping).
                 Some(b'&' | b'!') => {
-                    while !matches!(b.get(at), None | Some(b' ' | b'\t' | b'\n' | b'\r')) {
+                    at += 1;
+                    while !matches!(
+                        b.get(at),
+                        None | Some(
+                            b' ' | b'\t' | b'\n' | b'\r' | b',' | b'[' | b']' | b'{' | b'}'
+                        )
+                    ) {
                         at += 1;
                     }
                 }
@@ -1079,7 +1098,6 @@ impl YamlDoc {
     ) -> Result<(), String> {
         let nl = self.newline();
         if flow {
-            let close = node.end.saturating_sub(1);
             let mut v = value.clone();
             for part in rest.iter().rev() {
                 v = match part {
@@ -1087,7 +1105,7 @@ impl YamlDoc {
                     PathPart::Index(_) => Value::Array(vec![v]),
                 };
             }
-            let sep = if entries.is_empty() { "" } else { ", " };
+            let (close, sep) = self.flow_append_at(node, entries.is_empty());
             let text = format!(
                 "{sep}{}: {}",
                 render(&Value::String(key.to_owned()), None, true),
@@ -1117,6 +1135,23 @@ impl YamlDoc {
         Ok(())
     }
 
+    /// Where an entry appended to the flow collection `node` goes, and what separates it from
+    /// the last one: before the closing bracket, after `, ` unless the collection is empty or
+    /// already ends in a comma (`{a: 1, }`; found by fuzzing: a second comma made it invalid).
+    fn flow_append_at(&self, node: &Node, empty: bool) -> (usize, &'static str) {
+        let close = node.end.saturating_sub(1);
+        let b = self.text.as_bytes();
+        let mut at = close.min(b.len());
+        while at > node.start && matches!(b[at - 1], b' ' | b'\t' | b'\n' | b'\r') {
+            at -= 1;
+        }
+        match () {
+            _ if empty => (close, ""),
+            _ if at > node.start && b[at - 1] == b',' => (at, " "),
+            _ => (close, ", "),
+        }
+    }
+
     fn append_to_seq(
         &mut self,
         node: &Node,
@@ -1134,8 +1169,7 @@ impl YamlDoc {
             };
         }
         if flow {
-            let close = node.end.saturating_sub(1);
-            let sep = if items.is_empty() { "" } else { ", " };
+            let (close, sep) = self.flow_append_at(node, items.is_empty());
             self.insert(close, &format!("{sep}{}", render(&v, None, true)));
             return Ok(());
         }
@@ -1427,6 +1461,15 @@ mod tests {
             set("x: !<tag:a> {a: 1}\n", "x.b", json!(2)),
             "x: !<tag:a> {a: 1, b: 2}\n"
         );
+        // An anchor or tag ends at a flow indicator: `&a{` anchors a flow mapping (YAML 1.2;
+        // libyaml, and so serde_yaml, refuses it, so only our own parser reads the result).
+        let mut d = YamlDoc::parse("&\"a&{a+, }").unwrap();
+        d.set(&split_key(" "), &json!("i")).unwrap();
+        assert_eq!(d.text(), "&\"a&{a+, \" \": i }");
+        YamlDoc::parse(d.text()).unwrap();
+        // A trailing comma gets no second one.
+        assert_eq!(set("x: [1,]\n", "x.1", json!(2)), "x: [1, 2]\n");
+        assert_eq!(set("{a: 1 , }\n", "b", json!(2)), "{a: 1 , b: 2 }\n");
     }
 
     #[test]
