@@ -973,7 +973,9 @@ impl YamlDoc {
         }
         let line_start = self.text[..q].rfind(['\n', '\r']).map_or(0, |n| n + 1);
         let col = q - line_start;
-        if crossed {
+        // An empty key (`?` alone) has its empty span wherever the parser stopped, maybe lines
+        // below (found by fuzzing: a key added after ` ?` went to column 0).
+        if crossed && key.end > key.start {
             let key_line = self.text[..key.start.min(b.len())]
                 .rfind(['\n', '\r'])
                 .map_or(0, |n| n + 1);
@@ -1414,6 +1416,8 @@ mod tests {
             " ?  &a\n\n  k\n name: v\n"
         );
         assert_eq!(set("? &a\n  k\n", "k", json!("v")), "? &a\n  k\n: v\n");
+        // A lone `?` (an empty key) counts at its `?` too.
+        assert_eq!(set(" ?\n\n", "name", json!("v")), " ?\n\n name: v\n");
     }
 
     #[test]

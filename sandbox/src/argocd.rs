@@ -465,7 +465,15 @@ async fn sync(api: &Api, k: &(String, String)) -> Result<(), String> {
     if history.len() > 10 {
         history.drain(..history.len() - 10);
     }
-    let mut health_status = json!({"status": health});
+    // Argo CD v3 stamps when the health last changed (seen on the real Argo CD, real tier).
+    let since = match live.pointer("/status/health") {
+        Some(h) if h.get("status").and_then(Value::as_str) == Some(health.as_str()) => h
+            .get("lastTransitionTime")
+            .cloned()
+            .unwrap_or_else(|| json!(now())),
+        _ => json!(now()),
+    };
+    let mut health_status = json!({"status": health, "lastTransitionTime": since});
     if health != "Healthy" {
         health_status["message"] = json!(format!(
             "injected by promote-sandbox (sandbox.promote.dev/health: {health})"
@@ -474,7 +482,8 @@ async fn sync(api: &Api, k: &(String, String)) -> Result<(), String> {
     api.patch(k, json!({
         "metadata": {"annotations": {"argocd.argoproj.io/refresh": null}},
         "status": {"sync": sync_status, "health": health_status, "history": history, "reconciledAt": now(),
-                   "sourceType": "Kustomize", "summary": {}}
+                   "sourceType": "Kustomize", "summary": {}, "controllerNamespace": "argocd",
+                   "resourceHealthSource": "appTree"}
     }))
     .await?;
     Ok(())
@@ -487,8 +496,8 @@ async fn refresh(api: &Api, k: &(String, String)) -> Result<(), String> {
     tokio::time::sleep(duration(&app, "sandbox.promote.dev/reconcile-delay")).await;
     let mut status = json!({"reconciledAt": now()});
     if app.pointer("/status/health").is_none() {
-        status["health"] =
-            json!({"status": annotation(&app, "sandbox.promote.dev/health").unwrap_or("Healthy")});
+        status["health"] = json!({"status": annotation(&app, "sandbox.promote.dev/health").unwrap_or("Healthy"),
+            "lastTransitionTime": now()});
     }
     if app.pointer("/status/sync").is_none() {
         status["sync"] = json!({"status": "OutOfSync"});
