@@ -111,6 +111,13 @@ fn look(app: &Value, promotion: &str, desired: &[String]) -> Result<Look, StepEr
     }
 }
 
+/// Argo CD's health message of `app`, or `(no message)`.
+fn health_message(app: &Value) -> &str {
+    app.pointer("/status/health/message")
+        .and_then(Value::as_str)
+        .unwrap_or("(no message)")
+}
+
 /// Whether Argo CD assessed the Application after its last operation finished
 /// (`reconciledAt >= finishedAt`, Kargo's rule: Argo CD runs operations and health assessment in
 /// separate loops); true when no operation ever finished.
@@ -153,9 +160,7 @@ fn healthy(app: &Value, desired: &[String]) -> Result<bool, StepError> {
             "Argo CD Application {:?} in namespace {:?} is Degraded after the sync: {}",
             argocd::app_name(app),
             argocd::app_namespace(app),
-            app.pointer("/status/health/message")
-                .and_then(Value::as_str)
-                .unwrap_or("(no message)")
+            health_message(app)
         ))),
         _ => Ok(false),
     }
@@ -413,9 +418,7 @@ fn wait_look(
             "Argo CD Application {:?} in namespace {:?} health has regressed from {previous} to Degraded: {}",
             argocd::app_name(app),
             argocd::app_namespace(app),
-            app.pointer("/status/health/message")
-                .and_then(Value::as_str)
-                .unwrap_or("(no message)")
+            health_message(app)
         )));
     }
     if !health.is_empty() {
